@@ -1,0 +1,111 @@
+#include "kernels/cpu/activation.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace visplay::kernels::cpu {
+
+namespace {
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kGeluCoef = 0.044715;
+template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+}  // namespace
+
+template <class T>
+void gelu_forward(const T* x, T* y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T v = x[i];
+    T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
+    y[i] = T(0.5) * v * (T(1) + std::tanh(u));
+  }
+}
+
+template <class T>
+void gelu_backward(const T* dy, const T* x, T* dx, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T v = x[i];
+    T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
+    T t = std::tanh(u);
+    T du = static_cast<T>(kSqrt2OverPi) * (T(1) + T(3) * static_cast<T>(kGeluCoef) * v * v);
+    dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
+  }
+}
+
+template <class T>
+void silu_forward(const T* x, T* y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+}
+
+template <class T>
+void silu_backward(const T* dy, const T* x, T* dx, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T s = sigmoid(x[i]);
+    dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
+  }
+}
+
+template <class T>
+void swiglu_forward(const T* gate, const T* up, T* y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = gate[i] * sigmoid(gate[i]) * up[i];
+}
+
+template <class T>
+void swiglu_backward(const T* dy, const T* gate, const T* up, T* dgate, T* dup, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T g = gate[i], s = sigmoid(g);
+    if (dup) dup[i] = dy[i] * g * s;
+    if (dgate) dgate[i] = dy[i] * up[i] * s * (T(1) + g * (T(1) - s));
+  }
+}
+
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    T m = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, xr[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      yr[j] = std::exp(xr[j] - m);
+      sum += yr[j];
+    }
+    T inv = static_cast<T>(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+  }
+}
+
+template <class T>
+void softmax_backward(const T* dy, const T* y, T* dx, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* dyr = dy + r * n;
+    const T* yr = y + r * n;
+    double dot = 0;
+    for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(dyr[j]) * yr[j];
+    T* dxr = dx + r * n;
+    for (int64_t j = 0; j < n; ++j) dxr[j] = static_cast<T>(yr[j] * (dyr[j] - dot));
+  }
+}
+
+#define INSTANTIATE(T)                                                             \
+  template void gelu_forward<T>(const T*, T*, int64_t);                            \
+  template void gelu_backward<T>(const T*, const T*, T*, int64_t);                 \
+  template void silu_forward<T>(const T*, T*, int64_t);                            \
+  template void silu_backward<T>(const T*, const T*, T*, int64_t);                 \
+  template void swiglu_forward<T>(const T*, const T*, T*, int64_t);                \
+  template void swiglu_backward<T>(const T*, const T*, const T*, T*, T*, int64_t); \
+  template void softmax_forward<T>(const T*, T*, int64_t, int64_t);                \
+  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace visplay::kernels::cpu

@@ -1,0 +1,229 @@
+#include "kernels/cpu/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace visplay::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kBlockQ = 16;
+constexpr int64_t kBlockK = 64;
+
+// Row pointers into the [B, S, heads, D] layouts.
+struct Rows {
+  const AttentionShape& s;
+  int64_t q_off(int64_t b, int64_t i, int64_t h) const { return ((b * s.Sq + i) * s.H + h) * s.D; }
+  int64_t kv_off(int64_t b, int64_t j, int64_t hk) const {
+    return ((b * s.Sk + j) * s.Hkv + hk) * s.D;
+  }
+  int64_t lse_off(int64_t b, int64_t h, int64_t i) const { return (b * s.H + h) * s.Sq + i; }
+};
+
+inline bool key_visible(const AttentionShape& s, const int32_t* key_mask, int64_t b, int64_t i,
+                        int64_t j) {
+  if (s.causal && j > i + (s.Sk - s.Sq)) return false;
+  if (key_mask && key_mask[b * s.Sk + j] == 0) return false;
+  return true;
+}
+
+template <class T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  T acc = 0;
+  for (int64_t d = 0; d < n; ++d) acc += a[d] * b[d];
+  return acc;
+}
+
+// The last key index (exclusive) any query in [i0, i1) can see.
+inline int64_t key_end(const AttentionShape& s, int64_t i1) {
+  return s.causal ? std::min(s.Sk, i1 + (s.Sk - s.Sq)) : s.Sk;
+}
+
+}  // namespace
+
+template <class T>
+void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v,
+                       const int32_t* key_mask, T* out, T* lse) {
+  Rows rows{s};
+  int64_t group = s.H / s.Hkv;
+  int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
+  const T scale = static_cast<T>(s.scale);
+#pragma omp parallel for collapse(3) schedule(dynamic)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t qb = 0; qb < q_blocks; ++qb) {
+        int64_t hk = h / group;
+        int64_t i0 = qb * kBlockQ, i1 = std::min(s.Sq, i0 + kBlockQ);
+        T scores[kBlockQ][kBlockK];  // (BLOCK_Q, BLOCK_K)
+        std::vector<T> acc((i1 - i0) * s.D, T(0));  // (BLOCK_Q, D)
+        T row_max[kBlockQ], row_sum[kBlockQ];
+        for (int64_t i = 0; i < i1 - i0; ++i) row_max[i] = -INFINITY, row_sum[i] = 0;
+        int64_t kend = key_end(s, i1);
+        for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
+          int64_t j1 = std::min(kend, j0 + kBlockK);
+          for (int64_t i = i0; i < i1; ++i) {
+            const T* qi = q + rows.q_off(b, i, h);
+            T* sc = scores[i - i0];
+            T tile_max = -INFINITY;
+            for (int64_t j = j0; j < j1; ++j) {
+              sc[j - j0] = key_visible(s, key_mask, b, i, j)
+                               ? dot(qi, k + rows.kv_off(b, j, hk), s.D) * scale
+                               : static_cast<T>(-INFINITY);
+              tile_max = std::max(tile_max, sc[j - j0]);
+            }
+            if (tile_max == -INFINITY) continue;  // nothing visible in this tile
+            // Online softmax: rescale what was accumulated under the old max.
+            T new_max = std::max(row_max[i - i0], tile_max);
+            T correction = std::exp(row_max[i - i0] - new_max);
+            T* ai = acc.data() + (i - i0) * s.D;
+            row_sum[i - i0] *= correction;
+            for (int64_t d = 0; d < s.D; ++d) ai[d] *= correction;
+            for (int64_t j = j0; j < j1; ++j) {
+              if (sc[j - j0] == -INFINITY) continue;
+              T p = std::exp(sc[j - j0] - new_max);
+              row_sum[i - i0] += p;
+              const T* vj = v + rows.kv_off(b, j, hk);
+              for (int64_t d = 0; d < s.D; ++d) ai[d] += p * vj[d];
+            }
+            row_max[i - i0] = new_max;
+          }
+        }
+        for (int64_t i = i0; i < i1; ++i) {
+          T* oi = out + rows.q_off(b, i, h);
+          const T* ai = acc.data() + (i - i0) * s.D;
+          T l = row_sum[i - i0];
+          if (l == T(0)) {
+            std::fill(oi, oi + s.D, T(0));
+            lse[rows.lse_off(b, h, i)] = static_cast<T>(-INFINITY);
+          } else {
+            for (int64_t d = 0; d < s.D; ++d) oi[d] = ai[d] / l;
+            lse[rows.lse_off(b, h, i)] = row_max[i - i0] + std::log(l);
+          }
+        }
+      }
+}
+
+template <class T>
+void attention_backward(const AttentionShape& s, const T* q, const T* k, const T* v,
+                        const int32_t* key_mask, const T* out, const T* lse, const T* dout, T* dq,
+                        T* dk, T* dv) {
+  Rows rows{s};
+  int64_t group = s.H / s.Hkv;
+  const T scale = static_cast<T>(s.scale);
+  // delta[b,h,i] = dout_i . out_i, the softmax backward's row term.
+  std::vector<T> delta(s.B * s.H * s.Sq);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t i = 0; i < s.Sq; ++i)
+      for (int64_t h = 0; h < s.H; ++h)
+        delta[rows.lse_off(b, h, i)] = dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
+
+  // p_ij and ds_ij for one (query, key) pair.
+  auto prob = [&](int64_t b, int64_t h, int64_t i, int64_t j, const T* qi) -> T {
+    T l = lse[rows.lse_off(b, h, i)];
+    if (l == -INFINITY || !key_visible(s, key_mask, b, i, j)) return T(0);
+    return std::exp(dot(qi, k + rows.kv_off(b, j, h / group), s.D) * scale - l);
+  };
+
+  // Pass 1: dq, one query row at a time.
+#pragma omp parallel for collapse(3) schedule(dynamic)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t i = 0; i < s.Sq; ++i) {
+        int64_t hk = h / group;
+        const T* qi = q + rows.q_off(b, i, h);
+        const T* doi = dout + rows.q_off(b, i, h);
+        T* dqi = dq + rows.q_off(b, i, h);
+        std::fill(dqi, dqi + s.D, T(0));
+        T di = delta[rows.lse_off(b, h, i)];
+        int64_t kend = key_end(s, i + 1);
+        for (int64_t j = 0; j < kend; ++j) {
+          T p = prob(b, h, i, j, qi);
+          if (p == T(0)) continue;
+          T dp = dot(doi, v + rows.kv_off(b, j, hk), s.D);
+          T ds = p * (dp - di) * scale;
+          const T* kj = k + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < s.D; ++d) dqi[d] += ds * kj[d];
+        }
+      }
+
+  // Pass 2: dk and dv, one key row at a time, summing over the query heads of
+  // its group.
+#pragma omp parallel for collapse(3) schedule(dynamic)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t hk = 0; hk < s.Hkv; ++hk)
+      for (int64_t j = 0; j < s.Sk; ++j) {
+        T* dkj = dk + rows.kv_off(b, j, hk);
+        T* dvj = dv + rows.kv_off(b, j, hk);
+        std::fill(dkj, dkj + s.D, T(0));
+        std::fill(dvj, dvj + s.D, T(0));
+        const T* vj = v + rows.kv_off(b, j, hk);
+        int64_t i_start = s.causal ? std::max<int64_t>(0, j - (s.Sk - s.Sq)) : 0;
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+          for (int64_t i = i_start; i < s.Sq; ++i) {
+            const T* qi = q + rows.q_off(b, i, h);
+            T p = prob(b, h, i, j, qi);
+            if (p == T(0)) continue;
+            const T* doi = dout + rows.q_off(b, i, h);
+            T dp = dot(doi, vj, s.D);
+            T ds = p * (dp - delta[rows.lse_off(b, h, i)]) * scale;
+            for (int64_t d = 0; d < s.D; ++d) {
+              dvj[d] += p * doi[d];
+              dkj[d] += ds * qi[d];
+            }
+          }
+      }
+}
+
+template <class T>
+void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* key_mask, T* out) {
+  Rows rows{s};
+  int64_t group = s.H / s.Hkv;
+  std::vector<double> scores(s.Sq * s.Sk);  // the full S x S matrix, on purpose
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h) {
+      int64_t hk = h / group;
+      for (int64_t i = 0; i < s.Sq; ++i)
+        for (int64_t j = 0; j < s.Sk; ++j) {
+          double acc = 0;
+          const T* qi = q + rows.q_off(b, i, h);
+          const T* kj = k + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < s.D; ++d) acc += static_cast<double>(qi[d]) * kj[d];
+          scores[i * s.Sk + j] = key_visible(s, key_mask, b, i, j) ? acc * s.scale : -INFINITY;
+        }
+      for (int64_t i = 0; i < s.Sq; ++i) {
+        double* row = &scores[i * s.Sk];
+        double m = -INFINITY;
+        for (int64_t j = 0; j < s.Sk; ++j) m = std::max(m, row[j]);
+        T* oi = out + rows.q_off(b, i, h);
+        if (m == -INFINITY) {
+          std::fill(oi, oi + s.D, T(0));
+          continue;
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < s.Sk; ++j) sum += (row[j] = std::exp(row[j] - m));
+        for (int64_t d = 0; d < s.D; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < s.Sk; ++j) acc += row[j] * v[rows.kv_off(b, j, hk) + d];
+          oi[d] = static_cast<T>(acc / sum);
+        }
+      }
+    }
+}
+
+#define INSTANTIATE(T)                                                                        \
+  template void attention_forward<T>(const AttentionShape&, const T*, const T*, const T*,     \
+                                     const int32_t*, T*, T*);                                 \
+  template void attention_backward<T>(const AttentionShape&, const T*, const T*, const T*,    \
+                                      const int32_t*, const T*, const T*, const T*, T*, T*,   \
+                                      T*);                                                    \
+  template void attention_forward_naive<T>(const AttentionShape&, const T*, const T*,         \
+                                           const T*, const int32_t*, T*);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace visplay::kernels::cpu

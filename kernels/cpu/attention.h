@@ -1,0 +1,41 @@
+// Scaled dot-product attention on the CPU, tiled with an online softmax: the
+// scores exist one (BLOCK_Q, BLOCK_K) tile at a time, never as S x S.
+//
+// Layouts (contiguous): q [B, Sq, H, D], k and v [B, Sk, Hkv, D] with H a
+// multiple of Hkv (grouped-query attention: query head h reads kv head
+// h / (H / Hkv)), out [B, Sq, H, D], lse [B, H, Sq].
+// causal: query i sits at absolute position i + (Sk - Sq) and sees keys j <= it
+// (so a query block appended to a KV cache works unchanged).
+// key_mask [B, Sk] (nullable): 0 marks a padding key that no query may see.
+// A query that sees no key gets out = 0 and lse = -inf.
+#pragma once
+#include <cstdint>
+
+namespace visplay::kernels::cpu {
+
+struct AttentionShape {
+  int64_t B, Sq, Sk, H, Hkv, D;
+  bool causal;
+  double scale;  // usually 1/sqrt(D)
+};
+
+template <class T>
+void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v,
+                       const int32_t* key_mask, T* out, T* lse);
+
+// Recomputes the probabilities from lse tile by tile (flash-attention style).
+// Two passes, one owning dq rows and one owning dk/dv rows, so there are no
+// races and the result does not depend on the thread count. dq, dk, dv are
+// overwritten.
+template <class T>
+void attention_backward(const AttentionShape& s, const T* q, const T* k, const T* v,
+                        const int32_t* key_mask, const T* out, const T* lse, const T* dout, T* dq,
+                        T* dk, T* dv);
+
+// The naive version that materialises S x S scores per head (for tests and
+// the memory benchmark only).
+template <class T>
+void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* key_mask, T* out);
+
+}  // namespace visplay::kernels::cpu

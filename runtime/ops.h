@@ -1,0 +1,75 @@
+// The differentiable ops. Each op checks its inputs (shape, dtype, device; the
+// error names the op and the shapes), computes the forward with a kernel from
+// kernels/, and records its backward rule, which is written next to the
+// forward in the op's .cpp file.
+//
+// Floating ops accept f32, f64 and bf16; bf16 is computed in f32 and rounded
+// on store. Index inputs (ids, targets, positions) are i32 or i64.
+#pragma once
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace visplay {
+
+// ---- elementwise, with numpy-style broadcasting (e.g. [B, S, N] + [N]) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, double s);
+Tensor add_scalar(const Tensor& a, double s);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor neg(const Tensor& a);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator*(const Tensor& a, double s) { return scale(a, s); }
+
+// Sums g down to `shape` over the dims that broadcasting expanded.
+Tensor sum_to_shape(const Tensor& g, const Shape& shape);
+
+// ---- reductions ----
+Tensor sum(const Tensor& a);  // all elements -> shape []
+Tensor sum(const Tensor& a, int64_t dim, bool keepdim = false);
+Tensor mean(const Tensor& a);
+Tensor mean(const Tensor& a, int64_t dim, bool keepdim = false);
+
+// ---- linear algebra ----
+// a [..., M, K] @ b [..., K, N] (batch dims equal) or b [K, N] (shared).
+// Transposed views are passed to BLAS without a copy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [..., in] @ w[out, in]^T + bias[out] (bias may be undefined).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+
+// ---- neural-network ops ----
+Tensor embedding(const Tensor& weight, const Tensor& ids);  // [V, D], [...] -> [..., D]
+Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps);
+Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps);
+// x [B, S, H, D], positions [B, S] or [S] (shared by the batch).
+Tensor rope(const Tensor& x, const Tensor& positions, double base);
+Tensor softmax(const Tensor& x);      // over the last dim
+Tensor log_softmax(const Tensor& x);  // over the last dim
+Tensor gelu(const Tensor& x);         // tanh approximation
+Tensor silu(const Tensor& x);
+Tensor swiglu(const Tensor& gate, const Tensor& up);  // silu(gate) * up
+
+struct AttentionOptions {
+  bool causal = true;
+  double scale = 0;      // 0 means 1/sqrt(D)
+  Tensor key_mask;       // [B, Sk] i32, 0 = padding key; may be undefined
+};
+// q [B, Sq, H, D], k, v [B, Sk, Hkv, D] -> [B, Sq, H, D]. See kernels/cpu/attention.h.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const AttentionOptions& opt = {});
+
+// Mean cross-entropy of logits [N, V] against targets [N]; rows whose target
+// is ignore_index do not count.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+// ---- shape ops ----
+Tensor concat(const std::vector<Tensor>& parts, int64_t dim);
+// out[..., i] = x[..., index[..., i]] along `dim` (torch.gather semantics).
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+
+}  // namespace visplay

@@ -1,0 +1,470 @@
+// Neural-network ops: each forward calls a kernel from kernels/cpu, and its
+// backward rule sits right below it.
+#include <cmath>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/rope.h"
+#include "runtime/ops_common.h"
+
+namespace visplay {
+using namespace detail;
+namespace kc = kernels::cpu;
+
+// ---------------------------------------------------------------------------
+Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  const char* op = "embedding";
+  check_floating(op, weight);
+  if (weight.dtype() == DType::bf16) return embedding(f32(weight), ids).to(DType::bf16);
+  check_same_device(op, weight, ids);
+  require_cpu(op, weight);
+  if (weight.dim() != 2) op_error(op, "weight must be [V, D], got " + shape_str(weight.shape()));
+  Tensor idx = as_index(op, ids);
+  int64_t V = weight.size(0), D = weight.size(1), n = idx.numel();
+  const int64_t* pid = idx.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i)
+    if (pid[i] < 0 || pid[i] >= V)
+      op_error(op, "id " + std::to_string(pid[i]) + " at position " + std::to_string(i) +
+                       " out of range for a vocabulary of " + std::to_string(V));
+  Tensor w = weight.contiguous();
+  Shape out_shape = ids.shape();
+  out_shape.push_back(D);
+  Tensor out = Tensor::empty(out_shape, w.dtype(), w.device());
+  dispatch_float(op, w.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::embedding_forward<T>(w.data<T>(), pid, out.data<T>(), n, D);
+  });
+  return record_op(out, op, {w}, [idx, V, D, n](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor gw = Tensor::empty({V, D}, gc.dtype(), gc.device());
+    dispatch_float("embedding_backward", gc.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::embedding_backward<T>(gc.data<T>(), idx.data<int64_t>(), gw.data<T>(), n, V, D);
+    });
+    return std::vector<Tensor>{gw};
+  });
+}
+
+// ---------------------------------------------------------------------------
+Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps) {
+  const char* op = "rmsnorm";
+  check_floating(op, x);
+  if (any_bf16({&x, &w})) return rmsnorm(f32(x), f32(w), eps).to(DType::bf16);
+  check_same_dtype(op, x, w);
+  check_same_device(op, x, w);
+  require_cpu(op, x);
+  int64_t n = x.size(-1);
+  if (w.dim() != 1 || w.size(0) != n)
+    op_error(op, "weight " + shape_str(w.shape()) + " does not match input " + shape_str(x.shape()));
+  Tensor xc = x.contiguous(), wc = w.contiguous();
+  int64_t rows = xc.numel() / n;
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
+  dispatch_float(op, xc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::rmsnorm_forward<T>(xc.data<T>(), wc.data<T>(), out.data<T>(), rstd.data<T>(), rows, n, eps);
+  });
+  Tensor xs = xc.detach(), ws = wc.detach();
+  bool need_w = wc.requires_grad();
+  return record_op(out, op, {xc, wc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
+    Tensor dw = need_w ? Tensor::empty({n}, xs.dtype(), xs.device()) : Tensor();
+    dispatch_float("rmsnorm_backward", xs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::rmsnorm_backward<T>(gc.data<T>(), xs.data<T>(), ws.data<T>(), rstd.data<T>(),
+                              dx.data<T>(), need_w ? dw.data<T>() : nullptr, rows, n);
+    });
+    return std::vector<Tensor>{dx, dw};
+  });
+}
+
+Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  const char* op = "layernorm";
+  check_floating(op, x);
+  if (any_bf16({&x, &w, &b})) return layernorm(f32(x), f32(w), f32(b), eps).to(DType::bf16);
+  check_same_dtype(op, x, w);
+  check_same_dtype(op, x, b);
+  check_same_device(op, x, w);
+  require_cpu(op, x);
+  int64_t n = x.size(-1);
+  if (w.dim() != 1 || w.size(0) != n || b.dim() != 1 || b.size(0) != n)
+    op_error(op, "weight " + shape_str(w.shape()) + " / bias " + shape_str(b.shape()) +
+                     " do not match input " + shape_str(x.shape()));
+  Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  int64_t rows = xc.numel() / n;
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  Tensor mean = Tensor::empty({rows}, xc.dtype(), xc.device());
+  Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
+  dispatch_float(op, xc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::layernorm_forward<T>(xc.data<T>(), wc.data<T>(), bc.data<T>(), out.data<T>(),
+                             mean.data<T>(), rstd.data<T>(), rows, n, eps);
+  });
+  Tensor xs = xc.detach(), ws = wc.detach();
+  bool need_w = wc.requires_grad(), need_b = bc.requires_grad();
+  return record_op(out, op, {xc, wc, bc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
+    Tensor dw = need_w ? Tensor::empty({n}, xs.dtype(), xs.device()) : Tensor();
+    Tensor db = need_b ? Tensor::empty({n}, xs.dtype(), xs.device()) : Tensor();
+    dispatch_float("layernorm_backward", xs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::layernorm_backward<T>(gc.data<T>(), xs.data<T>(), ws.data<T>(), mean.data<T>(),
+                                rstd.data<T>(), dx.data<T>(), need_w ? dw.data<T>() : nullptr,
+                                need_b ? db.data<T>() : nullptr, rows, n);
+    });
+    return std::vector<Tensor>{dx, dw, db};
+  });
+}
+
+// ---------------------------------------------------------------------------
+Tensor rope(const Tensor& x, const Tensor& positions, double base) {
+  const char* op = "rope";
+  check_floating(op, x);
+  if (x.dtype() == DType::bf16) return rope(f32(x), positions, base).to(DType::bf16);
+  require_cpu(op, x);
+  if (x.dim() != 4 || x.size(3) % 2 != 0)
+    op_error(op, "input must be [B, S, H, D] with even D, got " + shape_str(x.shape()));
+  int64_t B = x.size(0), S = x.size(1), H = x.size(2), D = x.size(3);
+  Tensor pos = as_index(op, positions);
+  if (pos.shape() == Shape{S}) {
+    Tensor full = Tensor::empty({B, S}, DType::i64);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(pos.data<int64_t>(), pos.data<int64_t>() + S, full.data<int64_t>() + b * S);
+    pos = full;
+  } else if (pos.shape() != Shape{B, S}) {
+    op_error(op, "positions " + shape_str(positions.shape()) + " must be [S] or [B, S] for input " +
+                     shape_str(x.shape()));
+  }
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  dispatch_float(op, xc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::rope_apply<T>(xc.data<T>(), out.data<T>(), pos.data<int64_t>(), B, S, H, D, base, false);
+  });
+  return record_op(out, op, {xc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+    dispatch_float("rope_backward", gc.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::rope_apply<T>(gc.data<T>(), dx.data<T>(), pos.data<int64_t>(), B, S, H, D, base, true);
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Pointwise activations: forward kernel + backward kernel pairs.
+
+namespace {
+template <class Fwd, class Bwd>
+Tensor activation(const char* op, const Tensor& x, Fwd fwd, Bwd bwd) {
+  check_floating(op, x);
+  if (x.dtype() == DType::bf16) return activation(op, f32(x), fwd, bwd).to(DType::bf16);
+  require_cpu(op, x);
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  dispatch_float(op, xc.dtype(), [&](auto t) { fwd(t, xc, out); });
+  Tensor xs = xc.detach(), ys = out.detach();
+  return record_op(out, op, {xc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
+    dispatch_float(op, xs.dtype(), [&](auto t) { bwd(t, gc, xs, ys, dx); });
+    return std::vector<Tensor>{dx};
+  });
+}
+}  // namespace
+
+Tensor gelu(const Tensor& x) {
+  return activation(
+      "gelu", x,
+      [](auto t, const Tensor& in, const Tensor& out) {
+        using T = decltype(t);
+        kc::gelu_forward<T>(in.data<T>(), out.data<T>(), in.numel());
+      },
+      [](auto t, const Tensor& g, const Tensor& in, const Tensor&, const Tensor& dx) {
+        using T = decltype(t);
+        kc::gelu_backward<T>(g.data<T>(), in.data<T>(), dx.data<T>(), in.numel());
+      });
+}
+
+Tensor silu(const Tensor& x) {
+  return activation(
+      "silu", x,
+      [](auto t, const Tensor& in, const Tensor& out) {
+        using T = decltype(t);
+        kc::silu_forward<T>(in.data<T>(), out.data<T>(), in.numel());
+      },
+      [](auto t, const Tensor& g, const Tensor& in, const Tensor&, const Tensor& dx) {
+        using T = decltype(t);
+        kc::silu_backward<T>(g.data<T>(), in.data<T>(), dx.data<T>(), in.numel());
+      });
+}
+
+Tensor softmax(const Tensor& x) {
+  return activation(
+      "softmax", x,
+      [](auto t, const Tensor& in, const Tensor& out) {
+        using T = decltype(t);
+        int64_t n = in.size(-1);
+        kc::softmax_forward<T>(in.data<T>(), out.data<T>(), in.numel() / n, n);
+      },
+      [](auto t, const Tensor& g, const Tensor&, const Tensor& y, const Tensor& dx) {
+        using T = decltype(t);
+        int64_t n = y.size(-1);
+        kc::softmax_backward<T>(g.data<T>(), y.data<T>(), dx.data<T>(), y.numel() / n, n);
+      });
+}
+
+// log_softmax = x - logsumexp(x); dx = dy - softmax(x) * sum(dy)
+Tensor log_softmax(const Tensor& x) {
+  return activation(
+      "log_softmax", x,
+      [](auto t, const Tensor& in, const Tensor& out) {
+        using T = decltype(t);
+        int64_t n = in.size(-1), rows = in.numel() / n;
+        const T* px = in.data<T>();
+        T* po = out.data<T>();
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          double m = -INFINITY, s = 0;
+          for (int64_t j = 0; j < n; ++j) m = std::max(m, double(px[r * n + j]));
+          for (int64_t j = 0; j < n; ++j) s += std::exp(double(px[r * n + j]) - m);
+          double lse = m + std::log(s);
+          for (int64_t j = 0; j < n; ++j) po[r * n + j] = static_cast<T>(px[r * n + j] - lse);
+        }
+      },
+      [](auto t, const Tensor& g, const Tensor&, const Tensor& y, const Tensor& dx) {
+        using T = decltype(t);
+        int64_t n = y.size(-1), rows = y.numel() / n;
+        const T *pg = g.data<T>(), *py = y.data<T>();
+        T* pd = dx.data<T>();
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          double s = 0;
+          for (int64_t j = 0; j < n; ++j) s += pg[r * n + j];
+          for (int64_t j = 0; j < n; ++j)
+            pd[r * n + j] = static_cast<T>(pg[r * n + j] - std::exp(double(py[r * n + j])) * s);
+        }
+      });
+}
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  const char* op = "swiglu";
+  check_floating(op, gate);
+  if (any_bf16({&gate, &up})) return swiglu(f32(gate), f32(up)).to(DType::bf16);
+  check_same_dtype(op, gate, up);
+  check_same_device(op, gate, up);
+  require_cpu(op, gate);
+  if (gate.shape() != up.shape())
+    op_error(op, "gate " + shape_str(gate.shape()) + " and up " + shape_str(up.shape()) + " differ");
+  Tensor gc = gate.contiguous(), uc = up.contiguous();
+  Tensor out = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+  dispatch_float(op, gc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::swiglu_forward<T>(gc.data<T>(), uc.data<T>(), out.data<T>(), gc.numel());
+  });
+  Tensor gs = gc.detach(), us = uc.detach();
+  return record_op(out, op, {gc, uc}, [gs, us](const Tensor& g) {
+    Tensor dc = g.contiguous();
+    Tensor dgate = Tensor::empty(gs.shape(), gs.dtype(), gs.device());
+    Tensor dup = Tensor::empty(gs.shape(), gs.dtype(), gs.device());
+    dispatch_float("swiglu_backward", gs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::swiglu_backward<T>(dc.data<T>(), gs.data<T>(), us.data<T>(), dgate.data<T>(),
+                             dup.data<T>(), gs.numel());
+    });
+    return std::vector<Tensor>{dgate, dup};
+  });
+}
+
+// ---------------------------------------------------------------------------
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt) {
+  const char* op = "attention";
+  check_floating(op, q);
+  if (any_bf16({&q, &k, &v})) return attention(f32(q), f32(k), f32(v), opt).to(DType::bf16);
+  check_same_dtype(op, q, k);
+  check_same_dtype(op, q, v);
+  check_same_device(op, q, k);
+  check_same_device(op, q, v);
+  require_cpu(op, q);
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() ||
+      q.size(0) != k.size(0) || q.size(3) != k.size(3) || k.size(2) == 0 || q.size(2) % k.size(2) != 0)
+    op_error(op, "expects q [B, Sq, H, D] and k, v [B, Sk, Hkv, D] with H a multiple of Hkv; got q " +
+                     shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
+  kc::AttentionShape s{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3),
+                       opt.causal, opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(q.size(3)))};
+  if (s.causal && s.Sq > s.Sk)
+    op_error(op, "causal attention needs Sq <= Sk, got q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()));
+  Tensor mask;
+  if (opt.key_mask.defined()) {
+    if (opt.key_mask.shape() != Shape{s.B, s.Sk})
+      op_error(op, "key_mask " + shape_str(opt.key_mask.shape()) + " must be [B, Sk] = [" +
+                       std::to_string(s.B) + ", " + std::to_string(s.Sk) + "]");
+    mask = opt.key_mask.to(DType::i32).contiguous();
+  }
+  Tensor qc = q.contiguous(), kc_ = k.contiguous(), vc = v.contiguous();
+  Tensor out = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
+  Tensor lse = Tensor::empty({s.B, s.H, s.Sq}, qc.dtype(), qc.device());
+  const int32_t* pm = mask.defined() ? mask.data<int32_t>() : nullptr;
+  dispatch_float(op, qc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kc::attention_forward<T>(s, qc.data<T>(), kc_.data<T>(), vc.data<T>(), pm, out.data<T>(),
+                             lse.data<T>());
+  });
+  Tensor qs = qc.detach(), ks = kc_.detach(), vs = vc.detach(), os = out.detach();
+  return record_op(out, op, {qc, kc_, vc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dq = Tensor::empty(qs.shape(), qs.dtype(), qs.device());
+    Tensor dk = Tensor::empty(ks.shape(), ks.dtype(), ks.device());
+    Tensor dv = Tensor::empty(vs.shape(), vs.dtype(), vs.device());
+    const int32_t* pm2 = mask.defined() ? mask.data<int32_t>() : nullptr;
+    dispatch_float("attention_backward", qs.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::attention_backward<T>(s, qs.data<T>(), ks.data<T>(), vs.data<T>(), pm2, os.data<T>(),
+                                lse.data<T>(), gc.data<T>(), dq.data<T>(), dk.data<T>(),
+                                dv.data<T>());
+    });
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+
+// ---------------------------------------------------------------------------
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  const char* op = "cross_entropy";
+  check_floating(op, logits);
+  if (logits.dtype() == DType::bf16) return cross_entropy(f32(logits), targets, ignore_index).to(DType::bf16);
+  require_cpu(op, logits);
+  if (logits.dim() != 2 || targets.dim() != 1 || targets.size(0) != logits.size(0))
+    op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) + " and " +
+                     shape_str(targets.shape()));
+  Tensor tg = as_index(op, targets);
+  int64_t N = logits.size(0), V = logits.size(1);
+  for (int64_t i = 0; i < N; ++i) {
+    int64_t t = tg.data<int64_t>()[i];
+    if (t != ignore_index && (t < 0 || t >= V))
+      op_error(op, "target " + std::to_string(t) + " at row " + std::to_string(i) +
+                       " out of range for " + std::to_string(V) + " classes");
+  }
+  Tensor lc = logits.contiguous();
+  Tensor lse = Tensor::empty({N}, lc.dtype(), lc.device());
+  Tensor out = Tensor::empty({}, lc.dtype(), lc.device());
+  int64_t count = 0;
+  dispatch_float(op, lc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    out.data<T>()[0] = static_cast<T>(kc::cross_entropy_forward<T>(
+        lc.data<T>(), tg.data<int64_t>(), lse.data<T>(), N, V, ignore_index, &count));
+  });
+  Tensor ls = lc.detach();
+  return record_op(out, op, {lc}, [=](const Tensor& g) {
+    Tensor d = Tensor::empty(ls.shape(), ls.dtype(), ls.device());
+    double scale = count ? g.item() / count : 0.0;
+    dispatch_float("cross_entropy_backward", ls.dtype(), [&](auto t) {
+      using T = decltype(t);
+      kc::cross_entropy_backward<T>(ls.data<T>(), tg.data<int64_t>(), lse.data<T>(), d.data<T>(), N,
+                                    V, ignore_index, scale);
+    });
+    return std::vector<Tensor>{d};
+  });
+}
+
+// ---------------------------------------------------------------------------
+Tensor concat(const std::vector<Tensor>& parts, int64_t dim) {
+  const char* op = "concat";
+  if (parts.empty()) op_error(op, "no tensors to concatenate");
+  const Tensor& first = parts[0];
+  int64_t d = normalize_dim(op, dim, first.dim());
+  Shape out_shape = first.shape();
+  out_shape[d] = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Tensor& p = parts[i];
+    check_same_dtype(op, first, p);
+    check_same_device(op, first, p);
+    bool ok = p.dim() == first.dim();
+    for (int64_t j = 0; ok && j < p.dim(); ++j) ok = j == d || p.shape()[j] == first.shape()[j];
+    if (!ok)
+      op_error(op, "part " + std::to_string(i) + " " + shape_str(p.shape()) + " does not match part 0 " +
+                       shape_str(first.shape()) + " outside dim " + std::to_string(d));
+    out_shape[d] += p.shape()[d];
+  }
+  Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
+  int64_t start = 0;
+  std::vector<int64_t> starts;
+  for (const Tensor& p : parts) {
+    starts.push_back(start);
+    out.detach().slice(d, start, start + p.shape()[d]).copy_(p);
+    start += p.shape()[d];
+  }
+  std::vector<Tensor> inputs(parts.begin(), parts.end());
+  std::vector<int64_t> sizes;
+  for (const Tensor& p : parts) sizes.push_back(p.shape()[d]);
+  return record_op(out, op, inputs, [d, starts, sizes](const Tensor& g) {
+    std::vector<Tensor> grads;
+    for (size_t i = 0; i < starts.size(); ++i)
+      grads.push_back(g.slice(d, starts[i], starts[i] + sizes[i]).contiguous());
+    return grads;
+  });
+}
+
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  const char* op = "gather";
+  check_floating(op, x);
+  if (x.dtype() == DType::bf16) return gather(f32(x), dim, index).to(DType::bf16);
+  require_cpu(op, x);
+  int64_t d = normalize_dim(op, dim, x.dim());
+  Tensor idx = as_index(op, index);
+  bool ok = idx.dim() == x.dim();
+  for (int64_t j = 0; ok && j < x.dim(); ++j) ok = j == d || idx.shape()[j] == x.shape()[j];
+  if (!ok)
+    op_error(op, "index " + shape_str(index.shape()) + " must match input " + shape_str(x.shape()) +
+                     " outside dim " + std::to_string(d));
+  Tensor xc = x.contiguous();
+  const Shape& xs = xc.shape();
+  int64_t outer = 1, inner = 1, n = xs[d], m = idx.shape()[d];
+  for (int64_t i = 0; i < d; ++i) outer *= xs[i];
+  for (int64_t i = d + 1; i < xc.dim(); ++i) inner *= xs[i];
+  const int64_t* pi = idx.data<int64_t>();
+  for (int64_t i = 0; i < idx.numel(); ++i)
+    if (pi[i] < 0 || pi[i] >= n)
+      op_error(op, "index " + std::to_string(pi[i]) + " out of range for size " + std::to_string(n) +
+                       " of dim " + std::to_string(d));
+  Tensor out = Tensor::empty(idx.shape(), xc.dtype(), xc.device());
+  dispatch_float(op, xc.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T* px = xc.data<T>();
+    T* po = out.data<T>();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t c = 0; c < inner; ++c) {
+          int64_t at = (o * m + i) * inner + c;
+          po[at] = px[(o * n + pi[at]) * inner + c];
+        }
+  });
+  Shape in_shape = xs;
+  return record_op(out, op, {xc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::zeros(in_shape, gc.dtype(), gc.device());
+    dispatch_float("gather_backward", gc.dtype(), [&](auto t) {
+      using T = decltype(t);
+      const T* pg = gc.data<T>();
+      const int64_t* pi = idx.data<int64_t>();
+      T* pd = dx.data<T>();
+      // Serial over the gathered dim so repeated indices add in a fixed order.
+#pragma omp parallel for schedule(static)
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t c = 0; c < inner; ++c) {
+            int64_t at = (o * m + i) * inner + c;
+            pd[(o * n + pi[at]) * inner + c] += pg[at];
+          }
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace visplay

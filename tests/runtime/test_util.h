@@ -1,0 +1,89 @@
+// Shared test helpers: random tensors, comparisons, and a float64
+// finite-difference gradient check that works for any op.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/allocator.h"
+#include "runtime/ops.h"
+#include "runtime/random.h"
+
+namespace visplay::test {
+
+// Every test binary poisons fresh allocations (see set_poison_allocations).
+struct PoisonEnvironment : ::testing::Environment {
+  void SetUp() override { set_poison_allocations(true); }
+};
+inline ::testing::Environment* const kPoisonEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PoisonEnvironment);
+
+inline Tensor random_tensor(const Shape& shape, uint64_t seed, DType dtype = DType::f64,
+                            double lo = -1.0, double hi = 1.0) {
+  Rng rng(seed);
+  return rand_uniform(shape, rng, lo, hi, dtype);
+}
+
+// Max |a - b| / (atol + rtol |b|) <= 1 elementwise; reports the worst index.
+inline ::testing::AssertionResult all_close(const std::vector<double>& a, const std::vector<double>& b,
+                                            double rtol, double atol) {
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "size " << a.size() << " vs " << b.size();
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) != std::isnan(b[i]))
+      return ::testing::AssertionFailure() << "NaN mismatch at " << i << ": " << a[i] << " vs " << b[i];
+    double err = std::fabs(a[i] - b[i]) / (atol + rtol * std::fabs(b[i]));
+    if (err > worst) worst = err, at = i;
+  }
+  if (worst <= 1.0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "mismatch at " << at << ": " << a[at] << " vs reference "
+                                       << b[at] << " (error " << worst << "x tolerance)";
+}
+
+inline ::testing::AssertionResult all_close(const Tensor& a, const std::vector<double>& b,
+                                            double rtol, double atol) {
+  return all_close(a.to_vector<double>(), b, rtol, atol);
+}
+
+// Checks the analytic gradients of f at `inputs` (all f64, requires_grad set
+// here) against central finite differences of L = sum(f(inputs) * R), R a
+// fixed random tensor, so every output element contributes with its own weight.
+inline void expect_gradients_match(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                   std::vector<Tensor> inputs, double h = 1e-6, double rtol = 1e-5,
+                                   double atol = 1e-7, int64_t max_checks_per_input = -1) {
+  for (Tensor& t : inputs) t.set_requires_grad(true);
+  Tensor out = f(inputs);
+  Tensor weights = random_tensor(out.shape(), 4242, DType::f64);
+  Tensor loss = sum(mul(out, weights));
+  loss.backward();
+  for (size_t which = 0; which < inputs.size(); ++which) {
+    Tensor x = inputs[which];
+    ASSERT_TRUE(x.grad().defined()) << "input " << which << " got no gradient";
+    std::vector<double> all_analytic = x.grad().to_vector<double>();
+    // Large inputs: check an evenly spread subset of elements.
+    int64_t stride = 1;
+    if (max_checks_per_input > 0 && x.numel() > max_checks_per_input)
+      stride = (x.numel() + max_checks_per_input - 1) / max_checks_per_input;
+    std::vector<double> analytic, numeric;
+    double* px = x.data<double>();
+    NoGradGuard no_grad;
+    for (int64_t i = 0; i < x.numel(); i += stride) {
+      analytic.push_back(all_analytic[i]);
+      double saved = px[i];
+      px[i] = saved + h;
+      double up = sum(mul(f(inputs), weights)).item();
+      px[i] = saved - h;
+      double down = sum(mul(f(inputs), weights)).item();
+      px[i] = saved;
+      numeric.push_back((up - down) / (2 * h));
+    }
+    EXPECT_TRUE(all_close(analytic, numeric, rtol, atol)) << "gradient of input " << which;
+  }
+}
+
+}  // namespace visplay::test
