@@ -73,3 +73,19 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim);
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 
 }  // namespace visplay
+
+namespace visplay {
+
+// The fused LM-head log-prob: for hidden [..., D], head weight [V, D] and
+// targets [...], returns log softmax(hidden @ W^T)[target] per token, and the
+// entropy of that distribution (no gradient), without ever holding the full
+// [tokens, V] logits: the vocabulary is processed `chunk` columns at a time
+// with an online log-sum-exp, and the backward recomputes each chunk.
+struct TokenLogprobs {
+  Tensor logprobs;  // [...], differentiable w.r.t. hidden and head weight
+  Tensor entropy;   // [...], a metric
+};
+TokenLogprobs token_logprobs(const Tensor& hidden, const Tensor& head_weight, const Tensor& targets,
+                             int64_t chunk = 4096);
+
+}  // namespace visplay
