@@ -56,21 +56,33 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
         int64_t hk = h / group;
         int64_t i0 = qb * kBlockQ, i1 = std::min(s.Sq, i0 + kBlockQ);
-        T scores[kBlockQ][kBlockK];  // (BLOCK_Q, BLOCK_K)
+        T scores[kBlockQ][kBlockK];                 // (BLOCK_Q, BLOCK_K)
+        std::vector<T> k_t(s.D * kBlockK);          // (D, BLOCK_K): K tile, transposed
         std::vector<T> acc((i1 - i0) * s.D, T(0));  // (BLOCK_Q, D)
         T row_max[kBlockQ], row_sum[kBlockQ];
         for (int64_t i = 0; i < i1 - i0; ++i) row_max[i] = -INFINITY, row_sum[i] = 0;
         int64_t kend = key_end(s, i1);
         for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
-          int64_t j1 = std::min(kend, j0 + kBlockK);
+          int64_t j1 = std::min(kend, j0 + kBlockK), nk = j1 - j0;
+          // Transposing the K tile turns the score loop into independent
+          // multiply-adds along j, which vectorise without reassociation.
+          for (int64_t j = j0; j < j1; ++j) {
+            const T* kj = k + rows.kv_off(b, j, hk);
+            for (int64_t d = 0; d < s.D; ++d) k_t[d * kBlockK + (j - j0)] = kj[d];
+          }
           for (int64_t i = i0; i < i1; ++i) {
             const T* qi = q + rows.q_off(b, i, h);
             T* sc = scores[i - i0];
+            for (int64_t j = 0; j < nk; ++j) sc[j] = T(0);
+            for (int64_t d = 0; d < s.D; ++d) {
+              T qd = qi[d];
+              const T* kt = k_t.data() + d * kBlockK;
+              for (int64_t j = 0; j < nk; ++j) sc[j] += qd * kt[j];
+            }
             T tile_max = -INFINITY;
             for (int64_t j = j0; j < j1; ++j) {
-              sc[j - j0] = key_visible(s, key_mask, b, i, j)
-                               ? dot(qi, k + rows.kv_off(b, j, hk), s.D) * scale
-                               : static_cast<T>(-INFINITY);
+              sc[j - j0] = key_visible(s, key_mask, b, i, j) ? sc[j - j0] * scale
+                                                              : static_cast<T>(-INFINITY);
               tile_max = std::max(tile_max, sc[j - j0]);
             }
             if (tile_max == -INFINITY) continue;  // nothing visible in this tile
