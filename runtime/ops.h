@@ -89,3 +89,19 @@ TokenLogprobs token_logprobs(const Tensor& hidden, const Tensor& head_weight, co
                              int64_t chunk = 4096);
 
 }  // namespace visplay
+
+#include "kernels/cpu/grpo.h"
+
+namespace visplay {
+
+// GRPO advantages per group of G rollouts: rewards [groups, G] (f32) -> [groups, G].
+Tensor group_advantages(const Tensor& rewards, const kernels::cpu::AdvantageOptions& opt = {});
+
+// The GRPO loss (see kernels/cpu/grpo.h) over tokens [N, L]: logp is
+// differentiable; old_logp, ref_logp, advantages (per token) and mask are
+// constants. Returns the scalar loss; stats receive the token-mean parts.
+Tensor grpo_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& ref_logp,
+                 const Tensor& advantages, const Tensor& mask,
+                 const kernels::cpu::GrpoLossOptions& opt, kernels::cpu::GrpoLossStats* stats = nullptr);
+
+}  // namespace visplay
