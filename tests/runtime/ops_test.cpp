@@ -317,7 +317,13 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{2, 3, 7, 2, 1, 4, true, true},      // KV-cache style Sq < Sk
                       AttnCase{1, 37, 37, 2, 2, 64, true, false},  // S not a multiple of the tile
                       AttnCase{2, 70, 70, 4, 1, 128, false, true}  // head dim 128, > one key tile
-                      ));
+                      ),
+    [](const ::testing::TestParamInfo<AttnCase>& info) {
+      const AttnCase& c = info.param;
+      return "B" + std::to_string(c.B) + "_Sq" + std::to_string(c.Sq) + "_Sk" + std::to_string(c.Sk) + "_H" +
+             std::to_string(c.H) + "_Hkv" + std::to_string(c.Hkv) + "_D" + std::to_string(c.D) +
+             (c.causal ? "_causal" : "_bidir") + (c.masked ? "_padded" : "");
+    });
 
 // ---------------------------------------------------------------------------
 // cross-entropy, concat, gather
