@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "runtime/ops.h"
+#include "visplay/kernels/elementwise.h"
 
 namespace visplay::detail {
 
@@ -17,11 +18,21 @@ void dispatch_float(const char* op, DType t, F&& f) {
   }
 }
 
-// The kernels run on host memory; cuda and sim dispatch live with the CUDA
-// backend (kernels/cuda). Until an op has a device kernel it says so.
+// cpu tensors run the kernels in kernels/cpu; sim and cuda tensors run the
+// kernels in kernels/cuda (through the SIMT emulator on sim). An op without a
+// device kernel says so.
 inline void require_cpu(const char* op, const Tensor& t) {
   if (t.device() != kCPU)
     op_error(op, "no kernel for device " + t.device().str() + " (input " + t.str() + ")");
+}
+
+inline bool on_device(const Tensor& t) { return t.device().type != DeviceType::cpu; }
+
+// Device kernels take f32; bf16 is converted by the caller, f64 is cpu-only.
+inline void require_device_f32(const char* op, const Tensor& t) {
+  if (t.dtype() != DType::f32)
+    op_error(op, std::string("device kernels take f32, got ") + dtype_name(t.dtype()) + " " +
+                     shape_str(t.shape()) + " on " + t.device().str());
 }
 
 // Index tensors (i32 or i64) as a contiguous i64 tensor.
@@ -40,4 +51,26 @@ inline bool any_bf16(std::initializer_list<const Tensor*> ts) {
 
 inline Tensor f32(const Tensor& t) { return t.defined() ? t.to(DType::f32) : t; }
 
+// A pointwise op on a sim/cuda device (f32), with its backward (ops_elementwise.cpp).
+Tensor device_unary(const char* name, kernels::UnaryOp code, float p, const Tensor& a);
+
 }  // namespace visplay::detail
+
+// Calls visplay::kernels::sim::fn(args...) or visplay::kernels::cuda::fn(args...)
+// for the device `dev`; the stream argument is the caller's (null: default).
+#ifdef VISPLAY_HAVE_CUDA
+#define VISPLAY_DEVICE_KERNEL(dev, fn, ...)                                                 \
+  do {                                                                                      \
+    if ((dev).type == ::visplay::DeviceType::sim)                                           \
+      ::visplay::kernels::sim::fn(__VA_ARGS__);                                             \
+    else                                                                                    \
+      ::visplay::kernels::cuda::fn(__VA_ARGS__);                                            \
+  } while (0)
+#else
+#define VISPLAY_DEVICE_KERNEL(dev, fn, ...)                                                 \
+  do {                                                                                      \
+    if ((dev).type != ::visplay::DeviceType::sim)                                           \
+      ::visplay::op_error(#fn, "this build has no CUDA backend (device " + (dev).str() + ")"); \
+    ::visplay::kernels::sim::fn(__VA_ARGS__);                                               \
+  } while (0)
+#endif

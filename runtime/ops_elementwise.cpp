@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "runtime/ops_common.h"
+#include "visplay/kernels/elementwise.h"
 
 namespace visplay {
 using namespace detail;
@@ -96,10 +97,23 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
   check_floating(name, b);
   if (any_bf16({&a, &b})) return binary(name, op, f32(a), f32(b)).to(DType::bf16);
   check_same_dtype(name, a, b);
-  require_cpu(name, a);
   Shape shape = broadcast_shape(name, a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  dispatch_float(name, a.dtype(), [&](auto t) { binary_kernel<decltype(t)>(op, a, b, out); });
+  if (on_device(a)) {
+    require_device_f32(name, a);
+    if (shape.size() > static_cast<size_t>(kernels::kMaxDims))
+      op_error(name, "device kernels take at most 6 dims, got " + shape_str(shape));
+    kernels::StridedShape ss;
+    ss.ndim = static_cast<int>(shape.size());
+    auto sa = broadcast_strides(a, shape), sb = broadcast_strides(b, shape);
+    for (int d = 0; d < ss.ndim; ++d) ss.size[d] = shape[d], ss.stride_a[d] = sa[d], ss.stride_b[d] = sb[d];
+    auto code = op == BinOp::add ? kernels::BinaryOp::add : op == BinOp::sub ? kernels::BinaryOp::sub
+                                                                              : kernels::BinaryOp::mul;
+    VISPLAY_DEVICE_KERNEL(a.device(), binary, code, static_cast<const float*>(a.raw_data()),
+                          static_cast<const float*>(b.raw_data()), out.data<float>(), ss, nullptr);
+  } else {
+    dispatch_float(name, a.dtype(), [&](auto t) { binary_kernel<decltype(t)>(op, a, b, out); });
+  }
   Shape sa = a.shape(), sb = b.shape();
   return record_op(out, name, {a, b}, [op, a, b, sa, sb](const Tensor& g) {
     Tensor ga, gb;
@@ -121,12 +135,34 @@ Tensor binary(const char* name, BinOp op, const Tensor& a, const Tensor& b) {
   });
 }
 
-// y = f(x) elementwise with dy/dx = df(x, y).
+}  // namespace
+
+// The same op on a sim/cuda device: kernels from visplay/kernels/elementwise.h.
+Tensor detail::device_unary(const char* name, kernels::UnaryOp code, float p, const Tensor& a) {
+  require_device_f32(name, a);
+  Tensor x = a.contiguous();
+  Tensor out = Tensor::empty(x.shape(), DType::f32, x.device());
+  VISPLAY_DEVICE_KERNEL(x.device(), unary_forward, code, x.data<float>(), out.data<float>(), x.numel(), p,
+                        nullptr);
+  Tensor xs = x.detach(), ys = out.detach();
+  return record_op(out, name, {x}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(xs.shape(), DType::f32, xs.device());
+    VISPLAY_DEVICE_KERNEL(xs.device(), unary_backward, code, gc.data<float>(), xs.data<float>(),
+                          ys.data<float>(), dx.data<float>(), xs.numel(), p, nullptr);
+    return std::vector<Tensor>{dx};
+  });
+}
+
+namespace {
+
+// y = f(x) elementwise with dy/dx = df(x, y); `code` and `p` name the same
+// function for the device kernel.
 template <class F, class DF>
-Tensor unary(const char* name, const Tensor& a, F f, DF df) {
+Tensor unary(const char* name, const Tensor& a, F f, DF df, kernels::UnaryOp code, float p = 0.0f) {
   check_floating(name, a);
-  if (a.dtype() == DType::bf16) return unary(name, f32(a), f, df).to(DType::bf16);
-  require_cpu(name, a);
+  if (a.dtype() == DType::bf16) return unary(name, f32(a), f, df, code, p).to(DType::bf16);
+  if (on_device(a)) return device_unary(name, code, p, a);
   Tensor x = a.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   int64_t n = x.numel();
@@ -159,20 +195,27 @@ Tensor add(const Tensor& a, const Tensor& b) { return binary("add", BinOp::add, 
 Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", BinOp::sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", BinOp::mul, a, b); }
 
+using kernels::UnaryOp;
+
 Tensor scale(const Tensor& a, double s) {
-  return unary("scale", a, [s](double x) { return x * s; }, [s](double, double) { return s; });
+  return unary("scale", a, [s](double x) { return x * s; }, [s](double, double) { return s; },
+               UnaryOp::scale, static_cast<float>(s));
 }
 Tensor add_scalar(const Tensor& a, double s) {
-  return unary("add_scalar", a, [s](double x) { return x + s; }, [](double, double) { return 1.0; });
+  return unary("add_scalar", a, [s](double x) { return x + s; }, [](double, double) { return 1.0; },
+               UnaryOp::add_scalar, static_cast<float>(s));
 }
 Tensor neg(const Tensor& a) {
-  return unary("neg", a, [](double x) { return -x; }, [](double, double) { return -1.0; });
+  return unary("neg", a, [](double x) { return -x; }, [](double, double) { return -1.0; }, UnaryOp::scale,
+               -1.0f);
 }
 Tensor exp(const Tensor& a) {
-  return unary("exp", a, [](double x) { return std::exp(x); }, [](double, double y) { return y; });
+  return unary("exp", a, [](double x) { return std::exp(x); }, [](double, double y) { return y; },
+               UnaryOp::exp);
 }
 Tensor log(const Tensor& a) {
-  return unary("log", a, [](double x) { return std::log(x); }, [](double x, double) { return 1.0 / x; });
+  return unary("log", a, [](double x) { return std::log(x); }, [](double x, double) { return 1.0 / x; },
+               UnaryOp::log);
 }
 
 // ---------------------------------------------------------------------------
@@ -183,10 +226,20 @@ Tensor log(const Tensor& a) {
 Tensor sum(const Tensor& a) {
   check_floating("sum", a);
   if (a.dtype() == DType::bf16) return sum(f32(a)).to(DType::bf16);
-  require_cpu("sum", a);
   Tensor x = a.contiguous();
   Tensor out = Tensor::empty({}, x.dtype(), x.device());
   int64_t n = x.numel();
+  Shape shape = x.shape();
+  auto backward = [shape](const Tensor& g) {
+    Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
+    gx.fill_(g.item());
+    return std::vector<Tensor>{gx};
+  };
+  if (on_device(x)) {
+    require_device_f32("sum", x);
+    VISPLAY_DEVICE_KERNEL(x.device(), sum_all, x.data<float>(), out.data<float>(), n, nullptr);
+    return record_op(out, "sum", {x}, backward);
+  }
   constexpr int64_t kChunk = 4096;
   int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(chunks);
@@ -203,18 +256,12 @@ Tensor sum(const Tensor& a) {
     for (double s : partial) total += s;
     out.data<T>()[0] = static_cast<T>(total);
   });
-  Shape shape = x.shape();
-  return record_op(out, "sum", {x}, [shape](const Tensor& g) {
-    Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
-    gx.fill_(g.item());
-    return std::vector<Tensor>{gx};
-  });
+  return record_op(out, "sum", {x}, backward);
 }
 
 Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
   check_floating("sum", a);
   if (a.dtype() == DType::bf16) return sum(f32(a), dim, keepdim).to(DType::bf16);
-  require_cpu("sum", a);
   int64_t d = normalize_dim("sum", dim, a.dim());
   Tensor x = a.contiguous();
   const Shape& s = x.shape();
@@ -224,7 +271,10 @@ Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
   Shape out_shape = s;
   out_shape[d] = 1;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  dispatch_float("sum", x.dtype(), [&](auto t) {
+  if (on_device(x)) {
+    require_device_f32("sum", x);
+    VISPLAY_DEVICE_KERNEL(x.device(), sum_dim, x.data<float>(), out.data<float>(), outer, n, inner, nullptr);
+  } else dispatch_float("sum", x.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* p = x.data<T>();
     T* po = out.data<T>();

@@ -161,10 +161,35 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base) {
 // Pointwise activations: forward kernel + backward kernel pairs.
 
 namespace {
+// Row softmax / log-softmax on a sim/cuda device.
+Tensor device_softmax(const char* op, const Tensor& x, bool log) {
+  require_device_f32(op, x);
+  Tensor xc = x.contiguous();
+  int64_t n = xc.size(-1), rows = xc.numel() / std::max<int64_t>(1, n);
+  Tensor out = Tensor::empty(xc.shape(), DType::f32, xc.device());
+  VISPLAY_DEVICE_KERNEL(xc.device(), softmax_forward, xc.data<float>(), out.data<float>(), rows, n, log,
+                        nullptr);
+  Tensor ys = out.detach();
+  return record_op(out, op, {xc}, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(ys.shape(), DType::f32, ys.device());
+    VISPLAY_DEVICE_KERNEL(ys.device(), softmax_backward, gc.data<float>(), ys.data<float>(),
+                          dx.data<float>(), rows, n, log, nullptr);
+    return std::vector<Tensor>{dx};
+  });
+}
+
 template <class Fwd, class Bwd>
 Tensor activation(const char* op, const Tensor& x, Fwd fwd, Bwd bwd) {
   check_floating(op, x);
   if (x.dtype() == DType::bf16) return activation(op, f32(x), fwd, bwd).to(DType::bf16);
+  if (on_device(x)) {
+    std::string name = op;
+    if (name == "gelu") return device_unary(op, kernels::UnaryOp::gelu, 0.0f, x);
+    if (name == "silu") return device_unary(op, kernels::UnaryOp::silu, 0.0f, x);
+    if (name == "softmax") return device_softmax(op, x, false);
+    if (name == "log_softmax") return device_softmax(op, x, true);
+  }
   require_cpu(op, x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
@@ -338,6 +363,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const char* op = "cross_entropy";
   check_floating(op, logits);
   if (logits.dtype() == DType::bf16) return cross_entropy(f32(logits), targets, ignore_index).to(DType::bf16);
+  if (on_device(logits)) {
+    // Composed from device ops: -sum(mask * log_softmax[target]) / count.
+    if (logits.dim() != 2 || targets.dim() != 1 || targets.size(0) != logits.size(0))
+      op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) + " and " +
+                       shape_str(targets.shape()));
+    std::vector<int64_t> t = as_index(op, targets).to_vector<int64_t>();
+    std::vector<float> keep(t.size());
+    double count = 0;
+    for (size_t i = 0; i < t.size(); ++i) {
+      keep[i] = t[i] == ignore_index ? 0.0f : 1.0f;
+      count += keep[i];
+      if (t[i] == ignore_index) t[i] = 0;
+      else if (t[i] < 0 || t[i] >= logits.size(1))
+        op_error(op, "target " + std::to_string(t[i]) + " at row " + std::to_string(i) + " out of range for " +
+                         std::to_string(logits.size(1)) + " classes");
+    }
+    int64_t N = logits.size(0);
+    Tensor idx = Tensor::from_vector(t, {N, 1}, DType::i64, logits.device());
+    Tensor picked = gather(log_softmax(logits), 1, idx).reshape({N});
+    Tensor weights = Tensor::from_vector(keep, {N}, DType::f32, logits.device());
+    return scale(sum(mul(picked, weights)), count > 0 ? -1.0 / count : 0.0);
+  }
   require_cpu(op, logits);
   if (logits.dim() != 2 || targets.dim() != 1 || targets.size(0) != logits.size(0))
     op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) + " and " +
@@ -414,7 +461,6 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const char* op = "gather";
   check_floating(op, x);
   if (x.dtype() == DType::bf16) return gather(f32(x), dim, index).to(DType::bf16);
-  require_cpu(op, x);
   int64_t d = normalize_dim(op, dim, x.dim());
   Tensor idx = as_index(op, index);
   bool ok = idx.dim() == x.dim();
@@ -433,6 +479,20 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
       op_error(op, "index " + std::to_string(pi[i]) + " out of range for size " + std::to_string(n) +
                        " of dim " + std::to_string(d));
   Tensor out = Tensor::empty(idx.shape(), xc.dtype(), xc.device());
+  Shape in_shape = xs;
+  if (on_device(xc)) {
+    require_device_f32(op, xc);
+    Tensor idx_dev = idx.to(xc.device());
+    VISPLAY_DEVICE_KERNEL(xc.device(), gather_forward, xc.data<float>(), idx_dev.data<int64_t>(),
+                          out.data<float>(), outer, n, m, inner, nullptr);
+    return record_op(out, op, {xc}, [=](const Tensor& g) {
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(in_shape, DType::f32, gc.device());
+      VISPLAY_DEVICE_KERNEL(gc.device(), gather_backward, gc.data<float>(), idx_dev.data<int64_t>(),
+                            dx.data<float>(), outer, n, m, inner, nullptr);
+      return std::vector<Tensor>{dx};
+    });
+  }
   dispatch_float(op, xc.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* px = xc.data<T>();
@@ -445,7 +505,6 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
           po[at] = px[(o * n + pi[at]) * inner + c];
         }
   });
-  Shape in_shape = xs;
   return record_op(out, op, {xc}, [=](const Tensor& g) {
     Tensor gc = g.contiguous();
     Tensor dx = Tensor::zeros(in_shape, gc.dtype(), gc.device());

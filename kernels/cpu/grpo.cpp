@@ -44,12 +44,12 @@ GrpoLossStats grpo_loss(const float* logp, const float* old_logp, const float* r
     double pg1 = -A * ratio, pg2 = -A * clipped_ratio;
     double pg = std::max(pg1, pg2);
     bool grad_flows = pg1 >= pg2;  // the unclipped term is the one in use
-    if (pg2 > pg1) clipped += m;
     if (opt.dual_clip > 1.0 && A < 0 && pg > -A * opt.dual_clip) {
       pg = -A * opt.dual_clip;
       grad_flows = false;
       dual += m;
     }
+    if (!grad_flows) clipped += m;
     double dpg = grad_flows ? -A * ratio : 0.0;
     double kl = 0, dkl = 0;
     if (opt.kl_coef != 0) {

@@ -27,7 +27,7 @@ struct GrpoLossStats {
   double loss = 0;           // token-mean total loss
   double pg_loss = 0;        // token-mean policy-gradient part
   double kl = 0;             // token-mean k3 KL
-  double clip_fraction = 0;  // share of tokens where the clipped term won
+  double clip_fraction = 0;  // share of tokens whose gradient a clip cut (either kind)
   double dual_clip_fraction = 0;
   double tokens = 0;         // sum of the mask
 };
