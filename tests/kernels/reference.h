@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -98,6 +99,33 @@ inline std::vector<double> matmul64(const float* A, const float* B, int M, int N
       C[static_cast<size_t>(m) * N + n] = acc;
     }
   return C;
+}
+
+// Central differences of a float64 scalar function: the gradient reference for the
+// backward kernels, independent of any hand-derived formula.
+inline std::vector<double> numeric_grad(const std::function<double(const std::vector<double>&)>& f,
+                                        std::vector<double> x, double h = 1e-5) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    double keep = x[i];
+    x[i] = keep + h;
+    double up = f(x);
+    x[i] = keep - h;
+    double down = f(x);
+    x[i] = keep;
+    g[i] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+inline double dot64(const std::vector<double>& a, const std::vector<float>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
 }
 
 // The emulator seeds every kernel test runs under: a race shows as a seed-dependent result.

@@ -1,0 +1,172 @@
+// Fused log-prob. Forward: a block owns 4 tokens and walks the whole vocabulary in
+// chunks of 128; thread j keeps an online-softmax state (max, sum, logit-weighted sum)
+// over the entries j, j+128, ... and the states are merged once at the end, so the
+// vocabulary loop has no barrier. Backward: the logits are recomputed chunk by chunk;
+// d z = dlogprob (onehot - p) - dentropy p (z - E[z]). dhidden is owned per token block,
+// dweight per vocabulary block; each accumulates in place in a fixed order (no atomics).
+#include "kernels/cuda/logprob.cuh"
+
+#include <stdexcept>
+#include <string>
+
+#include "visplay/kernels/logprob.h"
+
+namespace visplay::kernels::VISPLAY_KERNELS_NS {
+
+__global__ void logprob_forward_kernel(const float* hidden, const float* weight,
+                                       const int* targets, int tokens, int dim, int vocab,
+                                       float* logprob, float* entropy, float* lse) {
+  __shared__ SoftmaxState partial[kLogprobTokens][kLogprobChunk / 32];
+  int token0 = blockIdx.x * kLogprobTokens;
+  int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
+  SoftmaxState state[kLogprobTokens];
+  for (int t = 0; t < kLogprobTokens; ++t) state[t] = {-INFINITY, 0.0f, 0.0f};
+  for (int v = threadIdx.x; v < vocab; v += kLogprobChunk) {
+    const float* w = weight + static_cast<long>(v) * dim;
+    for (int t = 0; t < count; ++t) {
+      float z = dot_row(hidden + static_cast<long>(token0 + t) * dim, w, dim);
+      state[t] = softmax_merge(state[t], {z, 1.0f, z});
+    }
+  }
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int t = 0; t < kLogprobTokens; ++t) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      SoftmaxState other = {__shfl_xor_sync(kFullMask, state[t].m, offset),
+                            __shfl_xor_sync(kFullMask, state[t].s, offset),
+                            __shfl_xor_sync(kFullMask, state[t].w, offset)};
+      state[t] = softmax_merge(state[t], other);
+    }
+    if (lane == 0) partial[t][warp] = state[t];
+  }
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < count) {
+    int t = threadIdx.x, token = token0 + t;
+    SoftmaxState total = partial[t][0];
+    for (int w = 1; w < kLogprobChunk / 32; ++w) total = softmax_merge(total, partial[t][w]);
+    float log_sum = total.m + __logf(total.s);
+    lse[token] = log_sum;
+    if (entropy) entropy[token] = log_sum - total.w / total.s;
+    int target = targets[token];
+    if (target < 0) {
+      logprob[token] = 0.0f;
+    } else if (target >= vocab) {
+      logprob[token] = NAN;
+    } else {
+      float z = dot_row(hidden + static_cast<long>(token) * dim,
+                        weight + static_cast<long>(target) * dim, dim);
+      logprob[token] = fminf(z - log_sum, 0.0f);  // rounding must not make it positive
+    }
+  }
+}
+
+// d loss / d z for one (token, vocabulary entry).
+__device__ __forceinline__ float logprob_dz(float z, int v, int target, float lse_t,
+                                            float entropy_t, float dlogprob_t, float dentropy_t) {
+  float p = __expf(z - lse_t);
+  float d = target >= 0 ? dlogprob_t * ((v == target ? 1.0f : 0.0f) - p) : 0.0f;
+  if (dentropy_t != 0.0f) d -= dentropy_t * p * (z - (lse_t - entropy_t));
+  return d;
+}
+
+__global__ void logprob_backward_hidden_kernel(const float* hidden, const float* weight,
+                                               const int* targets, int tokens, int dim, int vocab,
+                                               const float* lse, const float* entropy,
+                                               const float* dlogprob, const float* dentropy,
+                                               float* dhidden) {
+  __shared__ float dz[kLogprobTokens][kLogprobChunk];
+  int token0 = blockIdx.x * kLogprobTokens;
+  int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
+  for (int e = threadIdx.x; e < count * dim; e += blockDim.x)
+    dhidden[static_cast<long>(token0) * dim + e] = 0.0f;
+  for (int v0 = 0; v0 < vocab; v0 += kLogprobChunk) {
+    int v = v0 + threadIdx.x;
+    for (int t = 0; t < count; ++t) {
+      int token = token0 + t;
+      float d = 0.0f;
+      if (v < vocab) {
+        float z = dot_row(hidden + static_cast<long>(token) * dim, weight + static_cast<long>(v) * dim, dim);
+        d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
+                       dlogprob[token], dentropy ? dentropy[token] : 0.0f);
+      }
+      dz[t][threadIdx.x] = d;
+    }
+    __syncthreads();
+    int rows = vocab - v0 < kLogprobChunk ? vocab - v0 : kLogprobChunk;
+    for (int e = threadIdx.x; e < count * dim; e += blockDim.x) {
+      int t = e / dim, d = e % dim;
+      float acc = 0.0f;
+      for (int j = 0; j < rows; ++j) acc = fmaf(dz[t][j], weight[static_cast<long>(v0 + j) * dim + d], acc);
+      dhidden[static_cast<long>(token0 + t) * dim + d] += acc;
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void logprob_backward_weight_kernel(const float* hidden, const float* weight,
+                                               const int* targets, int tokens, int dim, int vocab,
+                                               const float* lse, const float* entropy,
+                                               const float* dlogprob, const float* dentropy,
+                                               float* dweight) {
+  __shared__ float dz[kLogprobTokens][kLogprobChunk];
+  int v0 = blockIdx.x * kLogprobChunk;
+  int rows = vocab - v0 < kLogprobChunk ? vocab - v0 : kLogprobChunk;
+  for (int e = threadIdx.x; e < rows * dim; e += blockDim.x) dweight[static_cast<long>(v0) * dim + e] = 0.0f;
+  int v = v0 + threadIdx.x;
+  for (int token0 = 0; token0 < tokens; token0 += kLogprobTokens) {
+    int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
+    for (int t = 0; t < count; ++t) {
+      int token = token0 + t;
+      float d = 0.0f;
+      if (v < vocab) {
+        float z = dot_row(hidden + static_cast<long>(token) * dim, weight + static_cast<long>(v) * dim, dim);
+        d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
+                       dlogprob[token], dentropy ? dentropy[token] : 0.0f);
+      }
+      dz[t][threadIdx.x] = d;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < rows * dim; e += blockDim.x) {
+      int j = e / dim, d = e % dim;
+      float acc = 0.0f;
+      for (int t = 0; t < count; ++t) acc = fmaf(dz[t][j], hidden[static_cast<long>(token0 + t) * dim + d], acc);
+      dweight[static_cast<long>(v0 + j) * dim + d] += acc;
+    }
+    __syncthreads();
+  }
+}
+
+static void check_logprob_shape(const char* what, int tokens, int dim, int vocab) {
+  if (tokens < 0 || dim <= 0 || vocab <= 0)
+    throw std::invalid_argument(std::string(what) + ": bad shape tokens=" + std::to_string(tokens) +
+                                " dim=" + std::to_string(dim) + " vocab=" + std::to_string(vocab));
+}
+
+void logprob_forward(const float* hidden, const float* weight, const int* targets, int tokens,
+                     int dim, int vocab, float* logprob, float* entropy, float* lse, void* stream) {
+  check_logprob_shape("logprob_forward", tokens, dim, vocab);
+  if (tokens == 0) return;
+  SIMT_LAUNCH(logprob_forward_kernel, ceil_div(tokens, kLogprobTokens), kLogprobChunk, 0, stream)(
+      hidden, weight, targets, tokens, dim, vocab, logprob, entropy, lse);
+  simt::check_launch("logprob_forward");
+}
+
+void logprob_backward(const float* hidden, const float* weight, const int* targets, int tokens,
+                      int dim, int vocab, const float* lse, const float* entropy,
+                      const float* dlogprob, const float* dentropy, float* dhidden,
+                      float* dweight, void* stream) {
+  check_logprob_shape("logprob_backward", tokens, dim, vocab);
+  if (dentropy && !entropy)
+    throw std::invalid_argument("logprob_backward: dentropy needs the forward's entropy");
+  if (tokens > 0) {
+    SIMT_LAUNCH(logprob_backward_hidden_kernel, ceil_div(tokens, kLogprobTokens), kLogprobChunk, 0,
+                stream)(hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob,
+                        dentropy, dhidden);
+    simt::check_launch("logprob_backward dhidden");
+  }
+  SIMT_LAUNCH(logprob_backward_weight_kernel, ceil_div(vocab, kLogprobChunk), kLogprobChunk, 0,
+              stream)(hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob, dentropy,
+                      dweight);
+  simt::check_launch("logprob_backward dweight");
+}
+
+}  // namespace visplay::kernels::VISPLAY_KERNELS_NS
