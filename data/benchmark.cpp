@@ -150,7 +150,7 @@ std::string scene_line(const std::string& id, const world::Scene& scene) {
   ordered_json j;
   j["id"] = id;
   j["image"] = image_name(id);
-  j["objects"] = nlohmann::json::parse(world::scene_to_json(scene))["objects"];
+  j["objects"] = ordered_json::parse(world::scene_to_json(scene))["objects"];
   return j.dump();
 }
 

@@ -544,14 +544,14 @@ Scene sample_pool_scene(uint64_t seed, uint64_t index) {
 // ---- scene JSON -----------------------------------------------------------------
 
 std::string scene_to_json(const Scene& scene) {
-  nlohmann::json objects = nlohmann::json::array();
+  nlohmann::ordered_json objects = nlohmann::ordered_json::array();
   for (const Object& o : scene.objects)
     objects.push_back({{"shape", shape_name(o.shape)},
                        {"color", color_name(o.color)},
                        {"size", size_name(o.size)},
                        {"cx", o.cx},
                        {"cy", o.cy}});
-  nlohmann::json j;
+  nlohmann::ordered_json j;
   j["objects"] = objects;
   return j.dump();
 }

@@ -22,16 +22,17 @@ struct WorldOptions {
 
 std::chrono::steady_clock::time_point g_start;
 
-// Prints "world: k/N (p%)" on stderr about every 1% for sets of 1,000 or more.
+// Prints "world: k/N (p%)" on stderr for sets of 1,000 or more: at most twice a
+// second (so logs stay short), and always at the end.
 void print_progress(int64_t done, int64_t total) {
+  static double last_print = -1.0;
   if (total < 1000) return;
-  int64_t step = std::max<int64_t>(1, total / 100);
-  if (done % step != 0 && done != total) return;
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
-  std::fprintf(stderr, "\rworld: %lld/%lld (%3.0f%%) %.1fs", static_cast<long long>(done),
+  if (done != total && last_print >= 0 && seconds - last_print < 0.5) return;
+  last_print = seconds;
+  std::fprintf(stderr, "world: %lld/%lld (%3.0f%%) %.1fs\n", static_cast<long long>(done),
                static_cast<long long>(total), 100.0 * done / total, seconds);
-  if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }
 
