@@ -102,8 +102,10 @@ std::vector<PoolImage> read_scenes(const std::string& dir) {
     if (text.empty()) continue;
     std::string where = file.string() + ":" + std::to_string(line_number);
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) throw std::runtime_error(where + ": invalid JSON object");
-    if (!j.contains("id") || !j["id"].is_string() || !j.contains("image") || !j["image"].is_string())
+    if (j.is_discarded() || !j.is_object())
+      throw std::runtime_error(where + ": invalid JSON object");
+    if (!j.contains("id") || !j["id"].is_string() || !j.contains("image") ||
+        !j["image"].is_string())
       throw std::runtime_error(where + ": field \"id\" or \"image\" missing or not a string");
     PoolImage item;
     item.id = j["id"].get<std::string>();
@@ -283,7 +285,8 @@ ScoreReport score_replies(const std::vector<BenchmarkQuestion>& questions,
   return report;
 }
 
-std::map<std::string, std::string> majority_answers(const std::vector<BenchmarkQuestion>& questions) {
+std::map<std::string, std::string> majority_answers(
+    const std::vector<BenchmarkQuestion>& questions) {
   std::map<std::string, std::map<std::string, int64_t>> counts;
   for (const auto& q : questions)
     if (q.answer) counts[question_type_of(q)][normalize_answer(*q.answer)]++;
@@ -304,7 +307,8 @@ ScoreReport blind_baseline(const std::vector<BenchmarkQuestion>& questions) {
   std::map<std::string, std::string> majority = majority_answers(questions);
   std::vector<std::string> replies;
   replies.reserve(questions.size());
-  for (const auto& q : questions) replies.push_back("\\boxed{" + majority[question_type_of(q)] + "}");
+  for (const auto& q : questions)
+    replies.push_back("\\boxed{" + majority[question_type_of(q)] + "}");
   return score_replies(questions, replies);
 }
 
@@ -342,7 +346,8 @@ std::string ScoreReport::table() const {
   for (const auto& [type, acc] : per_type) line(type, acc);
   line("hallucination", hallucination);
   line("all", overall);
-  std::snprintf(row, sizeof(row), "%-16s %9lld\n", "no \\boxed{}", static_cast<long long>(no_answer));
+  std::snprintf(row, sizeof(row), "%-16s %9lld\n", "no \\boxed{}",
+                static_cast<long long>(no_answer));
   out << row;
   return out.str();
 }

@@ -17,17 +17,17 @@ namespace visplay {
 // One line of questions.jsonl.
 struct BenchmarkQuestion {
   std::string id;
-  std::string image;     // relative to the benchmark folder
+  std::string image;  // relative to the benchmark folder
   std::string question;
   std::optional<std::string> answer;
   std::optional<std::string> type;
-  int64_t line = 0;      // 1-based line number in questions.jsonl
+  int64_t line = 0;  // 1-based line number in questions.jsonl
 };
 
 struct Benchmark {
-  std::string dir;                          // the folder; images are dir / image
+  std::string dir;  // the folder; images are dir / image
   std::vector<BenchmarkQuestion> questions;
-  std::vector<std::string> errors;          // "<file>:<line>: <reason>" for skipped lines
+  std::vector<std::string> errors;  // "<file>:<line>: <reason>" for skipped lines
 
   std::string image_path(const BenchmarkQuestion& q) const;
 };
@@ -85,9 +85,10 @@ struct Accuracy {
 
 struct ScoreReport {
   Accuracy overall;
-  std::map<std::string, Accuracy> per_type;  // by `type`, or the parsed ShapeWorld type, or "unknown"
-  Accuracy hallucination;                    // the ShapeWorld hallucination slice
-  int64_t no_answer = 0;                     // replies without any \boxed{}
+  std::map<std::string, Accuracy>
+      per_type;            // by `type`, or the parsed ShapeWorld type, or "unknown"
+  Accuracy hallucination;  // the ShapeWorld hallucination slice
+  int64_t no_answer = 0;   // replies without any \boxed{}
 
   // {"accuracy", "questions", "correct", "per_type": {type: acc}, "per_type_questions",
   //  "hallucination" (null when the slice is empty), "hallucination_questions", "no_answer"}
@@ -108,7 +109,8 @@ ScoreReport score_replies(const std::vector<BenchmarkQuestion>& questions,
                           const std::vector<std::string>& replies);
 
 // Each type's most common answer in the benchmark (ties: the smallest string).
-std::map<std::string, std::string> majority_answers(const std::vector<BenchmarkQuestion>& questions);
+std::map<std::string, std::string> majority_answers(
+    const std::vector<BenchmarkQuestion>& questions);
 // The blind baseline: every question answered with its type's most common answer.
 ScoreReport blind_baseline(const std::vector<BenchmarkQuestion>& questions);
 

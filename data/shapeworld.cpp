@@ -122,8 +122,8 @@ std::string scene_problem(const Scene& scene) {
       return "object " + std::to_string(i) + " has an invalid shape, color or size";
     if (!center_in_bounds(o.size, o.cx, o.cy))
       return "object " + std::to_string(i) + " center (" + std::to_string(o.cx) + ", " +
-             std::to_string(o.cy) + ") is outside r + 1 .. 62 - r for r = " +
-             std::to_string(o.radius());
+             std::to_string(o.cy) +
+             ") is outside r + 1 .. 62 - r for r = " + std::to_string(o.radius());
     for (int j = 0; j < i; j++)
       if (!objects_spaced(scene.objects[j], o))
         return "objects " + std::to_string(j) + " and " + std::to_string(i) +
@@ -434,7 +434,8 @@ std::vector<Question> askable_questions(const Scene& scene, QuestionType type) {
   std::vector<Question> out;
   for (const QuestionSpec& spec : all_question_specs())
     if (spec.type == type)
-      if (auto answer = oracle_answer(scene, spec)) out.push_back({spec.type, spec.text(), *answer});
+      if (auto answer = oracle_answer(scene, spec))
+        out.push_back({spec.type, spec.text(), *answer});
   return out;
 }
 
@@ -458,9 +459,9 @@ bool is_hallucination(QuestionType type, const std::string& answer) {
 
 const std::vector<std::string>& answer_vocabulary() {
   static const std::vector<std::string> vocab = {
-      "0",   "1",     "2",    "3",      "4",      "5",      "6",      "yes",      "no",
-      "red", "green", "blue", "yellow", "purple", "gray",   "circle", "square",   "triangle",
-      "small", "large", "none"};
+      "0",    "1",      "2",      "3",        "4",     "5",      "6",
+      "yes",  "no",     "red",    "green",    "blue",  "yellow", "purple",
+      "gray", "circle", "square", "triangle", "small", "large",  "none"};
   return vocab;
 }
 

@@ -190,7 +190,8 @@ Scene sample_pool_scene(uint64_t seed, uint64_t index);
 // Zero-padded id: 6 digits (more when index >= 10^6).
 std::string item_id(int64_t index);
 
-// Scene <-> JSON text: {"objects":[{"shape":"circle","color":"red","size":"small","cx":10,"cy":20},...]}
+// Scene <-> JSON text:
+// {"objects":[{"shape":"circle","color":"red","size":"small","cx":10,"cy":20},...]}
 std::string scene_to_json(const Scene& scene);
 // Throws std::runtime_error naming `where` and the field on malformed input or a
 // scene that breaks the rules.

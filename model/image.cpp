@@ -28,8 +28,7 @@ static std::string size_text(int64_t w, int64_t h) {
 
 // Checks header dimensions against the limits; returns an empty string when fine.
 static std::string check_dimensions(int64_t width, int64_t height, const ImageLimits& limits) {
-  if (width <= 0 || height <= 0)
-    return "image has zero size (" + size_text(width, height) + ")";
+  if (width <= 0 || height <= 0) return "image has zero size (" + size_text(width, height) + ")";
   if (width > limits.max_side || height > limits.max_side)
     return "image is " + size_text(width, height) + ", above the size limit of " +
            std::to_string(limits.max_side) + " pixels per side";
@@ -120,7 +119,8 @@ bool png_read_core(png_structp png, png_infop info, PngReadState* state) {
   }
   state->pixels.resize(row_bytes * state->height);
   state->rows.resize(state->height);
-  for (uint32_t y = 0; y < state->height; y++) state->rows[y] = state->pixels.data() + y * row_bytes;
+  for (uint32_t y = 0; y < state->height; y++)
+    state->rows[y] = state->pixels.data() + y * row_bytes;
   png_read_image(png, state->rows.data());
   png_read_end(png, nullptr);  // catches a file cut after the image data
   return true;
@@ -298,12 +298,12 @@ bool png_write_core(png_structp png, png_infop info, const Image* image, int lev
 std::vector<uint8_t> encode_png(const Image& image, int compression_level) {
   if (image.width <= 0 || image.height <= 0 ||
       image.rgb.size() != static_cast<size_t>(image.width) * image.height * 3)
-    throw std::runtime_error("encode_png: image " + size_text(image.width, image.height) +
-                             " has " + std::to_string(image.rgb.size()) +
+    throw std::runtime_error("encode_png: image " + size_text(image.width, image.height) + " has " +
+                             std::to_string(image.rgb.size()) +
                              " bytes, expected width * height * 3");
   if (compression_level < 0 || compression_level > 9)
-    throw std::runtime_error("encode_png: compression level " +
-                             std::to_string(compression_level) + " is not in 0..9");
+    throw std::runtime_error("encode_png: compression level " + std::to_string(compression_level) +
+                             " is not in 0..9");
   PngWriteState state;
   state.rows.resize(image.height);
   for (int y = 0; y < image.height; y++)
@@ -329,7 +329,8 @@ void save_png(const std::string& path, const Image& image, int compression_level
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error(path + ": cannot open for writing");
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     out.close();
     if (!out) throw std::runtime_error(path + ": write error");
   }
@@ -399,9 +400,9 @@ std::vector<float> to_chw_normalized(const Image& image, const float mean[3], co
                              " has " + std::to_string(image.rgb.size()) + " bytes");
   for (int c = 0; c < 3; c++)
     if (!(std[c] > 0.0f) || !std::isfinite(std[c]) || !std::isfinite(mean[c]))
-      throw std::runtime_error("to_chw_normalized: channel " + std::to_string(c) +
-                               " has mean " + std::to_string(mean[c]) + " and std " +
-                               std::to_string(std[c]) + " (std must be finite and > 0)");
+      throw std::runtime_error("to_chw_normalized: channel " + std::to_string(c) + " has mean " +
+                               std::to_string(mean[c]) + " and std " + std::to_string(std[c]) +
+                               " (std must be finite and > 0)");
   std::vector<float> chw(plane * 3);
   for (int c = 0; c < 3; c++)
     for (size_t i = 0; i < plane; i++)
@@ -426,8 +427,7 @@ static bool has_image_extension(const fs::path& path) {
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
 }
 
-ImageFolder::ImageFolder(const std::string& dir, ImageLimits limits)
-    : dir_(dir), limits_(limits) {
+ImageFolder::ImageFolder(const std::string& dir, ImageLimits limits) : dir_(dir), limits_(limits) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw std::runtime_error(dir + ": not a directory");
   auto options = fs::directory_options::skip_permission_denied;

@@ -73,7 +73,8 @@ TEST(Benchmark, WriteReadRoundTrip) {
   EXPECT_EQ(read_all(dir + "/images/000007.png"), read_all(dir2 + "/images/000007.png"));
   EXPECT_FALSE(fs::exists(dir + "/questions.jsonl.tmp"));
   // Reading via the file path works too.
-  EXPECT_EQ(read_benchmark(dir + "/questions.jsonl", false).questions.size(), static_cast<size_t>(n));
+  EXPECT_EQ(read_benchmark(dir + "/questions.jsonl", false).questions.size(),
+            static_cast<size_t>(n));
 }
 
 TEST(Benchmark, UnlabeledPool) {
@@ -102,15 +103,21 @@ TEST(Benchmark, UnlabeledPool) {
 TEST(Benchmark, MalformedLinesReportedAndSkipped) {
   std::string dir = temp_dir("malformed");
   std::ofstream out(dir + "/questions.jsonl", std::ios::binary);
-  out << R"({"id": "a", "image": "images/a.png", "question": "how many objects are there?", "answer": "3", "type": "count_all"})" "\n"  // 1 ok
-      << "{not json\n"                                                                     // 2
-      << "[1, 2]\n"                                                                        // 3
-      << R"({"image": "images/b.png", "question": "q?"})" "\n"                             // 4 no id
-      << R"({"id": "c", "image": "images/c.png", "question": "q?", "answer": 3})" "\n"     // 5 numeric answer
-      << "\n"                                                                              // 6 blank
-      << R"({"id": "a", "image": "images/a2.png", "question": "q?"})" "\n"                 // 7 duplicate
-      << R"({"id": "d", "image": "images/d.png", "question": "is there a red circle?"})" "\r\n"  // 8 ok, CRLF, unlabeled
-      << R"({"id": "e", "image": 5, "question": "q?"})" "\n"                               // 9 image not a string
+  out << R"({"id": "a", "image": "images/a.png", "question": "how many objects are there?", "answer": "3", "type": "count_all"})"
+         "\n"           // 1 ok
+      << "{not json\n"  // 2
+      << "[1, 2]\n"     // 3
+      << R"({"image": "images/b.png", "question": "q?"})"
+         "\n"  // 4 no id
+      << R"({"id": "c", "image": "images/c.png", "question": "q?", "answer": 3})"
+         "\n"  // 5 numeric answer
+      << "\n"  // 6 blank
+      << R"({"id": "a", "image": "images/a2.png", "question": "q?"})"
+         "\n"  // 7 duplicate
+      << R"({"id": "d", "image": "images/d.png", "question": "is there a red circle?"})"
+         "\r\n"  // 8 ok, CRLF, unlabeled
+      << R"({"id": "e", "image": 5, "question": "q?"})"
+         "\n"  // 9 image not a string
       << R"({"id": "f", "image": "images/f.png", "question": "q?", "answer": null, "type": "x"})";  // 10 ok, no newline
   out.close();
   Benchmark bench = read_benchmark(dir, /*warn=*/false);
@@ -165,20 +172,20 @@ TEST(Scoring, ExtractBoxed) {
 
 TEST(Scoring, ReportCountsByHand) {
   std::vector<BenchmarkQuestion> qs = {
-      labeled("0", "how many red circles are there?", "0", "count_both"),       // halluc.
+      labeled("0", "how many red circles are there?", "0", "count_both"),  // halluc.
       labeled("1", "how many red circles are there?", "2", "count_both"),
-      labeled("2", "is there a blue square?", "no", std::nullopt),              // halluc., type parsed
-      labeled("3", "what color is the circle?", "none", "query_color"),         // halluc.
+      labeled("2", "is there a blue square?", "no", std::nullopt),       // halluc., type parsed
+      labeled("3", "what color is the circle?", "none", "query_color"),  // halluc.
       labeled("4", "what color is the circle?", "red", "query_color"),
-      labeled("5", "what is in the sky?", "Cloud", std::nullopt),               // foreign: unknown
+      labeled("5", "what is in the sky?", "Cloud", std::nullopt),  // foreign: unknown
   };
   std::vector<std::string> replies = {
-      "there are none: \\boxed{0}",    // correct
-      "\\boxed{1}",                    // wrong
-      "I think so. \\boxed{yes}",      // wrong
-      "no boxed answer",               // wrong, no_answer
-      "\\boxed{Red}",                  // correct
-      "\\boxed{ cloud }",              // correct
+      "there are none: \\boxed{0}",  // correct
+      "\\boxed{1}",                  // wrong
+      "I think so. \\boxed{yes}",    // wrong
+      "no boxed answer",             // wrong, no_answer
+      "\\boxed{Red}",                // correct
+      "\\boxed{ cloud }",            // correct
   };
   ScoreReport r = score_replies(qs, replies);
   EXPECT_EQ(r.overall.total, 6);

@@ -115,8 +115,16 @@ TEST(ShapeWorldRender, TriangleHandComputedPixels) {
   // j = -7 (y = 23): |i| <= 1.155 -> x 29..31; j = 0 (y = 30): |i| <= 5.196 -> x 25..35.
   check_pixels(make(Shape::triangle, Color::purple, Size::large, 30, 30),
                {{30, 21}, {30, 34}, {37, 34}, {23, 34}, {31, 23}, {29, 23}, {35, 30}, {25, 30}},
-               {{30, 20}, {29, 21}, {31, 21}, {30, 35}, {38, 34}, {22, 34}, {32, 23}, {28, 23},
-                {36, 30}, {24, 30}});
+               {{30, 20},
+                {29, 21},
+                {31, 21},
+                {30, 35},
+                {38, 34},
+                {22, 34},
+                {32, 23},
+                {28, 23},
+                {36, 30},
+                {24, 30}});
   // Small r = 5 at (20, 30): apex (20, 25); bottom edge j = 2.5 -> last row y = 32;
   // j = 2: |i| <= 4.041 -> x 16..24; j = -4: |i| <= 0.577 -> x 20; j = -3: |i| <= 1.155.
   check_pixels(make(Shape::triangle, Color::gray, Size::small, 20, 30),
@@ -141,7 +149,8 @@ TEST(ShapeWorldRender, CoveredAreasAndTranslationInvariance) {
     for (int y = 0; y < kCanvasSize; y++)
       for (int x = 0; x < kCanvasSize; x++)
         if (object_covers(ref, x, y)) footprint.insert({x - ref.cx, y - ref.cy});
-    EXPECT_EQ(static_cast<int>(footprint.size()), area) << shape_name(shape) << " " << size_name(size);
+    EXPECT_EQ(static_cast<int>(footprint.size()), area)
+        << shape_name(shape) << " " << size_name(size);
     for (int cy = r + 1; cy <= 62 - r; cy += 3)
       for (int cx = r + 1; cx <= 62 - r; cx += 5) {
         Object o = make(shape, Color::red, size, cx, cy);
@@ -249,11 +258,14 @@ TEST(ShapeWorldScene, JsonRoundTripAndErrors) {
     EXPECT_EQ(scene_from_json(scene_to_json(scene), "test"), scene);
   }
   EXPECT_THROW(scene_from_json("{", "x"), std::runtime_error);
-  EXPECT_THROW(scene_from_json(R"({"objects":[{"shape":"hexagon","color":"red","size":"small","cx":10,"cy":10}]})", "x"),
-               std::runtime_error);
+  EXPECT_THROW(
+      scene_from_json(
+          R"({"objects":[{"shape":"hexagon","color":"red","size":"small","cx":10,"cy":10}]})", "x"),
+      std::runtime_error);
   try {
-    scene_from_json(R"({"objects":[{"shape":"circle","color":"red","size":"small","cx":"10","cy":10}]})",
-                    "scenes.jsonl:7");
+    scene_from_json(
+        R"({"objects":[{"shape":"circle","color":"red","size":"small","cx":"10","cy":10}]})",
+        "scenes.jsonl:7");
     FAIL();
   } catch (const std::runtime_error& e) {
     std::string m = e.what();
@@ -261,8 +273,10 @@ TEST(ShapeWorldScene, JsonRoundTripAndErrors) {
     EXPECT_NE(m.find("\"cx\""), std::string::npos) << m;
   }
   // Rule violations are caught too.
-  EXPECT_THROW(scene_from_json(R"({"objects":[{"shape":"circle","color":"red","size":"large","cx":5,"cy":30}]})", "x"),
-               std::runtime_error);
+  EXPECT_THROW(
+      scene_from_json(
+          R"({"objects":[{"shape":"circle","color":"red","size":"large","cx":5,"cy":30}]})", "x"),
+      std::runtime_error);
 }
 
 // ---- the oracle against a brute force from pixels --------------------------------
@@ -316,13 +330,20 @@ std::vector<SeenObject> objects_from_pixels(const Image& img) {
       int w = x1 - x0 + 1, h = y1 - y0 + 1;
       SeenObject o;
       o.color = palette[c].first;
-      if (area == 81 && w == 11) o.shape = "circle", o.size = "small";
-      else if (area == 253) o.shape = "circle", o.size = "large";
-      else if (area == 81 && w == 9) o.shape = "square", o.size = "small";
-      else if (area == 225) o.shape = "square", o.size = "large";
-      else if (area == 34) o.shape = "triangle", o.size = "small";
-      else if (area == 106) o.shape = "triangle", o.size = "large";
-      else ADD_FAILURE() << "unrecognised component: area " << area << " box " << w << "x" << h;
+      if (area == 81 && w == 11)
+        o.shape = "circle", o.size = "small";
+      else if (area == 253)
+        o.shape = "circle", o.size = "large";
+      else if (area == 81 && w == 9)
+        o.shape = "square", o.size = "small";
+      else if (area == 225)
+        o.shape = "square", o.size = "large";
+      else if (area == 34)
+        o.shape = "triangle", o.size = "small";
+      else if (area == 106)
+        o.shape = "triangle", o.size = "large";
+      else
+        ADD_FAILURE() << "unrecognised component: area " << area << " box " << w << "x" << h;
       o.cx = (x0 + x1) / 2;
       o.cy = o.shape == "triangle" ? y0 + (o.size == "small" ? 5 : 9) : (y0 + y1) / 2;
       out.push_back(o);
@@ -337,7 +358,8 @@ std::map<std::string, std::string> brute_force_questions(const std::vector<SeenO
   const std::vector<std::string> colors = {"red", "green", "blue", "yellow", "purple", "gray"};
   auto count = [&](const std::string& color, const std::string& shape) {
     int n = 0;
-    for (auto& o : objs) n += (color.empty() || o.color == color) && (shape.empty() || o.shape == shape);
+    for (auto& o : objs)
+      n += (color.empty() || o.color == color) && (shape.empty() || o.shape == shape);
     return n;
   };
   auto only = [&](const std::string& color, const std::string& shape) -> const SeenObject* {
@@ -375,11 +397,13 @@ std::map<std::string, std::string> brute_force_questions(const std::vector<SeenO
         }
   for (auto& s1 : shapes)
     for (auto& s2 : shapes)
-      if (s1 != s2) qa["are there more " + s1 + "s than " + s2 + "s?"] = yn(count("", s1) > count("", s2));
+      if (s1 != s2)
+        qa["are there more " + s1 + "s than " + s2 + "s?"] = yn(count("", s1) > count("", s2));
   for (auto& c1 : colors)
     for (auto& c2 : colors)
       if (c1 != c2)
-        qa["are there more " + c1 + " objects than " + c2 + " objects?"] = yn(count(c1, "") > count(c2, ""));
+        qa["are there more " + c1 + " objects than " + c2 + " objects?"] =
+            yn(count(c1, "") > count(c2, ""));
   return qa;
 }
 
@@ -492,10 +516,12 @@ TEST(ShapeWorldOracle, HallucinationSliceAndVocabulary) {
   std::set<std::string> vocab(answer_vocabulary().begin(), answer_vocabulary().end());
   EXPECT_EQ(vocab.size(), 21u);
   for (int t = 0; t < kNumQuestionTypes; t++)
-    for (const auto& a : benchmark_answer_set(static_cast<QuestionType>(t))) EXPECT_TRUE(vocab.count(a)) << a;
+    for (const auto& a : benchmark_answer_set(static_cast<QuestionType>(t)))
+      EXPECT_TRUE(vocab.count(a)) << a;
   Rng rng(5);
   for (int i = 0; i < 50; i++)
-    for (const auto& q : askable_questions(sample_scene(rng))) EXPECT_TRUE(vocab.count(q.answer)) << q.answer;
+    for (const auto& q : askable_questions(sample_scene(rng)))
+      EXPECT_TRUE(vocab.count(q.answer)) << q.answer;
   for (int t = 0; t < kNumQuestionTypes; t++) {
     auto type = static_cast<QuestionType>(t);
     EXPECT_EQ(parse_type(type_name(type)), type);

@@ -128,7 +128,8 @@ Image smooth_image(int w, int h, uint32_t seed) {
     for (int x = 0; x < w; x++) {
       int base[3] = {40 + 150 * x / w, 30 + 180 * y / h, 200 - 120 * (x + y) / (w + h)};
       for (int c = 0; c < 3; c++)
-        img.rgb[img.offset(x, y) + c] = static_cast<uint8_t>(std::clamp(base[c] + noise(rng), 0, 255));
+        img.rgb[img.offset(x, y) + c] =
+            static_cast<uint8_t>(std::clamp(base[c] + noise(rng), 0, 255));
     }
   return img;
 }
@@ -299,8 +300,8 @@ TEST(Image, PngGrayAlphaAndRgbaCompositeOnWhite) {
       int i = y * w + x;
       gav[i] = {int(rng() % 256), int(rng() % 256)};
       rgbav[i] = {int(rng() % 256), int(rng() % 256), int(rng() % 256), int(rng() % 256)};
-      if (i == 0) rgbav[i][3] = 0, gav[i][1] = 0;        // fully transparent -> white
-      if (i == 1) rgbav[i][3] = 255, gav[i][1] = 255;    // opaque -> unchanged
+      if (i == 0) rgbav[i][3] = 0, gav[i][1] = 0;      // fully transparent -> white
+      if (i == 1) rgbav[i][3] = 255, gav[i][1] = 255;  // opaque -> unchanged
       for (int v : gav[i]) r1.push_back(v);
       for (int v : rgbav[i]) r2.push_back(v);
     }
@@ -374,7 +375,8 @@ TEST(Image, PngInterlaced) {
   RawPng raw = make_raw(13, 11, PNG_COLOR_TYPE_RGB, 8);
   raw.interlaced = true;
   for (int y = 0; y < 11; y++)
-    raw.rows.emplace_back(img.rgb.begin() + img.offset(0, y), img.rgb.begin() + img.offset(0, y + 1));
+    raw.rows.emplace_back(img.rgb.begin() + img.offset(0, y),
+                          img.rgb.begin() + img.offset(0, y + 1));
   auto bytes = write_raw_png(raw);
   Image back = visplay::decode_image(bytes.data(), bytes.size());
   EXPECT_EQ(back.rgb, img.rgb);
@@ -512,7 +514,8 @@ TEST(Image, TooLargeHeaderRefusedBeforeAllocating) {
   long rss_before = max_rss_kb();
   auto start = std::chrono::steady_clock::now();
   expect_decode_error(header, "huge.png", "20000x20000");
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(ms, 50.0);
   // 20000 * 20000 * 3 bytes = 1.2 GB: had it been allocated and touched, the peak RSS would jump.
   EXPECT_LT(max_rss_kb() - rss_before, 64 * 1024);
@@ -619,8 +622,7 @@ TEST(Image, LoadForModelResizes) {
   ASSERT_EQ(chw.size(), 3u * 8 * 8);
   Image resized = visplay::resize_bilinear(img, 8, 8);
   for (int c = 0; c < 3; c++)
-    for (int i = 0; i < 64; i++)
-      ASSERT_FLOAT_EQ(chw[c * 64 + i], resized.rgb[3 * i + c] / 255.0f);
+    for (int i = 0; i < 64; i++) ASSERT_FLOAT_EQ(chw[c * 64 + i], resized.rgb[3 * i + c] / 255.0f);
 }
 
 TEST(Image, FolderSkipsBadFiles) {
@@ -636,7 +638,7 @@ TEST(Image, FolderSkipsBadFiles) {
   write_file(dir + "/fake.png", {'h', 'e', 'l', 'l', 'o'});
 
   visplay::ImageFolder folder(dir);
-  ASSERT_EQ(folder.size(), 6u);  // the .txt is not listed
+  ASSERT_EQ(folder.size(), 6u);                             // the .txt is not listed
   EXPECT_EQ(fs::path(folder.path(0)).filename(), "a.jpg");  // sorted
   auto loaded = folder.load_all(/*warn=*/false);
   EXPECT_EQ(loaded.images.size(), 3u);

@@ -3,8 +3,8 @@
 // (images/ + scenes.jsonl as the listing; the scenes are for the oracle, not training).
 #include <algorithm>
 #include <chrono>
-#include <memory>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "data/benchmark.h"
