@@ -287,26 +287,37 @@ std::optional<std::string> extract_boxed(std::string_view text) {
 }
 
 std::string normalize_answer(std::string_view answer) {
-  std::string s(answer);
-  unwrap_text_commands(s);
-  replace_all(s, "\\dfrac", "\\frac");
-  replace_all(s, "\\tfrac", "\\frac");
-  remove_sizing(s, "\\left");
-  remove_sizing(s, "\\right");
-  replace_all(s, "\\!", "");
-  for (std::string_view spacing : {"\\,", "\\;", "\\:", "\\ "}) replace_all(s, spacing, " ");
+  // Character-level rules first ('$', case, whitespace kinds), so the rewrites below see
+  // their final input; the rewrites all shorten the string and run to a fixed point, which
+  // makes normalize_answer idempotent (one rewrite can expose another: "\\ " -> "\ ").
+  std::string s;
+  s.reserve(answer.size());
+  for (char ch : answer) {
+    if (ch == '$') continue;
+    s.push_back(is_space(ch) ? ' '
+                             : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+  }
+  for (std::string before; before != s;) {
+    before = s;
+    unwrap_text_commands(s);
+    replace_all(s, "\\dfrac", "\\frac");
+    replace_all(s, "\\tfrac", "\\frac");
+    remove_sizing(s, "\\left");
+    remove_sizing(s, "\\right");
+    replace_all(s, "\\!", "");
+    for (std::string_view spacing : {"\\,", "\\;", "\\:", "\\ "}) replace_all(s, spacing, " ");
+  }
   std::string out;
   out.reserve(s.size());
   bool pending_space = false;
   for (char ch : s) {
-    if (ch == '$') continue;
-    if (is_space(ch)) {
+    if (ch == ' ') {
       pending_space = !out.empty();
       continue;
     }
     if (pending_space) out.push_back(' ');
     pending_space = false;
-    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+    out.push_back(ch);
   }
   while (!out.empty() &&
          (out.back() == '.' || out.back() == ',' || out.back() == ';' || out.back() == ':' ||

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace visplay::rl {
 namespace {
 
@@ -183,6 +185,49 @@ TEST(ParseQuestioner, FirstBlockWins) {
   auto q = parse_questioner_output("<question>first</question><question>second</question>");
   EXPECT_TRUE(q.valid);
   EXPECT_EQ(q.question, "first");
+}
+
+// Random strings made of the characters and commands the parsers care about: nothing throws or
+// reads out of bounds (run under ASan in CI), equality stays reflexive and symmetric, and an
+// extracted answer never carries an unbalanced brace.
+TEST(AnswerFuzz, RandomStructuredStrings) {
+  const std::vector<std::string> pieces = {
+      "\\boxed{", "{",         "}",          "\\",          "\\{",    "\\}",     "(",
+      ")",        "[",         "]",          ",",           "/",      ".",       "-",
+      "\\frac",   "\\text{",   "$",          " ",           "1",      "2",       "0",
+      "no ",      "A",         "<question>", "</question>", "<type>", "</type>", "\\left(",
+      "\\right)", "\\dfrac34", "?",          "\\,"};
+  std::mt19937 rng(99);
+  auto random_string = [&] {
+    std::string s;
+    const int n = static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) s += pieces[rng() % pieces.size()];
+    return s;
+  };
+  AnswerOptions rule;
+  rule.both_contain_no_rule = true;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const std::string a = random_string(), b = random_string();
+    if (auto boxed = extract_boxed(a)) {
+      int depth = 0;
+      for (size_t i = 0; i < boxed->size(); ++i) {
+        if ((*boxed)[i] == '\\' && i + 1 < boxed->size()) {
+          ++i;
+          continue;
+        }
+        depth += (*boxed)[i] == '{' ? 1 : (*boxed)[i] == '}' ? -1 : 0;
+        ASSERT_GE(depth, 0) << a;
+      }
+      EXPECT_EQ(depth, 0) << a;
+      EXPECT_FALSE(boxed->empty());
+    }
+    EXPECT_TRUE(answers_equal(a, a)) << a;
+    EXPECT_EQ(answers_equal(a, b), answers_equal(b, a)) << a << " | " << b;
+    EXPECT_EQ(answers_equal(a, b, rule), answers_equal(b, a, rule)) << a << " | " << b;
+    EXPECT_EQ(normalize_answer(normalize_answer(a)), normalize_answer(a)) << a;
+    const ParsedQuestion q = parse_questioner_output(a + b);
+    EXPECT_EQ(q.valid, !q.question.empty());
+  }
 }
 
 }  // namespace
