@@ -2,6 +2,7 @@
 // contiguous tensor go to BLAS with a transpose flag instead of a copy.
 #include "kernels/cpu/gemm.h"
 #include "runtime/ops_common.h"
+#include "visplay/kernels/gemm.h"
 
 namespace visplay {
 using namespace detail;
@@ -37,7 +38,6 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_floating(op, b);
   if (any_bf16({&a, &b})) return matmul(f32(a), f32(b)).to(DType::bf16);
   check_same_dtype(op, a, b);
-  require_cpu(op, a);
   if (a.dim() < 2 || b.dim() < 2)
     op_error(op, "needs at least 2-d operands, got " + shape_str(a.shape()) + " @ " + shape_str(b.shape()));
   int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
@@ -55,7 +55,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
 
   GemmOperand oa = as_gemm_operand(a), ob = as_gemm_operand(b);
-  dispatch_float(op, a.dtype(), [&](auto t) {
+  if (on_device(a)) {
+    require_device_f32(op, a);
+    const float* pa = static_cast<const float*>(oa.storage.raw_data());
+    const float* pb = static_cast<const float*>(ob.storage.raw_data());
+    float* pc = out.data<float>();
+    for (int64_t i = 0; i < batch; ++i)
+      VISPLAY_DEVICE_KERNEL(a.device(), gemm_f32, oa.trans, ob.trans, static_cast<int>(M), static_cast<int>(N),
+                            static_cast<int>(K), 1.0f, pa + i * oa.batch_stride, static_cast<int>(oa.ld),
+                            pb + (shared_b ? 0 : i * ob.batch_stride), static_cast<int>(ob.ld), 0.0f,
+                            pc + i * M * N, static_cast<int>(N), nullptr);
+  } else dispatch_float(op, a.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* pa = static_cast<const T*>(oa.storage.raw_data());
     const T* pb = static_cast<const T*>(ob.storage.raw_data());
@@ -90,7 +100,6 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   check_floating(op, w);
   if (any_bf16({&x, &w, &bias})) return linear(f32(x), f32(w), f32(bias)).to(DType::bf16);
   check_same_dtype(op, x, w);
-  require_cpu(op, x);
   if (w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1))
     op_error(op, "input " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()) +
                      " (expected [..., in] and [out, in])");
@@ -99,6 +108,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     check_same_dtype(op, x, bias);
     if (bias.dim() != 1 || bias.size(0) != out_features)
       op_error(op, "bias " + shape_str(bias.shape()) + " does not match weight " + shape_str(w.shape()));
+  }
+  if (on_device(x)) {
+    // Composed from device ops: x W^T on the GEMM kernel (W^T is a view, passed
+    // as a transpose flag), then the bias through the broadcasting add.
+    Shape out_shape = x.shape();
+    out_shape.back() = out_features;
+    Tensor y = matmul(x.reshape({-1, in}), w.transpose(0, 1));
+    if (bias.defined()) y = add(y, bias);
+    return y.reshape(out_shape);
   }
   Tensor xc = x.contiguous(), wc = w.contiguous();
   Tensor bc = bias.defined() ? bias.contiguous() : bias;

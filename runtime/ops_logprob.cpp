@@ -1,6 +1,7 @@
 // token_logprobs: the fused LM head + log-softmax + gather (f32 compute).
 #include "kernels/cpu/logprob.h"
 #include "runtime/ops_common.h"
+#include "visplay/kernels/logprob.h"
 
 namespace visplay {
 using namespace detail;
@@ -11,7 +12,6 @@ TokenLogprobs token_logprobs(const Tensor& hidden, const Tensor& head_weight, co
   check_floating(op, hidden);
   check_floating(op, head_weight);
   check_same_device(op, hidden, head_weight);
-  require_cpu(op, hidden);
   if (chunk <= 0) op_error(op, "chunk must be positive");
   int64_t D = hidden.size(-1);
   if (head_weight.dim() != 2 || head_weight.size(1) != D)
@@ -30,6 +30,26 @@ TokenLogprobs token_logprobs(const Tensor& hidden, const Tensor& head_weight, co
                        " out of range for a vocabulary of " + std::to_string(V));
   }
   DType out_dtype = hidden.dtype();
+  if (on_device(hidden)) {
+    Tensor h = hidden.to(DType::f32).contiguous(), w = head_weight.to(DType::f32).contiguous();
+    Tensor t32 = tg.to(DType::i32).to(h.device());
+    Tensor logprob = Tensor::empty(lead, DType::f32, h.device()), entropy = Tensor::empty(lead, DType::f32, h.device());
+    Tensor lse = Tensor::empty({N}, DType::f32, h.device());
+    VISPLAY_DEVICE_KERNEL(h.device(), logprob_forward, h.data<float>(), w.data<float>(), t32.data<int32_t>(),
+                          static_cast<int>(N), static_cast<int>(D), static_cast<int>(V), logprob.data<float>(),
+                          entropy.data<float>(), lse.data<float>(), nullptr);
+    Tensor hs = h.detach(), ws = w.detach();
+    Tensor out = record_op(logprob, op, {h, w}, [=](const Tensor& g) {
+      Tensor gc = g.to(DType::f32).contiguous();
+      Tensor dh = Tensor::empty(hs.shape(), DType::f32, hs.device());
+      Tensor dw = Tensor::empty(ws.shape(), DType::f32, ws.device());
+      VISPLAY_DEVICE_KERNEL(hs.device(), logprob_backward, hs.data<float>(), ws.data<float>(), t32.data<int32_t>(),
+                            static_cast<int>(N), static_cast<int>(D), static_cast<int>(V), lse.data<float>(),
+                            nullptr, gc.data<float>(), nullptr, dh.data<float>(), dw.data<float>(), nullptr);
+      return std::vector<Tensor>{dh, dw};
+    });
+    return {out, entropy};
+  }
   // The kernel computes in f32; f64 inputs (gradient checks) are rounded.
   Tensor h = hidden.to(DType::f32).contiguous(), w = head_weight.to(DType::f32).contiguous();
   Tensor logprob = Tensor::empty(lead, DType::f32), entropy = Tensor::empty(lead, DType::f32);

@@ -9,6 +9,10 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "runtime/ops_common.h"
+#include "visplay/kernels/embedding.h"
+#include "visplay/kernels/norm.h"
+#include "visplay/kernels/rope.h"
+#include "visplay/kernels/swiglu.h"
 
 namespace visplay {
 using namespace detail;
@@ -19,8 +23,6 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   const char* op = "embedding";
   check_floating(op, weight);
   if (weight.dtype() == DType::bf16) return embedding(f32(weight), ids).to(DType::bf16);
-  check_same_device(op, weight, ids);
-  require_cpu(op, weight);
   if (weight.dim() != 2) op_error(op, "weight must be [V, D], got " + shape_str(weight.shape()));
   Tensor idx = as_index(op, ids);
   int64_t V = weight.size(0), D = weight.size(1), n = idx.numel();
@@ -33,6 +35,20 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   Shape out_shape = ids.shape();
   out_shape.push_back(D);
   Tensor out = Tensor::empty(out_shape, w.dtype(), w.device());
+  if (on_device(w)) {
+    require_device_f32(op, w);
+    Tensor ids_dev = idx.to(w.device());
+    Tensor ids32 = idx.to(DType::i32).to(w.device());
+    VISPLAY_DEVICE_KERNEL(w.device(), embedding_forward, w.data<float>(), ids_dev.data<int64_t>(), n, D,
+                          out.data<float>(), nullptr);
+    return record_op(out, op, {w}, [=](const Tensor& g) {
+      Tensor gc = g.contiguous();
+      Tensor gw = Tensor::zeros({V, D}, DType::f32, gc.device());  // the kernel accumulates
+      VISPLAY_DEVICE_KERNEL(gc.device(), embedding_backward, ids32.data<int32_t>(), static_cast<int>(n),
+                            gc.data<float>(), static_cast<int>(D), static_cast<int>(V), gw.data<float>(), nullptr);
+      return std::vector<Tensor>{gw};
+    });
+  }
   dispatch_float(op, w.dtype(), [&](auto t) {
     using T = decltype(t);
     kc::embedding_forward<T>(w.data<T>(), pid, out.data<T>(), n, D);
@@ -55,7 +71,6 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   if (any_bf16({&x, &w})) return rmsnorm(f32(x), f32(w), eps).to(DType::bf16);
   check_same_dtype(op, x, w);
   check_same_device(op, x, w);
-  require_cpu(op, x);
   int64_t n = x.size(-1);
   if (w.dim() != 1 || w.size(0) != n)
     op_error(op, "weight " + shape_str(w.shape()) + " does not match input " + shape_str(x.shape()));
@@ -63,6 +78,22 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   int64_t rows = xc.numel() / n;
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
   Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
+  if (on_device(xc)) {
+    require_device_f32(op, xc);
+    VISPLAY_DEVICE_KERNEL(xc.device(), rmsnorm_forward, xc.data<float>(), wc.data<float>(), static_cast<int>(rows),
+                          static_cast<int>(n), static_cast<float>(eps), out.data<float>(), rstd.data<float>(),
+                          nullptr);
+    Tensor xs = xc.detach(), ws = wc.detach();
+    return record_op(out, op, {xc, wc}, [=](const Tensor& g) {
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(xs.shape(), DType::f32, xs.device());
+      Tensor dw = Tensor::empty({n}, DType::f32, xs.device());
+      VISPLAY_DEVICE_KERNEL(xs.device(), rmsnorm_backward, xs.data<float>(), ws.data<float>(), rstd.data<float>(),
+                            gc.data<float>(), static_cast<int>(rows), static_cast<int>(n), dx.data<float>(),
+                            dw.data<float>(), nullptr);
+      return std::vector<Tensor>{dx, dw};
+    });
+  }
   dispatch_float(op, xc.dtype(), [&](auto t) {
     using T = decltype(t);
     kc::rmsnorm_forward<T>(xc.data<T>(), wc.data<T>(), out.data<T>(), rstd.data<T>(), rows, n, eps);
@@ -89,7 +120,6 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) 
   check_same_dtype(op, x, w);
   check_same_dtype(op, x, b);
   check_same_device(op, x, w);
-  require_cpu(op, x);
   int64_t n = x.size(-1);
   if (w.dim() != 1 || w.size(0) != n || b.dim() != 1 || b.size(0) != n)
     op_error(op, "weight " + shape_str(w.shape()) + " / bias " + shape_str(b.shape()) +
@@ -99,6 +129,22 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) 
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
   Tensor mean = Tensor::empty({rows}, xc.dtype(), xc.device());
   Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
+  if (on_device(xc)) {
+    require_device_f32(op, xc);
+    VISPLAY_DEVICE_KERNEL(xc.device(), layernorm_forward, xc.data<float>(), wc.data<float>(), bc.data<float>(),
+                          static_cast<int>(rows), static_cast<int>(n), static_cast<float>(eps), out.data<float>(),
+                          mean.data<float>(), rstd.data<float>(), nullptr);
+    Tensor xs = xc.detach(), ws = wc.detach();
+    return record_op(out, op, {xc, wc, bc}, [=](const Tensor& g) {
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(xs.shape(), DType::f32, xs.device());
+      Tensor dw = Tensor::empty({n}, DType::f32, xs.device()), db = Tensor::empty({n}, DType::f32, xs.device());
+      VISPLAY_DEVICE_KERNEL(xs.device(), layernorm_backward, xs.data<float>(), ws.data<float>(), mean.data<float>(),
+                            rstd.data<float>(), gc.data<float>(), static_cast<int>(rows), static_cast<int>(n),
+                            dx.data<float>(), dw.data<float>(), db.data<float>(), nullptr);
+      return std::vector<Tensor>{dx, dw, db};
+    });
+  }
   dispatch_float(op, xc.dtype(), [&](auto t) {
     using T = decltype(t);
     kc::layernorm_forward<T>(xc.data<T>(), wc.data<T>(), bc.data<T>(), out.data<T>(),
@@ -126,7 +172,6 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base) {
   const char* op = "rope";
   check_floating(op, x);
   if (x.dtype() == DType::bf16) return rope(f32(x), positions, base).to(DType::bf16);
-  require_cpu(op, x);
   if (x.dim() != 4 || x.size(3) % 2 != 0)
     op_error(op, "input must be [B, S, H, D] with even D, got " + shape_str(x.shape()));
   int64_t B = x.size(0), S = x.size(1), H = x.size(2), D = x.size(3);
@@ -142,6 +187,20 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base) {
   }
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  if (on_device(xc)) {
+    require_device_f32(op, xc);
+    Tensor pos32 = pos.to(DType::i32).to(xc.device());
+    int tokens = static_cast<int>(B * S);
+    VISPLAY_DEVICE_KERNEL(xc.device(), rope, xc.data<float>(), pos32.data<int32_t>(), tokens, static_cast<int>(H),
+                          static_cast<int>(D), static_cast<float>(base), false, out.data<float>(), nullptr);
+    return record_op(out, op, {xc}, [=](const Tensor& g) {
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(gc.shape(), DType::f32, gc.device());
+      VISPLAY_DEVICE_KERNEL(gc.device(), rope, gc.data<float>(), pos32.data<int32_t>(), tokens, static_cast<int>(H),
+                            static_cast<int>(D), static_cast<float>(base), true, dx.data<float>(), nullptr);
+      return std::vector<Tensor>{dx};
+    });
+  }
   dispatch_float(op, xc.dtype(), [&](auto t) {
     using T = decltype(t);
     kc::rope_apply<T>(xc.data<T>(), out.data<T>(), pos.data<int64_t>(), B, S, H, D, base, false);
@@ -284,11 +343,24 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   if (any_bf16({&gate, &up})) return swiglu(f32(gate), f32(up)).to(DType::bf16);
   check_same_dtype(op, gate, up);
   check_same_device(op, gate, up);
-  require_cpu(op, gate);
   if (gate.shape() != up.shape())
     op_error(op, "gate " + shape_str(gate.shape()) + " and up " + shape_str(up.shape()) + " differ");
   Tensor gc = gate.contiguous(), uc = up.contiguous();
   Tensor out = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+  if (on_device(gc)) {
+    require_device_f32(op, gc);
+    VISPLAY_DEVICE_KERNEL(gc.device(), swiglu_forward, gc.data<float>(), uc.data<float>(), gc.numel(),
+                          out.data<float>(), nullptr);
+    Tensor gs = gc.detach(), us = uc.detach();
+    return record_op(out, op, {gc, uc}, [gs, us](const Tensor& g) {
+      Tensor dc = g.contiguous();
+      Tensor dgate = Tensor::empty(gs.shape(), DType::f32, gs.device());
+      Tensor dup = Tensor::empty(gs.shape(), DType::f32, gs.device());
+      VISPLAY_DEVICE_KERNEL(gs.device(), swiglu_backward, gs.data<float>(), us.data<float>(), dc.data<float>(),
+                            gs.numel(), dgate.data<float>(), dup.data<float>(), nullptr);
+      return std::vector<Tensor>{dgate, dup};
+    });
+  }
   dispatch_float(op, gc.dtype(), [&](auto t) {
     using T = decltype(t);
     kc::swiglu_forward<T>(gc.data<T>(), uc.data<T>(), out.data<T>(), gc.numel());

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/adamw.h"
 #include "runtime/ops_common.h"
+#include "visplay/kernels/adamw.h"
 
 namespace visplay {
 using namespace detail;
@@ -27,7 +28,45 @@ void AdamW::step(double lr_override) {
   NoGradGuard no_grad;
   ++step_;
   double lr = lr_override >= 0 ? lr_override : opt_.lr;
+  // Device parameters (f32) go through the fused multi-tensor kernel in one launch.
+  std::vector<size_t> device_params;
+  std::vector<Tensor> device_grads;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (on_device(params_[i]) && params_[i].grad().defined()) {
+      require_device_f32("AdamW", params_[i]);
+      device_params.push_back(i);
+      device_grads.push_back(params_[i].grad().to(DType::f32).contiguous());
+    }
+  if (!device_params.empty()) {
+    Device dev = params_[device_params[0]].device();
+    auto launch = [&](auto tensor_tag, auto options, auto kernel) {
+      using TensorDesc = decltype(tensor_tag);
+      std::vector<TensorDesc> descs;
+      for (size_t k = 0; k < device_params.size(); ++k) {
+        size_t i = device_params[k];
+        descs.push_back({params_[i].data<float>(), device_grads[k].data<float>(), m_[i].data<float>(),
+                         v_[i].data<float>(), static_cast<long>(params_[i].numel())});
+      }
+      options.lr = static_cast<float>(lr);
+      options.beta1 = static_cast<float>(opt_.beta1);
+      options.beta2 = static_cast<float>(opt_.beta2);
+      options.eps = static_cast<float>(opt_.eps);
+      options.weight_decay = static_cast<float>(opt_.weight_decay);
+      options.step = static_cast<int>(step_);
+      kernel(descs.data(), static_cast<int>(descs.size()), options, nullptr);
+    };
+    if (dev.type == DeviceType::sim) {
+      launch(kernels::sim::AdamWTensor{}, kernels::sim::AdamWOptions{}, kernels::sim::adamw_multi);
+    } else {
+#ifdef VISPLAY_HAVE_CUDA
+      launch(kernels::cuda::AdamWTensor{}, kernels::cuda::AdamWOptions{}, kernels::cuda::adamw_multi);
+#else
+      op_error("AdamW", "this build has no CUDA backend (device " + dev.str() + ")");
+#endif
+    }
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
+    if (on_device(params_[i])) continue;
     const Tensor& p = params_[i];
     Tensor g = p.grad();
     if (!g.defined()) continue;

@@ -156,6 +156,13 @@ __global__ void gather_backward_kernel(const float* dy, const int64_t* index, fl
   }
 }
 
+__global__ void embedding_forward_kernel(const float* table, const int64_t* ids, int64_t total,
+                                         int64_t dim, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = table[ids[i / dim] * dim + i % dim];
+}
+
 // ---------------------------------------------------------------------------
 // launchers
 
@@ -224,6 +231,14 @@ void gather_backward(const float* dy, const int64_t* index, float* dx, int64_t o
   SIMT_LAUNCH(gather_backward_kernel, grid_for(outer * inner), kThreads, 0, stream)(dy, index, dx, outer, n,
                                                                                     m, inner);
   simt::check_launch("gather_backward");
+}
+
+void embedding_forward(const float* table, const int64_t* ids, int64_t tokens, int64_t dim, float* out,
+                       void* stream) {
+  int64_t total = tokens * dim;
+  if (total == 0) return;
+  SIMT_LAUNCH(embedding_forward_kernel, grid_for(total), kThreads, 0, stream)(table, ids, total, dim, out);
+  simt::check_launch("embedding_forward");
 }
 
 }  // namespace visplay::kernels::VISPLAY_KERNELS_NS

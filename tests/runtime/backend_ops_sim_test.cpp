@@ -8,6 +8,7 @@
 
 #include "kernels/simt/simt.h"
 #include "runtime/ops.h"
+#include "runtime/optim.h"
 #include "tests/runtime/test_util.h"
 
 using namespace visplay;
@@ -73,6 +74,33 @@ std::vector<OpCase> cases() {
          Tensor idx = Tensor::from_vector<int64_t>({10, 0, 3, 3, 5, 5, 1, 2}, {4, 2});
          return gather(x[0], 1, idx);
        }},
+      {"matmul_batched", {{2, 5, 7}, {2, 7, 3}}, [](auto& x) { return matmul(x[0], x[1]); }},
+      {"matmul_shared_transposed", {{2, 5, 7}, {3, 7}}, [](auto& x) { return matmul(x[0], x[1].transpose(0, 1)); }},
+      {"linear_bias", {{2, 3, 33}, {17, 33}, {17}}, [](auto& x) { return linear(x[0], x[1], x[2]); }},
+      {"embedding", {{13, 6}},
+       [](auto& x) {
+         Tensor ids = Tensor::from_vector<int32_t>({3, 0, 12, 3, 3, 7}, {2, 3});
+         return embedding(x[0], ids);
+       }},
+      {"rmsnorm", {{9, 40}, {40}}, [](auto& x) { return rmsnorm(x[0], x[1], 1e-6); }},
+      {"layernorm", {{9, 40}, {40}, {40}}, [](auto& x) { return layernorm(x[0], x[1], x[2], 1e-5); }},
+      {"rope_left_padded", {{2, 5, 3, 8}},
+       [](auto& x) {
+         Tensor pos = Tensor::from_vector<int64_t>({0, 1, 2, 3, 4, 0, 0, 0, 1, 2}, {2, 5});
+         return rope(x[0], pos, 10000.0);
+       }},
+      {"swiglu", {{4, 50}, {4, 50}}, [](auto& x) { return swiglu(x[0], x[1]); }, -3, 3},
+      {"token_logprobs", {{5, 16}, {300, 16}},
+       [](auto& x) {
+         Tensor t = Tensor::from_vector<int64_t>({0, 299, 17, 17, 150}, {5});
+         return token_logprobs(x[0], x[1], t).logprobs;
+       },
+       -2, 2, 1e-4, 1e-5},
+      {"mlp_block", {{2, 4, 16}, {16}, {32, 16}, {32, 16}, {16, 32}},
+       [](auto& x) {
+         Tensor h = rmsnorm(x[0], x[1], 1e-6);
+         return add(x[0], linear(swiglu(linear(h, x[2]), linear(h, x[3])), x[4]));
+       }},
       {"cross_entropy_ignore", {{6, 19}},
        [](auto& x) {
          Tensor t = Tensor::from_vector<int64_t>({3, -100, 18, 0, 7, 7}, {6});
@@ -97,6 +125,26 @@ INSTANTIATE_TEST_SUITE_P(Ops, BackendOpsSim,
                            return cases()[std::get<0>(info.param)].name + "_seed" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+TEST(BackendOpsSim, AdamWStepMatchesCpu) {
+  std::vector<Tensor> cpu_params, sim_params;
+  for (int i = 0; i < 3; ++i) {
+    Tensor p = test::random_tensor({7 + i * 5}, 30 + i, DType::f32);
+    Tensor g = test::random_tensor({7 + i * 5}, 40 + i, DType::f32);
+    cpu_params.push_back(p.clone().detach().set_requires_grad());
+    sim_params.push_back(p.to(kSim).detach().set_requires_grad());
+    cpu_params.back().set_grad(g);
+    sim_params.back().set_grad(g.to(kSim));
+  }
+  AdamWOptions o{1e-2, 0.9, 0.99, 1e-8, 0.1};
+  AdamW cpu_opt(cpu_params, o), sim_opt(sim_params, o);
+  for (int step = 0; step < 3; ++step) {
+    cpu_opt.step();
+    sim_opt.step();
+  }
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(test::all_close(sim_params[i].to_vector<double>(), cpu_params[i].to_vector<double>(), 1e-5, 1e-6));
+}
 
 TEST(BackendOpsSim, GroupAdvantagesMatchCpu) {
   Tensor r = test::random_tensor({5, 8}, 3, DType::f32, 0, 1);
