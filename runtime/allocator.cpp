@@ -7,6 +7,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace visplay {
 
@@ -52,7 +53,14 @@ void* CachingAllocator::allocate(size_t bytes) {
   }
   stats_.current_bytes += size;
   if (stats_.current_bytes > stats_.peak_bytes) stats_.peak_bytes = stats_.current_bytes;
-  if (g_poison && !mem_.copy_from_host) std::memset(p, 0xFF, size);
+  if (g_poison) {
+    if (!mem_.copy_from_host) {
+      std::memset(p, 0xFF, size);
+    } else {
+      std::vector<unsigned char> ones(size, 0xFF);
+      mem_.copy_from_host(p, ones.data(), size);
+    }
+  }
   return p;
 }
 

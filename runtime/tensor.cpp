@@ -295,14 +295,20 @@ static void copy_any(const Tensor& src, const Tensor& dst) {
     });
     return;
   }
-  // At least one side is a device the host cannot read.
+  // At least one side is a device the host cannot read. A device source is
+  // staged whole (its storage, so any strided view of it can be read on the
+  // host); a strided device copy kernel would avoid the round trip.
   if (!src.device().is_host()) {
-    Tensor s = src.contiguous();  // runs on src's device
-    Tensor host = Tensor::empty(s.shape(), s.dtype(), kCPU);
-    DeviceMemory m = device_memory(s.device().type);
-    if (!m.copy_to_host) op_error("copy", "no copy routine for device " + s.device().str());
-    m.copy_to_host(host.raw_data(), s.raw_data(), s.numel() * dtype_size(s.dtype()));
-    copy_any(host, dst);
+    DeviceMemory m = device_memory(src.device().type);
+    if (!m.copy_to_host) op_error("copy", "no copy routine for device " + src.device().str());
+    auto staged = std::make_shared<TensorImpl>();
+    staged->storage = std::make_shared<Storage>(src.storage()->bytes, kCPU);
+    m.copy_to_host(staged->storage->data, src.storage()->data, src.storage()->bytes);
+    staged->offset = src.offset();
+    staged->shape = src.shape();
+    staged->strides = src.strides();
+    staged->dtype = src.dtype();
+    copy_any(Tensor(staged), dst);
     return;
   }
   // src on host, dst on a device
