@@ -156,6 +156,19 @@ __global__ void gather_backward_kernel(const float* dy, const int64_t* index, fl
   }
 }
 
+// One thread per patch element: index = ((b * N + n) * C + c) * P * P + ky * P + kx.
+__global__ void unfold_patches_kernel(const float* images, int64_t B, int64_t C, int64_t H, int64_t W,
+                                      int64_t P, float* patches) {
+  int64_t px = W / P, N = (H / P) * px, K = C * P * P, total = B * N * K;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t k = i % K, bn = i / K, b = bn / N, n = bn % N;
+    int64_t c = k / (P * P), ky = k / P % P, kx = k % P;
+    int64_t y = (n / px) * P + ky, x = (n % px) * P + kx;
+    patches[i] = images[((b * C + c) * H + y) * W + x];
+  }
+}
+
 __global__ void embedding_forward_kernel(const float* table, const int64_t* ids, int64_t total,
                                          int64_t dim, float* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -231,6 +244,17 @@ void gather_backward(const float* dy, const int64_t* index, float* dx, int64_t o
   SIMT_LAUNCH(gather_backward_kernel, grid_for(outer * inner), kThreads, 0, stream)(dy, index, dx, outer, n,
                                                                                     m, inner);
   simt::check_launch("gather_backward");
+}
+
+void unfold_patches(const float* images, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P,
+                    float* patches, void* stream) {
+  if (P <= 0 || H % P != 0 || W % P != 0)
+    throw std::invalid_argument("unfold_patches: " + std::to_string(H) + "x" + std::to_string(W) +
+                                " is not a whole number of " + std::to_string(P) + "-pixel patches");
+  int64_t total = B * C * H * W;
+  if (total == 0) return;
+  SIMT_LAUNCH(unfold_patches_kernel, grid_for(total), kThreads, 0, stream)(images, B, C, H, W, P, patches);
+  simt::check_launch("unfold_patches");
 }
 
 void embedding_forward(const float* table, const int64_t* ids, int64_t tokens, int64_t dim, float* out,

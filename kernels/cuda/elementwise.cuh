@@ -21,6 +21,8 @@ __global__ void gather_forward_kernel(const float* x, const int64_t* index, floa
 __global__ void gather_backward_kernel(const float* dy, const int64_t* index, float* dx,
                                        int64_t outer, int64_t n, int64_t m, int64_t inner);
 
+__global__ void unfold_patches_kernel(const float* images, int64_t B, int64_t C, int64_t H, int64_t W,
+                                      int64_t P, float* patches);
 __global__ void embedding_forward_kernel(const float* table, const int64_t* ids, int64_t total,
                                          int64_t dim, float* out);
 

@@ -100,6 +100,11 @@ inline std::vector<OpCase> cases() {
          Tensor h = rmsnorm(x[0], x[1], 1e-6);
          return add(x[0], linear(swiglu(linear(h, x[2]), linear(h, x[3])), x[4]));
        }},
+      {"patch_embed", {{5, 3 * 4 * 4}, {5}, {6, 5}},
+       [](auto& x) {
+         Tensor img = random_tensor({2, 3, 8, 12}, 140, DType::f32).to(x[0].device());
+         return patch_embed(img, x[0], x[1], x[2], 4);
+       }},
       {"cross_entropy_ignore", {{6, 19}},
        [](auto& x) {
          Tensor t = Tensor::from_vector<int64_t>({3, -100, 18, 0, 7, 7}, {6});

@@ -390,3 +390,34 @@ TEST(Ops, BitIdenticalAcrossThreadCounts) {
   omp_set_num_threads(prev);
   EXPECT_EQ(one, two);
 }
+
+// ---------------------------------------------------------------------------
+// patch embedding: against a naive conv written here
+
+TEST(Ops, PatchEmbed) {
+  int B = 2, C = 3, H = 8, W = 12, P = 4, E = 5, N = (H / P) * (W / P);
+  Tensor img = random_tensor({B, C, H, W}, 130, DType::f32);
+  Tensor w = random_tensor({E, C, P, P}, 131, DType::f32), b = random_tensor({E}, 132, DType::f32),
+         pos = random_tensor({N, E}, 133, DType::f32);
+  V iv = img.to_vector<double>(), wv = w.to_vector<double>(), bv = b.to_vector<double>(), pv = pos.to_vector<double>();
+  V ref(B * N * E);
+  for (int bb = 0; bb < B; ++bb)
+    for (int n = 0; n < N; ++n)
+      for (int e = 0; e < E; ++e) {
+        double acc = bv[e] + pv[n * E + e];
+        int y0 = n / (W / P) * P, x0 = n % (W / P) * P;
+        for (int c = 0; c < C; ++c)
+          for (int ky = 0; ky < P; ++ky)
+            for (int kx = 0; kx < P; ++kx)
+              acc += wv[((e * C + c) * P + ky) * P + kx] * iv[((bb * C + c) * H + y0 + ky) * W + x0 + kx];
+        ref[(bb * N + n) * E + e] = acc;
+      }
+  EXPECT_TRUE(all_close(patch_embed(img, w, b, pos, P), ref, 1e-5, 1e-5));
+  // Gradients (weight, bias, pos) against finite differences in f64 inputs;
+  // the op computes in f32 and is linear in them, so a large step is exact
+  // up to f32 rounding.
+  expect_gradients_match(
+      [img, P](const std::vector<Tensor>& t) { return patch_embed(img, t[0], t[1], t[2], P).to(DType::f64); },
+      {random_tensor({E, C * P * P}, 134), random_tensor({E}, 135), random_tensor({N, E}, 136)}, 0.1, 1e-3, 1e-4);
+  EXPECT_THROW(patch_embed(random_tensor({1, 3, 9, 8}, 1, DType::f32), w, b, Tensor(), P), std::invalid_argument);
+}

@@ -53,6 +53,10 @@ void gather_forward(const float* x, const int64_t* index, float* out, int64_t ou
 // and adds in i order: deterministic, no atomics.
 void gather_backward(const float* dy, const int64_t* index, float* dx, int64_t outer, int64_t n,
                      int64_t m, int64_t inner, void* stream);
+// patches[B * N, C * P * P] from images [B, C, H, W]: P x P patches in row-major
+// order, each flattened as (c, ky, kx) (the conv weight layout). H, W multiples of P.
+void unfold_patches(const float* images, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P,
+                    float* patches, void* stream);
 // out[t, :] = table[ids[t], :] (the embedding lookup; ids checked by the caller).
 void embedding_forward(const float* table, const int64_t* ids, int64_t tokens, int64_t dim, float* out,
                        void* stream);
