@@ -570,3 +570,37 @@ TEST(ShapeWorldBenchmark, AnswersBalancedWithinEachType) {
   EXPECT_EQ(item_id(123), "000123");
   EXPECT_EQ(item_id(1234567), "1234567");
 }
+
+TEST(ShapeWorldOracle, RelevantObjects) {
+  Scene scene;
+  scene.objects = {make(Shape::circle, Color::red, Size::small, 10, 10),
+                   make(Shape::circle, Color::red, Size::large, 40, 40),
+                   make(Shape::square, Color::blue, Size::small, 50, 10),
+                   make(Shape::triangle, Color::green, Size::large, 15, 45)};
+  auto about = [&](const std::string& text) {
+    std::vector<std::string> out;
+    for (const Object& o : relevant_objects(scene, *parse_question(text)))
+      out.push_back(describe_object(o));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(about("how many red circles are there?"),
+            (V{"small red circle at (10, 10)", "large red circle at (40, 40)"}));
+  EXPECT_EQ(about("is the blue square left of the green triangle?"),
+            (V{"small blue square at (50, 10)", "large green triangle at (15, 45)"}));
+  EXPECT_EQ(about("what shape is the yellow object?"), V{});
+  EXPECT_EQ(about("are there more squares than triangles?"),
+            (V{"small blue square at (50, 10)", "large green triangle at (15, 45)"}));
+  EXPECT_EQ(about("how many objects are there?").size(), 4u);
+  // For random scenes, single-description counts equal the number of relevant objects.
+  Rng rng(77);
+  for (int n = 0; n < 100; n++) {
+    Scene s = sample_scene(rng);
+    for (const QuestionSpec& spec : all_question_specs()) {
+      if (spec.type != QuestionType::count_all && spec.type != QuestionType::count_shape &&
+          spec.type != QuestionType::count_color && spec.type != QuestionType::count_both)
+        continue;
+      ASSERT_EQ(std::to_string(relevant_objects(s, spec).size()), *oracle_answer(s, spec));
+    }
+  }
+}
