@@ -45,6 +45,7 @@ Benchmark read_benchmark(const std::string& path, bool warn) {
   while (std::getline(in, text)) {
     line_number++;
     if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (line_number == 1 && text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // UTF-8 BOM
     if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); }))
       continue;
     nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);

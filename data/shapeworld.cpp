@@ -423,6 +423,51 @@ std::optional<std::string> oracle_answer(const Scene& scene, const std::string& 
   return oracle_answer(scene, *spec);
 }
 
+std::vector<Object> relevant_objects(const Scene& scene, const QuestionSpec& q) {
+  auto matches = [&](const Object& o, std::optional<Color> color, std::optional<Shape> shape) {
+    return (!color || o.color == *color) && (!shape || o.shape == *shape);
+  };
+  std::vector<Object> out;
+  for (const Object& o : scene.objects) {
+    bool relevant = false;
+    switch (q.type) {
+      case QuestionType::count_all:
+        relevant = true;
+        break;
+      case QuestionType::count_shape:
+      case QuestionType::query_color:
+        relevant = matches(o, std::nullopt, q.shape1);
+        break;
+      case QuestionType::count_color:
+      case QuestionType::query_shape:
+        relevant = matches(o, q.color1, std::nullopt);
+        break;
+      case QuestionType::count_both:
+      case QuestionType::exist:
+      case QuestionType::query_size:
+        relevant = matches(o, q.color1, q.shape1);
+        break;
+      case QuestionType::left_of:
+      case QuestionType::above:
+        relevant = matches(o, q.color1, q.shape1) || matches(o, q.color2, q.shape2);
+        break;
+      case QuestionType::more_shape:
+        relevant = matches(o, std::nullopt, q.shape1) || matches(o, std::nullopt, q.shape2);
+        break;
+      case QuestionType::more_color:
+        relevant = matches(o, q.color1, std::nullopt) || matches(o, q.color2, std::nullopt);
+        break;
+    }
+    if (relevant) out.push_back(o);
+  }
+  return out;
+}
+
+std::string describe_object(const Object& o) {
+  return std::string(size_name(o.size)) + " " + color_name(o.color) + " " + shape_name(o.shape) +
+         " at (" + std::to_string(o.cx) + ", " + std::to_string(o.cy) + ")";
+}
+
 std::vector<Question> askable_questions(const Scene& scene) {
   std::vector<Question> out;
   for (const QuestionSpec& spec : all_question_specs())

@@ -149,6 +149,14 @@ std::optional<std::string> oracle_answer(const Scene& scene, const QuestionSpec&
 // Same from text; nullopt when the text is not a template question or not askable.
 std::optional<std::string> oracle_answer(const Scene& scene, const std::string& question);
 
+// The objects a question is about, in scene order: those matching any of its
+// descriptions (count_all: every object; count_shape: that shape; left_of: both
+// objects; more_color: both colors; ...). For a warm-start reasoning trace, which
+// names these objects before it answers.
+std::vector<Object> relevant_objects(const Scene& scene, const QuestionSpec& spec);
+// "small red circle at (10, 20)"
+std::string describe_object(const Object& object);
+
 struct Question {
   QuestionType type = QuestionType::count_all;
   std::string text;

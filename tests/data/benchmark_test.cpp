@@ -242,3 +242,14 @@ TEST(Scoring, BlindBaselineOnBalancedBenchmarkIsLow) {
   EXPECT_LT(r.overall.value(), 0.42);
   std::printf("blind baseline on 1200 balanced questions: %.1f %%\n", 100 * r.overall.value());
 }
+
+TEST(Benchmark, Utf8BomAndCrlfAccepted) {
+  std::string dir = temp_dir("bom");
+  std::ofstream(dir + "/questions.jsonl", std::ios::binary)
+      << "\xEF\xBB\xBF{\"id\":\"1\",\"image\":\"a.png\",\"question\":\"q?\",\"answer\":\"yes\"}\r\n"
+      << "{\"id\":\"2\",\"image\":\"b.png\",\"question\":\"q?\"}\r\n";
+  Benchmark bench = read_benchmark(dir, false);
+  EXPECT_TRUE(bench.errors.empty());
+  ASSERT_EQ(bench.questions.size(), 2u);
+  EXPECT_EQ(bench.questions[0].answer, "yes");
+}

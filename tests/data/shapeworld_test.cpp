@@ -112,9 +112,19 @@ TEST(ShapeWorldRender, TriangleHandComputedPixels) {
   // |i| = 0.866 (j + r) / 1.5.
   // Large r = 9 at (30, 30): apex (30, 21) in, (30, 20) out, (29, 21) and (31, 21) out;
   // j = 4 (y = 34): |i| <= 7.505 -> x 23..37; j = 5 (y = 35) is below 4.5: out;
-  // j = -7 (y = 23): |i| <= 1.155 -> x 29..31; j = 0 (y = 30): |i| <= 5.196 -> x 25..35.
+  // j = -7 (y = 23): |i| <= 1.155 -> x 29..31; j = 0 (y = 30): |i| <= 5.196 -> x 25..35;
+  // j = 1 (y = 31): |i| <= 5.774 -> x 25..35 (36 is out).
   check_pixels(make(Shape::triangle, Color::purple, Size::large, 30, 30),
-               {{30, 21}, {30, 34}, {37, 34}, {23, 34}, {31, 23}, {29, 23}, {35, 30}, {25, 30}},
+               {{30, 21},
+                {30, 34},
+                {37, 34},
+                {23, 34},
+                {31, 23},
+                {29, 23},
+                {35, 30},
+                {25, 30},
+                {35, 31},
+                {25, 31}},
                {{30, 20},
                 {29, 21},
                 {31, 21},
@@ -124,7 +134,9 @@ TEST(ShapeWorldRender, TriangleHandComputedPixels) {
                 {32, 23},
                 {28, 23},
                 {36, 30},
-                {24, 30}});
+                {24, 30},
+                {36, 31},
+                {24, 31}});
   // Small r = 5 at (20, 30): apex (20, 25); bottom edge j = 2.5 -> last row y = 32;
   // j = 2: |i| <= 4.041 -> x 16..24; j = -4: |i| <= 0.577 -> x 20; j = -3: |i| <= 1.155.
   check_pixels(make(Shape::triangle, Color::gray, Size::small, 20, 30),
@@ -569,4 +581,38 @@ TEST(ShapeWorldBenchmark, AnswersBalancedWithinEachType) {
   EXPECT_LT(same, 2);
   EXPECT_EQ(item_id(123), "000123");
   EXPECT_EQ(item_id(1234567), "1234567");
+}
+
+TEST(ShapeWorldOracle, RelevantObjects) {
+  Scene scene;
+  scene.objects = {make(Shape::circle, Color::red, Size::small, 10, 10),
+                   make(Shape::circle, Color::red, Size::large, 40, 40),
+                   make(Shape::square, Color::blue, Size::small, 50, 10),
+                   make(Shape::triangle, Color::green, Size::large, 15, 45)};
+  auto about = [&](const std::string& text) {
+    std::vector<std::string> out;
+    for (const Object& o : relevant_objects(scene, *parse_question(text)))
+      out.push_back(describe_object(o));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(about("how many red circles are there?"),
+            (V{"small red circle at (10, 10)", "large red circle at (40, 40)"}));
+  EXPECT_EQ(about("is the blue square left of the green triangle?"),
+            (V{"small blue square at (50, 10)", "large green triangle at (15, 45)"}));
+  EXPECT_EQ(about("what shape is the yellow object?"), V{});
+  EXPECT_EQ(about("are there more squares than triangles?"),
+            (V{"small blue square at (50, 10)", "large green triangle at (15, 45)"}));
+  EXPECT_EQ(about("how many objects are there?").size(), 4u);
+  // For random scenes, single-description counts equal the number of relevant objects.
+  Rng rng(77);
+  for (int n = 0; n < 100; n++) {
+    Scene s = sample_scene(rng);
+    for (const QuestionSpec& spec : all_question_specs()) {
+      if (spec.type != QuestionType::count_all && spec.type != QuestionType::count_shape &&
+          spec.type != QuestionType::count_color && spec.type != QuestionType::count_both)
+        continue;
+      ASSERT_EQ(std::to_string(relevant_objects(s, spec).size()), *oracle_answer(s, spec));
+    }
+  }
 }
