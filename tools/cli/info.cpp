@@ -3,7 +3,8 @@
 
 #include <cstdio>
 
-#include "runtime/allocator.h"
+#include "runtime/cuda_device.h"
+#include "runtime/dist/process_group.h"
 #include "tools/cli/command.h"
 
 static void setup_info(CLI::App& app) {
@@ -12,10 +13,13 @@ static void setup_info(CLI::App& app) {
     std::printf("visplay 0.1.0\n");
     std::printf("  cpu backend : OpenMP, %d threads; OpenBLAS GEMM\n", omp_get_max_threads());
 #ifdef VISPLAY_HAVE_CUDA
-    std::printf("  cuda backend: built\n");
+    std::printf("  cuda backend: built, %d GPU(s) visible\n", visplay::cuda_device_count());
 #else
     std::printf("  cuda backend: not built into this binary\n");
 #endif
+    std::printf("  sim backend : built (CUDA kernels on the SIMT host emulator)\n");
+    std::printf("  MPI         : %s\n", visplay::dist::mpi_available() ? "built (run under mpirun for data parallel)"
+                                                                        : "not built");
   });
 }
 VISPLAY_COMMAND(setup_info);
