@@ -84,6 +84,22 @@ void expect_close(const std::vector<Got>& got, const std::vector<double>& want, 
                      << static_cast<double>(got[worst]) << ", want " << want[worst];
 }
 
+// ||got - want|| / ||want|| <= tol: catches small systematic errors (a wrong scale, a
+// dropped term) that an elementwise bf16 tolerance would let through.
+template <class Got>
+void expect_relative_l2(const std::vector<Got>& got, const std::vector<double>& want, double tol,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double err = 0.0, norm = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double d = static_cast<double>(got[i]) - want[i];
+    err += d * d;
+    norm += want[i] * want[i];
+  }
+  double rel = std::sqrt(err) / std::max(std::sqrt(norm), 1e-30);
+  EXPECT_LE(rel, tol) << what << ": relative L2 error " << rel;
+}
+
 // Naive float64 C[M,N] = A[M,K] B[K,N] (row-major; transposes via strides).
 inline std::vector<double> matmul64(const float* A, const float* B, int M, int N, int K,
                                     bool trans_a = false, bool trans_b = false) {
