@@ -9,19 +9,19 @@
 // The forward keeps a running max and sum per row (online softmax) and saves
 // lse = max + log(sum). The backward recomputes P = exp(S - lse) twice, once in a kernel
 // owning queries (dq) and once in one owning keys (dk, dv), instead of atomics.
-#include "kernels/cuda/attention.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/attention.cuh"
 #include "visplay/kernels/attention.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
 // A fragments of 16 rows x D of a row-major bf16 matrix (rows past `rows` are zero).
 template <int D>
-__device__ __forceinline__ void load_a_fragments(uint32_t frag[D / 16][4], const unsigned short* base,
-                                                 long row_stride, int row0, int rows) {
+__device__ __forceinline__ void load_a_fragments(uint32_t frag[D / 16][4],
+                                                 const unsigned short* base, long row_stride,
+                                                 int row0, int rows) {
   int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   for (int kk = 0; kk < D / 16; ++kk)
     for (int r = 0; r < 4; ++r) {
@@ -52,8 +52,10 @@ __device__ __forceinline__ void load_tile(unsigned short (*tile)[D + kAttnPad], 
     int r = e / D, c = e % D;
     unsigned short value = 0;
     if (row0 + r < rows) {
-      if constexpr (sizeof(T) == 2) value = base[(row0 + r) * row_stride + c];
-      else value = to_bf16_bits(base[(row0 + r) * row_stride + c]);
+      if constexpr (sizeof(T) == 2)
+        value = base[(row0 + r) * row_stride + c];
+      else
+        value = to_bf16_bits(base[(row0 + r) * row_stride + c]);
     }
     tile[r][c] = value;
   }
@@ -322,14 +324,14 @@ static AttentionArgs attention_args(const uint16_t* q, const uint16_t* k, const 
   bool ok = s.batch >= 0 && s.q_len >= 0 && s.kv_len >= 0 && s.q_heads > 0 && s.kv_heads > 0 &&
             s.q_heads % s.kv_heads == 0 && (s.head_dim == 64 || s.head_dim == 128);
   if (!ok)
-    throw std::invalid_argument(std::string(what) + ": unsupported shape batch=" +
-                                std::to_string(s.batch) + " q_len=" + std::to_string(s.q_len) +
-                                " kv_len=" + std::to_string(s.kv_len) + " q_heads=" +
-                                std::to_string(s.q_heads) + " kv_heads=" + std::to_string(s.kv_heads) +
-                                " head_dim=" + std::to_string(s.head_dim) +
-                                " (head_dim 64 or 128, q_heads a multiple of kv_heads)");
-  return AttentionArgs{q, k, v, key_lengths, s.batch, s.q_len, s.kv_len, s.q_heads, s.kv_heads,
-                       s.causal, s.scale};
+    throw std::invalid_argument(
+        std::string(what) + ": unsupported shape batch=" + std::to_string(s.batch) +
+        " q_len=" + std::to_string(s.q_len) + " kv_len=" + std::to_string(s.kv_len) +
+        " q_heads=" + std::to_string(s.q_heads) + " kv_heads=" + std::to_string(s.kv_heads) +
+        " head_dim=" + std::to_string(s.head_dim) +
+        " (head_dim 64 or 128, q_heads a multiple of kv_heads)");
+  return AttentionArgs{q,        k,         v,          key_lengths, s.batch, s.q_len,
+                       s.kv_len, s.q_heads, s.kv_heads, s.causal,    s.scale};
 }
 
 void flash_attention_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v,
@@ -344,24 +346,26 @@ void flash_attention_forward(const uint16_t* q, const uint16_t* k, const uint16_
 }
 
 void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                              const int* key_lengths, const AttentionShape& shape,
-                              const float* out, const float* dout, const float* lse, float* delta,
-                              float* dq, float* dk, float* dv, void* stream) {
+                              const int* key_lengths, const AttentionShape& shape, const float* out,
+                              const float* dout, const float* lse, float* delta, float* dq,
+                              float* dk, float* dv, void* stream) {
   AttentionArgs args = attention_args(q, k, v, key_lengths, shape, "flash_attention_backward");
   if (shape.batch == 0) return;
   int rows = shape.batch * shape.q_len * shape.q_heads;
   if (rows > 0) {
-    SIMT_LAUNCH(flash_delta_kernel, ceil_div(rows, 4), 128, 0, stream)(
-        out, dout, rows, shape.q_len, shape.q_heads, shape.head_dim, delta);
+    SIMT_LAUNCH(flash_delta_kernel, ceil_div(rows, 4), 128, 0, stream)
+    (out, dout, rows, shape.q_len, shape.q_heads, shape.head_dim, delta);
     simt::check_launch("flash_attention_backward delta");
     dim3 grid(ceil_div(shape.q_len, kAttnRows), shape.q_heads, shape.batch);
-    auto* dq_kernel = shape.head_dim == 64 ? flash_backward_dq_kernel<64> : flash_backward_dq_kernel<128>;
+    auto* dq_kernel =
+        shape.head_dim == 64 ? flash_backward_dq_kernel<64> : flash_backward_dq_kernel<128>;
     SIMT_LAUNCH(dq_kernel, grid, 128, 0, stream)(args, dout, lse, delta, dq);
     simt::check_launch("flash_attention_backward dq");
   }
   if (shape.kv_len > 0) {
     dim3 grid(ceil_div(shape.kv_len, kAttnRows), shape.kv_heads, shape.batch);
-    auto* dkdv_kernel = shape.head_dim == 64 ? flash_backward_dkdv_kernel<64> : flash_backward_dkdv_kernel<128>;
+    auto* dkdv_kernel =
+        shape.head_dim == 64 ? flash_backward_dkdv_kernel<64> : flash_backward_dkdv_kernel<128>;
     SIMT_LAUNCH(dkdv_kernel, grid, 128, 0, stream)(args, dout, lse, delta, dk, dv);
     simt::check_launch("flash_attention_backward dk dv");
   }

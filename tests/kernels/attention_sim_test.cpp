@@ -28,9 +28,9 @@ struct Ref {
 };
 
 // Plain float64 attention, materialising the whole probability matrix per (b, h).
-Ref attention64(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                const std::vector<float>& dout, const std::vector<int>& key_len,
-                const sim::AttentionShape& s) {
+Ref attention64(const std::vector<float>& q, const std::vector<float>& k,
+                const std::vector<float>& v, const std::vector<float>& dout,
+                const std::vector<int>& key_len, const sim::AttentionShape& s) {
   int B = s.batch, Sq = s.q_len, Sk = s.kv_len, H = s.q_heads, Hk = s.kv_heads, D = s.head_dim;
   Ref r;
   r.out.assign(static_cast<size_t>(B) * Sq * H * D, 0.0);
@@ -108,20 +108,25 @@ void run_case(const Case& c) {
   size_t nk = size_t(c.batch) * c.kv_len * c.kv_heads * c.head_dim;
   uint64_t seed = c.q_len * 131 + c.kv_len * 7 + c.head_dim;
   // Scores of a few units, so the softmax is neither flat nor one-hot.
-  auto q = visplay::test::from_bf16(visplay::test::to_bf16(random_floats(nq, seed + 1, -2.0f, 2.0f)));
-  auto k = visplay::test::from_bf16(visplay::test::to_bf16(random_floats(nk, seed + 2, -2.0f, 2.0f)));
+  auto q =
+      visplay::test::from_bf16(visplay::test::to_bf16(random_floats(nq, seed + 1, -2.0f, 2.0f)));
+  auto k =
+      visplay::test::from_bf16(visplay::test::to_bf16(random_floats(nk, seed + 2, -2.0f, 2.0f)));
   auto v = visplay::test::from_bf16(visplay::test::to_bf16(random_floats(nk, seed + 3)));
   auto dout = random_floats(nq, seed + 4);
   std::vector<int> key_len(c.batch, c.kv_len);
   if (c.padded) key_len[c.batch - 1] = c.kv_len * 2 / 3;
-  auto qb = visplay::test::to_bf16(q), kb = visplay::test::to_bf16(k), vb = visplay::test::to_bf16(v);
+  auto qb = visplay::test::to_bf16(q), kb = visplay::test::to_bf16(k),
+       vb = visplay::test::to_bf16(v);
 
   auto out = poisoned(nq), lse = poisoned(size_t(c.batch) * c.q_heads * c.q_len);
   auto delta = poisoned(lse.size()), dq = poisoned(nq), dk = poisoned(nk), dv = poisoned(nk);
   const int* lengths = c.padded ? key_len.data() : nullptr;
-  sim::flash_attention_forward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(), lse.data(), nullptr);
-  sim::flash_attention_backward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(), dout.data(),
-                                lse.data(), delta.data(), dq.data(), dk.data(), dv.data(), nullptr);
+  sim::flash_attention_forward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(), lse.data(),
+                               nullptr);
+  sim::flash_attention_backward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(),
+                                dout.data(), lse.data(), delta.data(), dq.data(), dk.data(),
+                                dv.data(), nullptr);
   Ref want = attention64(q, k, v, dout, key_len, s);
   std::string what = "B" + std::to_string(c.batch) + " Sq" + std::to_string(c.q_len) + " Sk" +
                      std::to_string(c.kv_len) + " H" + std::to_string(c.q_heads) + "/" +
@@ -150,19 +155,25 @@ void run_case(const Case& c) {
 
 TEST_P(AttentionSim, HeadDim64GqaCausalPadded) { run_case({2, 70, 70, 4, 1, 64, true, true}); }
 TEST_P(AttentionSim, HeadDim128Bidirectional) { run_case({1, 33, 33, 2, 2, 128, false, false}); }
-TEST_P(AttentionSim, HeadDim64BidirectionalPaddedGqa2) { run_case({2, 20, 45, 2, 1, 64, false, true}); }
+TEST_P(AttentionSim, HeadDim64BidirectionalPaddedGqa2) {
+  run_case({2, 20, 45, 2, 1, 64, false, true});
+}
 TEST_P(AttentionSim, DecodeStyleCausalShortQuery) { run_case({1, 5, 70, 2, 2, 64, true, false}); }
-TEST_P(AttentionSim, CausalLongerQueryThanKeysHasEmptyRows) { run_case({1, 9, 4, 1, 1, 64, true, false}); }
+TEST_P(AttentionSim, CausalLongerQueryThanKeysHasEmptyRows) {
+  run_case({1, 9, 4, 1, 1, 64, true, false});
+}
 
 TEST(AttentionSimErrors, UnsupportedHeadDimThrows) {
   sim::AttentionShape s;
   s.head_dim = 96;
-  EXPECT_THROW(sim::flash_attention_forward(nullptr, nullptr, nullptr, nullptr, s, nullptr, nullptr, nullptr),
+  EXPECT_THROW(sim::flash_attention_forward(nullptr, nullptr, nullptr, nullptr, s, nullptr, nullptr,
+                                            nullptr),
                std::invalid_argument);
   s.head_dim = 64;
   s.q_heads = 3;
   s.kv_heads = 2;
-  EXPECT_THROW(sim::flash_attention_forward(nullptr, nullptr, nullptr, nullptr, s, nullptr, nullptr, nullptr),
+  EXPECT_THROW(sim::flash_attention_forward(nullptr, nullptr, nullptr, nullptr, s, nullptr, nullptr,
+                                            nullptr),
                std::invalid_argument);
 }
 

@@ -28,7 +28,8 @@ using visplay::test::poisoned;
 using visplay::test::random_floats;
 
 void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 // A device copy of a host vector; back() copies it to the host after a synchronize.
@@ -38,18 +39,22 @@ struct Device {
   size_t n = 0;
   explicit Device(const std::vector<T>& host) : n(host.size()) {
     check(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-    check(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy to device");
+    check(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice),
+          "cudaMemcpy to device");
   }
   ~Device() { cudaFree(ptr); }
   std::vector<T> back() const {
     std::vector<T> host(n);
     check(cudaDeviceSynchronize(), "kernel execution");
-    check(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+    check(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost),
+          "cudaMemcpy to host");
     return host;
   }
 };
 
-std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+std::vector<double> widen(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
 
 class KernelsCuda : public ::testing::Test {
  protected:
@@ -72,25 +77,30 @@ TEST_F(KernelsCuda, AdvantageAndGrpoLoss) {
   auto ref = random_floats(n, 4, -3.0f, -0.1f), adv = random_floats(n, 5, -2.0f, 2.0f);
   std::vector<float> mask(n);
   for (int i = 0; i < n; ++i) mask[i] = (i % 7) ? 1.0f : 0.0f;
-  Device<float> dlp(lp), dold(old), dref(ref), dadv(adv), dmask(mask), dgrad(poisoned(n)), dstats(poisoned(4));
+  Device<float> dlp(lp), dold(old), dref(ref), dadv(adv), dmask(mask), dgrad(poisoned(n)),
+      dstats(poisoned(4));
   cu::GrpoLossOptions co;
-  cu::grpo_loss(dlp.ptr, dold.ptr, dref.ptr, dadv.ptr, dmask.ptr, n, co, dgrad.ptr, dstats.ptr, nullptr);
+  cu::grpo_loss(dlp.ptr, dold.ptr, dref.ptr, dadv.ptr, dmask.ptr, n, co, dgrad.ptr, dstats.ptr,
+                nullptr);
   auto grad = poisoned(n), stats = poisoned(4);
-  sim::grpo_loss(lp.data(), old.data(), ref.data(), adv.data(), mask.data(), n, {}, grad.data(), stats.data(), nullptr);
+  sim::grpo_loss(lp.data(), old.data(), ref.data(), adv.data(), mask.data(), n, {}, grad.data(),
+                 stats.data(), nullptr);
   visplay::test::expect_close(dgrad.back(), widen(grad), 1e-5, 1e-9, "grpo grad");
   visplay::test::expect_close(dstats.back(), widen(stats), 1e-5, 1e-7, "grpo stats");
 }
 
 TEST_F(KernelsCuda, NormsRopeSwigluEmbeddingAdamW) {
   int rows = 67, dim = 896;
-  auto x = random_floats(rows * dim, 10), w = random_floats(dim, 11, 0.5f, 1.5f), dy = random_floats(rows * dim, 12);
+  auto x = random_floats(rows * dim, 10), w = random_floats(dim, 11, 0.5f, 1.5f),
+       dy = random_floats(rows * dim, 12);
   Device<float> dx_in(x), dw(w), ddy(dy), dy_out(poisoned(x.size())), drstd(poisoned(rows)),
       ddx(poisoned(x.size())), ddw(poisoned(dim));
   cu::rmsnorm_forward(dx_in.ptr, dw.ptr, rows, dim, 1e-6f, dy_out.ptr, drstd.ptr, nullptr);
   cu::rmsnorm_backward(dx_in.ptr, dw.ptr, drstd.ptr, ddy.ptr, rows, dim, ddx.ptr, ddw.ptr, nullptr);
   auto y = poisoned(x.size()), rstd = poisoned(rows), gx = poisoned(x.size()), gw = poisoned(dim);
   sim::rmsnorm_forward(x.data(), w.data(), rows, dim, 1e-6f, y.data(), rstd.data(), nullptr);
-  sim::rmsnorm_backward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, gx.data(), gw.data(), nullptr);
+  sim::rmsnorm_backward(x.data(), w.data(), rstd.data(), dy.data(), rows, dim, gx.data(), gw.data(),
+                        nullptr);
   visplay::test::expect_close(dy_out.back(), widen(y), 1e-5, 1e-6, "rmsnorm y");
   visplay::test::expect_close(ddx.back(), widen(gx), 1e-4, 1e-5, "rmsnorm dx");
   visplay::test::expect_close(ddw.back(), widen(gw), 1e-4, 1e-4, "rmsnorm dw");
@@ -103,7 +113,8 @@ TEST_F(KernelsCuda, NormsRopeSwigluEmbeddingAdamW) {
   cu::rope(dq.ptr, dpos.ptr, tokens, heads, hd, 1e6f, false, dqo.ptr, nullptr);
   auto qo = poisoned(q.size());
   sim::rope(q.data(), pos.data(), tokens, heads, hd, 1e6f, false, qo.data(), nullptr);
-  visplay::test::expect_close(dqo.back(), widen(qo), 1e-4, 1e-4, "rope");  // fast sin/cos on the GPU
+  visplay::test::expect_close(dqo.back(), widen(qo), 1e-4, 1e-4,
+                              "rope");  // fast sin/cos on the GPU
 
   long n = 100003;
   auto gate = random_floats(n, 15, -4.0f, 4.0f), up = random_floats(n, 16);
@@ -125,7 +136,8 @@ TEST_F(KernelsCuda, NormsRopeSwigluEmbeddingAdamW) {
   EXPECT_EQ(std::memcmp(got_table.data(), table.data(), table.size() * 4), 0)
       << "embedding backward must be bit-identical (same summation order)";
 
-  auto p = random_floats(5000, 19), gr = random_floats(5000, 20), m = random_floats(5000, 21, -0.1f, 0.1f);
+  auto p = random_floats(5000, 19), gr = random_floats(5000, 20),
+       m = random_floats(5000, 21, -0.1f, 0.1f);
   auto v = random_floats(5000, 22, 0.0f, 0.01f);
   Device<float> dp(p), dgr(gr), dm(m), dv(v);
   cu::AdamWTensor ct{dp.ptr, dgr.ptr, dm.ptr, dv.ptr, 5000};
@@ -148,13 +160,17 @@ TEST_F(KernelsCuda, GemmCublasLtAndTiled) {
       auto B = visplay::test::from_bf16(visplay::test::to_bf16(random_floats(K * N, 31)));
       auto Ab = visplay::test::to_bf16(A), Bb = visplay::test::to_bf16(B);
       auto want = poisoned(M * N);
-      sim::gemm_f32(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, want.data(), N, nullptr);
-      Device<float> dA(A), dB(B), dC1(poisoned(M * N)), dC2(poisoned(M * N)), dC3(poisoned(M * N)), dC4(poisoned(M * N));
+      sim::gemm_f32(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, want.data(), N,
+                    nullptr);
+      Device<float> dA(A), dB(B), dC1(poisoned(M * N)), dC2(poisoned(M * N)), dC3(poisoned(M * N)),
+          dC4(poisoned(M * N));
       Device<uint16_t> dAb(Ab), dBb(Bb);
       cu::gemm_f32(ta, tb, M, N, K, 1.0f, dA.ptr, lda, dB.ptr, ldb, 0.0f, dC1.ptr, N, nullptr);
-      cu::gemm_f32_tiled(ta, tb, M, N, K, 1.0f, dA.ptr, lda, dB.ptr, ldb, 0.0f, dC2.ptr, N, nullptr);
+      cu::gemm_f32_tiled(ta, tb, M, N, K, 1.0f, dA.ptr, lda, dB.ptr, ldb, 0.0f, dC2.ptr, N,
+                         nullptr);
       cu::gemm_bf16(ta, tb, M, N, K, 1.0f, dAb.ptr, lda, dBb.ptr, ldb, 0.0f, dC3.ptr, N, nullptr);
-      cu::gemm_bf16_tiled(ta, tb, M, N, K, 1.0f, dAb.ptr, lda, dBb.ptr, ldb, 0.0f, dC4.ptr, N, nullptr);
+      cu::gemm_bf16_tiled(ta, tb, M, N, K, 1.0f, dAb.ptr, lda, dBb.ptr, ldb, 0.0f, dC4.ptr, N,
+                          nullptr);
       std::string what = std::string(ta ? "T" : "N") + (tb ? "T" : "N");
       // cuBLASLt may use TF32 for f32 only if asked; it is not, so f32 tolerances hold.
       visplay::test::expect_close(dC1.back(), widen(want), 1e-4, 1e-4, "cublasLt f32 " + what);
@@ -169,11 +185,12 @@ TEST_F(KernelsCuda, LogprobFullQwenVocabulary) {
   auto h = random_floats(T * D, 40), w = random_floats(size_t(V) * D, 41, -0.5f, 0.5f);
   auto tgt = visplay::test::random_ints(T, 42, 0, V - 1);
   auto glp = random_floats(T, 43), gent = random_floats(T, 44);
-  Device<float> dh(h), dw(w), dlp(poisoned(T)), dent(poisoned(T)), dlse(poisoned(T)), dglp(glp), dgent(gent),
-      ddh(poisoned(T * D)), ddw(poisoned(size_t(V) * D));
+  Device<float> dh(h), dw(w), dlp(poisoned(T)), dent(poisoned(T)), dlse(poisoned(T)), dglp(glp),
+      dgent(gent), ddh(poisoned(T * D)), ddw(poisoned(size_t(V) * D));
   Device<int> dt(tgt);
   cu::logprob_forward(dh.ptr, dw.ptr, dt.ptr, T, D, V, dlp.ptr, dent.ptr, dlse.ptr, nullptr);
-  cu::logprob_backward(dh.ptr, dw.ptr, dt.ptr, T, D, V, dlse.ptr, dent.ptr, dglp.ptr, dgent.ptr, ddh.ptr, ddw.ptr, nullptr);
+  cu::logprob_backward(dh.ptr, dw.ptr, dt.ptr, T, D, V, dlse.ptr, dent.ptr, dglp.ptr, dgent.ptr,
+                       ddh.ptr, ddw.ptr, nullptr);
   auto lp = dlp.back();
   for (float x : lp) EXPECT_LE(x, 0.0f);
   // Reference: float64 for the forward; sim for the backward (too slow here at full size,
@@ -200,40 +217,60 @@ TEST_F(KernelsCuda, LogprobFullQwenVocabulary) {
 
 TEST_F(KernelsCuda, PatchEmbedAndGelu) {
   int B = 2, C = 3, H = 56, W = 42, P = 14, E = 96, np = (H / P) * (W / P);
-  auto img = random_floats(size_t(B) * C * H * W, 50), wt = random_floats(size_t(E) * C * P * P, 51);
+  auto img = random_floats(size_t(B) * C * H * W, 50),
+       wt = random_floats(size_t(E) * C * P * P, 51);
   auto bias = random_floats(E, 52), pos = random_floats(size_t(np) * E, 53);
   Device<float> dimg(img), dwt(wt), dbias(bias), dpos(pos), dout(poisoned(size_t(B) * np * E));
-  cu::patch_embed_forward(dimg.ptr, nullptr, nullptr, nullptr, B, C, H, W, P, dwt.ptr, dbias.ptr, dpos.ptr, E, dout.ptr, nullptr);
+  cu::patch_embed_forward(dimg.ptr, nullptr, nullptr, nullptr, B, C, H, W, P, dwt.ptr, dbias.ptr,
+                          dpos.ptr, E, dout.ptr, nullptr);
   auto out = poisoned(size_t(B) * np * E);
-  sim::patch_embed_forward(img.data(), nullptr, nullptr, nullptr, B, C, H, W, P, wt.data(), bias.data(), pos.data(), E, out.data(), nullptr);
+  sim::patch_embed_forward(img.data(), nullptr, nullptr, nullptr, B, C, H, W, P, wt.data(),
+                           bias.data(), pos.data(), E, out.data(), nullptr);
   visplay::test::expect_close(dout.back(), widen(out), 1e-4, 1e-4, "patch embed");
 }
 
 TEST_F(KernelsCuda, FlashAttentionMatchesSim) {
   for (int D : {64, 128}) {
     cu::AttentionShape cs;
-    cs.batch = 2; cs.q_len = 150; cs.kv_len = 150; cs.q_heads = 8; cs.kv_heads = 2; cs.head_dim = D;
-    cs.causal = D == 64; cs.scale = 1.0f / std::sqrt(float(D));
+    cs.batch = 2;
+    cs.q_len = 150;
+    cs.kv_len = 150;
+    cs.q_heads = 8;
+    cs.kv_heads = 2;
+    cs.head_dim = D;
+    cs.causal = D == 64;
+    cs.scale = 1.0f / std::sqrt(float(D));
     sim::AttentionShape ss;
-    ss.batch = cs.batch; ss.q_len = cs.q_len; ss.kv_len = cs.kv_len; ss.q_heads = cs.q_heads;
-    ss.kv_heads = cs.kv_heads; ss.head_dim = D; ss.causal = cs.causal; ss.scale = cs.scale;
-    size_t nq = size_t(cs.batch) * cs.q_len * cs.q_heads * D, nk = size_t(cs.batch) * cs.kv_len * cs.kv_heads * D;
+    ss.batch = cs.batch;
+    ss.q_len = cs.q_len;
+    ss.kv_len = cs.kv_len;
+    ss.q_heads = cs.q_heads;
+    ss.kv_heads = cs.kv_heads;
+    ss.head_dim = D;
+    ss.causal = cs.causal;
+    ss.scale = cs.scale;
+    size_t nq = size_t(cs.batch) * cs.q_len * cs.q_heads * D,
+           nk = size_t(cs.batch) * cs.kv_len * cs.kv_heads * D;
     size_t nl = size_t(cs.batch) * cs.q_heads * cs.q_len;
-    auto q = visplay::test::to_bf16(random_floats(nq, 60, -2, 2)), k = visplay::test::to_bf16(random_floats(nk, 61, -2, 2));
+    auto q = visplay::test::to_bf16(random_floats(nq, 60, -2, 2)),
+         k = visplay::test::to_bf16(random_floats(nk, 61, -2, 2));
     auto v = visplay::test::to_bf16(random_floats(nk, 62));
     auto dout = random_floats(nq, 63);
     std::vector<int> lens = {150, 111};
     Device<uint16_t> dq(q), dk(k), dv(v);
-    Device<float> dout_d(dout), o(poisoned(nq)), lse(poisoned(nl)), delta(poisoned(nl)), gq(poisoned(nq)),
-        gk(poisoned(nk)), gv(poisoned(nk));
+    Device<float> dout_d(dout), o(poisoned(nq)), lse(poisoned(nl)), delta(poisoned(nl)),
+        gq(poisoned(nq)), gk(poisoned(nk)), gv(poisoned(nk));
     Device<int> dlens(lens);
     cu::flash_attention_forward(dq.ptr, dk.ptr, dv.ptr, dlens.ptr, cs, o.ptr, lse.ptr, nullptr);
-    cu::flash_attention_backward(dq.ptr, dk.ptr, dv.ptr, dlens.ptr, cs, o.ptr, dout_d.ptr, lse.ptr, delta.ptr,
-                                 gq.ptr, gk.ptr, gv.ptr, nullptr);
-    auto so = poisoned(nq), slse = poisoned(nl), sdelta = poisoned(nl), sq = poisoned(nq), sk = poisoned(nk), sv = poisoned(nk);
-    sim::flash_attention_forward(q.data(), k.data(), v.data(), lens.data(), ss, so.data(), slse.data(), nullptr);
-    sim::flash_attention_backward(q.data(), k.data(), v.data(), lens.data(), ss, so.data(), dout.data(), slse.data(),
-                                  sdelta.data(), sq.data(), sk.data(), sv.data(), nullptr);
+    cu::flash_attention_backward(dq.ptr, dk.ptr, dv.ptr, dlens.ptr, cs, o.ptr, dout_d.ptr, lse.ptr,
+                                 delta.ptr, gq.ptr, gk.ptr, gv.ptr, nullptr);
+    auto so = poisoned(nq), slse = poisoned(nl), sdelta = poisoned(nl), sq = poisoned(nq),
+         sk = poisoned(nk), sv = poisoned(nk);
+    sim::flash_attention_forward(q.data(), k.data(), v.data(), lens.data(), ss, so.data(),
+                                 slse.data(), nullptr);
+    sim::flash_attention_backward(q.data(), k.data(), v.data(), lens.data(), ss, so.data(),
+                                  dout.data(), slse.data(), sdelta.data(), sq.data(), sk.data(),
+                                  sv.data(), nullptr);
     std::string what = "D=" + std::to_string(D);
     visplay::test::expect_close(o.back(), widen(so), 1e-3, 1e-3, what + " out");
     visplay::test::expect_close(lse.back(), widen(slse), 1e-4, 1e-4, what + " lse");

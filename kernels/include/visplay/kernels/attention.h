@@ -38,8 +38,8 @@ void flash_attention_forward(const uint16_t* q, const uint16_t* k, const uint16_
 // caller provides (rowsum(dout * out)). Deterministic: no atomics (dq and dk/dv come
 // from two kernels that each recompute the probabilities).
 void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                              const int* key_lengths, const AttentionShape& shape,
-                              const float* out, const float* dout, const float* lse, float* delta,
-                              float* dq, float* dk, float* dv, void* stream);
+                              const int* key_lengths, const AttentionShape& shape, const float* out,
+                              const float* dout, const float* lse, float* delta, float* dq,
+                              float* dk, float* dv, void* stream);
 
 #endif
