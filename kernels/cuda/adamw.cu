@@ -1,10 +1,10 @@
 // Fused multi-tensor AdamW: blockIdx.y picks the tensor, blocks stride over its
 // elements; one launch per 32 tensors instead of one (or four) per tensor.
-#include "kernels/cuda/adamw.cuh"
-
 #include <cmath>
 #include <stdexcept>
 #include <string>
+
+#include "kernels/cuda/adamw.cuh"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
@@ -44,9 +44,9 @@ void adamw_multi(const AdamWTensor* tensors, int num_tensors, const AdamWOptions
     }
     if (largest == 0) continue;
     int blocks = static_cast<int>(largest / 256 + 1 < 512 ? largest / 256 + 1 : 512);
-    SIMT_LAUNCH(adamw_kernel, dim3(blocks, count), 256, 0, stream)(
-        batch, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, bias_correction1, bias_correction2,
-        o.grad_scale);
+    SIMT_LAUNCH(adamw_kernel, dim3(blocks, count), 256, 0, stream)
+    (batch, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, bias_correction1, bias_correction2,
+     o.grad_scale);
     simt::check_launch("adamw_multi");
   }
 }

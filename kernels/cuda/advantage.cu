@@ -1,11 +1,10 @@
 // Group-relative advantages: one warp per group of G rollouts. Two passes over the
 // group (mean, then the centred sum of squares) instead of E[r^2] - E[r]^2, which
 // cancels badly when rewards are large and nearly equal.
-#include "kernels/cuda/advantage.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/advantage.cuh"
 #include "visplay/kernels/advantage.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -47,7 +46,8 @@ void group_advantage(const float* rewards, int num_groups, int group_size, bool 
   if (num_groups == 0) return;
   constexpr int kWarpsPerBlock = 4;
   SIMT_LAUNCH(group_advantage_kernel, ceil_div(num_groups, kWarpsPerBlock), 32 * kWarpsPerBlock, 0,
-              stream)(rewards, num_groups, group_size, unbiased_std, scale_by_std, eps, advantages);
+              stream)
+  (rewards, num_groups, group_size, unbiased_std, scale_by_std, eps, advantages);
   simt::check_launch("group_advantage");
 }
 
@@ -59,8 +59,8 @@ void broadcast_advantage(const float* advantages, int num_responses, int tokens_
   long total = static_cast<long>(num_responses) * tokens_per_response;
   if (total == 0) return;
   int blocks = static_cast<int>(total / 256 + 1 < 1024 ? total / 256 + 1 : 1024);
-  SIMT_LAUNCH(broadcast_advantage_kernel, blocks, 256, 0, stream)(advantages, total,
-                                                                  tokens_per_response, token_advantages);
+  SIMT_LAUNCH(broadcast_advantage_kernel, blocks, 256, 0, stream)
+  (advantages, total, tokens_per_response, token_advantages);
   simt::check_launch("broadcast_advantage");
 }
 

@@ -2,11 +2,10 @@
 // first token with that id; it then adds the gradients of all tokens with that id in
 // token order. No two blocks write one row and the summation order is fixed, so the
 // result is bit-reproducible without sorting or float atomics.
-#include "kernels/cuda/embedding.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/embedding.cuh"
 #include "visplay/kernels/embedding.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -33,8 +32,8 @@ void embedding_backward(const int* ids, int tokens, const float* dy, int dim, in
     throw std::invalid_argument("embedding_backward: bad shape tokens=" + std::to_string(tokens) +
                                 " dim=" + std::to_string(dim) + " vocab=" + std::to_string(vocab));
   if (tokens == 0) return;
-  SIMT_LAUNCH(embedding_backward_kernel, tokens, 128, 0, stream)(ids, tokens, dy, dim, vocab,
-                                                                 dtable);
+  SIMT_LAUNCH(embedding_backward_kernel, tokens, 128, 0, stream)
+  (ids, tokens, dy, dim, vocab, dtable);
   simt::check_launch("embedding_backward");
 }
 

@@ -1,11 +1,10 @@
 // Hand-written GEMMs: the sim backend's plain GEMM and a tensor-core example that the
 // emulator can run. The cuda backend sends gemm_f32/gemm_bf16 to cuBLASLt
 // (gemm_nvcc.cu); these kernels remain callable there as *_tiled.
-#include "kernels/cuda/gemm.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/gemm.cuh"
 #include "visplay/kernels/gemm.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -23,9 +22,11 @@ __global__ void gemm_f32_tiled_kernel(bool trans_a, bool trans_b, int M, int N, 
   for (int k0 = 0; k0 < K; k0 += kGemmF32K) {
     for (int e = threadIdx.x; e < kGemmTile * kGemmF32K; e += blockDim.x) {
       int r = e / kGemmF32K, k = e % kGemmF32K;  // A tile: 32 rows x 16 k
-      a_tile[r][k] = (row0 + r < M && k0 + k < K) ? load_op(A, trans_a, lda, row0 + r, k0 + k) : 0.0f;
+      a_tile[r][k] =
+          (row0 + r < M && k0 + k < K) ? load_op(A, trans_a, lda, row0 + r, k0 + k) : 0.0f;
       int kb = e / kGemmTile, c = e % kGemmTile;  // B tile: 16 k x 32 columns
-      b_tile[kb][c] = (k0 + kb < K && col0 + c < N) ? load_op(B, trans_b, ldb, k0 + kb, col0 + c) : 0.0f;
+      b_tile[kb][c] =
+          (k0 + kb < K && col0 + c < N) ? load_op(B, trans_b, ldb, k0 + kb, col0 + c) : 0.0f;
     }
     __syncthreads();
     for (int k = 0; k < kGemmF32K; ++k)
@@ -47,10 +48,9 @@ __global__ void gemm_f32_tiled_kernel(bool trans_a, bool trans_b, int M, int N, 
 // m16n8k16 mma's per k-step. Fragments are read from shared memory following the PTX
 // ISA layout (group g = lane / 4, t = lane % 4): A rows g and g+8, columns 2t, 2t+1 and
 // 2t+8, 2t+9; B k-rows 2t, 2t+1 (and +8), column g.
-__global__ void gemm_bf16_tiled_kernel(bool trans_a, bool trans_b, int M, int N, int K,
-                                       float alpha, const __nv_bfloat16* A, int lda,
-                                       const __nv_bfloat16* B, int ldb, float beta, float* C,
-                                       int ldc) {
+__global__ void gemm_bf16_tiled_kernel(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                       const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
+                                       int ldb, float beta, float* C, int ldc) {
   __shared__ unsigned short a_tile[kGemmTile][kGemmBf16K + 2];
   __shared__ unsigned short b_tile[kGemmBf16K][kGemmTile + 2];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -100,11 +100,10 @@ static void check_gemm_shape(const char* what, bool trans_a, bool trans_b, int M
   bool ok = M >= 0 && N >= 0 && K >= 0 && lda >= (trans_a ? M : K) && lda >= 1 &&
             ldb >= (trans_b ? K : N) && ldb >= 1 && ldc >= N && ldc >= 1;
   if (!ok)
-    throw std::invalid_argument(std::string(what) + ": bad shape M=" + std::to_string(M) + " N=" +
-                                std::to_string(N) + " K=" + std::to_string(K) + " lda=" +
-                                std::to_string(lda) + " ldb=" + std::to_string(ldb) + " ldc=" +
-                                std::to_string(ldc) + (trans_a ? " trans_a" : "") +
-                                (trans_b ? " trans_b" : ""));
+    throw std::invalid_argument(
+        std::string(what) + ": bad shape M=" + std::to_string(M) + " N=" + std::to_string(N) +
+        " K=" + std::to_string(K) + " lda=" + std::to_string(lda) + " ldb=" + std::to_string(ldb) +
+        " ldc=" + std::to_string(ldc) + (trans_a ? " trans_a" : "") + (trans_b ? " trans_b" : ""));
 }
 
 void gemm_f32_tiled(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -112,8 +111,8 @@ void gemm_f32_tiled(bool trans_a, bool trans_b, int M, int N, int K, float alpha
   check_gemm_shape("gemm_f32_tiled", trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   dim3 grid(ceil_div(N, kGemmTile), ceil_div(M, kGemmTile));
-  SIMT_LAUNCH(gemm_f32_tiled_kernel, grid, 256, 0, stream)(trans_a, trans_b, M, N, K, alpha, A, lda,
-                                                           B, ldb, beta, C, ldc);
+  SIMT_LAUNCH(gemm_f32_tiled_kernel, grid, 256, 0, stream)
+  (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   simt::check_launch("gemm_f32_tiled");
 }
 
@@ -123,9 +122,9 @@ void gemm_bf16_tiled(bool trans_a, bool trans_b, int M, int N, int K, float alph
   check_gemm_shape("gemm_bf16_tiled", trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   dim3 grid(ceil_div(N, kGemmTile), ceil_div(M, kGemmTile));
-  SIMT_LAUNCH(gemm_bf16_tiled_kernel, grid, 128, 0, stream)(
-      trans_a, trans_b, M, N, K, alpha, reinterpret_cast<const __nv_bfloat16*>(A), lda,
-      reinterpret_cast<const __nv_bfloat16*>(B), ldb, beta, C, ldc);
+  SIMT_LAUNCH(gemm_bf16_tiled_kernel, grid, 128, 0, stream)
+  (trans_a, trans_b, M, N, K, alpha, reinterpret_cast<const __nv_bfloat16*>(A), lda,
+   reinterpret_cast<const __nv_bfloat16*>(B), ldb, beta, C, ldc);
   simt::check_launch("gemm_bf16_tiled");
 }
 

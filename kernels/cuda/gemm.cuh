@@ -5,9 +5,9 @@
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
-constexpr int kGemmTile = 32;  // both kernels compute 32x32 tiles of C
-constexpr int kGemmF32K = 16;  // k-slice of the f32 kernel
-constexpr int kGemmBf16K = 16; // k-slice of the bf16 kernel (one mma k-step)
+constexpr int kGemmTile = 32;   // both kernels compute 32x32 tiles of C
+constexpr int kGemmF32K = 16;   // k-slice of the f32 kernel
+constexpr int kGemmBf16K = 16;  // k-slice of the bf16 kernel (one mma k-step)
 
 // Element (row, col) of op(X) for a row-major X with leading dimension ld.
 template <class T>
@@ -18,9 +18,8 @@ __device__ __forceinline__ T load_op(const T* X, bool trans, int ld, int row, in
 __global__ void gemm_f32_tiled_kernel(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                                       const float* A, int lda, const float* B, int ldb, float beta,
                                       float* C, int ldc);
-__global__ void gemm_bf16_tiled_kernel(bool trans_a, bool trans_b, int M, int N, int K,
-                                       float alpha, const __nv_bfloat16* A, int lda,
-                                       const __nv_bfloat16* B, int ldb, float beta, float* C,
-                                       int ldc);
+__global__ void gemm_bf16_tiled_kernel(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                       const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
+                                       int ldb, float beta, float* C, int ldc);
 
 }  // namespace visplay::kernels::VISPLAY_KERNELS_NS

@@ -72,9 +72,11 @@ void lt_gemm(cudaDataType_t ab_type, bool trans_a, bool trans_b, int M, int N, i
   cublasOperation_t op_lt_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasOperation_t op_lt_b = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   check_lt(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_lt_a,
-                                          sizeof(op_lt_a)), "set TRANSA");
+                                          sizeof(op_lt_a)),
+           "set TRANSA");
   check_lt(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_lt_b,
-                                          sizeof(op_lt_b)), "set TRANSB");
+                                          sizeof(op_lt_b)),
+           "set TRANSB");
   check_lt(cublasLtMatrixLayoutCreate(&call.a, ab_type, trans_b ? K : N, trans_b ? N : K, ldb),
            "layout A");
   check_lt(cublasLtMatrixLayoutCreate(&call.b, ab_type, trans_a ? M : K, trans_a ? K : M, lda),

@@ -2,11 +2,10 @@
 // before any gradient can be written, so a single block makes two passes: count, then
 // loss terms and gradients. One block keeps every sum in a fixed order (deterministic)
 // and the op is memory-bound and tiny next to the model, so the lost parallelism is cheap.
-#include "kernels/cuda/grpo.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/grpo.cuh"
 #include "visplay/kernels/grpo.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -51,10 +50,9 @@ void grpo_loss(const float* logp, const float* old_logp, const float* ref_logp,
     throw std::invalid_argument("grpo_loss: num_tokens = " + std::to_string(num_tokens));
   if (!(options.eps_low >= 0.0f && options.eps_low < 1.0f && options.eps_high >= 0.0f))
     throw std::invalid_argument("grpo_loss: need 0 <= eps_low < 1 and eps_high >= 0");
-  SIMT_LAUNCH(grpo_loss_kernel, 1, 256, 0, stream)(logp, old_logp, ref_logp, advantages, mask,
-                                                    num_tokens, options.eps_low, options.eps_high,
-                                                    options.dual_clip, options.kl_coef, grad_logp,
-                                                    stats);
+  SIMT_LAUNCH(grpo_loss_kernel, 1, 256, 0, stream)
+  (logp, old_logp, ref_logp, advantages, mask, num_tokens, options.eps_low, options.eps_high,
+   options.dual_clip, options.kl_coef, grad_logp, stats);
   simt::check_launch("grpo_loss");
 }
 

@@ -4,18 +4,17 @@
 // vocabulary loop has no barrier. Backward: the logits are recomputed chunk by chunk;
 // d z = dlogprob (onehot - p) - dentropy p (z - E[z]). dhidden is owned per token block,
 // dweight per vocabulary block; each accumulates in place in a fixed order (no atomics).
-#include "kernels/cuda/logprob.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/logprob.cuh"
 #include "visplay/kernels/logprob.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
-__global__ void logprob_forward_kernel(const float* hidden, const float* weight,
-                                       const int* targets, int tokens, int dim, int vocab,
-                                       float* logprob, float* entropy, float* lse) {
+__global__ void logprob_forward_kernel(const float* hidden, const float* weight, const int* targets,
+                                       int tokens, int dim, int vocab, float* logprob,
+                                       float* entropy, float* lse) {
   __shared__ SoftmaxState partial[kLogprobTokens][kLogprobChunk / 32];
   int token0 = blockIdx.x * kLogprobTokens;
   int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
@@ -84,7 +83,8 @@ __global__ void logprob_backward_hidden_kernel(const float* hidden, const float*
       int token = token0 + t;
       float d = 0.0f;
       if (v < vocab) {
-        float z = dot_row(hidden + static_cast<long>(token) * dim, weight + static_cast<long>(v) * dim, dim);
+        float z = dot_row(hidden + static_cast<long>(token) * dim,
+                          weight + static_cast<long>(v) * dim, dim);
         d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
                        dlogprob[token], dentropy ? dentropy[token] : 0.0f);
       }
@@ -95,7 +95,8 @@ __global__ void logprob_backward_hidden_kernel(const float* hidden, const float*
     for (int e = threadIdx.x; e < count * dim; e += blockDim.x) {
       int t = e / dim, d = e % dim;
       float acc = 0.0f;
-      for (int j = 0; j < rows; ++j) acc = fmaf(dz[t][j], weight[static_cast<long>(v0 + j) * dim + d], acc);
+      for (int j = 0; j < rows; ++j)
+        acc = fmaf(dz[t][j], weight[static_cast<long>(v0 + j) * dim + d], acc);
       dhidden[static_cast<long>(token0 + t) * dim + d] += acc;
     }
     __syncthreads();
@@ -110,7 +111,8 @@ __global__ void logprob_backward_weight_kernel(const float* hidden, const float*
   __shared__ float dz[kLogprobTokens][kLogprobChunk];
   int v0 = blockIdx.x * kLogprobChunk;
   int rows = vocab - v0 < kLogprobChunk ? vocab - v0 : kLogprobChunk;
-  for (int e = threadIdx.x; e < rows * dim; e += blockDim.x) dweight[static_cast<long>(v0) * dim + e] = 0.0f;
+  for (int e = threadIdx.x; e < rows * dim; e += blockDim.x)
+    dweight[static_cast<long>(v0) * dim + e] = 0.0f;
   int v = v0 + threadIdx.x;
   for (int token0 = 0; token0 < tokens; token0 += kLogprobTokens) {
     int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
@@ -118,7 +120,8 @@ __global__ void logprob_backward_weight_kernel(const float* hidden, const float*
       int token = token0 + t;
       float d = 0.0f;
       if (v < vocab) {
-        float z = dot_row(hidden + static_cast<long>(token) * dim, weight + static_cast<long>(v) * dim, dim);
+        float z = dot_row(hidden + static_cast<long>(token) * dim,
+                          weight + static_cast<long>(v) * dim, dim);
         d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
                        dlogprob[token], dentropy ? dentropy[token] : 0.0f);
       }
@@ -128,7 +131,8 @@ __global__ void logprob_backward_weight_kernel(const float* hidden, const float*
     for (int e = threadIdx.x; e < rows * dim; e += blockDim.x) {
       int j = e / dim, d = e % dim;
       float acc = 0.0f;
-      for (int t = 0; t < count; ++t) acc = fmaf(dz[t][j], hidden[static_cast<long>(token0 + t) * dim + d], acc);
+      for (int t = 0; t < count; ++t)
+        acc = fmaf(dz[t][j], hidden[static_cast<long>(token0 + t) * dim + d], acc);
       dweight[static_cast<long>(v0 + j) * dim + d] += acc;
     }
     __syncthreads();
@@ -145,27 +149,27 @@ void logprob_forward(const float* hidden, const float* weight, const int* target
                      int dim, int vocab, float* logprob, float* entropy, float* lse, void* stream) {
   check_logprob_shape("logprob_forward", tokens, dim, vocab);
   if (tokens == 0) return;
-  SIMT_LAUNCH(logprob_forward_kernel, ceil_div(tokens, kLogprobTokens), kLogprobChunk, 0, stream)(
-      hidden, weight, targets, tokens, dim, vocab, logprob, entropy, lse);
+  SIMT_LAUNCH(logprob_forward_kernel, ceil_div(tokens, kLogprobTokens), kLogprobChunk, 0, stream)
+  (hidden, weight, targets, tokens, dim, vocab, logprob, entropy, lse);
   simt::check_launch("logprob_forward");
 }
 
 void logprob_backward(const float* hidden, const float* weight, const int* targets, int tokens,
                       int dim, int vocab, const float* lse, const float* entropy,
-                      const float* dlogprob, const float* dentropy, float* dhidden,
-                      float* dweight, void* stream) {
+                      const float* dlogprob, const float* dentropy, float* dhidden, float* dweight,
+                      void* stream) {
   check_logprob_shape("logprob_backward", tokens, dim, vocab);
   if (dentropy && !entropy)
     throw std::invalid_argument("logprob_backward: dentropy needs the forward's entropy");
   if (tokens > 0) {
     SIMT_LAUNCH(logprob_backward_hidden_kernel, ceil_div(tokens, kLogprobTokens), kLogprobChunk, 0,
-                stream)(hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob,
-                        dentropy, dhidden);
+                stream)
+    (hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob, dentropy, dhidden);
     simt::check_launch("logprob_backward dhidden");
   }
   SIMT_LAUNCH(logprob_backward_weight_kernel, ceil_div(vocab, kLogprobChunk), kLogprobChunk, 0,
-              stream)(hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob, dentropy,
-                      dweight);
+              stream)
+  (hidden, weight, targets, tokens, dim, vocab, lse, entropy, dlogprob, dentropy, dweight);
   simt::check_launch("logprob_backward dweight");
 }
 

@@ -5,8 +5,8 @@
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
-constexpr int kLogprobTokens = 4;    // tokens per block
-constexpr int kLogprobChunk = 128;   // vocabulary entries per chunk = threads per block
+constexpr int kLogprobTokens = 4;   // tokens per block
+constexpr int kLogprobChunk = 128;  // vocabulary entries per chunk = threads per block
 
 __device__ __forceinline__ float dot_row(const float* a, const float* b, int n) {
   float acc = 0.0f;
@@ -26,9 +26,9 @@ __device__ __forceinline__ SoftmaxState softmax_merge(SoftmaxState a, SoftmaxSta
   return {m, a.s * ea + b.s * eb, a.w * ea + b.w * eb};
 }
 
-__global__ void logprob_forward_kernel(const float* hidden, const float* weight,
-                                       const int* targets, int tokens, int dim, int vocab,
-                                       float* logprob, float* entropy, float* lse);
+__global__ void logprob_forward_kernel(const float* hidden, const float* weight, const int* targets,
+                                       int tokens, int dim, int vocab, float* logprob,
+                                       float* entropy, float* lse);
 __global__ void logprob_backward_hidden_kernel(const float* hidden, const float* weight,
                                                const int* targets, int tokens, int dim, int vocab,
                                                const float* lse, const float* entropy,

@@ -1,19 +1,18 @@
 // RMSNorm and LayerNorm over the last dimension: one block per row for the forward and
 // for dx (two block reductions each), and one thread per column for the parameter
 // gradients, which sums over rows in a fixed order instead of using float atomics.
-#include "kernels/cuda/norm.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/norm.cuh"
 #include "visplay/kernels/norm.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
 constexpr int kNormThreads = 128;
 
-__global__ void norm_forward_kernel(const float* x, const float* weight, const float* bias,
-                                    int dim, float eps, float* y, float* mean, float* rstd) {
+__global__ void norm_forward_kernel(const float* x, const float* weight, const float* bias, int dim,
+                                    float eps, float* y, float* mean, float* rstd) {
   __shared__ float scratch[32];
   long row = blockIdx.x;
   const float* xr = x + row * dim;
@@ -83,8 +82,8 @@ void rmsnorm_forward(const float* x, const float* weight, int rows, int dim, flo
                      float* rstd, void* stream) {
   check_norm_shape("rmsnorm_forward", rows, dim);
   if (rows == 0) return;
-  SIMT_LAUNCH(norm_forward_kernel, rows, kNormThreads, 0, stream)(x, weight, nullptr, dim, eps, y,
-                                                                 nullptr, rstd);
+  SIMT_LAUNCH(norm_forward_kernel, rows, kNormThreads, 0, stream)
+  (x, weight, nullptr, dim, eps, y, nullptr, rstd);
   simt::check_launch("rmsnorm_forward");
 }
 
@@ -92,12 +91,12 @@ void rmsnorm_backward(const float* x, const float* weight, const float* rstd, co
                       int rows, int dim, float* dx, float* dweight, void* stream) {
   check_norm_shape("rmsnorm_backward", rows, dim);
   if (rows > 0) {
-    SIMT_LAUNCH(norm_backward_dx_kernel, rows, kNormThreads, 0, stream)(x, weight, nullptr, rstd,
-                                                                       dy, dim, dx);
+    SIMT_LAUNCH(norm_backward_dx_kernel, rows, kNormThreads, 0, stream)
+    (x, weight, nullptr, rstd, dy, dim, dx);
     simt::check_launch("rmsnorm_backward dx");
   }
-  SIMT_LAUNCH(norm_backward_params_kernel, ceil_div(dim, 128), 128, 0, stream)(
-      x, nullptr, rstd, dy, rows, dim, dweight, nullptr);
+  SIMT_LAUNCH(norm_backward_params_kernel, ceil_div(dim, 128), 128, 0, stream)
+  (x, nullptr, rstd, dy, rows, dim, dweight, nullptr);
   simt::check_launch("rmsnorm_backward dweight");
 }
 
@@ -105,22 +104,22 @@ void layernorm_forward(const float* x, const float* weight, const float* bias, i
                        float eps, float* y, float* mean, float* rstd, void* stream) {
   check_norm_shape("layernorm_forward", rows, dim);
   if (rows == 0) return;
-  SIMT_LAUNCH(norm_forward_kernel, rows, kNormThreads, 0, stream)(x, weight, bias, dim, eps, y,
-                                                                 mean, rstd);
+  SIMT_LAUNCH(norm_forward_kernel, rows, kNormThreads, 0, stream)
+  (x, weight, bias, dim, eps, y, mean, rstd);
   simt::check_launch("layernorm_forward");
 }
 
 void layernorm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                        const float* dy, int rows, int dim, float* dx, float* dweight,
-                        float* dbias, void* stream) {
+                        const float* dy, int rows, int dim, float* dx, float* dweight, float* dbias,
+                        void* stream) {
   check_norm_shape("layernorm_backward", rows, dim);
   if (rows > 0) {
-    SIMT_LAUNCH(norm_backward_dx_kernel, rows, kNormThreads, 0, stream)(x, weight, mean, rstd, dy,
-                                                                       dim, dx);
+    SIMT_LAUNCH(norm_backward_dx_kernel, rows, kNormThreads, 0, stream)
+    (x, weight, mean, rstd, dy, dim, dx);
     simt::check_launch("layernorm_backward dx");
   }
-  SIMT_LAUNCH(norm_backward_params_kernel, ceil_div(dim, 128), 128, 0, stream)(
-      x, mean, rstd, dy, rows, dim, dweight, dbias);
+  SIMT_LAUNCH(norm_backward_params_kernel, ceil_div(dim, 128), 128, 0, stream)
+  (x, mean, rstd, dy, rows, dim, dweight, dbias);
   simt::check_launch("layernorm_backward dweight");
 }
 

@@ -1,10 +1,9 @@
 // Rotate-half RoPE: one thread per (token, head, pair). The backward is the same
 // rotation by the negative angle (sin_sign = -1), which is its transpose.
-#include "kernels/cuda/rope.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/rope.cuh"
 #include "visplay/kernels/rope.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -32,14 +31,14 @@ __global__ void rope_kernel(const float* x, const int* positions, int tokens, in
 void rope(const float* x, const int* positions, int tokens, int heads, int head_dim, float theta,
           bool backward, float* y, void* stream) {
   if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0)
-    throw std::invalid_argument("rope: bad shape tokens=" + std::to_string(tokens) + " heads=" +
-                                std::to_string(heads) + " head_dim=" + std::to_string(head_dim) +
-                                " (head_dim must be even)");
+    throw std::invalid_argument(
+        "rope: bad shape tokens=" + std::to_string(tokens) + " heads=" + std::to_string(heads) +
+        " head_dim=" + std::to_string(head_dim) + " (head_dim must be even)");
   long total = static_cast<long>(tokens) * heads * (head_dim / 2);
   if (total == 0) return;
   int blocks = static_cast<int>(total / 256 + 1 < 2048 ? total / 256 + 1 : 2048);
-  SIMT_LAUNCH(rope_kernel, blocks, 256, 0, stream)(x, positions, tokens, heads, head_dim, theta,
-                                                   backward ? -1.0f : 1.0f, y);
+  SIMT_LAUNCH(rope_kernel, blocks, 256, 0, stream)
+  (x, positions, tokens, heads, head_dim, theta, backward ? -1.0f : 1.0f, y);
   simt::check_launch("rope");
 }
 

@@ -1,9 +1,8 @@
 // SwiGLU, elementwise with grid-stride loops.
-#include "kernels/cuda/swiglu.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/swiglu.cuh"
 #include "visplay/kernels/swiglu.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -25,7 +24,9 @@ __global__ void swiglu_backward_kernel(const float* gate, const float* up, const
   }
 }
 
-static int elementwise_blocks(long n) { return static_cast<int>(n / 256 + 1 < 2048 ? n / 256 + 1 : 2048); }
+static int elementwise_blocks(long n) {
+  return static_cast<int>(n / 256 + 1 < 2048 ? n / 256 + 1 : 2048);
+}
 
 void swiglu_forward(const float* gate, const float* up, long n, float* y, void* stream) {
   if (n < 0) throw std::invalid_argument("swiglu_forward: n = " + std::to_string(n));
@@ -38,8 +39,8 @@ void swiglu_backward(const float* gate, const float* up, const float* dy, long n
                      float* dup, void* stream) {
   if (n < 0) throw std::invalid_argument("swiglu_backward: n = " + std::to_string(n));
   if (n == 0) return;
-  SIMT_LAUNCH(swiglu_backward_kernel, elementwise_blocks(n), 256, 0, stream)(gate, up, dy, n, dgate,
-                                                                             dup);
+  SIMT_LAUNCH(swiglu_backward_kernel, elementwise_blocks(n), 256, 0, stream)
+  (gate, up, dy, n, dgate, dup);
   simt::check_launch("swiglu_backward");
 }
 

@@ -2,11 +2,10 @@
 // (C * P * P values) in dynamic shared memory, then each thread produces embedding
 // channels as dot(weight row, patch) + bias + position. The unfolded patch matrix never
 // exists in global memory.
-#include "kernels/cuda/vision.cuh"
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/vision.cuh"
 #include "visplay/kernels/vision.h"
 
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
@@ -69,10 +68,10 @@ void patch_embed_forward(const float* image_f32, const uint8_t* image_u8, const 
                          int embed, float* out, void* stream) {
   if (batch < 0 || channels <= 0 || patch <= 0 || embed <= 0 || height <= 0 || width <= 0 ||
       height % patch != 0 || width % patch != 0)
-    throw std::invalid_argument("patch_embed_forward: image " + std::to_string(height) + "x" +
-                                std::to_string(width) + "x" + std::to_string(channels) +
-                                " is not a whole number of " + std::to_string(patch) + "x" +
-                                std::to_string(patch) + " patches (embed " + std::to_string(embed) + ")");
+    throw std::invalid_argument(
+        "patch_embed_forward: image " + std::to_string(height) + "x" + std::to_string(width) + "x" +
+        std::to_string(channels) + " is not a whole number of " + std::to_string(patch) + "x" +
+        std::to_string(patch) + " patches (embed " + std::to_string(embed) + ")");
   if ((image_f32 == nullptr) == (image_u8 == nullptr))
     throw std::invalid_argument("patch_embed_forward: give exactly one of image_f32 and image_u8");
   if (image_u8 && (!mean || !std))
@@ -80,8 +79,8 @@ void patch_embed_forward(const float* image_f32, const uint8_t* image_u8, const 
   if (batch == 0) return;
   int num_patches = (height / patch) * (width / patch);
   size_t smem = sizeof(float) * static_cast<size_t>(channels) * patch * patch;
-  SIMT_LAUNCH(patch_embed_kernel, dim3(num_patches, batch), 128, smem, stream)(
-      image_f32, image_u8, mean, std, channels, height, width, patch, weight, bias, pos, embed, out);
+  SIMT_LAUNCH(patch_embed_kernel, dim3(num_patches, batch), 128, smem, stream)
+  (image_f32, image_u8, mean, std, channels, height, width, patch, weight, bias, pos, embed, out);
   simt::check_launch("patch_embed_forward");
 }
 
@@ -90,7 +89,8 @@ static int gelu_blocks(long n) { return static_cast<int>(n / 256 + 1 < 2048 ? n 
 void bias_gelu_forward(const float* x, const float* bias, int rows, int dim, float* y,
                        void* stream) {
   if (rows < 0 || dim <= 0)
-    throw std::invalid_argument("bias_gelu_forward: bad shape " + std::to_string(rows) + "x" + std::to_string(dim));
+    throw std::invalid_argument("bias_gelu_forward: bad shape " + std::to_string(rows) + "x" +
+                                std::to_string(dim));
   long total = static_cast<long>(rows) * dim;
   if (total == 0) return;
   SIMT_LAUNCH(bias_gelu_forward_kernel, gelu_blocks(total), 256, 0, stream)(x, bias, total, dim, y);
@@ -100,10 +100,12 @@ void bias_gelu_forward(const float* x, const float* bias, int rows, int dim, flo
 void bias_gelu_backward(const float* x, const float* bias, const float* dy, int rows, int dim,
                         float* dx, float* dbias, void* stream) {
   if (rows < 0 || dim <= 0)
-    throw std::invalid_argument("bias_gelu_backward: bad shape " + std::to_string(rows) + "x" + std::to_string(dim));
+    throw std::invalid_argument("bias_gelu_backward: bad shape " + std::to_string(rows) + "x" +
+                                std::to_string(dim));
   long total = static_cast<long>(rows) * dim;
   if (total > 0) {
-    SIMT_LAUNCH(bias_gelu_backward_kernel, gelu_blocks(total), 256, 0, stream)(x, bias, dy, total, dim, dx);
+    SIMT_LAUNCH(bias_gelu_backward_kernel, gelu_blocks(total), 256, 0, stream)
+    (x, bias, dy, total, dim, dx);
     simt::check_launch("bias_gelu_backward");
   }
   if (dbias) {

@@ -37,10 +37,14 @@ enum class State { kRunnable, kAtBarrier, kAtWarp, kDone };
 
 const char* op_name(detail::WarpOp op) {
   switch (op) {
-    case detail::WarpOp::kSync: return "__syncwarp";
-    case detail::WarpOp::kShuffle: return "a __shfl_*_sync";
-    case detail::WarpOp::kVote: return "a vote (__ballot/__any/__all_sync)";
-    case detail::WarpOp::kMma: return "mma_m16n8k16_bf16";
+    case detail::WarpOp::kSync:
+      return "__syncwarp";
+    case detail::WarpOp::kShuffle:
+      return "a __shfl_*_sync";
+    case detail::WarpOp::kVote:
+      return "a vote (__ballot/__any/__all_sync)";
+    case detail::WarpOp::kMma:
+      return "mma_m16n8k16_bf16";
   }
   return "?";
 }
@@ -79,8 +83,8 @@ struct StackPool {
     if (n <= count) return;
     if (base) munmap(base, count * stride);
     stride = kStackBytes + page();
-    void* p = mmap(nullptr, n * stride, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void* p = mmap(nullptr, n * stride, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("simt: cannot map fiber stacks");
     base = static_cast<char*>(p);
     count = n;
@@ -236,8 +240,7 @@ void arrive_at_warp(BlockRun& b, int i) {
 // Everybody is parked and nobody can run: name who waits where.
 std::string deadlock_report(const BlockRun& b, int done, int at_barrier) {
   std::ostringstream s;
-  s << "deadlock: " << at_barrier << " threads wait at __syncthreads(), " << done
-    << " have exited";
+  s << "deadlock: " << at_barrier << " threads wait at __syncthreads(), " << done << " have exited";
   for (size_t wi = 0; wi < b.warps.size(); ++wi) {
     const Warp& w = b.warps[wi];
     if (w.arrived)
@@ -284,9 +287,12 @@ void run_block(BlockRun& b, uint3 block_index, dim3 grid, dim3 block, uint64_t b
       b.current = i;
       threadIdx = f.thread_index;
       swapcontext(&b.scheduler, &f.context);
-      if (f.state == State::kDone) ++done;
-      else if (f.state == State::kAtBarrier) ++at_barrier;
-      else if (f.state == State::kAtWarp) arrive_at_warp(b, i);
+      if (f.state == State::kDone)
+        ++done;
+      else if (f.state == State::kAtBarrier)
+        ++at_barrier;
+      else if (f.state == State::kAtWarp)
+        arrive_at_warp(b, i);
     }
     if (done == n) break;
     if (done + at_barrier == n && done > 0) {
@@ -297,7 +303,8 @@ void run_block(BlockRun& b, uint3 block_index, dim3 grid, dim3 block, uint64_t b
                      std::to_string(at_barrier - 1) + " others wait at a barrier that " +
                      std::to_string(done) + " threads of the block exited without reaching"));
     }
-    if (at_barrier != n - done) throw std::runtime_error(describe(b, deadlock_report(b, done, at_barrier)));
+    if (at_barrier != n - done)
+      throw std::runtime_error(describe(b, deadlock_report(b, done, at_barrier)));
     std::vector<int> waiting;
     for (int i = 0; i < n; ++i)
       if (b.fibers[i].state == State::kAtBarrier) waiting.push_back(i);

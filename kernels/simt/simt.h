@@ -27,7 +27,7 @@
 
 // One raw extern array per translation unit, reinterpreted per kernel, so kernels of
 // one file may use different element types for their dynamic shared memory.
-#define SIMT_DYNAMIC_SHARED(type, name)                             \
+#define SIMT_DYNAMIC_SHARED(type, name)                               \
   extern __shared__ __align__(16) unsigned char simt_dynamic_smem_[]; \
   type* name = reinterpret_cast<type*>(simt_dynamic_smem_)
 
@@ -36,7 +36,8 @@ namespace simt {
 inline void check_launch(const char* what) {
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(err));
+    throw std::runtime_error(std::string(what) +
+                             ": CUDA launch failed: " + cudaGetErrorString(err));
 }
 }  // namespace simt
 
@@ -164,7 +165,7 @@ Launch<Params...> launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_
 }
 }  // namespace simt
 
-#define SIMT_LAUNCH(kernel, grid, block, smem, stream)                                     \
+#define SIMT_LAUNCH(kernel, grid, block, smem, stream)                                   \
   ((void)(stream), ::simt::launch(kernel, ::simt::to_dim3(grid), ::simt::to_dim3(block), \
                                   static_cast<size_t>(smem), #kernel))
 
@@ -233,9 +234,7 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) {
   uint32_t word = predicate ? 1u : 0u;
   return simt::detail::warp_collective(simt::detail::WarpOp::kVote, mask, &word, 1)[0];
 }
-inline int __any_sync(unsigned mask, int predicate) {
-  return __ballot_sync(mask, predicate) != 0;
-}
+inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
 inline int __all_sync(unsigned mask, int predicate) {
   return __ballot_sync(mask, predicate) == (mask & __ballot_sync(mask, 1));
 }
@@ -372,8 +371,16 @@ inline float2 __bfloat1622float2(__nv_bfloat162 v) {
 // the tiles from the PTX ISA's layout and hands each lane its four D values.
 inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2],
                               const float c[4]) {
-  uint32_t words[10] = {a[0], a[1], a[2], a[3], b[0], b[1], __float_as_uint(c[0]),
-                        __float_as_uint(c[1]), __float_as_uint(c[2]), __float_as_uint(c[3])};
+  uint32_t words[10] = {a[0],
+                        a[1],
+                        a[2],
+                        a[3],
+                        b[0],
+                        b[1],
+                        __float_as_uint(c[0]),
+                        __float_as_uint(c[1]),
+                        __float_as_uint(c[2]),
+                        __float_as_uint(c[3])};
   const uint32_t* out =
       simt::detail::warp_collective(simt::detail::WarpOp::kMma, 0xffffffffu, words, 10);
   for (int i = 0; i < 4; ++i) d[i] = __uint_as_float(out[i]);

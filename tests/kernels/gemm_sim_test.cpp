@@ -21,8 +21,10 @@ struct Case {
   int M, N, K;
   bool ta, tb;
 };
-const Case kCases[] = {{33, 17, 45, false, false}, {8, 40, 16, true, false},
-                       {31, 33, 7, false, true},   {19, 5, 35, true, true},
+const Case kCases[] = {{33, 17, 45, false, false},
+                       {8, 40, 16, true, false},
+                       {31, 33, 7, false, true},
+                       {19, 5, 35, true, true},
                        {1, 1, 1, false, false}};
 
 // Reference on the matrices as the kernel sees them (leading dimension ld = cols + 3).
@@ -34,7 +36,8 @@ std::vector<double> gemm64(const Case& c, const std::vector<float>& A, int lda,
     for (int n = 0; n < c.N; ++n) {
       double acc = 0.0;
       for (int k = 0; k < c.K; ++k)
-        acc += double(c.ta ? A[k * lda + m] : A[m * lda + k]) * double(c.tb ? B[n * ldb + k] : B[k * ldb + n]);
+        acc += double(c.ta ? A[k * lda + m] : A[m * lda + k]) *
+               double(c.tb ? B[n * ldb + k] : B[k * ldb + n]);
       out[m * ldc + n] = alpha * acc + beta * double(C0[m * ldc + n]);
     }
   return out;
@@ -60,9 +63,11 @@ void run_cases() {
                          (c.tb ? " tb" : "") + " beta=" + std::to_string(beta);
       if (kBf16) {
         auto Ab = visplay::test::to_bf16(A), Bb = visplay::test::to_bf16(B);
-        sim::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, 1.5f, Ab.data(), lda, Bb.data(), ldb, beta, C.data(), ldc, nullptr);
+        sim::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, 1.5f, Ab.data(), lda, Bb.data(), ldb, beta,
+                       C.data(), ldc, nullptr);
       } else {
-        sim::gemm_f32(c.ta, c.tb, c.M, c.N, c.K, 1.5f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc, nullptr);
+        sim::gemm_f32(c.ta, c.tb, c.M, c.N, c.K, 1.5f, A.data(), lda, B.data(), ldb, beta, C.data(),
+                      ldc, nullptr);
       }
       auto want = gemm64(c, A, lda, B, ldb, 1.5f, beta, C0, ldc);
       // Padding columns of C are not part of the product: compare only the M x N part.

@@ -35,7 +35,8 @@ const Shape kNormShapes[] = {{3, 64}, {5, 37}, {1, 300}, {4, 1}};
 
 // float64 norm of every row; layer = centre and add bias.
 std::vector<double> norm64(const std::vector<double>& x, const std::vector<double>& w,
-                           const std::vector<double>& b, int rows, int dim, double eps, bool layer) {
+                           const std::vector<double>& b, int rows, int dim, double eps,
+                           bool layer) {
   std::vector<double> y(x.size());
   for (int r = 0; r < rows; ++r) {
     double mu = 0.0, ss = 0.0;
@@ -54,7 +55,8 @@ std::vector<double> norm64(const std::vector<double>& x, const std::vector<doubl
 TEST_P(LayersSim, RmsNormForwardBackward) {
   for (Shape s : kNormShapes) {
     int n = s.rows * s.dim;
-    auto x = random_floats(n, 1 + s.dim, -2.0f, 2.0f), w = random_floats(s.dim, 2 + s.dim, 0.5f, 1.5f);
+    auto x = random_floats(n, 1 + s.dim, -2.0f, 2.0f),
+         w = random_floats(s.dim, 2 + s.dim, 0.5f, 1.5f);
     auto dy = random_floats(n, 3 + s.dim);
     auto y = poisoned(n), rstd = poisoned(s.rows), dx = poisoned(n), dw = poisoned(s.dim);
     float eps = 1e-6f;
@@ -64,8 +66,12 @@ TEST_P(LayersSim, RmsNormForwardBackward) {
     std::string what = "rmsnorm " + std::to_string(s.rows) + "x" + std::to_string(s.dim);
     auto xd = to_double(x), wd = to_double(w);
     expect_close(y, norm64(xd, wd, {}, s.rows, s.dim, eps, false), 1e-5, 1e-6, what + " y");
-    auto loss_x = [&](const std::vector<double>& v) { return dot64(norm64(v, wd, {}, s.rows, s.dim, eps, false), dy); };
-    auto loss_w = [&](const std::vector<double>& v) { return dot64(norm64(xd, v, {}, s.rows, s.dim, eps, false), dy); };
+    auto loss_x = [&](const std::vector<double>& v) {
+      return dot64(norm64(v, wd, {}, s.rows, s.dim, eps, false), dy);
+    };
+    auto loss_w = [&](const std::vector<double>& v) {
+      return dot64(norm64(xd, v, {}, s.rows, s.dim, eps, false), dy);
+    };
     expect_close(dx, numeric_grad(loss_x, xd), 1e-4, 1e-5, what + " dx");
     expect_close(dw, numeric_grad(loss_w, wd), 1e-4, 1e-5, what + " dweight");
   }
@@ -75,7 +81,8 @@ TEST_P(LayersSim, LayerNormForwardBackward) {
   for (Shape s : kNormShapes) {
     if (s.dim == 1) continue;  // a single element normalises to 0 / sqrt(eps): degenerate
     int n = s.rows * s.dim;
-    auto x = random_floats(n, 11 + s.dim, -2.0f, 3.0f), w = random_floats(s.dim, 12 + s.dim, 0.5f, 1.5f);
+    auto x = random_floats(n, 11 + s.dim, -2.0f, 3.0f),
+         w = random_floats(s.dim, 12 + s.dim, 0.5f, 1.5f);
     auto b = random_floats(s.dim, 13 + s.dim), dy = random_floats(n, 14 + s.dim);
     auto y = poisoned(n), mean = poisoned(s.rows), rstd = poisoned(s.rows), dx = poisoned(n);
     auto dw = poisoned(s.dim), db = poisoned(s.dim);
@@ -88,10 +95,15 @@ TEST_P(LayersSim, LayerNormForwardBackward) {
     auto xd = to_double(x), wd = to_double(w), bd = to_double(b);
     expect_close(y, norm64(xd, wd, bd, s.rows, s.dim, eps, true), 1e-5, 1e-5, what + " y");
     auto f = [&](const std::vector<double>& xv, const std::vector<double>& wv,
-                 const std::vector<double>& bv) { return dot64(norm64(xv, wv, bv, s.rows, s.dim, eps, true), dy); };
-    expect_close(dx, numeric_grad([&](const auto& v) { return f(v, wd, bd); }, xd), 1e-4, 1e-5, what + " dx");
-    expect_close(dw, numeric_grad([&](const auto& v) { return f(xd, v, bd); }, wd), 1e-4, 1e-5, what + " dw");
-    expect_close(db, numeric_grad([&](const auto& v) { return f(xd, wd, v); }, bd), 1e-4, 1e-5, what + " db");
+                 const std::vector<double>& bv) {
+      return dot64(norm64(xv, wv, bv, s.rows, s.dim, eps, true), dy);
+    };
+    expect_close(dx, numeric_grad([&](const auto& v) { return f(v, wd, bd); }, xd), 1e-4, 1e-5,
+                 what + " dx");
+    expect_close(dw, numeric_grad([&](const auto& v) { return f(xd, v, bd); }, wd), 1e-4, 1e-5,
+                 what + " dw");
+    expect_close(db, numeric_grad([&](const auto& v) { return f(xd, wd, v); }, bd), 1e-4, 1e-5,
+                 what + " db");
   }
 }
 
@@ -123,19 +135,24 @@ TEST_P(LayersSim, RopeForwardBackward) {
     sim::rope(g.data(), pos.data(), s.tokens, s.heads, s.hd, 10000.0f, true, gx.data(), nullptr);
     std::string what = "rope hd=" + std::to_string(s.hd);
     expect_close(y, rope64(to_double(x), pos, s.tokens, s.heads, s.hd, 1e4), 1e-5, 2e-5, what);
-    auto loss = [&](const std::vector<double>& v) { return dot64(rope64(v, pos, s.tokens, s.heads, s.hd, 1e4), g); };
+    auto loss = [&](const std::vector<double>& v) {
+      return dot64(rope64(v, pos, s.tokens, s.heads, s.hd, 1e4), g);
+    };
     expect_close(gx, numeric_grad(loss, to_double(x)), 1e-4, 2e-5, what + " backward");
     // In place gives the same result.
     auto inplace = x;
-    sim::rope(inplace.data(), pos.data(), s.tokens, s.heads, s.hd, 10000.0f, false, inplace.data(), nullptr);
+    sim::rope(inplace.data(), pos.data(), s.tokens, s.heads, s.hd, 10000.0f, false, inplace.data(),
+              nullptr);
     EXPECT_EQ(inplace, y);
   }
-  EXPECT_THROW(sim::rope(nullptr, nullptr, 1, 1, 7, 1e4f, false, nullptr, nullptr), std::invalid_argument);
+  EXPECT_THROW(sim::rope(nullptr, nullptr, 1, 1, 7, 1e4f, false, nullptr, nullptr),
+               std::invalid_argument);
 }
 
 TEST_P(LayersSim, SwiGluForwardBackward) {
   for (long n : {1L, 100L, 1000L}) {
-    auto gate = random_floats(n, 31, -4.0f, 4.0f), up = random_floats(n, 32), dy = random_floats(n, 33);
+    auto gate = random_floats(n, 31, -4.0f, 4.0f), up = random_floats(n, 32),
+         dy = random_floats(n, 33);
     auto y = poisoned(n), dgate = poisoned(n), dup = poisoned(n);
     sim::swiglu_forward(gate.data(), up.data(), n, y.data(), nullptr);
     sim::swiglu_backward(gate.data(), up.data(), dy.data(), n, dgate.data(), dup.data(), nullptr);
@@ -185,7 +202,8 @@ TEST_P(LayersSim, AdamWMultiTensor) {
   }
   auto p0 = p, m0 = m, v0 = v;
   for (int i = 0; i < num; ++i)
-    tensors.push_back({p[i].data(), g[i].data(), m[i].data(), v[i].data(), static_cast<long>(p[i].size())});
+    tensors.push_back(
+        {p[i].data(), g[i].data(), m[i].data(), v[i].data(), static_cast<long>(p[i].size())});
   sim::AdamWOptions o;
   o.lr = 1e-2f;
   o.weight_decay = 0.1f;
@@ -199,7 +217,8 @@ TEST_P(LayersSim, AdamWMultiTensor) {
       double gg = double(g[i][k]) * o.grad_scale;
       wm[k] = o.beta1 * double(m0[i][k]) + (1 - double(o.beta1)) * gg;
       wv[k] = o.beta2 * double(v0[i][k]) + (1 - double(o.beta2)) * gg * gg;
-      double mh = wm[k] / (1 - std::pow(double(o.beta1), 3)), vh = wv[k] / (1 - std::pow(double(o.beta2), 3));
+      double mh = wm[k] / (1 - std::pow(double(o.beta1), 3)),
+             vh = wv[k] / (1 - std::pow(double(o.beta2), 3));
       wp[k] = p0[i][k] - o.lr * (mh / (std::sqrt(vh) + o.eps) + o.weight_decay * p0[i][k]);
     }
     std::string what = "tensor " + std::to_string(i);

@@ -25,8 +25,8 @@ struct Ref {
   std::vector<double> logprob, entropy, lse;
 };
 
-Ref logprob64(const std::vector<double>& h, const std::vector<double>& w, const std::vector<int>& tgt,
-              int T, int D, int V) {
+Ref logprob64(const std::vector<double>& h, const std::vector<double>& w,
+              const std::vector<int>& tgt, int T, int D, int V) {
   Ref r{std::vector<double>(T), std::vector<double>(T), std::vector<double>(T)};
   std::vector<double> z(V);
   for (int t = 0; t < T; ++t) {
@@ -63,8 +63,10 @@ TEST_P(LogprobSim, ForwardMatchesReference) {
     auto lp = poisoned(s.T), ent = poisoned(s.T), lse = poisoned(s.T);
     sim::logprob_forward(h.data(), w.data(), tgt.data(), s.T, s.D, s.V, lp.data(), ent.data(),
                          lse.data(), nullptr);
-    auto want = logprob64(visplay::test::to_double(h), visplay::test::to_double(w), tgt, s.T, s.D, s.V);
-    std::string what = "T=" + std::to_string(s.T) + " D=" + std::to_string(s.D) + " V=" + std::to_string(s.V);
+    auto want =
+        logprob64(visplay::test::to_double(h), visplay::test::to_double(w), tgt, s.T, s.D, s.V);
+    std::string what =
+        "T=" + std::to_string(s.T) + " D=" + std::to_string(s.D) + " V=" + std::to_string(s.V);
     expect_close(lp, want.logprob, 1e-5, 1e-5, what + " logprob");
     expect_close(ent, want.entropy, 1e-5, 1e-5, what + " entropy");
     expect_close(lse, want.lse, 1e-5, 1e-5, what + " lse");
@@ -79,9 +81,11 @@ TEST_P(LogprobSim, FullQwenVocabularyLogprobsAreNonPositive) {
     auto h = random_floats(T * D, 7, -2.0f, 2.0f);
     auto w = random_floats(static_cast<size_t>(V) * D, 8, -3.0f, 3.0f);
     std::vector<int> tgt = {17, V - 1, 0};
-    for (int d = 0; d < D; ++d) w[static_cast<size_t>(tgt[2]) * D + d] = 40.0f * h[2 * D + d];  // p ~ 1
+    for (int d = 0; d < D; ++d)
+      w[static_cast<size_t>(tgt[2]) * D + d] = 40.0f * h[2 * D + d];  // p ~ 1
     auto lp = poisoned(T), ent = poisoned(T), lse = poisoned(T);
-    sim::logprob_forward(h.data(), w.data(), tgt.data(), T, D, V, lp.data(), ent.data(), lse.data(), nullptr);
+    sim::logprob_forward(h.data(), w.data(), tgt.data(), T, D, V, lp.data(), ent.data(), lse.data(),
+                         nullptr);
     auto want = logprob64(visplay::test::to_double(h), visplay::test::to_double(w), tgt, T, D, V);
     expect_close(lp, want.logprob, 1e-5, 1e-5, "logprob V=" + std::to_string(V));
     expect_close(ent, want.entropy, 1e-4, 1e-5, "entropy V=" + std::to_string(V));
@@ -95,33 +99,40 @@ TEST_P(LogprobSim, BackwardMatchesFiniteDifferences) {
     int T, D, V;
   };
   for (S s : {S{5, 6, 150}, S{2, 3, 129}}) {
-    auto h = random_floats(s.T * s.D, 11 + s.V), w = random_floats(static_cast<size_t>(s.V) * s.D, 12 + s.V);
+    auto h = random_floats(s.T * s.D, 11 + s.V),
+         w = random_floats(static_cast<size_t>(s.V) * s.D, 12 + s.V);
     auto tgt = visplay::test::random_ints(s.T, 13 + s.V, 0, s.V - 1);
     if (s.T > 3) tgt[3] = -1;
     auto g_lp = random_floats(s.T, 14), g_ent = random_floats(s.T, 15);
     for (bool with_entropy : {false, true}) {
       auto lp = poisoned(s.T), ent = poisoned(s.T), lse = poisoned(s.T);
       auto dh = poisoned(s.T * s.D), dw = poisoned(static_cast<size_t>(s.V) * s.D);
-      sim::logprob_forward(h.data(), w.data(), tgt.data(), s.T, s.D, s.V, lp.data(), ent.data(), lse.data(), nullptr);
+      sim::logprob_forward(h.data(), w.data(), tgt.data(), s.T, s.D, s.V, lp.data(), ent.data(),
+                           lse.data(), nullptr);
       sim::logprob_backward(h.data(), w.data(), tgt.data(), s.T, s.D, s.V, lse.data(), ent.data(),
-                            g_lp.data(), with_entropy ? g_ent.data() : nullptr, dh.data(), dw.data(), nullptr);
+                            g_lp.data(), with_entropy ? g_ent.data() : nullptr, dh.data(),
+                            dw.data(), nullptr);
       auto loss = [&](const std::vector<double>& hv, const std::vector<double>& wv) {
         Ref r = logprob64(hv, wv, tgt, s.T, s.D, s.V);
         double l = 0.0;
-        for (int t = 0; t < s.T; ++t) l += g_lp[t] * r.logprob[t] + (with_entropy ? g_ent[t] * r.entropy[t] : 0.0);
+        for (int t = 0; t < s.T; ++t)
+          l += g_lp[t] * r.logprob[t] + (with_entropy ? g_ent[t] * r.entropy[t] : 0.0);
         return l;
       };
       auto hd = visplay::test::to_double(h), wd = visplay::test::to_double(w);
       std::string what = "V=" + std::to_string(s.V) + (with_entropy ? " with entropy" : "");
-      expect_close(dh, visplay::test::numeric_grad([&](const auto& v) { return loss(v, wd); }, hd), 1e-4, 1e-5, what + " dhidden");
-      expect_close(dw, visplay::test::numeric_grad([&](const auto& v) { return loss(hd, v); }, wd), 1e-4, 1e-5, what + " dweight");
+      expect_close(dh, visplay::test::numeric_grad([&](const auto& v) { return loss(v, wd); }, hd),
+                   1e-4, 1e-5, what + " dhidden");
+      expect_close(dw, visplay::test::numeric_grad([&](const auto& v) { return loss(hd, v); }, wd),
+                   1e-4, 1e-5, what + " dweight");
     }
   }
 }
 
 TEST(LogprobSimErrors, BadShapeThrows) {
-  EXPECT_THROW(sim::logprob_forward(nullptr, nullptr, nullptr, 1, 0, 10, nullptr, nullptr, nullptr, nullptr),
-               std::invalid_argument);
+  EXPECT_THROW(
+      sim::logprob_forward(nullptr, nullptr, nullptr, 1, 0, 10, nullptr, nullptr, nullptr, nullptr),
+      std::invalid_argument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, LogprobSim, ::testing::ValuesIn(visplay::test::sim_seeds()));

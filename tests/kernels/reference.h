@@ -16,7 +16,8 @@
 namespace visplay::test {
 
 // Uniform values in [lo, hi) from a fixed seed: tests are reproducible.
-inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);
@@ -82,6 +83,22 @@ void expect_close(const std::vector<Got>& got, const std::vector<double>& want, 
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size()
                      << " elements out of tolerance; worst at " << worst << ": got "
                      << static_cast<double>(got[worst]) << ", want " << want[worst];
+}
+
+// ||got - want|| / ||want|| <= tol: catches small systematic errors (a wrong scale, a
+// dropped term) that an elementwise bf16 tolerance would let through.
+template <class Got>
+void expect_relative_l2(const std::vector<Got>& got, const std::vector<double>& want, double tol,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double err = 0.0, norm = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double d = static_cast<double>(got[i]) - want[i];
+    err += d * d;
+    norm += want[i] * want[i];
+  }
+  double rel = std::sqrt(err) / std::max(std::sqrt(norm), 1e-30);
+  EXPECT_LE(rel, tol) << what << ": relative L2 error " << rel;
 }
 
 // Naive float64 C[M,N] = A[M,K] B[K,N] (row-major; transposes via strides).

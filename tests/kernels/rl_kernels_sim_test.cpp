@@ -79,7 +79,8 @@ TEST_P(RlKernelsSim, BroadcastAdvantage) {
 
 TEST(RlKernelsSimErrors, BadShapesThrow) {
   float x = 1.0f;
-  EXPECT_THROW(sim::group_advantage(&x, 1, 0, true, true, 1e-6f, &x, nullptr), std::invalid_argument);
+  EXPECT_THROW(sim::group_advantage(&x, 1, 0, true, true, 1e-6f, &x, nullptr),
+               std::invalid_argument);
   EXPECT_THROW(sim::broadcast_advantage(&x, 1, 0, &x, nullptr), std::invalid_argument);
 }
 

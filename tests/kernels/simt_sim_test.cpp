@@ -1,14 +1,13 @@
 // Tests of the SIMT host emulator itself (kernels/simt/): small kernels written here,
 // run through SIMT_LAUNCH, checked against float64 references. Each runs under
 // several emulator seeds (thread release order, block order).
-#include "kernels/simt/simt.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "kernels/simt/simt.h"
 #include "tests/kernels/reference.h"
 
 namespace {
@@ -25,7 +24,8 @@ __global__ void block_reduce_kernel(const float* in, float* out, int n) {
   partial[threadIdx.x] = i < n ? in[i] : 0.0f;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    if (static_cast<int>(threadIdx.x) < stride)
+      partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
   if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
@@ -170,7 +170,8 @@ TEST_P(SimtTest, TiledMatmul) {
   auto A = random_floats(M * K, 1), B = random_floats(K * N, 2);
   auto C = visplay::test::poisoned(M * N);
   dim3 grid((N + 7) / 8, (M + 7) / 8);
-  SIMT_LAUNCH(tiled_matmul_kernel, grid, dim3(8, 8), 0, nullptr)(A.data(), B.data(), C.data(), M, N, K);
+  SIMT_LAUNCH(tiled_matmul_kernel, grid, dim3(8, 8), 0, nullptr)
+  (A.data(), B.data(), C.data(), M, N, K);
   expect_close(C, visplay::test::matmul64(A.data(), B.data(), M, N, K), 1e-5, 1e-5, "C");
 }
 
@@ -193,7 +194,8 @@ TEST_P(SimtTest, ShuffleUpDownAndBroadcast) {
   int n = 96;
   auto in = visplay::test::random_ints(n, 4, -50, 50);
   std::vector<int> scan(n, -999), total(n, -999), next(n, -999);
-  SIMT_LAUNCH(warp_scan_kernel, 1, n, 0, nullptr)(in.data(), scan.data(), total.data(), next.data());
+  SIMT_LAUNCH(warp_scan_kernel, 1, n, 0, nullptr)
+  (in.data(), scan.data(), total.data(), next.data());
   for (int w = 0; w < n / 32; ++w) {
     int acc = 0;
     for (int l = 0; l < 32; ++l) {
@@ -236,8 +238,8 @@ TEST_P(SimtTest, Atomics) {
   std::vector<int> histogram(10, 0);
   float sum = 0.0f, max_x = -INFINITY;
   int max_bin = -1;
-  SIMT_LAUNCH(atomics_kernel, 6, 128, 0, nullptr)(bins.data(), x.data(), n, histogram.data(), &sum,
-                                                 &max_bin, &max_x);
+  SIMT_LAUNCH(atomics_kernel, 6, 128, 0, nullptr)
+  (bins.data(), x.data(), n, histogram.data(), &sum, &max_bin, &max_x);
   std::vector<int> want(10, 0);
   double want_sum = 0.0;
   for (int i = 0; i < n; ++i) {
@@ -288,8 +290,10 @@ TEST(SimtRace, MissingBarrierIsExposedByTheShuffledOrder) {
   for (uint64_t seed = 1; seed <= 4; ++seed) {
     simt::set_seed(seed);
     auto racy = visplay::test::poisoned(threads * blocks), fixed = racy;
-    SIMT_LAUNCH(neighbour_kernel<false>, blocks, threads, threads * 4, nullptr)(in.data(), racy.data());
-    SIMT_LAUNCH(neighbour_kernel<true>, blocks, threads, threads * 4, nullptr)(in.data(), fixed.data());
+    SIMT_LAUNCH(neighbour_kernel<false>, blocks, threads, threads * 4, nullptr)
+    (in.data(), racy.data());
+    SIMT_LAUNCH(neighbour_kernel<true>, blocks, threads, threads * 4, nullptr)
+    (in.data(), fixed.data());
     EXPECT_EQ(fixed, want) << "seed " << seed;
     bool equal = true;
     for (size_t i = 0; i < racy.size(); ++i) equal &= racy[i] == want[i];
@@ -299,7 +303,8 @@ TEST(SimtRace, MissingBarrierIsExposedByTheShuffledOrder) {
     distinct.insert(racy_bits);
     // Same seed, same result, bit for bit.
     auto again = visplay::test::poisoned(threads * blocks);
-    SIMT_LAUNCH(neighbour_kernel<false>, blocks, threads, threads * 4, nullptr)(in.data(), again.data());
+    SIMT_LAUNCH(neighbour_kernel<false>, blocks, threads, threads * 4, nullptr)
+    (in.data(), again.data());
     EXPECT_EQ(std::memcmp(racy.data(), again.data(), racy.size() * 4), 0) << "seed " << seed;
   }
   EXPECT_GT(wrong_seeds, 0) << "the missing barrier was never exposed";
@@ -318,14 +323,17 @@ TEST(SimtChecks, DivergentBarrierThrows) {
     SIMT_LAUNCH(divergent_barrier_kernel, 1, 32, 0, nullptr)(out.data());
     FAIL() << "a divergent __syncthreads() must be reported";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("divergent __syncthreads()"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("divergent_barrier_kernel"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("divergent __syncthreads()"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("divergent_barrier_kernel"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST(SimtChecks, WarpMaskMismatchThrows) {
   std::vector<float> out(32, 0.0f);
-  EXPECT_THROW(SIMT_LAUNCH(mask_mismatch_kernel, 1, 32, 0, nullptr)(out.data()), std::runtime_error);
+  EXPECT_THROW(SIMT_LAUNCH(mask_mismatch_kernel, 1, 32, 0, nullptr)(out.data()),
+               std::runtime_error);
 }
 
 TEST(SimtChecks, InvalidLaunchThrows) {

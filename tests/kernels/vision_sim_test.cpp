@@ -28,7 +28,8 @@ TEST_P(VisionSim, PatchEmbedFloatAndUint8) {
   for (S s : {S{2, 3, 8, 12, 4, 10}, S{1, 1, 6, 6, 3, 5}, S{3, 2, 5, 10, 5, 33}}) {
     int np = (s.H / s.P) * (s.W / s.P), ps = s.C * s.P * s.P;
     auto imgf = random_floats(static_cast<size_t>(s.B) * s.C * s.H * s.W, 1 + s.E);
-    auto u8i = visplay::test::random_ints(static_cast<size_t>(s.B) * s.H * s.W * s.C, 2 + s.E, 0, 255);
+    auto u8i =
+        visplay::test::random_ints(static_cast<size_t>(s.B) * s.H * s.W * s.C, 2 + s.E, 0, 255);
     std::vector<uint8_t> imgu(u8i.begin(), u8i.end());
     auto mean = random_floats(s.C, 3, 0.3f, 0.6f), stdv = random_floats(s.C, 4, 0.2f, 0.3f);
     auto w = random_floats(static_cast<size_t>(s.E) * ps, 5 + s.E), bias = random_floats(s.E, 6);
@@ -48,8 +49,10 @@ TEST_P(VisionSim, PatchEmbedFloatAndUint8) {
             for (int ky = 0; ky < s.P; ++ky)
               for (int kx = 0; kx < s.P; ++kx) {
                 int y = y0 + ky, x = x0 + kx;
-                double v = u8 ? (imgu[((size_t(b) * s.H + y) * s.W + x) * s.C + c] / 255.0 - mean[c]) / stdv[c]
-                              : imgf[((size_t(b) * s.C + c) * s.H + y) * s.W + x];
+                double v =
+                    u8 ? (imgu[((size_t(b) * s.H + y) * s.W + x) * s.C + c] / 255.0 - mean[c]) /
+                             stdv[c]
+                       : imgf[((size_t(b) * s.C + c) * s.H + y) * s.W + x];
                 col[(c * s.P + ky) * s.P + kx] = v;
               }
           for (int e = 0; e < s.E; ++e) {
@@ -58,7 +61,8 @@ TEST_P(VisionSim, PatchEmbedFloatAndUint8) {
             want[(size_t(b) * np + p) * s.E + e] = acc;
           }
         }
-      expect_close(out, want, 1e-5, 1e-5, std::string(u8 ? "u8" : "f32") + " E=" + std::to_string(s.E));
+      expect_close(out, want, 1e-5, 1e-5,
+                   std::string(u8 ? "u8" : "f32") + " E=" + std::to_string(s.E));
     }
   }
   EXPECT_THROW(sim::patch_embed_forward(nullptr, nullptr, nullptr, nullptr, 1, 3, 10, 10, 4,
@@ -68,7 +72,8 @@ TEST_P(VisionSim, PatchEmbedFloatAndUint8) {
 
 TEST_P(VisionSim, BiasGeluForwardBackward) {
   int rows = 7, dim = 45;
-  auto x = random_floats(rows * dim, 21, -4.0f, 4.0f), b = random_floats(dim, 22), dy = random_floats(rows * dim, 23);
+  auto x = random_floats(rows * dim, 21, -4.0f, 4.0f), b = random_floats(dim, 22),
+       dy = random_floats(rows * dim, 23);
   auto y = poisoned(rows * dim), dx = poisoned(rows * dim), db = poisoned(dim);
   sim::bias_gelu_forward(x.data(), b.data(), rows, dim, y.data(), nullptr);
   sim::bias_gelu_backward(x.data(), b.data(), dy.data(), rows, dim, dx.data(), db.data(), nullptr);

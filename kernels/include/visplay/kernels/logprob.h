@@ -30,7 +30,7 @@ void logprob_forward(const float* hidden, const float* weight, const int* target
 // chunk. entropy is the forward's output (needed only when dentropy is given).
 void logprob_backward(const float* hidden, const float* weight, const int* targets, int tokens,
                       int dim, int vocab, const float* lse, const float* entropy,
-                      const float* dlogprob, const float* dentropy, float* dhidden,
-                      float* dweight, void* stream);
+                      const float* dlogprob, const float* dentropy, float* dhidden, float* dweight,
+                      void* stream);
 
 #endif

@@ -29,7 +29,7 @@ void layernorm_forward(const float* x, const float* weight, const float* bias, i
                        float eps, float* y, float* mean, float* rstd, void* stream);
 // dx, dweight, dbias (the last two overwritten, deterministic).
 void layernorm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                        const float* dy, int rows, int dim, float* dx, float* dweight,
-                        float* dbias, void* stream);
+                        const float* dy, int rows, int dim, float* dx, float* dweight, float* dbias,
+                        void* stream);
 
 #endif

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# GPU check, one call on a machine with an NVIDIA GPU (H100/H200): build the kernels for
+# sm_90a, run the cuda-labelled tests (cuda backend vs sim and float64), the kernel
+# benchmarks and, when PyTorch is installed, the same shapes in PyTorch; print a table and
+# save everything under bench/results/. Every step has a timeout; the whole run stays
+# inside 8 minutes. Usage: tools/gpu_check.sh [build-dir]   (default build-gpu)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build-gpu}
+JOBS=$(nproc 2>/dev/null || echo 8)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench/results
+LOG=bench/results/gpu_check_${STAMP}.txt
+START=$SECONDS
+status=0
+say() { echo "$*" | tee -a "$LOG"; }
+step() { say ""; say "== $1 ($((SECONDS - START)) s elapsed)"; }
+
+step "configure + build (sm_90a, $JOBS jobs)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+timeout 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVISPLAY_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90a -DVISPLAY_BUILD_BENCH=OFF >>"$LOG" 2>&1 || { say "configure FAILED (see $LOG)"; exit 1; }
+timeout 240 cmake --build "$BUILD" -j"$JOBS" --target test_kernels_cuda visplay_kernels_bench >>"$LOG" 2>&1 \
+  || { say "build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
+
+step "cuda tests"
+if timeout 120 "$BUILD/bin/test_kernels_cuda" 2>&1 | tee -a "$LOG" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]"; then :; fi
+grep -q "^\[  FAILED  \]" "$LOG" && status=1
+
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  step "compute-sanitizer memcheck (attention, log-prob)"
+  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/bin/test_kernels_cuda" \
+    --gtest_filter='*FlashAttention*:*PatchEmbed*:*Advantage*' >>"$LOG" 2>&1
+  rc=$?
+  case $rc in
+    0) say "memcheck: clean" ;;
+    124) say "memcheck: timed out (not an error report)" ;;
+    *) say "memcheck: ERRORS (exit $rc), see $LOG"; status=1 ;;
+  esac
+fi
+
+step "kernel benchmarks"
+OURS=$(mktemp)
+timeout 150 "$BUILD/bin/visplay_kernels_bench" 2>&1 | tee "$OURS" | tee -a "$LOG"
+
+TORCH=$(mktemp)
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  step "PyTorch on the same shapes"
+  timeout 120 python3 - <<'PY' 2>&1 | tee "$TORCH" | tee -a "$LOG"
+import math, torch
+import torch.nn.functional as F
+
+def time_ms(fn, iters):
+    fn(); torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters): fn()
+    stop.record(); torch.cuda.synchronize()
+    return start.elapsed_time(stop) / iters
+
+dev = "cuda"
+B, H, S, D = 1, 16, 4096, 128
+q, k, v = (torch.randn(B, H, S, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+for causal in (False, True):
+    flops = 4 * B * H * S * S * D * (0.5 if causal else 1.0)
+    ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), 10)
+    name = "attention_fwd_causal_S4096_D128" if causal else "attention_fwd_S4096_D128"
+    print(f"torch_{name:28s} {flops / ms / 1e9:10.2f}  TFLOP/s")
+T, Dm, V = 1024, 1536, 151936
+h = torch.rand(T, Dm, device=dev) * 2 - 1
+w = (torch.rand(V, Dm, device=dev) * 2 - 1) * 0.05
+tgt = (torch.arange(T, device=dev) * 7919) % V
+def unfused():
+    logits = F.linear(h, w)
+    return torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+base = torch.cuda.memory_allocated()
+ms = time_ms(unfused, 3)
+peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+print(f"torch_logprob_fwd_T1024_D1536_V151936 {ms:10.2f}  ms")
+print(f"torch_logprob_fwd_extra_memory    {peak:10.2f}  MiB")
+PY
+else
+  say "(PyTorch with CUDA not available: no comparison)"
+fi
+
+step "summary"
+value() { awk -v n="$1" '$1 == n { print $2; exit }' "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+{
+  printf "%-36s %12s %12s %8s  %s\n" "measurement" "ours" "pytorch" "ratio" "target"
+  for name in attention_fwd_S4096_D128 attention_fwd_causal_S4096_D128; do
+    o=$(value "$name" "$OURS"); t=$(value "torch_$name" "$TORCH")
+    printf "%-36s %12s %12s %8s  %s\n" "$name TFLOP/s" "${o:-n/a}" "${t:-n/a}" "$(ratio "$o" "$t")" ">= 0.8"
+  done
+  o=$(value logprob_fwd_T1024_D1536_V151936 "$OURS"); t=$(value torch_logprob_fwd_T1024_D1536_V151936 "$TORCH")
+  printf "%-36s %12s %12s %8s  %s\n" "logprob fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
+  t=$(value torch_logprob_fwd_extra_memory "$TORCH")
+  printf "%-36s %12s %12s %8s  %s\n" "logprob extra memory MiB" "0" "${t:-n/a}" "" "<= 1/8 of torch"
+  for name in rmsnorm_forward_16384x2048 swiglu_forward_32M adamw_32M_params; do
+    o=$(value "$name" "$OURS"); c=$(value copy_d2d "$OURS")
+    printf "%-36s %12s %12s %8s  %s\n" "$name GB/s" "${o:-n/a}" "copy ${c:-n/a}" "$(ratio "$o" "$c")" ">= 0.70"
+  done
+  for name in gemm_bf16_cublaslt_4096 gemm_bf16_tiled_4096 attention_bwd_S4096_D128; do
+    printf "%-36s %12s\n" "$name" "$(value "$name" "$OURS")"
+  done
+} | tee -a "$LOG"
+rm -f "$OURS" "$TORCH"
+say ""
+say "gpu_check: $([ $status -eq 0 ] && echo OK || echo FAILURES) in $((SECONDS - START)) s; log: $LOG"
+exit $status
