@@ -18,16 +18,32 @@ step() { say ""; say "== $1 ($((SECONDS - START)) s elapsed)"; }
 
 step "configure + build (sm_90a, $JOBS jobs)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
-timeout 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVISPLAY_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90a -DVISPLAY_BUILD_BENCH=OFF >>"$LOG" 2>&1 || { say "configure FAILED (see $LOG)"; exit 1; }
-timeout 240 cmake --build "$BUILD" -j"$JOBS" --target test_kernels_cuda visplay_kernels_bench >>"$LOG" 2>&1 \
-  || { say "build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
+have_tests=1
+if timeout 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVISPLAY_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90a -DVISPLAY_BUILD_BENCH=OFF >>"$LOG" 2>&1; then
+  timeout 240 cmake --build "$BUILD" -j"$JOBS" --target test_kernels_cuda visplay_kernels_bench >>"$LOG" 2>&1 \
+    || { say "build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
+else
+  # The project's other dependencies (gtest, libpng, ...) may be missing on a bare GPU
+  # machine: build the kernels and the benchmark with nvcc alone, and skip the tests.
+  say "configure FAILED (missing packages?): building the benchmark with nvcc only, no tests"
+  have_tests=0
+  NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  mkdir -p "$BUILD/bin"
+  timeout 300 "$NVCC" -O3 -std=c++17 -arch=sm_90a -I. -Ikernels/include -DVISPLAY_KERNELS_NS=cuda \
+    kernels/cuda/*.cu kernels/cuda/bench/kernels_bench.cu -lcublasLt -o "$BUILD/bin/visplay_kernels_bench" \
+    >>"$LOG" 2>&1 || { say "nvcc build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
+fi
 
-step "cuda tests"
-if timeout 120 "$BUILD/bin/test_kernels_cuda" 2>&1 | tee -a "$LOG" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]"; then :; fi
-grep -q "^\[  FAILED  \]" "$LOG" && status=1
+if [ $have_tests -eq 1 ]; then
+  step "cuda tests"
+  timeout 150 "$BUILD/bin/test_kernels_cuda" >>"$LOG" 2>&1
+  rc=$?
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$LOG" | tail -12
+  [ $rc -eq 0 ] || { say "cuda tests: FAILED (exit $rc)"; status=1; }
+fi
 
-if command -v compute-sanitizer >/dev/null 2>&1; then
+if [ $have_tests -eq 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
   step "compute-sanitizer memcheck (attention, log-prob)"
   timeout 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/bin/test_kernels_cuda" \
     --gtest_filter='*FlashAttention*:*PatchEmbed*:*Advantage*' >>"$LOG" 2>&1

@@ -342,7 +342,7 @@ const uint32_t* warp_collective(WarpOp op, uint32_t mask, const uint32_t* words,
   f.op = op;
   f.mask = mask;
   std::memset(f.words, 0, sizeof(f.words));
-  std::memcpy(f.words, words, sizeof(uint32_t) * static_cast<size_t>(num_words));
+  if (num_words > 0) std::memcpy(f.words, words, sizeof(uint32_t) * static_cast<size_t>(num_words));
   park(b, State::kAtWarp);
   return b.fibers[b.current].result;
 }

@@ -76,6 +76,16 @@ __global__ void warp_scan_kernel(const int* in, int* scan, int* total, int* next
   next[i] = __shfl_down_sync(0xffffffffu, in[i], 1);
 }
 
+// Sub-warp shuffles: a sum over segments of 8 lanes, and a broadcast of each segment's
+// lane 2 (width 8).
+__global__ void segment_kernel(const float* in, float* sums, float* lane2) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  float v = in[i];
+  for (int o = 4; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o, 8);
+  sums[i] = v;
+  lane2[i] = __shfl_sync(0xffffffffu, in[i], 2, 8);
+}
+
 __global__ void vote_kernel(const float* x, unsigned* ballot, int* any, int* all) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   unsigned b = __ballot_sync(0xffffffffu, x[i] > 0.0f);
@@ -206,6 +216,35 @@ TEST_P(SimtTest, ShuffleUpDownAndBroadcast) {
     }
     for (int l = 0; l < 32; ++l) EXPECT_EQ(total[w * 32 + l], acc);
   }
+}
+
+TEST_P(SimtTest, SubWarpSegments) {
+  int n = 64;
+  auto x = random_floats(n, 14);
+  auto sums = visplay::test::poisoned(n), lane2 = visplay::test::poisoned(n);
+  SIMT_LAUNCH(segment_kernel, 1, n, 0, nullptr)(x.data(), sums.data(), lane2.data());
+  std::vector<double> want_sums(n), want_lane2(n);
+  for (int i = 0; i < n; ++i) {
+    int base = i / 8 * 8;
+    for (int j = 0; j < 8; ++j) want_sums[i] += x[base + j];
+    want_lane2[i] = x[base + 2];
+  }
+  expect_close(sums, want_sums, 1e-6, 1e-6, "segment sums");
+  expect_close(lane2, want_lane2, 0.0, 0.0, "segment broadcast");
+}
+
+TEST_P(SimtTest, SerialAndParallelBlocksAgreeBitForBit) {
+  int M = 40, N = 24, K = 33;
+  auto A = random_floats(M * K, 15), B = random_floats(K * N, 16);
+  auto serial = visplay::test::poisoned(M * N), parallel = serial;
+  dim3 grid((N + 7) / 8, (M + 7) / 8);
+  simt::set_parallel(false);
+  SIMT_LAUNCH(tiled_matmul_kernel, grid, dim3(8, 8), 0, nullptr)
+  (A.data(), B.data(), serial.data(), M, N, K);
+  simt::set_parallel(true);
+  SIMT_LAUNCH(tiled_matmul_kernel, grid, dim3(8, 8), 0, nullptr)
+  (A.data(), B.data(), parallel.data(), M, N, K);
+  EXPECT_EQ(std::memcmp(serial.data(), parallel.data(), serial.size() * 4), 0);
 }
 
 TEST_P(SimtTest, Votes) {
