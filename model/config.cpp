@@ -197,6 +197,17 @@ VLMConfig config_from_json(const json& j, const std::string& where) {
     bad_field(where, "hidden_act", "only \"silu\" is supported, got " + j["hidden_act"].dump());
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
     bad_field(where, "rope_scaling", "RoPE scaling is not supported");
+  // Newer transformers write {"rope_parameters": {"rope_theta": ..., "rope_type": "default"}}.
+  if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
+    const json& rp = j["rope_parameters"];
+    if (!rp.is_object()) bad_field(where, "rope_parameters", "expected an object, got " + rp.dump());
+    if (rp.contains("rope_type") && rp["rope_type"] != "default")
+      bad_field(where, "rope_parameters", "only rope_type \"default\" is supported, got " + rp["rope_type"].dump());
+    read_double(rp, "rope_theta", d.rope_theta, where + ": rope_parameters");
+  }
+  bool sliding = false;
+  read_bool(j, "use_sliding_window", sliding, where);
+  if (sliding) bad_field(where, "use_sliding_window", "sliding-window attention is not supported");
   read_token_id(j, "image_token_id", c.image_pad_token_id, where);
   read_token_id(j, "vision_start_token_id", c.vision_start_token_id, where);
   read_token_id(j, "vision_end_token_id", c.vision_end_token_id, where);
