@@ -86,25 +86,6 @@ Tensor positions_from_mask(const Tensor& mask) {
   return pos;
 }
 
-Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias, const Tensor& pos,
-                   int64_t patch) {
-  if (pixels.dim() != 4 || pixels.size(2) % patch != 0 || pixels.size(3) % patch != 0)
-    input_error("patch_embed: pixels must be [N, C, H, W] with H, W multiples of " + std::to_string(patch) +
-                ", got " + shape_str(pixels.shape()));
-  int64_t N = pixels.size(0), C = pixels.size(1), gh = pixels.size(2) / patch, gw = pixels.size(3) / patch;
-  if (weight.dim() != 2 || weight.size(1) != C * patch * patch)
-    input_error("patch_embed: weight " + shape_str(weight.shape()) + " does not match " +
-                std::to_string(C) + " channels of " + std::to_string(patch) + "x" + std::to_string(patch) +
-                " patches");
-  // [N, C, gh, P, gw, P] -> [N, gh, gw, C, P, P] by three transposes, then one copy.
-  Tensor x = pixels.reshape({N, C, gh, patch, gw, patch});
-  x = x.transpose(1, 2).transpose(2, 4).transpose(3, 4);
-  x = x.contiguous().reshape({N, gh * gw, C * patch * patch});
-  Tensor y = linear(x, weight, bias);
-  if (pos.defined()) y = add(y, pos);
-  return y;
-}
-
 // ---------------------------------------------------------------------------
 VLM::VLM(VLMConfig config) : config_(std::move(config)) {
   config_.validate();

@@ -103,12 +103,6 @@ class VLM {
 // decoder_param_name(3, "self_attn.q_proj.weight").
 std::string decoder_param_name(int64_t layer, const std::string& suffix);
 
-// The fused-kernel-shaped patch embedding: unfold P x P patches of pixels
-// [N, C, H, W] in row-major patch order, each flattened as (c, y, x) like a
-// conv weight [E, C, P, P], multiply by weight [E, C*P*P], add bias [E] and
-// the position table pos [patches, E] (may be undefined). -> [N, patches, E].
-// Composed from views + linear + add today; one kernel can replace it.
-Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias,
-                   const Tensor& pos, int64_t patch);
+// The patch embedding is the fused runtime op patch_embed (runtime/ops.h).
 
 }  // namespace visplay

@@ -109,8 +109,8 @@ Tensor grpo_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& ref_l
 namespace visplay {
 
 // ViT patch embedding, fused: images [B, C, H, W] (f32, already normalised),
-// weight [E, C*P*P] (or a conv weight [E, C, P, P]), bias [E], pos [N, E] or
-// undefined -> [B, N, E] with N = (H/P)(W/P) patches in row-major order.
+// weight [E, C*P*P] (or a conv weight [E, C, P, P]), bias [E] or undefined,
+// pos [N, E] or undefined -> [B, N, E] with N = (H/P)(W/P) patches in row-major order.
 // Gradients flow to weight, bias and pos (not to the images).
 Tensor patch_embed(const Tensor& images, const Tensor& weight, const Tensor& bias, const Tensor& pos,
                    int64_t patch);

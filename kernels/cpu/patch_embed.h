@@ -8,10 +8,11 @@
 namespace visplay::kernels::cpu {
 
 // patches [B * N, C * P * P]
-void unfold_patches(const float* images, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P,
-                    float* patches);
+template <class T>
+void unfold_patches(const T* images, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P, T* patches);
 // out [B, N, E]; pos may be null.
-void patch_embed_forward(const float* images, const float* weight, const float* bias, const float* pos,
-                         int64_t B, int64_t C, int64_t H, int64_t W, int64_t P, int64_t E, float* out);
+template <class T>
+void patch_embed_forward(const T* images, const T* weight, const T* bias, const T* pos, int64_t B,
+                         int64_t C, int64_t H, int64_t W, int64_t P, int64_t E, T* out);
 
 }  // namespace visplay::kernels::cpu

@@ -92,8 +92,8 @@ TEST(VLM, PatchEmbedUnfoldsRowMajorPatchesInConvWeightOrder) {
   for (int64_t py = 0; py < 2; ++py)
     for (int64_t pxi = 0; pxi < 2; ++pxi) {
       int64_t patch = py * 2 + pxi;
-      EXPECT_EQ(got[patch * E + 0], px[(2 * 8 + py * P + 1) * 8 + pxi * P + 3]);
-      EXPECT_EQ(got[patch * E + 1], px[(1 * 8 + py * P + 0) * 8 + pxi * P + 2]);
+      EXPECT_FLOAT_EQ(got[patch * E + 0], px[(2 * 8 + py * P + 1) * 8 + pxi * P + 3]);  // f32 op
+      EXPECT_FLOAT_EQ(got[patch * E + 1], px[(1 * 8 + py * P + 0) * 8 + pxi * P + 2]);
     }
 }
 
