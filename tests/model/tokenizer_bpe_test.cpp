@@ -341,6 +341,21 @@ TEST(TokenizerBpe, AddedTokensLongestMatchFirst) {
   EXPECT_EQ(t->decode(ids), "x<a><b><a>hello<a");
 }
 
+// lstrip/rstrip swallow the whitespace next to the token; single_word only matches a
+// token standing on its own.
+TEST(TokenizerBpe, AddedTokenStripAndSingleWord) {
+  json added = json::array({
+      {{"id", 300}, {"content", "<m>"}, {"lstrip", true}, {"rstrip", true}},
+      {{"id", 301}, {"content", "ok"}, {"single_word", true}},
+  });
+  auto t = load_tokenizer_from_json(tiny_bpe({"h e"}, added).dump(), "tiny-strip");
+  EXPECT_EQ(t->encode("a  <m> \tb"), std::vector<int32_t>({'a', 300, 'b'}));
+  EXPECT_EQ(t->encode("ok"), std::vector<int32_t>({301}));
+  EXPECT_EQ(t->encode("ok!"), std::vector<int32_t>({301, '!'}));
+  EXPECT_EQ(t->encode("okay"), std::vector<int32_t>({'o', 'k', 'a', 'y'}));
+  EXPECT_EQ(t->encode("took"), std::vector<int32_t>({'t', 'o', 'o', 'k'}));
+}
+
 // ---- errors ------------------------------------------------------------------------------
 
 std::string temp_path(const std::string& name) {
