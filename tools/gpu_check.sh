@@ -95,6 +95,16 @@ ms = time_ms(unfused, 3)
 peak = (torch.cuda.max_memory_allocated() - base) / 2**20
 print(f"torch_logprob_fwd_T1024_D1536_V151936 {ms:10.2f}  ms")
 print(f"torch_logprob_fwd_extra_memory    {peak:10.2f}  MiB")
+hb, wb = h.bfloat16(), w.bfloat16()
+def unfused_bf16():
+    logits = F.linear(hb, wb).float()
+    return torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+base = torch.cuda.memory_allocated()
+ms = time_ms(unfused_bf16, 5)
+peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+print(f"torch_logprob_fwd_bf16_T1024_D1536_V151936 {ms:10.2f}  ms")
+print(f"torch_logprob_fwd_bf16_extra_memory {peak:10.2f}  MiB")
 PY
 else
   say "(PyTorch with CUDA not available: no comparison)"
@@ -110,9 +120,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
     printf "%-36s %12s %12s %8s  %s\n" "$name TFLOP/s" "${o:-n/a}" "${t:-n/a}" "$(ratio "$o" "$t")" ">= 0.8"
   done
   o=$(value logprob_fwd_T1024_D1536_V151936 "$OURS"); t=$(value torch_logprob_fwd_T1024_D1536_V151936 "$TORCH")
-  printf "%-36s %12s %12s %8s  %s\n" "logprob fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
-  t=$(value torch_logprob_fwd_extra_memory "$TORCH")
-  printf "%-36s %12s %12s %8s  %s\n" "logprob extra memory MiB" "0" "${t:-n/a}" "" "<= 1/8 of torch"
+  printf "%-36s %12s %12s %8s  %s\n" "logprob f32 fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
+  o=$(value logprob_fwd_bf16_T1024_D1536_V151936 "$OURS"); t=$(value torch_logprob_fwd_bf16_T1024_D1536_V151936 "$TORCH")
+  printf "%-36s %12s %12s %8s  %s\n" "logprob bf16 fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
+  t=$(value torch_logprob_fwd_extra_memory "$TORCH"); b=$(value torch_logprob_fwd_bf16_extra_memory "$TORCH")
+  printf "%-36s %12s %12s %8s  %s\n" "logprob extra memory MiB f32/bf16" "0" "${t:-n/a}/${b:-n/a}" "" "<= 1/8 of torch"
   for name in rmsnorm_forward_16384x2048 swiglu_forward_32M adamw_32M_params; do
     o=$(value "$name" "$OURS"); c=$(value copy_d2d "$OURS")
     printf "%-36s %12s %12s %8s  %s\n" "$name GB/s" "${o:-n/a}" "copy ${c:-n/a}" "$(ratio "$o" "$c")" ">= 0.70"

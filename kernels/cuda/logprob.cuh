@@ -29,6 +29,14 @@ __device__ __forceinline__ SoftmaxState softmax_merge(SoftmaxState a, SoftmaxSta
 __global__ void logprob_forward_kernel(const float* hidden, const float* weight, const int* targets,
                                        int tokens, int dim, int vocab, float* logprob,
                                        float* entropy, float* lse);
+constexpr int kLogprobMmaRows = 64;  // tokens per block of the bf16 kernel (16 per warp)
+constexpr int kLogprobMmaCols = 64;  // vocabulary entries per tile
+constexpr int kLogprobMmaK = 64;     // hidden dims per shared-memory slice
+
+__global__ void logprob_forward_bf16_kernel(const unsigned short* hidden,
+                                            const unsigned short* weight, const int* targets,
+                                            int tokens, int dim, int vocab, float* logprob,
+                                            float* entropy, float* lse);
 __global__ void logprob_backward_hidden_kernel(const float* hidden, const float* weight,
                                                const int* targets, int tokens, int dim, int vocab,
                                                const float* lse, const float* entropy,
