@@ -1,4 +1,4 @@
-// Fused log-prob. Forward: a block owns 4 tokens and walks the whole vocabulary in
+// Fused log-prob. Forward: a block owns 16 tokens and walks the whole vocabulary in
 // chunks of 128; thread j keeps an online-softmax state (max, sum, logit-weighted sum)
 // over the entries j, j+128, ... and the states are merged once at the end, so the
 // vocabulary loop has no barrier. Backward: the logits are recomputed chunk by chunk;
@@ -20,12 +20,11 @@ __global__ void logprob_forward_kernel(const float* hidden, const float* weight,
   int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
   SoftmaxState state[kLogprobTokens];
   for (int t = 0; t < kLogprobTokens; ++t) state[t] = {-INFINITY, 0.0f, 0.0f};
+  const float* block_hidden = hidden + static_cast<long>(token0) * dim;
   for (int v = threadIdx.x; v < vocab; v += kLogprobChunk) {
-    const float* w = weight + static_cast<long>(v) * dim;
-    for (int t = 0; t < count; ++t) {
-      float z = dot_row(hidden + static_cast<long>(token0 + t) * dim, w, dim);
-      state[t] = softmax_merge(state[t], {z, 1.0f, z});
-    }
+    float z[kLogprobTokens];
+    token_logits(block_hidden, weight + static_cast<long>(v) * dim, count, dim, z);
+    for (int t = 0; t < count; ++t) state[t] = softmax_merge(state[t], {z[t], 1.0f, z[t]});
   }
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int t = 0; t < kLogprobTokens; ++t) {
@@ -179,16 +178,16 @@ __global__ void logprob_backward_hidden_kernel(const float* hidden, const float*
     dhidden[static_cast<long>(token0) * dim + e] = 0.0f;
   for (int v0 = 0; v0 < vocab; v0 += kLogprobChunk) {
     int v = v0 + threadIdx.x;
+    float z[kLogprobTokens];
+    if (v < vocab)
+      token_logits(hidden + static_cast<long>(token0) * dim, weight + static_cast<long>(v) * dim,
+                   count, dim, z);
     for (int t = 0; t < count; ++t) {
       int token = token0 + t;
-      float d = 0.0f;
-      if (v < vocab) {
-        float z = dot_row(hidden + static_cast<long>(token) * dim,
-                          weight + static_cast<long>(v) * dim, dim);
-        d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
-                       dlogprob[token], dentropy ? dentropy[token] : 0.0f);
-      }
-      dz[t][threadIdx.x] = d;
+      dz[t][threadIdx.x] = v < vocab ? logprob_dz(z[t], v, targets[token], lse[token],
+                                                  entropy ? entropy[token] : 0.0f, dlogprob[token],
+                                                  dentropy ? dentropy[token] : 0.0f)
+                                     : 0.0f;
     }
     __syncthreads();
     int rows = vocab - v0 < kLogprobChunk ? vocab - v0 : kLogprobChunk;
@@ -216,16 +215,16 @@ __global__ void logprob_backward_weight_kernel(const float* hidden, const float*
   int v = v0 + threadIdx.x;
   for (int token0 = 0; token0 < tokens; token0 += kLogprobTokens) {
     int count = tokens - token0 < kLogprobTokens ? tokens - token0 : kLogprobTokens;
+    float z[kLogprobTokens];
+    if (v < vocab)
+      token_logits(hidden + static_cast<long>(token0) * dim, weight + static_cast<long>(v) * dim,
+                   count, dim, z);
     for (int t = 0; t < count; ++t) {
       int token = token0 + t;
-      float d = 0.0f;
-      if (v < vocab) {
-        float z = dot_row(hidden + static_cast<long>(token) * dim,
-                          weight + static_cast<long>(v) * dim, dim);
-        d = logprob_dz(z, v, targets[token], lse[token], entropy ? entropy[token] : 0.0f,
-                       dlogprob[token], dentropy ? dentropy[token] : 0.0f);
-      }
-      dz[t][threadIdx.x] = d;
+      dz[t][threadIdx.x] = v < vocab ? logprob_dz(z[t], v, targets[token], lse[token],
+                                                  entropy ? entropy[token] : 0.0f, dlogprob[token],
+                                                  dentropy ? dentropy[token] : 0.0f)
+                                     : 0.0f;
     }
     __syncthreads();
     for (int e = threadIdx.x; e < rows * dim; e += blockDim.x) {

@@ -55,7 +55,7 @@ TEST_P(LogprobSim, ForwardMatchesReference) {
   struct S {
     int T, D, V;
   };
-  for (S s : {S{5, 12, 300}, S{9, 7, 128}, S{1, 33, 1000}}) {
+  for (S s : {S{5, 12, 300}, S{9, 7, 128}, S{1, 33, 1000}, S{21, 5, 200}}) {
     auto h = random_floats(s.T * s.D, 1 + s.V, -1.0f, 1.0f);
     auto w = random_floats(static_cast<size_t>(s.V) * s.D, 2 + s.V, -1.0f, 1.0f);
     auto tgt = visplay::test::random_ints(s.T, 3 + s.V, 0, s.V - 1);
@@ -126,7 +126,7 @@ TEST_P(LogprobSim, BackwardMatchesFiniteDifferences) {
   struct S {
     int T, D, V;
   };
-  for (S s : {S{5, 6, 150}, S{2, 3, 129}}) {
+  for (S s : {S{5, 6, 150}, S{2, 3, 129}, S{19, 3, 130}}) {
     auto h = random_floats(s.T * s.D, 11 + s.V),
          w = random_floats(static_cast<size_t>(s.V) * s.D, 12 + s.V);
     auto tgt = visplay::test::random_ints(s.T, 13 + s.V, 0, s.V - 1);
