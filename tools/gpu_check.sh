@@ -14,14 +14,17 @@ LOG=bench/results/gpu_check_${STAMP}.txt
 START=$SECONDS
 status=0
 say() { echo "$*" | tee -a "$LOG"; }
+# Seconds a step may take: its own cap, but never past the 8-minute budget (7:40 here,
+# leaving time for the summary).
+budget() { local left=$((460 - (SECONDS - START))); [ "$1" -lt "$left" ] && echo "$1" || echo $((left > 5 ? left : 5)); }
 step() { say ""; say "== $1 ($((SECONDS - START)) s elapsed)"; }
 
 step "configure + build (sm_90a, $JOBS jobs)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
 have_tests=1
-if timeout 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVISPLAY_CUDA=ON \
+if timeout "$(budget 90)" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVISPLAY_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90a -DVISPLAY_BUILD_BENCH=OFF >>"$LOG" 2>&1; then
-  timeout 240 cmake --build "$BUILD" -j"$JOBS" --target test_kernels_cuda visplay_kernels_bench >>"$LOG" 2>&1 \
+  timeout "$(budget 220)" cmake --build "$BUILD" -j"$JOBS" --target test_kernels_cuda visplay_kernels_bench >>"$LOG" 2>&1 \
     || { say "build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
 else
   # The project's other dependencies (gtest, libpng, ...) may be missing on a bare GPU
@@ -30,22 +33,22 @@ else
   have_tests=0
   NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
   mkdir -p "$BUILD/bin"
-  timeout 300 "$NVCC" -O3 -std=c++17 -arch=sm_90a -I. -Ikernels/include -DVISPLAY_KERNELS_NS=cuda \
+  timeout "$(budget 240)" "$NVCC" -O3 -std=c++17 -arch=sm_90a -I. -Ikernels/include -DVISPLAY_KERNELS_NS=cuda \
     kernels/cuda/*.cu kernels/cuda/bench/kernels_bench.cu -lcublasLt -o "$BUILD/bin/visplay_kernels_bench" \
     >>"$LOG" 2>&1 || { say "nvcc build FAILED (see $LOG)"; tail -30 "$LOG"; exit 1; }
 fi
 
 if [ $have_tests -eq 1 ]; then
   step "cuda tests"
-  timeout 150 "$BUILD/bin/test_kernels_cuda" >>"$LOG" 2>&1
+  timeout "$(budget 120)" "$BUILD/bin/test_kernels_cuda" >>"$LOG" 2>&1
   rc=$?
   grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$LOG" | tail -12
   [ $rc -eq 0 ] || { say "cuda tests: FAILED (exit $rc)"; status=1; }
 fi
 
-if [ $have_tests -eq 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+if [ $have_tests -eq 1 ] && command -v compute-sanitizer >/dev/null 2>&1 && [ $((SECONDS - START)) -lt 240 ]; then
   step "compute-sanitizer memcheck (attention, log-prob)"
-  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/bin/test_kernels_cuda" \
+  timeout "$(budget 90)" compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/bin/test_kernels_cuda" \
     --gtest_filter='*FlashAttention*:*PatchEmbed*:*Advantage*' >>"$LOG" 2>&1
   rc=$?
   case $rc in
@@ -57,12 +60,15 @@ fi
 
 step "kernel benchmarks"
 OURS=$(mktemp)
-timeout 150 "$BUILD/bin/visplay_kernels_bench" 2>&1 | tee "$OURS" | tee -a "$LOG"
+timeout "$(budget 120)" "$BUILD/bin/visplay_kernels_bench" 2>&1 | tee "$OURS" | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || { say "kernel benchmarks: FAILED (exit $rc)"; status=1; }
 
 TORCH=$(mktemp)
-if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if [ $((SECONDS - START)) -lt 390 ] &&
+  python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   step "PyTorch on the same shapes"
-  timeout 120 python3 - <<'PY' 2>&1 | tee "$TORCH" | tee -a "$LOG"
+  timeout "$(budget 60)" python3 - <<'PY' 2>&1 | tee "$TORCH" | tee -a "$LOG"
 import math, torch
 import torch.nn.functional as F
 
@@ -95,30 +101,42 @@ ms = time_ms(unfused, 3)
 peak = (torch.cuda.max_memory_allocated() - base) / 2**20
 print(f"torch_logprob_fwd_T1024_D1536_V151936 {ms:10.2f}  ms")
 print(f"torch_logprob_fwd_extra_memory    {peak:10.2f}  MiB")
+hb, wb = h.bfloat16(), w.bfloat16()
+def unfused_bf16():
+    logits = F.linear(hb, wb).float()
+    return torch.log_softmax(logits, -1).gather(-1, tgt[:, None]).squeeze(-1)
+torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+base = torch.cuda.memory_allocated()
+ms = time_ms(unfused_bf16, 5)
+peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+print(f"torch_logprob_fwd_bf16_T1024_D1536_V151936 {ms:10.2f}  ms")
+print(f"torch_logprob_fwd_bf16_extra_memory {peak:10.2f}  MiB")
 PY
 else
-  say "(PyTorch with CUDA not available: no comparison)"
+  say "(PyTorch with CUDA not available, or no time left: no comparison)"
 fi
 
 step "summary"
 value() { awk -v n="$1" '$1 == n { print $2; exit }' "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 {
-  printf "%-36s %12s %12s %8s  %s\n" "measurement" "ours" "pytorch" "ratio" "target"
+  printf "%-44s %12s %12s %8s  %s\n" "measurement" "ours" "pytorch" "ratio" "target"
   for name in attention_fwd_S4096_D128 attention_fwd_causal_S4096_D128; do
     o=$(value "$name" "$OURS"); t=$(value "torch_$name" "$TORCH")
-    printf "%-36s %12s %12s %8s  %s\n" "$name TFLOP/s" "${o:-n/a}" "${t:-n/a}" "$(ratio "$o" "$t")" ">= 0.8"
+    printf "%-44s %12s %12s %8s  %s\n" "$name TFLOP/s" "${o:-n/a}" "${t:-n/a}" "$(ratio "$o" "$t")" ">= 0.8"
   done
   o=$(value logprob_fwd_T1024_D1536_V151936 "$OURS"); t=$(value torch_logprob_fwd_T1024_D1536_V151936 "$TORCH")
-  printf "%-36s %12s %12s %8s  %s\n" "logprob fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
-  t=$(value torch_logprob_fwd_extra_memory "$TORCH")
-  printf "%-36s %12s %12s %8s  %s\n" "logprob extra memory MiB" "0" "${t:-n/a}" "" "<= 1/8 of torch"
+  printf "%-44s %12s %12s %8s  %s\n" "logprob f32 fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
+  o=$(value logprob_fwd_bf16_T1024_D1536_V151936 "$OURS"); t=$(value torch_logprob_fwd_bf16_T1024_D1536_V151936 "$TORCH")
+  printf "%-44s %12s %12s %8s  %s\n" "logprob bf16 fwd ms (torch/ours)" "${o:-n/a}" "${t:-n/a}" "$(ratio "$t" "$o")" ">= 1.0"
+  t=$(value torch_logprob_fwd_extra_memory "$TORCH"); b=$(value torch_logprob_fwd_bf16_extra_memory "$TORCH")
+  printf "%-44s %12s %12s %8s  %s\n" "logprob extra memory MiB f32/bf16" "0" "${t:-n/a}/${b:-n/a}" "" "<= 1/8 of torch"
   for name in rmsnorm_forward_16384x2048 swiglu_forward_32M adamw_32M_params; do
     o=$(value "$name" "$OURS"); c=$(value copy_d2d "$OURS")
-    printf "%-36s %12s %12s %8s  %s\n" "$name GB/s" "${o:-n/a}" "copy ${c:-n/a}" "$(ratio "$o" "$c")" ">= 0.70"
+    printf "%-44s %12s %12s %8s  %s\n" "$name GB/s" "${o:-n/a}" "copy ${c:-n/a}" "$(ratio "$o" "$c")" ">= 0.70"
   done
   for name in gemm_bf16_cublaslt_4096 gemm_bf16_tiled_4096 attention_bwd_S4096_D128; do
-    printf "%-36s %12s\n" "$name" "$(value "$name" "$OURS")"
+    printf "%-44s %12s\n" "$name" "$(value "$name" "$OURS")"
   done
 } | tee -a "$LOG"
 rm -f "$OURS" "$TORCH"

@@ -166,7 +166,10 @@ void combine(BlockRun& b, Warp& w, int warp_index) {
       for (int l = 0; l < 32; ++l)
         if ((w.mask >> l & 1) && w.words[l][0]) ballot |= 1u << l;
       for (int l = 0; l < 32; ++l)
-        if (w.mask >> l & 1) lanes[l].result[0] = ballot;
+        if (w.mask >> l & 1) {
+          lanes[l].result[0] = ballot;
+          lanes[l].result[1] = w.mask;  // the lanes that voted, for __all_sync
+        }
       break;
     }
     case detail::WarpOp::kMma: {

@@ -236,7 +236,9 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) {
 }
 inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
 inline int __all_sync(unsigned mask, int predicate) {
-  return __ballot_sync(mask, predicate) == (mask & __ballot_sync(mask, 1));
+  uint32_t word = predicate ? 1u : 0u;
+  const uint32_t* out = simt::detail::warp_collective(simt::detail::WarpOp::kVote, mask, &word, 1);
+  return out[0] == out[1];
 }
 
 // ---- atomics (std::atomic_ref on the address) ----------------------------------------

@@ -208,6 +208,28 @@ TEST_F(KernelsCuda, LogprobFullQwenVocabulary) {
     for (double x : z) s += std::exp(x - m);
     EXPECT_NEAR(lp[t], z[tgt[t]] - m - std::log(s), 1e-4) << t;
   }
+  // The bf16 tensor-core forward on the bf16-rounded inputs, against float64.
+  auto hb = visplay::test::to_bf16(h), wb = visplay::test::to_bf16(w);
+  auto hr = visplay::test::from_bf16(hb), wr = visplay::test::from_bf16(wb);
+  Device<uint16_t> dhb(hb), dwb(wb);
+  Device<float> dlpb(poisoned(T)), dentb(poisoned(T)), dlseb(poisoned(T));
+  cu::logprob_forward_bf16(dhb.ptr, dwb.ptr, dt.ptr, T, D, V, dlpb.ptr, dentb.ptr, dlseb.ptr,
+                           nullptr);
+  auto lpb = dlpb.back();
+  for (int t = 0; t < T; ++t) {
+    double m = -INFINITY;
+    std::vector<double> z(V);
+    for (int v = 0; v < V; ++v) {
+      double acc = 0.0;
+      for (int d = 0; d < D; ++d) acc += double(hr[t * D + d]) * wr[size_t(v) * D + d];
+      z[v] = acc;
+      m = std::max(m, acc);
+    }
+    double s = 0.0;
+    for (double x : z) s += std::exp(x - m);
+    EXPECT_NEAR(lpb[t], z[tgt[t]] - m - std::log(s), 1e-4) << "bf16 " << t;
+    EXPECT_LE(lpb[t], 0.0f);
+  }
   auto gh = ddh.back();
   double norm = 0.0;
   for (float x : gh) norm += double(x) * x;

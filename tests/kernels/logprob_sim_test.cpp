@@ -55,7 +55,7 @@ TEST_P(LogprobSim, ForwardMatchesReference) {
   struct S {
     int T, D, V;
   };
-  for (S s : {S{5, 12, 300}, S{9, 7, 128}, S{1, 33, 1000}}) {
+  for (S s : {S{5, 12, 300}, S{9, 7, 128}, S{1, 33, 1000}, S{21, 5, 200}}) {
     auto h = random_floats(s.T * s.D, 1 + s.V, -1.0f, 1.0f);
     auto w = random_floats(static_cast<size_t>(s.V) * s.D, 2 + s.V, -1.0f, 1.0f);
     auto tgt = visplay::test::random_ints(s.T, 3 + s.V, 0, s.V - 1);
@@ -94,11 +94,39 @@ TEST_P(LogprobSim, FullQwenVocabularyLogprobsAreNonPositive) {
   }
 }
 
+TEST_P(LogprobSim, Bf16TensorCoreForwardMatchesReference) {
+  struct S {
+    int T, D, V;
+  };
+  for (S s : {S{5, 32, 300}, S{70, 80, 130}, S{3, 16, 64}}) {
+    auto h = visplay::test::to_bf16(random_floats(s.T * s.D, 21 + s.V, -1.0f, 1.0f));
+    auto w = visplay::test::to_bf16(random_floats(size_t(s.V) * s.D, 22 + s.V, -1.0f, 1.0f));
+    auto tgt = visplay::test::random_ints(s.T, 23 + s.V, 0, s.V - 1);
+    tgt[s.T - 1] = s.V - 1;  // the last vocabulary entry, in the partial tile
+    if (s.T > 2) tgt[1] = -1;
+    auto lp = poisoned(s.T), ent = poisoned(s.T), lse = poisoned(s.T);
+    sim::logprob_forward_bf16(h.data(), w.data(), tgt.data(), s.T, s.D, s.V, lp.data(), ent.data(),
+                              lse.data(), nullptr);
+    auto want =
+        logprob64(visplay::test::to_double(visplay::test::from_bf16(h)),
+                  visplay::test::to_double(visplay::test::from_bf16(w)), tgt, s.T, s.D, s.V);
+    std::string what =
+        "bf16 T=" + std::to_string(s.T) + " D=" + std::to_string(s.D) + " V=" + std::to_string(s.V);
+    expect_close(lp, want.logprob, 1e-5, 1e-5, what + " logprob");
+    expect_close(ent, want.entropy, 1e-5, 1e-5, what + " entropy");
+    expect_close(lse, want.lse, 1e-5, 1e-5, what + " lse");
+    for (float v : lp) EXPECT_LE(v, 0.0f);
+  }
+  EXPECT_THROW(sim::logprob_forward_bf16(nullptr, nullptr, nullptr, 1, 24, 10, nullptr, nullptr,
+                                         nullptr, nullptr),
+               std::invalid_argument);
+}
+
 TEST_P(LogprobSim, BackwardMatchesFiniteDifferences) {
   struct S {
     int T, D, V;
   };
-  for (S s : {S{5, 6, 150}, S{2, 3, 129}}) {
+  for (S s : {S{5, 6, 150}, S{2, 3, 129}, S{19, 3, 130}}) {
     auto h = random_floats(s.T * s.D, 11 + s.V),
          w = random_floats(static_cast<size_t>(s.V) * s.D, 12 + s.V);
     auto tgt = visplay::test::random_ints(s.T, 13 + s.V, 0, s.V - 1);

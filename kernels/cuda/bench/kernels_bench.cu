@@ -200,6 +200,13 @@ int main() {
     report("logprob_fwd_extra_memory", 0.0, "MiB",
            "no T x V buffer; torch's logits alone: " +
                std::to_string(double(T) * V * 4 / (1 << 20)) + " MiB f32");
+    uint16_t *hb = random_device<uint16_t>(size_t(T) * D, -1, 1, 12),
+             *wb = random_device<uint16_t>(size_t(V) * D, -0.05f, 0.05f, 13);
+    ms = time_ms([&] { cu::logprob_forward_bf16(hb, wb, tgt, T, D, V, lp, ent, lse, nullptr); }, 5);
+    report("logprob_fwd_bf16_T1024_D1536_V151936", ms, "ms",
+           std::to_string(2.0 * T * D * V / ms / 1e9) + " TFLOP/s");
+    cudaFree(hb);
+    cudaFree(wb);
     std::vector<float> host_lp(T);
     cudaMemcpy(host_lp.data(), lp, T * sizeof(float), cudaMemcpyDeviceToHost);
     int positive = 0;

@@ -24,6 +24,13 @@ namespace visplay::kernels::sim {
 void logprob_forward(const float* hidden, const float* weight, const int* targets, int tokens,
                      int dim, int vocab, float* logprob, float* entropy, float* lse, void* stream);
 
+// The same forward on tensor cores (mma.sync m16n8k16) from bf16 hidden and head weights
+// (raw bits), f32 accumulate: for scoring rollouts (old and reference log-probs) where no
+// gradient is needed. dim must be a multiple of 16.
+void logprob_forward_bf16(const uint16_t* hidden, const uint16_t* weight, const int* targets,
+                          int tokens, int dim, int vocab, float* logprob, float* entropy,
+                          float* lse, void* stream);
+
 // Given d loss / d logprob (and d loss / d entropy, or nullptr for none) per token, writes
 // dhidden[tokens, dim] and dweight[vocab, dim] (both overwritten, deterministic: each
 // element is summed by one thread in a fixed order). Recomputes the logits chunk by
