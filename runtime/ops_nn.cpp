@@ -9,6 +9,7 @@
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "runtime/ops_common.h"
+#include "visplay/kernels/attention.h"
 #include "visplay/kernels/embedding.h"
 #include "visplay/kernels/norm.h"
 #include "visplay/kernels/rope.h"
@@ -380,6 +381,98 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
 }
 
 // ---------------------------------------------------------------------------
+// Attention on sim/cuda: the flash kernels of kernels/cuda/attention.cu, which
+// take bf16 q/k/v (tensor cores, f32 accumulation) and describe padding as one
+// contiguous run of real keys per row, [key_starts[b], key_lengths[b]).
+namespace {
+Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kc::AttentionShape& s,
+                        const Tensor& mask) {
+  const char* op = "attention";
+  if (s.D != 64 && s.D != 128)
+    op_error(op, "device attention supports head dims 64 and 128, got " + std::to_string(s.D) + " (q " +
+                     shape_str(q.shape()) + ")");
+  Device dev = q.device();
+  std::vector<int32_t> starts(s.B, 0), lengths(s.B, static_cast<int32_t>(s.Sk));
+  if (mask.defined()) {
+    std::vector<int32_t> m = mask.to_vector<int32_t>();
+    for (int64_t b = 0; b < s.B; ++b) {
+      const int32_t* row = m.data() + b * s.Sk;
+      int64_t first = 0, last = s.Sk;
+      while (first < s.Sk && row[first] == 0) ++first;
+      while (last > first && row[last - 1] == 0) --last;
+      for (int64_t j = first; j < last; ++j)
+        if (row[j] == 0)
+          op_error(op, "device attention needs each row's real keys to be one contiguous run; row " +
+                           std::to_string(b) + " of key_mask has a gap at key " + std::to_string(j));
+      starts[b] = static_cast<int32_t>(first);
+      lengths[b] = static_cast<int32_t>(last);
+    }
+  }
+  Tensor starts_dev = Tensor::from_vector(starts, {s.B}, DType::i32, dev);
+  Tensor lengths_dev = Tensor::from_vector(lengths, {s.B}, DType::i32, dev);
+  Tensor qb = q.detach().to(DType::bf16).contiguous(), kb = k.detach().to(DType::bf16).contiguous(),
+         vb = v.detach().to(DType::bf16).contiguous();
+  Tensor out = Tensor::empty({s.B, s.Sq, s.H, s.D}, DType::f32, dev);
+  Tensor lse = Tensor::empty({s.B, s.H, s.Sq}, DType::f32, dev);
+  // Each backend declares its own (identical) shape struct. Captures by value:
+  // the backward rule keeps a copy.
+  auto fill = [s, starts_dev](auto& shape) {
+    shape.batch = static_cast<int>(s.B);
+    shape.q_len = static_cast<int>(s.Sq);
+    shape.kv_len = static_cast<int>(s.Sk);
+    shape.q_heads = static_cast<int>(s.H);
+    shape.kv_heads = static_cast<int>(s.Hkv);
+    shape.head_dim = static_cast<int>(s.D);
+    shape.causal = s.causal;
+    shape.scale = static_cast<float>(s.scale);
+    shape.key_starts = starts_dev.data<int32_t>();
+  };
+  auto bits = [](const Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data<bf16>()); };
+  if (dev.type == DeviceType::sim) {
+    kernels::sim::AttentionShape shape;
+    fill(shape);
+    kernels::sim::flash_attention_forward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
+                                          out.data<float>(), lse.data<float>(), nullptr);
+  } else {
+#ifdef VISPLAY_HAVE_CUDA
+    kernels::cuda::AttentionShape shape;
+    fill(shape);
+    kernels::cuda::flash_attention_forward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
+                                           out.data<float>(), lse.data<float>(), nullptr);
+#else
+    op_error(op, "this build has no CUDA backend (device " + dev.str() + ")");
+#endif
+  }
+  Tensor os = out.detach();
+  Tensor result = record_op(out, op, {q, k, v}, [=](const Tensor& g) {
+    Tensor gc = g.to(DType::f32).contiguous();
+    Tensor dq = Tensor::empty({s.B, s.Sq, s.H, s.D}, DType::f32, dev);
+    Tensor dk = Tensor::empty({s.B, s.Sk, s.Hkv, s.D}, DType::f32, dev);
+    Tensor dv = Tensor::empty({s.B, s.Sk, s.Hkv, s.D}, DType::f32, dev);
+    Tensor delta = Tensor::empty({s.B * s.H * s.Sq}, DType::f32, dev);
+    if (dev.type == DeviceType::sim) {
+      kernels::sim::AttentionShape shape;
+      fill(shape);
+      kernels::sim::flash_attention_backward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
+                                             os.data<float>(), gc.data<float>(), lse.data<float>(),
+                                             delta.data<float>(), dq.data<float>(), dk.data<float>(),
+                                             dv.data<float>(), nullptr);
+    } else {
+#ifdef VISPLAY_HAVE_CUDA
+      kernels::cuda::AttentionShape shape;
+      fill(shape);
+      kernels::cuda::flash_attention_backward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
+                                              os.data<float>(), gc.data<float>(), lse.data<float>(),
+                                              delta.data<float>(), dq.data<float>(), dk.data<float>(),
+                                              dv.data<float>(), nullptr);
+#endif
+    }
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return q.dtype() == DType::bf16 ? result.to(DType::bf16) : result;
+}
+}  // namespace
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt) {
   const char* op = "attention";
   check_floating(op, q);
@@ -388,7 +481,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   check_same_dtype(op, q, v);
   check_same_device(op, q, k);
   check_same_device(op, q, v);
-  require_cpu(op, q);
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() ||
       q.size(0) != k.size(0) || q.size(3) != k.size(3) || k.size(2) == 0 || q.size(2) % k.size(2) != 0)
     op_error(op, "expects q [B, Sq, H, D] and k, v [B, Sk, Hkv, D] with H a multiple of Hkv; got q " +
@@ -404,6 +496,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
                        std::to_string(s.B) + ", " + std::to_string(s.Sk) + "]");
     mask = opt.key_mask.to(DType::i32).contiguous();
   }
+  if (on_device(q)) return device_attention(q, k, v, s, mask);
   Tensor qc = q.contiguous(), kc_ = k.contiguous(), vc = v.contiguous();
   Tensor out = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
   Tensor lse = Tensor::empty({s.B, s.H, s.Sq}, qc.dtype(), qc.device());

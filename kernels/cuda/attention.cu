@@ -99,6 +99,12 @@ __device__ __forceinline__ void accumulate_product(float acc[D / 8][4], const fl
   }
 }
 
+// The first non-padding key of batch b (left padding).
+__device__ __forceinline__ int visible_key_start(const AttentionArgs& a, int b) {
+  int n = a.key_starts ? a.key_starts[b] : 0;
+  return n < 0 ? 0 : (n < a.kv_len ? n : a.kv_len);
+}
+
 __device__ __forceinline__ int visible_key_count(const AttentionArgs& a, int b) {
   int n = a.key_lengths ? a.key_lengths[b] : a.kv_len;
   return n < a.kv_len ? (n > 0 ? n : 0) : a.kv_len;
@@ -111,7 +117,7 @@ __global__ void flash_forward_kernel(AttentionArgs a, float* out, float* lse) {
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   int b = blockIdx.z, h = blockIdx.y, kvh = h / (a.q_heads / a.kv_heads);
   int block_row0 = blockIdx.x * kAttnRows, row0 = block_row0 + warp * 16;
-  int key_len = visible_key_count(a, b);
+  int key_len = visible_key_count(a, b), key_start = visible_key_start(a, b);
   long q_stride = static_cast<long>(a.q_heads) * D, kv_stride = static_cast<long>(a.kv_heads) * D;
   const unsigned short* q = a.q + static_cast<long>(b) * a.q_len * q_stride + h * D;
   const unsigned short* k = a.k + static_cast<long>(b) * a.kv_len * kv_stride + kvh * D;
@@ -139,7 +145,7 @@ __global__ void flash_forward_kernel(AttentionArgs a, float* out, float* lse) {
     for (int n = 0; n < 8; ++n)
       for (int i = 0; i < 4; ++i) {
         int row = row0 + g + (i / 2) * 8, key = k0 + n * 8 + 2 * t + (i % 2);
-        s[n][i] = attention_visible(a, key_len, row, key) ? s[n][i] * a.scale : -INFINITY;
+        s[n][i] = attention_visible(a, key_start, key_len, row, key) ? s[n][i] * a.scale : -INFINITY;
       }
     for (int r = 0; r < 2; ++r) {
       float tile_max = -INFINITY;
@@ -204,7 +210,7 @@ __global__ void flash_backward_dq_kernel(AttentionArgs a, const float* dout, con
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   int b = blockIdx.z, h = blockIdx.y, kvh = h / (a.q_heads / a.kv_heads);
   int block_row0 = blockIdx.x * kAttnRows, row0 = block_row0 + warp * 16;
-  int key_len = visible_key_count(a, b);
+  int key_len = visible_key_count(a, b), key_start = visible_key_start(a, b);
   long q_stride = static_cast<long>(a.q_heads) * D, kv_stride = static_cast<long>(a.kv_heads) * D;
   long q_offset = static_cast<long>(b) * a.q_len * q_stride + h * D;
   const unsigned short* k = a.k + static_cast<long>(b) * a.kv_len * kv_stride + kvh * D;
@@ -239,7 +245,7 @@ __global__ void flash_backward_dq_kernel(AttentionArgs a, const float* dout, con
     for (int n = 0; n < 8; ++n)
       for (int i = 0; i < 4; ++i) {
         int r = i / 2, row = row0 + g + r * 8, key = k0 + n * 8 + 2 * t + (i % 2);
-        bool live = attention_visible(a, key_len, row, key) && row_lse[r] != -INFINITY;
+        bool live = attention_visible(a, key_start, key_len, row, key) && row_lse[r] != -INFINITY;
         float p = live ? __expf(s[n][i] * a.scale - row_lse[r]) : 0.0f;
         s[n][i] = p * (dp[n][i] - row_delta[r]);  // dS
       }
@@ -262,7 +268,7 @@ __global__ void flash_backward_dkdv_kernel(AttentionArgs a, const float* dout, c
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   int b = blockIdx.z, kvh = blockIdx.y;
   int block_key0 = blockIdx.x * kAttnRows, key0 = block_key0 + warp * 16;
-  int key_len = visible_key_count(a, b);
+  int key_len = visible_key_count(a, b), key_start = visible_key_start(a, b);
   long q_stride = static_cast<long>(a.q_heads) * D, kv_stride = static_cast<long>(a.kv_heads) * D;
   long kv_offset = static_cast<long>(b) * a.kv_len * kv_stride + kvh * D;
 
@@ -278,7 +284,8 @@ __global__ void flash_backward_dkdv_kernel(AttentionArgs a, const float* dout, c
     int first = block_key0 - (a.kv_len - a.q_len);
     q_begin = first > 0 ? first / kAttnCols * kAttnCols : 0;
   }
-  if (block_key0 >= key_len) q_begin = a.q_len;  // only padding keys: gradients are zero
+  // Only padding keys in this block: their gradients are zero.
+  if (block_key0 >= key_len || block_key0 + kAttnRows <= key_start) q_begin = a.q_len;
   int group = a.q_heads / a.kv_heads;
   for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
     long q_offset = static_cast<long>(b) * a.q_len * q_stride + h * D;
@@ -299,7 +306,7 @@ __global__ void flash_backward_dkdv_kernel(AttentionArgs a, const float* dout, c
       for (int n = 0; n < 8; ++n)
         for (int i = 0; i < 4; ++i) {
           int key = key0 + g + (i / 2) * 8, col = n * 8 + 2 * t + (i % 2), query = q0 + col;
-          bool live = attention_visible(a, key_len, query, key) && lse_tile[col] != -INFINITY;
+          bool live = attention_visible(a, key_start, key_len, query, key) && lse_tile[col] != -INFINITY;
           float p = live ? __expf(s[n][i] * a.scale - lse_tile[col]) : 0.0f;
           s[n][i] = p;
           dp[n][i] = p * (dp[n][i] - delta_tile[col]);  // dS^T
@@ -330,8 +337,8 @@ static AttentionArgs attention_args(const uint16_t* q, const uint16_t* k, const 
         " q_heads=" + std::to_string(s.q_heads) + " kv_heads=" + std::to_string(s.kv_heads) +
         " head_dim=" + std::to_string(s.head_dim) +
         " (head_dim 64 or 128, q_heads a multiple of kv_heads)");
-  return AttentionArgs{q,        k,         v,          key_lengths, s.batch, s.q_len,
-                       s.kv_len, s.q_heads, s.kv_heads, s.causal,    s.scale};
+  return AttentionArgs{q,        k,         v,          key_lengths, s.batch,     s.q_len,
+                       s.kv_len, s.q_heads, s.kv_heads, s.causal,    s.scale, s.key_starts};
 }
 
 void flash_attention_forward(const uint16_t* q, const uint16_t* k, const uint16_t* v,

@@ -18,6 +18,7 @@ struct AttentionArgs {
   int batch, q_len, kv_len, q_heads, kv_heads;
   bool causal;
   float scale;
+  const int* key_starts;  // nullptr: no left padding
 };
 
 __device__ __forceinline__ uint32_t pack_bf16(unsigned short lo, unsigned short hi) {
@@ -31,9 +32,10 @@ __device__ __forceinline__ uint32_t pack_floats_bf16(float lo, float hi) {
 }
 
 // Whether query `row` may attend key `key` of batch b.
-__device__ __forceinline__ bool attention_visible(const AttentionArgs& a, int key_len, int row,
-                                                  int key) {
-  return key < key_len && row < a.q_len && (!a.causal || key <= row + (a.kv_len - a.q_len));
+__device__ __forceinline__ bool attention_visible(const AttentionArgs& a, int key_start, int key_len,
+                                                  int row, int key) {
+  return key >= key_start && key < key_len && row < a.q_len &&
+         (!a.causal || key <= row + (a.kv_len - a.q_len));
 }
 
 template <int D>

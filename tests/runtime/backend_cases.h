@@ -105,6 +105,24 @@ inline std::vector<OpCase> cases() {
          Tensor img = random_tensor({2, 3, 8, 12}, 140, DType::f32).to(x[0].device());
          return patch_embed(img, x[0], x[1], x[2], 4);
        }},
+      // bf16 tensor-core attention on the device: bf16 tolerances.
+      {"attention_causal_left_padded_gqa", {{2, 37, 4, 64}, {2, 37, 2, 64}, {2, 37, 2, 64}},
+       [](auto& x) {
+         std::vector<int32_t> mask(2 * 37, 1);
+         for (int j = 0; j < 5; ++j) mask[37 + j] = 0;  // row 1 is left padded by 5
+         AttentionOptions opt;
+         opt.causal = true;
+         opt.key_mask = Tensor::from_vector(mask, {2, 37}, DType::i32, x[0].device());
+         return attention(x[0], x[1], x[2], opt);
+       },
+       -1, 1, 3e-2, 3e-2},
+      {"attention_bidirectional_d128", {{1, 20, 2, 128}, {1, 70, 2, 128}, {1, 70, 2, 128}},
+       [](auto& x) {
+         AttentionOptions opt;
+         opt.causal = false;
+         return attention(x[0], x[1], x[2], opt);
+       },
+       -1, 1, 3e-2, 3e-2},
       {"cross_entropy_ignore", {{6, 19}},
        [](auto& x) {
          Tensor t = Tensor::from_vector<int64_t>({3, -100, 18, 0, 7, 7}, {6});

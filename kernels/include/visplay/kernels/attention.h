@@ -23,6 +23,9 @@ struct AttentionShape {
   int head_dim = 64;              // 64 or 128
   bool causal = false;            // query i sees keys j <= i + (kv_len - q_len)
   float scale = 0.125f;           // usually 1 / sqrt(head_dim)
+  // [batch] device array or nullptr: keys j < key_starts[b] are padding (left-padded
+  // batches, as the model builds them). Combines with key_lengths (right padding).
+  const int* key_starts = nullptr;
 };
 
 // q[batch, q_len, q_heads, head_dim], k and v [batch, kv_len, kv_heads, head_dim], bf16
