@@ -21,17 +21,30 @@ std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count) {
 // Log-prob under the raw distribution is computed in double; the draw is an
 // inverse-CDF walk over the (possibly truncated) candidates, so one uniform
 // number per token and the outcome depends only on this row and its rng.
-int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
+int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
                      float* logprob) {
+  // The log-prob normaliser comes from the raw logits; choices from a copy
+  // with the banned tokens at -inf.
+  double raw_max = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) raw_max = std::max<double>(raw_max, raw_logits[i]);
+  double raw_sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) raw_sum += std::exp(static_cast<double>(raw_logits[i]) - raw_max);
+  double log_z = raw_max + std::log(raw_sum);
+  std::vector<float> masked;
+  const float* logits = raw_logits;
+  if (!opt.banned_tokens.empty()) {
+    masked.assign(raw_logits, raw_logits + vocab);
+    for (int64_t b : opt.banned_tokens)
+      if (b >= 0 && b < vocab) masked[b] = -INFINITY;
+    logits = masked.data();
+  }
   double max_logit = -INFINITY;
   int64_t argmax = 0;
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] > max_logit) max_logit = logits[i], argmax = i;
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
-  double log_z = max_logit + std::log(sum);
+  if (max_logit == -INFINITY) throw std::runtime_error("sample_token: every token is banned");
   auto finish = [&](int64_t token) {
-    if (logprob) *logprob = static_cast<float>(logits[token] - log_z);
+    if (logprob) *logprob = static_cast<float>(raw_logits[token] - log_z);
     return token;
   };
   if (opt.greedy || opt.temperature <= 0) return finish(argmax);
@@ -146,6 +159,8 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
     return out;
   }
+  SamplingOptions opt_banned = opt;
+  if (model.config().image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
   KVCache cache = prefix.cache.select_rows(rows, prefix.cache.length + opt.max_new_tokens - 1);
@@ -170,8 +185,12 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     std::vector<int64_t> still;
     for (int64_t i = 0; i < n; ++i) {
       Generation& g = out[live[i]];
+      if (g.stopped) {  // finished, not yet compacted away: feed its last token, ignore the result
+        next[i] = g.tokens.back();
+        continue;
+      }
       float lp = 0;
-      next[i] = sample_token(pl + i * V, V, opt, rngs[live[i]], &lp);
+      next[i] = sample_token(pl + i * V, V, opt_banned, rngs[live[i]], &lp);
       g.tokens.push_back(next[i]);
       g.logprobs.push_back(lp);
       g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) != opt.stop_tokens.end();
@@ -180,7 +199,7 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     if (still.empty() || step + 1 == opt.max_new_tokens) break;
     // Drop finished rows once they are at least half the batch: one copy of
     // the cache buys cheaper steps for the rest of the generation.
-    if (static_cast<int64_t>(still.size()) * 2 <= n) {
+    if (static_cast<int64_t>(still.size()) * 2 <= n && static_cast<int64_t>(still.size()) < n) {
       cache = cache.select_rows(still, cache.capacity());
       std::vector<int64_t> live2, next2;
       for (int64_t i : still) live2.push_back(live[i]), next2.push_back(next[i]);

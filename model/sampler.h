@@ -27,6 +27,10 @@ struct SamplingOptions {
   double top_p = 1.0;         // keep the smallest set with probability >= top_p; 1 = all
   int64_t max_new_tokens = 32;
   std::vector<int64_t> stop_tokens;  // a sequence ends after emitting one (kept in its tokens)
+  // Never sampled (their log-probs still count in the temperature-1 log_softmax).
+  // sample_from always adds the model's image-pad token: a generated pad would
+  // be read back as an image slot by the training forward.
+  std::vector<int64_t> banned_tokens;
 };
 
 // One prompt: token ids (with one image-pad id per visual token where the
