@@ -1,5 +1,7 @@
 #include "model/vlm.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -15,6 +17,69 @@ std::string vit_name(int64_t block, const std::string& suffix) {
 [[noreturn]] void input_error(const std::string& what) { throw std::runtime_error("VLM: " + what); }
 
 Tensor as_i64(const Tensor& t) { return t.dtype() == DType::i64 ? t.contiguous() : t.to(DType::i64); }
+
+// Attention of one new query per row over a KV cache, on the host: the
+// runtime's attention op, fed the whole cache buffer, would score every slot
+// (written or not) and transpose each key tile for a single query, which made
+// it most of a decode step. Here each (row, head) reads only its written,
+// unmasked slots: scores, softmax and the weighted sum of values, in float
+// with a double normaliser. Rows never mix, so a row's result does not
+// depend on the rest of the batch. q [B, 1, H, D]; k, v [B, cap, Hkv, D];
+// key_mask [B, cap] i32; `length` slots written. Inference only (no autograd).
+Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                               int64_t length) {
+  Tensor qc = q.contiguous();
+  int64_t B = qc.size(0), H = qc.size(2), D = qc.size(3), cap = k.size(1), Hkv = k.size(2), group = H / Hkv;
+  Tensor out = Tensor::empty({B, 1, H, D});
+  const float* pq = qc.data<float>();
+  const float* pk = k.data<float>();
+  const float* pv = v.data<float>();
+  const int32_t* pm = key_mask.data<int32_t>();
+  float* po = out.data<float>();
+  float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  int64_t work = B * H * length * D;
+#pragma omp parallel for collapse(2) schedule(static) if (work > (1 << 18))
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* qi = pq + (b * H + h) * D;
+      int64_t hk = h / group;
+      std::vector<float> scores(length);
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < length; ++j) {
+        if (!pm[b * cap + j]) {
+          scores[j] = -INFINITY;
+          continue;
+        }
+        const float* kj = pk + ((b * cap + j) * Hkv + hk) * D;
+        // Eight independent partial sums: vectorises without reassociation.
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8)
+          for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
+        for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
+        float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        scores[j] = acc * scale;
+        mx = std::max(mx, scores[j]);
+      }
+      float* oi = po + (b * H + h) * D;
+      std::fill(oi, oi + D, 0.0f);
+      if (mx == -INFINITY) continue;  // no visible key: zeros, like the attention op
+      // Accumulate in a private buffer (no aliasing with v, so it vectorises).
+      std::vector<float> acc_buf(D, 0.0f);
+      float* __restrict acc = acc_buf.data();
+      double z = 0;
+      for (int64_t j = 0; j < length; ++j) {
+        if (scores[j] == -INFINITY) continue;
+        float p = std::exp(scores[j] - mx);
+        z += p;
+        const float* __restrict vj = pv + ((b * cap + j) * Hkv + hk) * D;
+        for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
+      }
+      float inv = static_cast<float>(1.0 / z);
+      for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+    }
+  return out;
+}
 
 }  // namespace
 
@@ -279,9 +344,11 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
     int64_t t = cache->length;
     cache->k[l].slice(1, t, t + S).copy_(k);
     cache->v[l].slice(1, t, t + S).copy_(v);
-    if (S == 1) {
+    if (S == 1 && q.dtype() == DType::f32 && q.device() == kCPU) {
+      a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
+    } else if (S == 1) {
       // One new token per row: attend over the whole buffer, unwritten slots
-      // masked, so the contiguous cache goes to the kernel without a copy.
+      // masked, so the contiguous cache goes to the op without a copy.
       opt.causal = false;
       opt.key_mask = cache->key_mask;
       a = attention(q, cache->k[l], cache->v[l], opt);
