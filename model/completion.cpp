@@ -8,9 +8,12 @@ namespace visplay {
 CompletionBatch make_completion_batch(const VLMConfig& c, const std::vector<PromptInput>& prompts,
                                       const std::vector<int64_t>& rows,
                                       const std::vector<std::vector<int64_t>>& completions) {
-  auto fail = [](const std::string& what) { throw std::runtime_error("make_completion_batch: " + what); };
+  auto fail = [](const std::string& what) {
+    throw std::runtime_error("make_completion_batch: " + what);
+  };
   if (rows.size() != completions.size())
-    fail(std::to_string(rows.size()) + " rows but " + std::to_string(completions.size()) + " completions");
+    fail(std::to_string(rows.size()) + " rows but " + std::to_string(completions.size()) +
+         " completions");
   if (rows.empty()) fail("no sequences");
   int64_t N = rows.size(), P = 0, L = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -31,9 +34,11 @@ CompletionBatch make_completion_batch(const VLMConfig& c, const std::vector<Prom
     for (size_t s = 0; s < p.size(); ++s) ids[i * S + off + s] = p[s], mask[i * S + off + s] = 1;
     for (size_t k = 0; k < completions[i].size(); ++k) {
       int64_t t = completions[i][k];
-      if (t < 0 || t >= V) fail("completion " + std::to_string(i) + " has token " + std::to_string(t) +
-                                " outside the vocabulary of " + std::to_string(V));
-      if (t == c.image_pad_token_id) fail("completion " + std::to_string(i) + " contains the image-pad token");
+      if (t < 0 || t >= V)
+        fail("completion " + std::to_string(i) + " has token " + std::to_string(t) +
+             " outside the vocabulary of " + std::to_string(V));
+      if (t == c.image_pad_token_id)
+        fail("completion " + std::to_string(i) + " contains the image-pad token");
       ids[i * S + P + k] = t;
       mask[i * S + P + k] = 1;
       targets[i * L + k] = t;
@@ -82,7 +87,8 @@ TokenLogprobs completion_logprobs(const VLM& model, const CompletionBatch& b) {
     visual = embedding(unique.reshape({-1, D}), b.image_rows).reshape({-1, T, D});
   }
   Tensor mask = b.input.attention_mask;
-  Tensor hidden = model.decode(model.embed(b.input.input_ids, visual), positions_from_mask(mask), mask);
+  Tensor hidden =
+      model.decode(model.embed(b.input.input_ids, visual), positions_from_mask(mask), mask);
   int64_t P = b.prompt_columns, L = b.max_completion;
   if (L == 0) return {Tensor::zeros({N, 0}), Tensor::zeros({N, 0})};
   // Hidden state at column P-1+k predicts completion token k.

@@ -16,18 +16,19 @@
 namespace visplay {
 
 struct CompletionBatch {
-  VLMInput input;           // [N, S] ids and mask; input.pixels unused (see unique_pixels)
-  Tensor unique_pixels;     // [P_img, 3, H, W]: each distinct prompt's images once (may be undefined)
-  Tensor image_rows;        // [N_img * T] i64: visual-token row (into the unique set) per image-pad slot
-  Tensor targets;           // [N, L] i64: completion tokens (0 where masked)
-  Tensor mask;              // [N, L] f32: 1 for a real completion token
+  VLMInput input;        // [N, S] ids and mask; input.pixels unused (see unique_pixels)
+  Tensor unique_pixels;  // [P_img, 3, H, W]: each distinct prompt's images once (may be undefined)
+  Tensor image_rows;  // [N_img * T] i64: visual-token row (into the unique set) per image-pad slot
+  Tensor targets;     // [N, L] i64: completion tokens (0 where masked)
+  Tensor mask;        // [N, L] f32: 1 for a real completion token
   int64_t prompt_columns = 0;  // S_prompt: completions start at this column
   int64_t max_completion = 0;  // L
 };
 
 // prompts: the distinct prompts; rows[i]: which prompt sequence i continues;
 // completions[i]: its generated tokens (may be empty).
-CompletionBatch make_completion_batch(const VLMConfig& config, const std::vector<PromptInput>& prompts,
+CompletionBatch make_completion_batch(const VLMConfig& config,
+                                      const std::vector<PromptInput>& prompts,
                                       const std::vector<int64_t>& rows,
                                       const std::vector<std::vector<int64_t>>& completions);
 

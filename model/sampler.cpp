@@ -28,7 +28,8 @@ int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptio
   double raw_max = -INFINITY;
   for (int64_t i = 0; i < vocab; ++i) raw_max = std::max<double>(raw_max, raw_logits[i]);
   double raw_sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) raw_sum += std::exp(static_cast<double>(raw_logits[i]) - raw_max);
+  for (int64_t i = 0; i < vocab; ++i)
+    raw_sum += std::exp(static_cast<double>(raw_logits[i]) - raw_max);
   double log_z = raw_max + std::log(raw_sum);
   std::vector<float> masked;
   const float* logits = raw_logits;
@@ -70,7 +71,9 @@ int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptio
   int64_t k = opt.top_k > 0 ? std::min(opt.top_k, vocab) : vocab;
   std::vector<int64_t> order(vocab);
   std::iota(order.begin(), order.end(), 0);
-  auto better = [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto better = [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   if (k < vocab) {
     std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
     order.resize(k);
@@ -79,7 +82,8 @@ int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptio
   }
   std::vector<double> w(order.size());
   double total = 0;
-  for (size_t i = 0; i < order.size(); ++i) total += w[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
+  for (size_t i = 0; i < order.size(); ++i)
+    total += w[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
   size_t keep = order.size();
   if (opt.top_p < 1.0) {
     // The smallest prefix whose probability reaches top_p (at least one token).
@@ -107,11 +111,13 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
   if (prompts.empty()) throw std::runtime_error("prefill: no prompts");
   int64_t P = static_cast<int64_t>(prompts.size()), S = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].ids.empty()) throw std::runtime_error("prefill: prompt " + std::to_string(i) + " is empty");
+    if (prompts[i].ids.empty())
+      throw std::runtime_error("prefill: prompt " + std::to_string(i) + " is empty");
     S = std::max<int64_t>(S, prompts[i].ids.size());
   }
   if (S > c.decoder.max_position_embeddings)
-    throw std::runtime_error("prefill: a prompt of " + std::to_string(S) + " tokens exceeds max_position_embeddings " +
+    throw std::runtime_error("prefill: a prompt of " + std::to_string(S) +
+                             " tokens exceeds max_position_embeddings " +
                              std::to_string(c.decoder.max_position_embeddings));
   // Left padding with any valid id (the pad token when there is one); masked out.
   int64_t pad_id = c.pad_token_id >= 0 ? c.pad_token_id : 0;
@@ -138,20 +144,23 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
   }
   PrefixState out;
   out.cache = KVCache::allocate(c.decoder, P, S);
-  Tensor hidden = model.decode(model.embed(id_t, visual), positions_from_mask(mask_t), mask_t, &out.cache);
-  for (int64_t p = 0; p < P; ++p) out.cache.next_position[p] = static_cast<int64_t>(prompts[p].ids.size());
+  Tensor hidden =
+      model.decode(model.embed(id_t, visual), positions_from_mask(mask_t), mask_t, &out.cache);
+  for (int64_t p = 0; p < P; ++p)
+    out.cache.next_position[p] = static_cast<int64_t>(prompts[p].ids.size());
   Tensor last = hidden.slice(1, S - 1, S).reshape({P, c.decoder.hidden_size});
   out.last_logits = linear(last, model.head_weight());
   return out;
 }
 
-std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix, const std::vector<int64_t>& rows,
-                                    const SamplingOptions& opt, const std::vector<uint64_t>& seeds) {
+std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows, const SamplingOptions& opt,
+                                    const std::vector<uint64_t>& seeds) {
   const DecoderConfig& d = model.config().decoder;
   int64_t R = static_cast<int64_t>(rows.size()), V = d.vocab_size, D = d.hidden_size;
   if (seeds.size() != rows.size())
-    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " + std::to_string(R) +
-                             " sequences");
+    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " +
+                             std::to_string(R) + " sequences");
   if (opt.max_new_tokens < 0) throw std::runtime_error("sample_from: max_new_tokens must be >= 0");
   if (!(opt.top_p > 0)) throw std::runtime_error("sample_from: top_p must be in (0, 1]");
   std::vector<Generation> out(R);
@@ -160,7 +169,8 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     return out;
   }
   SamplingOptions opt_banned = opt;
-  if (model.config().image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
+  if (model.config().image_pad_token_id >= 0)
+    opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
   KVCache cache = prefix.cache.select_rows(rows, prefix.cache.length + opt.max_new_tokens - 1);
@@ -193,7 +203,8 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
       next[i] = sample_token(pl + i * V, V, opt_banned, rngs[live[i]], &lp);
       g.tokens.push_back(next[i]);
       g.logprobs.push_back(lp);
-      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) != opt.stop_tokens.end();
+      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) !=
+                  opt.stop_tokens.end();
       if (!g.stopped) still.push_back(i);
     }
     if (still.empty() || step + 1 == opt.max_new_tokens) break;
@@ -217,8 +228,9 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
   return out;
 }
 
-std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts, int64_t n,
-                                 const SamplingOptions& options, const std::vector<uint64_t>& seeds) {
+std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts,
+                                 int64_t n, const SamplingOptions& options,
+                                 const std::vector<uint64_t>& seeds) {
   if (n <= 0) throw std::runtime_error("generate: samples_per_prompt must be positive");
   PrefixState prefix = prefill(model, prompts);
   std::vector<int64_t> rows;

@@ -34,8 +34,8 @@ struct VLMInput {
 // Per-layer key/value cache for incremental decoding. Rows share one write
 // index (left padding keeps them aligned); each row has its own next position.
 struct KVCache {
-  std::vector<Tensor> k, v;  // per layer [B, capacity, Hkv, head_dim], keys after RoPE
-  Tensor key_mask;           // [B, capacity] i32: 1 where a real token was written
+  std::vector<Tensor> k, v;            // per layer [B, capacity, Hkv, head_dim], keys after RoPE
+  Tensor key_mask;                     // [B, capacity] i32: 1 where a real token was written
   std::vector<int64_t> next_position;  // per row: the position of its next real token
   int64_t length = 0;                  // slots written so far (same for every row)
 

@@ -1,8 +1,9 @@
 // Completion scoring for training: log-probs [N, L] of sampled completions
 // must equal the sampler's own log-probs, with gradients into every part.
+#include "model/completion.h"
+
 #include <gtest/gtest.h>
 
-#include "model/completion.h"
 #include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
 
@@ -12,7 +13,8 @@ namespace {
 std::vector<PromptInput> three_prompts(const VLMConfig& c) {
   std::vector<PromptInput> prompts(3);
   prompts[0].ids = {1, 2, c.vision_start_token_id};
-  for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t) prompts[0].ids.push_back(c.image_pad_token_id);
+  for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t)
+    prompts[0].ids.push_back(c.image_pad_token_id);
   prompts[0].ids.insert(prompts[0].ids.end(), {c.vision_end_token_id, 3, 4, 5});
   prompts[0].pixels = test::random_tensor({3, 16, 16}, 1, DType::f32, -2, 2);
   prompts[1].ids = {6, 7};  // text only, much shorter
@@ -45,7 +47,8 @@ TEST(Completion, LogprobsEqualTheSamplersAndAreLeftAligned) {
     lengths_differ |= static_cast<int64_t>(gens[i].tokens.size()) != L;
     for (int64_t k = 0; k < L; ++k) {
       if (k < static_cast<int64_t>(gens[i].tokens.size()))
-        EXPECT_NEAR(got[i * L + k], gens[i].logprobs[k], 2e-5) << "sequence " << i << " token " << k;
+        EXPECT_NEAR(got[i * L + k], gens[i].logprobs[k], 2e-5)
+            << "sequence " << i << " token " << k;
       else
         EXPECT_EQ(got[i * L + k], 0.0) << "masked slot " << i << ", " << k;
     }
@@ -55,8 +58,8 @@ TEST(Completion, LogprobsEqualTheSamplersAndAreLeftAligned) {
   m.params().set_requires_grad(true);
   lp = completion_logprobs(m, batch);
   sum(lp.logprobs).backward();
-  for (const char* name : {"vision.pos_embed", "projector.fc1.weight", "model.layers.0.self_attn.q_proj.bias",
-                           "lm_head.weight"}) {
+  for (const char* name : {"vision.pos_embed", "projector.fc1.weight",
+                           "model.layers.0.self_attn.q_proj.bias", "lm_head.weight"}) {
     Tensor g = m.params().get(name).grad();
     ASSERT_TRUE(g.defined()) << name;
     double norm = 0;

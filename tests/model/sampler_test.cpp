@@ -1,12 +1,13 @@
 // The sampler: KV-cache decoding against full recomputation, determinism,
 // truncation sets, stop tokens and independence from batch composition.
+#include "model/sampler.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
-#include "model/sampler.h"
 #include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
 
@@ -23,7 +24,8 @@ struct Fixture {
       PromptInput p;
       p.ids = before;
       p.ids.push_back(c.vision_start_token_id);
-      for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t) p.ids.push_back(c.image_pad_token_id);
+      for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t)
+        p.ids.push_back(c.image_pad_token_id);
       p.ids.push_back(c.vision_end_token_id);
       p.ids.insert(p.ids.end(), after.begin(), after.end());
       p.pixels = test::random_tensor({3, 16, 16}, seed, DType::f32, -2, 2);
@@ -45,7 +47,8 @@ double log_softmax_at(const std::vector<double>& row, int64_t token) {
 // Recomputes every generated token's distribution with the full forward (no
 // cache, batch of one, no padding) and checks the sampler's log-probs (and,
 // for greedy, its choices) token by token.
-void expect_matches_full_recompute(const VLM& m, const PromptInput& prompt, const Generation& g, bool greedy) {
+void expect_matches_full_recompute(const VLM& m, const PromptInput& prompt, const Generation& g,
+                                   bool greedy) {
   std::vector<int64_t> ids = prompt.ids;
   ids.insert(ids.end(), g.tokens.begin(), g.tokens.end());
   ids.pop_back();  // the last token is never fed back
@@ -63,7 +66,8 @@ void expect_matches_full_recompute(const VLM& m, const PromptInput& prompt, cons
     EXPECT_NE(g.tokens[t], m.config().image_pad_token_id) << "the image pad is never sampled";
     if (greedy) {
       row[m.config().image_pad_token_id] = -INFINITY;
-      EXPECT_EQ(g.tokens[t], std::max_element(row.begin(), row.end()) - row.begin()) << "token " << t;
+      EXPECT_EQ(g.tokens[t], std::max_element(row.begin(), row.end()) - row.begin())
+          << "token " << t;
     }
   }
 }
@@ -91,7 +95,8 @@ TEST(Sampler, KvCacheGenerationEqualsFullRecomputation) {
       full += out[i].tokens.size() == 12;
       expect_matches_full_recompute(f.model, f.prompts[out[i].prompt_index], out[i], greedy);
     }
-    if (!greedy) EXPECT_TRUE(stopped > 0 && full > 0) << "want both early stops and full-length sequences";
+    if (!greedy)
+      EXPECT_TRUE(stopped > 0 && full > 0) << "want both early stops and full-length sequences";
   }
 }
 
@@ -123,15 +128,18 @@ TEST(Sampler, SameSeedSameSamplesWhateverTheBatch) {
   std::vector<uint64_t> seeds = derive_seeds(9, 12);
   std::vector<Generation> batch = generate(f.model, f.prompts, 4, opt, seeds);
   // Prompt 0 alone (no padding, other batch size) with the same four seeds.
-  std::vector<Generation> alone = generate(f.model, {f.prompts[0]}, 4, opt, {seeds.begin(), seeds.begin() + 4});
+  std::vector<Generation> alone =
+      generate(f.model, {f.prompts[0]}, 4, opt, {seeds.begin(), seeds.begin() + 4});
   // Prompt 2 with prompt 1 in front of it, and its samples in another order.
   PrefixState prefix = prefill(f.model, {f.prompts[1], f.prompts[2]});
-  std::vector<Generation> mixed = sample_from(f.model, prefix, {1, 0, 1}, opt, {seeds[9], seeds[0], seeds[8]});
+  std::vector<Generation> mixed =
+      sample_from(f.model, prefix, {1, 0, 1}, opt, {seeds[9], seeds[0], seeds[8]});
   int differing_samples = 0;
   for (int j = 0; j < 4; ++j) {
     EXPECT_EQ(alone[j].tokens, batch[j].tokens) << "sample " << j;
-    EXPECT_TRUE(test::all_close(std::vector<double>(alone[j].logprobs.begin(), alone[j].logprobs.end()),
-                                std::vector<double>(batch[j].logprobs.begin(), batch[j].logprobs.end()), 1e-5, 1e-5));
+    EXPECT_TRUE(test::all_close(
+        std::vector<double>(alone[j].logprobs.begin(), alone[j].logprobs.end()),
+        std::vector<double>(batch[j].logprobs.begin(), batch[j].logprobs.end()), 1e-5, 1e-5));
     differing_samples += batch[j].tokens != batch[0].tokens;
   }
   EXPECT_GT(differing_samples, 0) << "different seeds should give different samples";
@@ -146,7 +154,8 @@ TEST(Sampler, TopKAndTopPNeverSampleOutsideTheirSet) {
   std::vector<float> logits = logits_t.to_vector<float>();
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
   for (double temperature : {0.5, 1.0, 2.0}) {
     // The nucleus at this temperature, computed here independently.
     std::vector<double> p(V);
@@ -215,7 +224,8 @@ TEST(Sampler, SampledFrequenciesFollowTheTemperedSoftmax) {
   for (float l : logits) z += std::exp(l / 0.7);
   for (int64_t i = 0; i < V; ++i) {
     double want = std::exp(logits[i] / 0.7) / z;
-    EXPECT_NEAR(count[i] / double(draws), want, 4 * std::sqrt(want * (1 - want) / draws) + 1e-3) << "token " << i;
+    EXPECT_NEAR(count[i] / double(draws), want, 4 * std::sqrt(want * (1 - want) / draws) + 1e-3)
+        << "token " << i;
   }
 }
 
@@ -237,7 +247,8 @@ TEST(Sampler, StopTokensEndSequencesAndMaxNewTokensCapsThem) {
   opt.max_new_tokens = 0;
   out = generate(f.model, f.prompts, 1, opt, derive_seeds(4, 3));
   for (const Generation& g : out) EXPECT_TRUE(g.tokens.empty());
-  EXPECT_THROW(generate(f.model, f.prompts, 1, opt, derive_seeds(4, 2)), std::runtime_error);  // seed count
+  EXPECT_THROW(generate(f.model, f.prompts, 1, opt, derive_seeds(4, 2)),
+               std::runtime_error);  // seed count
 }
 
 TEST(Sampler, CacheCapacityIsChecked) {

@@ -64,25 +64,29 @@ void run_generate(const GenerateArgs& a) {
   std::vector<int64_t> vision_block;
   visplay::Tensor pixels;
   if (!a.image.empty()) {
-    if (!c.has_vision) throw std::runtime_error(a.model_dir + ": this model has no vision tower; drop --image");
+    if (!c.has_vision)
+      throw std::runtime_error(a.model_dir + ": this model has no vision tower; drop --image");
     const visplay::VisionConfig& v = c.vision;
-    std::vector<float> chw =
-        visplay::load_image_for_model(a.image, static_cast<int>(v.image_size), v.image_mean.data(), v.image_std.data());
+    std::vector<float> chw = visplay::load_image_for_model(a.image, static_cast<int>(v.image_size),
+                                                           v.image_mean.data(), v.image_std.data());
     pixels = visplay::Tensor::from_vector(chw, {3, v.image_size, v.image_size});
     if (c.vision_start_token_id >= 0) vision_block.push_back(c.vision_start_token_id);
-    for (int64_t t = 0; t < v.num_visual_tokens(); ++t) vision_block.push_back(c.image_pad_token_id);
+    for (int64_t t = 0; t < v.num_visual_tokens(); ++t)
+      vision_block.push_back(c.image_pad_token_id);
     if (c.vision_end_token_id >= 0) vision_block.push_back(c.vision_end_token_id);
   }
 
   std::vector<int64_t> ids;
-  std::function<std::string(const std::vector<int64_t>&)> detokenize = [](const std::vector<int64_t>& t) {
-    std::string s;
-    for (int64_t id : t) s += (s.empty() ? "" : " ") + std::to_string(id);
-    return s;
-  };
+  std::function<std::string(const std::vector<int64_t>&)> detokenize =
+      [](const std::vector<int64_t>& t) {
+        std::string s;
+        for (int64_t id : t) s += (s.empty() ? "" : " ") + std::to_string(id);
+        return s;
+      };
 #ifdef VISPLAY_GENERATE_HAS_TOKENIZER
   std::shared_ptr<visplay::Tokenizer> tok;
-  if (fs::exists(fs::path(a.model_dir) / "tokenizer.json") || fs::exists(fs::path(a.model_dir) / "encoder.json"))
+  if (fs::exists(fs::path(a.model_dir) / "tokenizer.json") ||
+      fs::exists(fs::path(a.model_dir) / "encoder.json"))
     tok = visplay::load_tokenizer(a.model_dir);
   if (tok) {
     const visplay::SpecialTokenIds& sp = tok->special_ids();
@@ -99,14 +103,18 @@ void run_generate(const GenerateArgs& a) {
     ids.insert(ids.begin(), vision_block.begin(), vision_block.end());
   } else {
 #ifdef VISPLAY_GENERATE_HAS_TOKENIZER
-    if (!tok) throw std::runtime_error(a.model_dir + ": no tokenizer.json to encode --prompt (or pass --prompt-ids)");
+    if (!tok)
+      throw std::runtime_error(a.model_dir +
+                               ": no tokenizer.json to encode --prompt (or pass --prompt-ids)");
     auto encode = [&](const std::string& s) {
       std::vector<int32_t> e = tok->encode(s);
       return std::vector<int64_t>(e.begin(), e.end());
     };
     const visplay::SpecialTokenIds& sp = tok->special_ids();
     bool chat = !a.raw && sp.im_start >= 0 && sp.im_end >= 0;
-    auto append = [&](const std::vector<int64_t>& part) { ids.insert(ids.end(), part.begin(), part.end()); };
+    auto append = [&](const std::vector<int64_t>& part) {
+      ids.insert(ids.end(), part.begin(), part.end());
+    };
     if (chat) {
       ids.push_back(sp.im_start);
       append(encode("user\n"));
@@ -120,13 +128,15 @@ void run_generate(const GenerateArgs& a) {
       append(encode("assistant\n"));
     }
 #else
-    throw std::runtime_error("this build has no tokenizer (model/tokenizer.h); pass --prompt-ids instead of --prompt");
+    throw std::runtime_error(
+        "this build has no tokenizer (model/tokenizer.h); pass --prompt-ids instead of --prompt");
 #endif
   }
   if (ids.empty()) throw std::runtime_error("the prompt is empty");
   for (int64_t id : ids)
     if (id < 0 || id >= c.decoder.vocab_size)
-      throw std::runtime_error("prompt token id " + std::to_string(id) + " is outside the vocabulary of " +
+      throw std::runtime_error("prompt token id " + std::to_string(id) +
+                               " is outside the vocabulary of " +
                                std::to_string(c.decoder.vocab_size));
 
   visplay::SamplingOptions opt;
@@ -149,8 +159,8 @@ void run_generate(const GenerateArgs& a) {
       for (int64_t t : g.tokens) std::printf(" %lld", static_cast<long long>(t));
       std::printf("\n");
     }
-    std::printf("    (%zu tokens, %s, sum logprob %.4f)\n", g.tokens.size(), g.stopped ? "stopped" : "max length",
-                total);
+    std::printf("    (%zu tokens, %s, sum logprob %.4f)\n", g.tokens.size(),
+                g.stopped ? "stopped" : "max length", total);
   }
 }
 
@@ -159,11 +169,13 @@ void run_generate(const GenerateArgs& a) {
 static void setup_generate(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Sample continuations of an image + text prompt");
-  cmd->add_option("--model", args->model_dir, "Checkpoint folder (config.json, model.safetensors, tokenizer)")
+  cmd->add_option("--model", args->model_dir,
+                  "Checkpoint folder (config.json, model.safetensors, tokenizer)")
       ->required();
   cmd->add_option("--image", args->image, "Image file (PNG or JPEG)");
   cmd->add_option("--prompt", args->prompt, "Prompt text");
-  cmd->add_option("--prompt-ids", args->prompt_ids, "Prompt as space-separated token ids (instead of --prompt)");
+  cmd->add_option("--prompt-ids", args->prompt_ids,
+                  "Prompt as space-separated token ids (instead of --prompt)");
   cmd->add_option("-n", args->n, "Number of samples")->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", args->temperature, "Sampling temperature (0 = greedy)");
   cmd->add_option("--top-k", args->top_k, "Keep the k most likely tokens (0 = all)");
