@@ -238,6 +238,12 @@ void VLM::init_weights(uint64_t seed) {
   params_.initialize(rng, 0.02);
 }
 
+VLM VLM::clone() const {
+  VLM copy(config_);
+  copy.params_ = params_.clone();
+  return copy;
+}
+
 const Tensor& VLM::head_weight() const {
   return config_.decoder.tie_word_embeddings ? params_.get("model.embed_tokens.weight")
                                              : params_.get("lm_head.weight");

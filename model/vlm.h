@@ -62,6 +62,9 @@ class VLM {
   const ParamStore& params() const { return params_; }
   // Normal(0, 0.02) weights, norm scales 1, biases 0, from a seeded Rng.
   void init_weights(uint64_t seed);
+  // A deep copy with its own weights (copying a VLM object shares them), e.g.
+  // the frozen reference policy for the KL term.
+  VLM clone() const;
 
   // ---- vision ----
   // pixels [N, 3, H, W] -> ViT patch features [N, patches, vision width].

@@ -243,8 +243,19 @@ TEST(VLM, SameSeedSameWeightsAndTrainingLowersTheLoss) {
     (step == 0 ? first : last) = loss.item();
   }
   EXPECT_LT(last, 0.3 * first) << "first " << first << " last " << last;
-  // The vision tower trained too.
+  // The vision tower trained too, and b (same seed, untouched) did not move.
   EXPECT_TRUE(a.params().get("vision.blocks.0.attn.q_proj.weight").grad().defined());
+  EXPECT_NE(a.params().get("vision.pos_embed").to_vector<float>(),
+            b.params().get("vision.pos_embed").to_vector<float>());
+  // clone() copies the weights: training the original leaves the clone as it was.
+  VLM frozen = a.clone();
+  std::vector<float> before = frozen.params().get("model.norm.weight").to_vector<float>();
+  EXPECT_EQ(before, a.params().get("model.norm.weight").to_vector<float>());
+  opt.zero_grad();
+  neg(sum(mul(a.token_logprobs({ids, mask, pixels}, targets).logprobs, w))).backward();
+  opt.step();
+  EXPECT_NE(before, a.params().get("model.norm.weight").to_vector<float>());
+  EXPECT_EQ(before, frozen.params().get("model.norm.weight").to_vector<float>());
 }
 
 }  // namespace
