@@ -185,6 +185,32 @@ TEST(Checkpoint, LoadingNamesTheFirstBadTensor) {
   expect_error([&] { load_checkpoint(dir); }, {"no model.safetensors"});
 }
 
+TEST(Checkpoint, ShardedHuggingFaceFolderLoads) {
+  std::string dir = temp_dir("sharded");
+  VLM m(ref::tiny_vlm_config());
+  m.init_weights(9);
+  save_config(dir + "/config.json", m.config());
+  std::vector<std::pair<std::string, Tensor>> a, b;
+  nlohmann::json index;
+  const auto& names = m.params().names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    bool first = i % 2 == 0;
+    (first ? a : b).emplace_back(names[i], m.params().get(names[i]));
+    index["weight_map"][names[i]] =
+        first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  save_safetensors(dir + "/model-00001-of-00002.safetensors", a);
+  save_safetensors(dir + "/model-00002-of-00002.safetensors", b);
+  write_file_atomic(dir + "/model.safetensors.index.json", index.dump());
+  VLM back = load_checkpoint(dir);
+  for (const std::string& n : names)
+    EXPECT_EQ(bytes_of(back.params().get(n)), bytes_of(m.params().get(n))) << n;
+  // A shard that lost a tensor is reported.
+  b.pop_back();
+  save_safetensors(dir + "/model-00002-of-00002.safetensors", b);
+  expect_error([&] { load_checkpoint(dir); }, {"missing tensor"});
+}
+
 TEST(Checkpoint, Bf16WeightsLoadAsF32) {
   std::string dir = temp_dir("bf16");
   VLM m(ref::tiny_vlm_config(true));
