@@ -95,8 +95,9 @@ TEST(Sampler, KvCacheGenerationEqualsFullRecomputation) {
       full += out[i].tokens.size() == 12;
       expect_matches_full_recompute(f.model, f.prompts[out[i].prompt_index], out[i], greedy);
     }
-    if (!greedy)
+    if (!greedy) {
       EXPECT_TRUE(stopped > 0 && full > 0) << "want both early stops and full-length sequences";
+    }
   }
 }
 
@@ -242,7 +243,9 @@ TEST(Sampler, StopTokensEndSequencesAndMaxNewTokensCapsThem) {
     ASSERT_LE(g.tokens.size(), 6u);
     for (size_t i = 0; i + 1 < g.tokens.size(); ++i) EXPECT_FALSE(stop.count(g.tokens[i]));
     EXPECT_EQ(g.stopped, stop.count(g.tokens.back()) == 1);
-    if (!g.stopped) EXPECT_EQ(g.tokens.size(), 6u);
+    if (!g.stopped) {
+      EXPECT_EQ(g.tokens.size(), 6u);
+    }
   }
   opt.max_new_tokens = 0;
   out = generate(f.model, f.prompts, 1, opt, derive_seeds(4, 3));
