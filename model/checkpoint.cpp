@@ -74,10 +74,9 @@ void load_from_files(VLM& model, const std::vector<std::unique_ptr<SafetensorsFi
       if (!p.contains(e.name)) continue;
       Tensor stored = f->load(e.name);
       Tensor& param = p.get(e.name);
-      bool grad = param.requires_grad();
-      Tensor fresh = stored.dtype() == DType::f32 ? stored : stored.to(DType::f32);
-      if (grad) fresh.set_requires_grad(true);
-      p.set(e.name, fresh);
+      // Copy into the existing tensor (converting the dtype), so handles held
+      // elsewhere (an optimizer's parameter list) see the loaded values.
+      param.detach().copy_(stored);
     }
 }
 

@@ -23,8 +23,8 @@ void save_checkpoint(const std::string& dir, const VLM& model,
 // an lm_head.weight beside tied embeddings.
 VLM load_checkpoint(const std::string& dir);
 
-// Loads weights from one .safetensors file into an existing model, with the
-// same checks as load_checkpoint.
+// Loads weights from one .safetensors file into an existing model's tensors
+// (in place: handles to them stay valid), with the same checks as load_checkpoint.
 void load_weights(VLM& model, const std::string& safetensors_path);
 
 }  // namespace visplay

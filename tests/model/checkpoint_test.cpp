@@ -136,6 +136,12 @@ TEST(Checkpoint, RoundTripIsBitExactWithConfigAndTokenizer) {
   ASSERT_EQ(back.params().names(), m.params().names());
   for (const std::string& n : m.params().names())
     EXPECT_EQ(bytes_of(back.params().get(n)), bytes_of(m.params().get(n))) << n;
+  // load_weights writes into the existing tensors: old handles see the new values.
+  VLM other(ref::tiny_vlm_config());
+  other.init_weights(99);
+  Tensor handle = other.params().get("projector.fc1.weight");
+  load_weights(other, out + "/model.safetensors");
+  EXPECT_EQ(bytes_of(handle), bytes_of(m.params().get("projector.fc1.weight")));
   // Saving again over the same folder works and gives identical bytes.
   std::string first = read_text_file(out + "/model.safetensors");
   save_checkpoint(out, back);
