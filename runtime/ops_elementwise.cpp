@@ -2,6 +2,7 @@
 #include <cmath>
 #include <functional>
 
+#include "kernels/cpu/parallel.h"
 #include "runtime/ops_common.h"
 #include "visplay/kernels/elementwise.h"
 
@@ -57,7 +58,7 @@ void binary_kernel(BinOp op, const Tensor& a, const Tensor& b, const Tensor& out
   if (a.is_contiguous() && b.is_contiguous() && a.shape() == out.shape()) {
     int64_t nb = b.numel();
     if (nb == n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) po[i] = apply(op, pa[i], pb[i]);
       return;
     }
@@ -66,7 +67,7 @@ void binary_kernel(BinOp op, const Tensor& a, const Tensor& b, const Tensor& out
                   std::equal(sb.begin(), sb.end(), out.shape().end() - sb.size());
     if (suffix && nb > 0) {
       int64_t rows = n / nb;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < nb; ++j) po[r * nb + j] = apply(op, pa[r * nb + j], pb[j]);
       return;
@@ -78,7 +79,7 @@ void binary_kernel(BinOp op, const Tensor& a, const Tensor& b, const Tensor& out
   int64_t inner = nd ? shape[nd - 1] : 1;
   int64_t rows = inner ? n / inner : 0;
   int64_t ia = nd ? sa[nd - 1] : 0, ib = nd ? sb[nd - 1] : 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     int64_t oa = 0, ob = 0, rem = r;
     for (int64_t d = nd - 2; d >= 0; --d) {
@@ -170,7 +171,7 @@ Tensor unary(const char* name, const Tensor& a, F f, DF df, kernels::UnaryOp cod
     using T = decltype(t);
     const T* px = x.data<T>();
     T* po = out.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) po[i] = static_cast<T>(f(static_cast<double>(px[i])));
   });
   Tensor xs = x.detach(), ys = out.detach();
@@ -182,7 +183,7 @@ Tensor unary(const char* name, const Tensor& a, F f, DF df, kernels::UnaryOp cod
       using T = decltype(t);
       const T *px = xs.data<T>(), *py = ys.data<T>(), *pg = gc.data<T>();
       T* pd = dx.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) pd[i] = static_cast<T>(pg[i] * df(double(px[i]), double(py[i])));
     });
     return std::vector<Tensor>{dx};
@@ -246,7 +247,7 @@ Tensor sum(const Tensor& a) {
   dispatch_float("sum", x.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* p = x.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
     for (int64_t c = 0; c < chunks; ++c) {
       double s = 0;
       for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) s += p[i];
@@ -280,7 +281,7 @@ Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
     T* po = out.data<T>();
     constexpr int64_t kCols = 256;
     int64_t col_blocks = (inner + kCols - 1) / kCols;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (outer * n * inner > kernels::cpu::kParallelMinElements)
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t cb = 0; cb < col_blocks; ++cb) {
         int64_t c0 = cb * kCols, c1 = std::min(inner, c0 + kCols);

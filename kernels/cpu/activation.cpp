@@ -1,3 +1,4 @@
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/activation.h"
 
 #include <algorithm>
@@ -13,7 +14,7 @@ template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); 
 
 template <class T>
 void gelu_forward(const T* x, T* y, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T v = x[i];
     T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
@@ -23,7 +24,7 @@ void gelu_forward(const T* x, T* y, int64_t n) {
 
 template <class T>
 void gelu_backward(const T* dy, const T* x, T* dx, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T v = x[i];
     T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
@@ -35,13 +36,13 @@ void gelu_backward(const T* dy, const T* x, T* dx, int64_t n) {
 
 template <class T>
 void silu_forward(const T* x, T* y, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
 }
 
 template <class T>
 void silu_backward(const T* dy, const T* x, T* dx, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T s = sigmoid(x[i]);
     dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
@@ -50,13 +51,13 @@ void silu_backward(const T* dy, const T* x, T* dx, int64_t n) {
 
 template <class T>
 void swiglu_forward(const T* gate, const T* up, T* y, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
 template <class T>
 void swiglu_backward(const T* dy, const T* gate, const T* up, T* dgate, T* dup, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T g = gate[i], s = sigmoid(g);
     if (dup) dup[i] = dy[i] * g * s;
@@ -66,7 +67,7 @@ void swiglu_backward(const T* dy, const T* gate, const T* up, T* dgate, T* dup, 
 
 template <class T>
 void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -84,7 +85,7 @@ void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
 
 template <class T>
 void softmax_backward(const T* dy, const T* y, T* dx, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* dyr = dy + r * n;
     const T* yr = y + r * n;

@@ -1,4 +1,5 @@
 #include "kernels/cpu/adamw.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 
@@ -9,7 +10,7 @@ void adamw_step(T* param, const T* grad, T* m, T* v, int64_t n, double lr, doubl
                 double beta2, double eps, double weight_decay, int64_t step) {
   double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     double g = grad[i];
     double mi = beta1 * m[i] + (1.0 - beta1) * g;

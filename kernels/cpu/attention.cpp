@@ -1,4 +1,5 @@
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -50,7 +51,7 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
   int64_t group = s.H / s.Hkv;
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
   const T scale = static_cast<T>(s.scale);
-#pragma omp parallel for collapse(3) schedule(dynamic)
+#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -126,7 +127,7 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   const T scale = static_cast<T>(s.scale);
   // delta[b,h,i] = dout_i . out_i, the softmax backward's row term.
   std::vector<T> delta(s.B * s.H * s.Sq);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (s.B * s.H * s.Sq * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t i = 0; i < s.Sq; ++i)
       for (int64_t h = 0; h < s.H; ++h)
@@ -140,7 +141,7 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   };
 
   // Pass 1: dq, one query row at a time.
-#pragma omp parallel for collapse(3) schedule(dynamic)
+#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t i = 0; i < s.Sq; ++i) {
@@ -163,7 +164,7 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
 
   // Pass 2: dk and dv, one key row at a time, summing over the query heads of
   // its group.
-#pragma omp parallel for collapse(3) schedule(dynamic)
+#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t hk = 0; hk < s.Hkv; ++hk)
       for (int64_t j = 0; j < s.Sk; ++j) {

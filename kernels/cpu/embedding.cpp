@@ -1,4 +1,5 @@
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,7 +8,7 @@ namespace visplay::kernels::cpu {
 
 template <class T>
 void embedding_forward(const T* weight, const int64_t* ids, T* out, int64_t n, int64_t D) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * D > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) std::memcpy(out + i * D, weight + ids[i] * D, D * sizeof(T));
 }
 
@@ -17,7 +18,7 @@ void embedding_backward(const T* dout, const int64_t* ids, T* dweight, int64_t n
   std::memset(dweight, 0, V * D * sizeof(T));
   constexpr int64_t kCols = 64;
   int64_t col_blocks = (D + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * D > kParallelMinElements)
   for (int64_t cb = 0; cb < col_blocks; ++cb) {
     int64_t c0 = cb * kCols, c1 = std::min(D, c0 + kCols);
     for (int64_t i = 0; i < n; ++i) {

@@ -1,4 +1,5 @@
 #include "kernels/cpu/norm.h"
+#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +23,7 @@ void sum_partials(const std::vector<double>& partial, int64_t chunks, int64_t n,
 
 template <class T>
 void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_t n, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     double ss = 0;
@@ -40,7 +41,7 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
                       int64_t rows, int64_t n) {
   int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
   std::vector<double> partial(dw ? chunks * n : 0, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t c = 0; c < chunks; ++c) {
     for (int64_t r = c * kRowChunk; r < std::min(rows, (c + 1) * kRowChunk); ++r) {
       const T* xr = x + r * n;
@@ -63,7 +64,7 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx,
 template <class T>
 void layernorm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, int64_t rows,
                        int64_t n, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     double m = 0;
@@ -87,7 +88,7 @@ void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, cons
                         T* dw, T* db, int64_t rows, int64_t n) {
   int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
   std::vector<double> pw(dw ? chunks * n : 0, 0.0), pb(db ? chunks * n : 0, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n > kParallelMinElements)
   for (int64_t c = 0; c < chunks; ++c) {
     for (int64_t r = c * kRowChunk; r < std::min(rows, (c + 1) * kRowChunk); ++r) {
       const T* xr = x + r * n;

@@ -1,3 +1,4 @@
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/rope.h"
 
 #include <cmath>
@@ -14,7 +15,7 @@ void rope_apply(const T* x, T* y, const int64_t* positions, int64_t B, int64_t S
   std::vector<float> inv_freq(half);
   for (int64_t i = 0; i < half; ++i)
     inv_freq[i] = 1.0f / std::pow(static_cast<float>(base), static_cast<float>(2 * i) / D);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * S * H * D > kParallelMinElements)
   for (int64_t bs = 0; bs < B * S; ++bs) {
     float pos = static_cast<float>(positions[bs]);
     std::vector<T> c(half), s(half);
