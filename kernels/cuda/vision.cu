@@ -43,14 +43,14 @@ __global__ void bias_gelu_forward_kernel(const float* x, const float* bias, long
                                          float* y) {
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<long>(gridDim.x) * blockDim.x)
-    y[i] = gelu_erf(x[i] + (bias ? bias[i % dim] : 0.0f));
+    y[i] = gelu_tanh_vision(x[i] + (bias ? bias[i % dim] : 0.0f));
 }
 
 __global__ void bias_gelu_backward_kernel(const float* x, const float* bias, const float* dy,
                                           long total, int dim, float* dx) {
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<long>(gridDim.x) * blockDim.x)
-    dx[i] = dy[i] * gelu_erf_grad(x[i] + (bias ? bias[i % dim] : 0.0f));
+    dx[i] = dy[i] * gelu_tanh_vision_grad(x[i] + (bias ? bias[i % dim] : 0.0f));
 }
 
 // One thread per column, rows summed in order: deterministic.

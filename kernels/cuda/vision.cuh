@@ -6,13 +6,16 @@
 namespace visplay::kernels::VISPLAY_KERNELS_NS {
 
 // Exact GELU and its derivative: Phi(u) + u phi(u).
-__device__ __forceinline__ float gelu_erf(float u) {
-  return 0.5f * u * (1.0f + erff(u * 0.70710678118654752f));
+// GELU in its tanh form, the one the runtime's gelu op (and the ViT) uses, so
+// this epilogue can replace linear + gelu without changing results.
+__device__ __forceinline__ float gelu_tanh_vision(float u) {
+  const float k = 0.7978845608028654f;
+  return 0.5f * u * (1.0f + tanhf(k * (u + 0.044715f * u * u * u)));
 }
-__device__ __forceinline__ float gelu_erf_grad(float u) {
-  float cdf = 0.5f * (1.0f + erff(u * 0.70710678118654752f));
-  float pdf = 0.39894228040143268f * __expf(-0.5f * u * u);
-  return cdf + u * pdf;
+__device__ __forceinline__ float gelu_tanh_vision_grad(float u) {
+  const float k = 0.7978845608028654f;
+  float t = tanhf(k * (u + 0.044715f * u * u * u));
+  return 0.5f * (1.0f + t) + 0.5f * u * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * u * u);
 }
 
 __global__ void patch_embed_kernel(const float* image_f32, const uint8_t* image_u8,

@@ -27,7 +27,7 @@ void patch_embed_forward(const float* image_f32, const uint8_t* image_u8, const 
                          int patch, const float* weight, const float* bias, const float* pos,
                          int embed, float* out, void* stream);
 
-// y = gelu(x + bias) with the exact (erf) GELU, x[rows, dim], bias[dim] or nullptr.
+// y = gelu(x + bias) with the tanh-form GELU (as the runtime op), x[rows, dim], bias[dim] or nullptr.
 void bias_gelu_forward(const float* x, const float* bias, int rows, int dim, float* y,
                        void* stream);
 // dx = dy * gelu'(x + bias); dbias[dim] (overwritten, may be nullptr) = column sums of dx.
