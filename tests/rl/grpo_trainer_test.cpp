@@ -65,6 +65,7 @@ std::vector<Generation> fixed_rollouts(const VLM& m, const std::vector<PromptInp
 }
 
 TEST(Rollout, TrainingForwardMatchesSamplerLogprobs) {
+  testing::use_one_thread();
   Rng rng(11);
   VLM model(tiny_config());
   model.init_weights(5);
@@ -95,6 +96,7 @@ TEST(Rollout, TrainingForwardMatchesSamplerLogprobs) {
 }
 
 TEST(Grpo, PositivelyRewardedResponseGainsProbability) {
+  testing::use_one_thread();
   Rng rng(3);
   VLM model(tiny_config());
   model.init_weights(21);
@@ -121,6 +123,7 @@ TEST(Grpo, PositivelyRewardedResponseGainsProbability) {
 }
 
 TEST(Grpo, ConstantGroupHasZeroAdvantageAndChangesNothing) {
+  testing::use_one_thread();
   std::vector<float> r = {0.3f, 0.3f, 0.3f, 0.3f, 1.f, 0.f, 0.5f, 0.25f};
   std::vector<float> adv = group_advantages(Tensor::from_vector(r, {2, 4})).to_vector<float>();
   for (int j = 0; j < 4; ++j) EXPECT_EQ(adv[j], 0.0f);
@@ -145,6 +148,7 @@ TEST(Grpo, ConstantGroupHasZeroAdvantageAndChangesNothing) {
 }
 
 TEST(Grpo, MicroBatchAccumulationEqualsOneBatch) {
+  testing::use_one_thread();
   for (LossAggregation agg : {LossAggregation::token_mean, LossAggregation::seq_mean_token_mean}) {
     Rng rng(9);
     VLM a(tiny_config()), b(tiny_config());
@@ -173,6 +177,7 @@ TEST(Grpo, MicroBatchAccumulationEqualsOneBatch) {
 }
 
 TEST(Grpo, StepIsDeterministicAndSeesEveryRollout) {
+  testing::use_one_thread();
   auto run = [](std::vector<float>* params) {
     Rng rng(6);
     VLM model(tiny_config());
@@ -220,6 +225,7 @@ TEST(Grpo, StepIsDeterministicAndSeesEveryRollout) {
 }
 
 TEST(Grpo, RejectsUnsupportedKlEstimator) {
+  testing::use_one_thread();
   VLM model(tiny_config());
   model.init_weights(1);
   GrpoConfig g = small_grpo();

@@ -9,7 +9,19 @@
 #include "model/vlm.h"
 #include "runtime/random.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace visplay::rl::testing {
+
+// These models are far too small to gain from threads, and on a busy shared machine OpenMP's
+// spinning barriers make a 2-thread run of them up to 100x slower: run them on one thread.
+inline void use_one_thread() {
+#ifdef _OPENMP
+  omp_set_num_threads(1);
+#endif
+}
 
 inline VLMConfig tiny_config(int64_t vocab = 40) {
   VLMConfig c;
