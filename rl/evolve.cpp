@@ -303,7 +303,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           silver.confidence_histogram[k] += part.confidence_histogram[k];
         }
         if (bar) {
-          bar->set_field("kept", static_cast<double>(silver.kept), 0);
+          bar->set_field("kept", std::to_string(silver.kept));
           bar->set(static_cast<int64_t>(end));
         }
       }
