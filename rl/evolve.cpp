@@ -150,6 +150,23 @@ std::unique_ptr<ProgressBar> make_bar(std::ostream* out, const std::string& labe
 
 }  // namespace
 
+VisPlayConfig shapeworld_evolve_config() {
+  VisPlayConfig c;
+  c.prompts = shapeworld_prompts();
+  c.questioner.rollout.max_new_tokens = 32;
+  c.reasoner.rollout.max_new_tokens = 96;
+  c.uncertainty.sampling.max_new_tokens = 16;
+  c.data.candidate_images = 512;
+  c.data.question_sampling.max_new_tokens = 32;
+  c.data.vote_sampling.max_new_tokens = 96;
+  c.grpo.prompts_per_step = 16;
+  c.grpo.prompts_per_update = 16;
+  c.grpo.micro_batch_size = 32;
+  c.grpo.lr = 1e-5;
+  c.validate();
+  return c;
+}
+
 int last_complete_iteration(const std::string& out_dir) {
   int last = 0;
   if (!fs::is_directory(out_dir)) return 0;

@@ -43,6 +43,12 @@ struct EvolveResult {
   std::vector<nlohmann::json> summaries;  // one per iteration performed (iter-K/summary.json)
 };
 
+// The defaults for the tiny ShapeWorld model on a CPU: ShapeWorld prompts, short responses
+// (questions ~12 tokens, direct answers ~4, reasoning traces a few dozen), 16 images per GRPO
+// step, 512 candidate images, a learning rate for a ~1M-parameter model. The method's numbers
+// (G = 8, m = 10 / 9, the band, the clips, the KL) stay the paper's.
+VisPlayConfig shapeworld_evolve_config();
+
 // Runs the loop. Throws std::runtime_error naming the file or option on bad input (missing
 // checkpoint or tokenizer, no images, out_dir already holding iterations without resume).
 EvolveResult run_evolve(const EvolveOptions& options);

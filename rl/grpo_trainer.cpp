@@ -155,13 +155,11 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
   // Response lengths.
   st.response_length_min = std::numeric_limits<int64_t>::max();
   int64_t truncated = 0;
-  std::vector<ScoredSequence> sequences(N);
+  std::vector<int64_t> rows(N);
+  std::vector<std::vector<int64_t>> completions(N);
   for (int64_t i = 0; i < N; ++i) {
     const Generation& g = rollouts[i];
     const int64_t len = static_cast<int64_t>(g.tokens.size());
-    if (len == 0) {
-      throw std::runtime_error("GRPO step: rollout " + std::to_string(i) + " is empty");
-    }
     if (static_cast<int64_t>(g.logprobs.size()) != len) {
       throw std::runtime_error("GRPO step: rollout " + std::to_string(i) + " has " +
                                std::to_string(g.logprobs.size()) + " log-probs for " +
@@ -172,17 +170,18 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
     st.response_length_max = std::max(st.response_length_max, len);
     st.generated_tokens += len;
     if (!g.stopped) ++truncated;
-    const int64_t p = i / group_size;
-    sequences[i] = {&prompts[p].ids, &g.tokens, prompts[p].pixels};
+    rows[i] = i / group_size;
+    completions[i] = g.tokens;
   }
   st.truncated_fraction = static_cast<double>(truncated) / N;
 
   // Per-token loss weights: token mean weights every response token 1; seq-mean-token-mean
-  // weights a sequence's tokens 1 / its length so that each sequence counts once.
+  // weights a sequence's tokens 1 / its length so that each sequence counts once. An empty
+  // response (cut at an image-pad token) has no token to train.
   std::vector<std::vector<float>> token_weight(N), token_advantage(N);
   for (int64_t i = 0; i < N; ++i) {
     const size_t len = rollouts[i].tokens.size();
-    const float w = config_.loss_aggregation == LossAggregation::token_mean
+    const float w = config_.loss_aggregation == LossAggregation::token_mean || len == 0
                         ? sequence_weight[i]
                         : sequence_weight[i] / static_cast<float>(len);
     token_weight[i].assign(len, w);
@@ -193,7 +192,7 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
   const int64_t updates_per_epoch = (P + per_update - 1) / per_update;
   std::vector<std::vector<float>> old_logprobs(N);
   if (updates_per_epoch * config_.epochs > 1) {
-    old_logprobs = score_responses(policy_, sequences, config_.micro_batch_size);
+    old_logprobs = score_completions(policy_, prompts, rows, completions, config_.micro_batch_size);
     st.recomputed_old_logprobs = true;
   } else {
     for (int64_t i = 0; i < N; ++i) old_logprobs[i] = rollouts[i].logprobs;
@@ -220,25 +219,30 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
       optimizer_->zero_grad();
       for (int64_t m0 = first; m0 < last; m0 += config_.micro_batch_size) {
         const int64_t m1 = std::min(last, m0 + static_cast<int64_t>(config_.micro_batch_size));
-        std::vector<ScoredSequence> micro(sequences.begin() + m0, sequences.begin() + m1);
         std::vector<std::vector<float>> w(token_weight.begin() + m0, token_weight.begin() + m1);
         double micro_weight = 0;
         for (const auto& row : w) {
           for (float x : row) micro_weight += x;
         }
         if (micro_weight <= 0) continue;
-        TrainingBatch batch = make_training_batch(micro, policy_.config().image_pad_token_id);
-        Tensor mask = scatter_response_values(batch, w, 0.0f);
-        Tensor adv = scatter_response_values(
-            batch, {token_advantage.begin() + m0, token_advantage.begin() + m1}, 0.0f);
-        Tensor old = scatter_response_values(
-            batch, {old_logprobs.begin() + m0, old_logprobs.begin() + m1}, 0.0f);
+        // The micro-batch's distinct prompts (its groups), each image encoded once.
+        const int64_t p0 = m0 / group_size, p1 = (m1 - 1) / group_size + 1;
+        std::vector<PromptInput> micro_prompts(prompts.begin() + p0, prompts.begin() + p1);
+        std::vector<int64_t> micro_rows;
+        for (int64_t i = m0; i < m1; ++i) micro_rows.push_back(rows[i] - p0);
+        std::vector<std::vector<int64_t>> micro(completions.begin() + m0, completions.begin() + m1);
+        CompletionBatch batch =
+            make_completion_batch(policy_.config(), micro_prompts, micro_rows, micro);
+        const int64_t L = batch.max_completion;
+        Tensor mask = pad_rows(w, L);
+        Tensor adv = pad_rows({token_advantage.begin() + m0, token_advantage.begin() + m1}, L);
+        Tensor old = pad_rows({old_logprobs.begin() + m0, old_logprobs.begin() + m1}, L);
         Tensor ref = old;
         if (reference_) {
           NoGradGuard no_grad;
-          ref = reference_->token_logprobs(batch.input, batch.targets).logprobs.contiguous();
+          ref = completion_logprobs(*reference_, batch).logprobs.contiguous();
         }
-        TokenLogprobs lp = policy_.token_logprobs(batch.input, batch.targets);
+        TokenLogprobs lp = completion_logprobs(policy_, batch);
         kernels::cpu::GrpoLossStats ls;
         Tensor loss = grpo_loss(lp.logprobs, old, ref, adv, mask, loss_opt, &ls);
         scale(loss, micro_weight / mini_weight).backward();
@@ -251,12 +255,11 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
         st.dual_clip_fraction += ls.dual_clip_fraction * micro_weight;
         std::vector<float> ent = lp.entropy.contiguous().to_vector<float>();
         for (int64_t b = 0; b < m1 - m0; ++b) {
-          for (int64_t k = 0; k < batch.response_length[b]; ++k) {
-            st.entropy += ent[b * batch.length + batch.response_start[b] + k];
-          }
-          entropy_tokens += static_cast<double>(batch.response_length[b]);
+          const int64_t len = static_cast<int64_t>(micro[b].size());
+          for (int64_t k = 0; k < len; ++k) st.entropy += ent[b * L + k];
+          entropy_tokens += static_cast<double>(len);
+          st.trained_tokens += static_cast<int64_t>(prompts[rows[m0 + b]].ids.size()) + len;
         }
-        st.trained_tokens += batch.tokens;
       }
       const double norm = clip_grad_norm(trainable_, max_norm);
       st.grad_norm += norm;

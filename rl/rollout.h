@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/completion.h"
 #include "model/sampler.h"
 #include "model/vlm.h"
 #include "rl/config.h"
@@ -25,47 +26,21 @@ struct GenerationStats {
 // prompt p, with its own seed derived from `seed` and its index. Prompts are processed in
 // chunks of at most max_batch_sequences sequences (at least one prompt per chunk); a
 // sequence's seed does not depend on the chunking. stats (nullable) accumulates.
-// A generated image-pad token would be replaced by a visual token if it were fed back to the
-// model, so a sequence is cut right after its first one (the pad stays as its last token, so
-// the policy is still trained on having emitted it; stopped = false).
+// The sampler bans the image-pad token (fed back, it would be replaced by a visual token); as a
+// guard a sequence is still cut just before any image pad (stopped = false).
 std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
                                         int64_t samples_per_prompt, const SamplingOptions& options,
                                         uint64_t seed, int64_t max_batch_sequences,
                                         GenerationStats* stats = nullptr);
 
-// One sequence to score: a prompt (ids + image) followed by a response.
-struct ScoredSequence {
-  const std::vector<int64_t>* prompt = nullptr;
-  const std::vector<int64_t>* response = nullptr;
-  Tensor pixels;  // [3, H, W] or [1, 3, H, W]; undefined for text only
-};
+// Per-token values of ragged rows as a right-padded [N, L] f32 tensor (`fill` beyond a row's
+// end), the layout of completion_logprobs.
+Tensor pad_rows(const std::vector<std::vector<float>>& rows, int64_t length, float fill = 0.0f);
 
-// A left-padded batch of prompt + response sequences. Response token k of row b is predicted
-// at column response_start[b] + k (its log-prob is token_logprobs' output there).
-struct TrainingBatch {
-  VLMInput input;
-  Tensor targets;                       // [B, S] i64: the next token (0 in the last column)
-  std::vector<int64_t> response_start;  // per row: the column predicting its first response token
-  std::vector<int64_t> response_length;
-  int64_t length = 0;  // S
-  int64_t tokens = 0;  // real tokens in the batch (prompt + response)
-};
-// A response may end with the image-pad token (see generate_groups): its input slot, which
-// predicts nothing, is written as token 0 so that the model sees no extra image pad. An image
-// pad anywhere else in a response is an error.
-TrainingBatch make_training_batch(const std::vector<ScoredSequence>& sequences,
-                                  int64_t image_pad_id = -1);
-
-// Per-token values of the responses laid out like the batch: out[b, response_start[b] + k] =
-// values[b][k], `fill` elsewhere. [B, S] f32.
-Tensor scatter_response_values(const TrainingBatch& batch,
-                               const std::vector<std::vector<float>>& values, float fill);
-// The reverse: values[b][k] = t[b, response_start[b] + k].
-std::vector<std::vector<float>> gather_response_values(const TrainingBatch& batch, const Tensor& t);
-
-// Log-probs of every response token under `model` (no gradient), micro-batched.
-std::vector<std::vector<float>> score_responses(const VLM& model,
-                                                const std::vector<ScoredSequence>& sequences,
-                                                int64_t micro_batch_size);
+// Log-probs (no gradient) of every completion token: completions[i] continues prompts[rows[i]].
+// Micro-batched; each prompt's image is encoded once per micro-batch.
+std::vector<std::vector<float>> score_completions(
+    const VLM& model, const std::vector<PromptInput>& prompts, const std::vector<int64_t>& rows,
+    const std::vector<std::vector<int64_t>>& completions, int64_t micro_batch_size);
 
 }  // namespace visplay::rl

@@ -46,7 +46,8 @@ std::vector<Generation> fixed_rollouts(const VLM& m, const std::vector<PromptInp
                                        const std::vector<std::vector<int64_t>>& responses) {
   const int64_t G = static_cast<int64_t>(responses.size());
   std::vector<Generation> out;
-  std::vector<ScoredSequence> seqs;
+  std::vector<int64_t> rows;
+  std::vector<std::vector<int64_t>> completions;
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (int64_t j = 0; j < G; ++j) {
       Generation g;
@@ -57,9 +58,10 @@ std::vector<Generation> fixed_rollouts(const VLM& m, const std::vector<PromptInp
     }
   }
   for (size_t i = 0; i < out.size(); ++i) {
-    seqs.push_back({&prompts[i / G].ids, &out[i].tokens, prompts[i / G].pixels});
+    rows.push_back(static_cast<int64_t>(i) / G);
+    completions.push_back(out[i].tokens);
   }
-  auto lp = score_responses(m, seqs, 3);
+  auto lp = score_completions(m, prompts, rows, completions, 3);
   for (size_t i = 0; i < out.size(); ++i) out[i].logprobs = lp[i];
   return out;
 }
@@ -76,14 +78,17 @@ TEST(Rollout, TrainingForwardMatchesSamplerLogprobs) {
   opt.stop_tokens = {model.config().eos_token_id};
   std::vector<Generation> gens = generate_groups(model, prompts, 3, opt, 77, 4);
   ASSERT_EQ(gens.size(), 6u);
-  std::vector<ScoredSequence> seqs;
+  std::vector<int64_t> rows;
+  std::vector<std::vector<int64_t>> completions;
   const int64_t pad = model.config().image_pad_token_id;
   for (const Generation& g : gens) {
-    for (size_t k = 0; k + 1 < g.tokens.size(); ++k) EXPECT_NE(g.tokens[k], pad);
+    for (int64_t t : g.tokens) EXPECT_NE(t, pad);
+    ASSERT_EQ(g.logprobs.size(), g.tokens.size());
     EXPECT_EQ(g.prompt_index, static_cast<int64_t>(&g - gens.data()) / 3);
-    seqs.push_back({&prompts[g.prompt_index].ids, &g.tokens, prompts[g.prompt_index].pixels});
+    rows.push_back(g.prompt_index);
+    completions.push_back(g.tokens);
   }
-  std::vector<std::vector<float>> scored = score_responses(model, seqs, 4);
+  std::vector<std::vector<float>> scored = score_completions(model, prompts, rows, completions, 4);
   for (size_t i = 0; i < gens.size(); ++i) {
     ASSERT_EQ(scored[i].size(), gens[i].tokens.size());
     for (size_t k = 0; k < scored[i].size(); ++k) {

@@ -68,19 +68,15 @@ inline void warm_start(VLM& model, const std::vector<PromptInput>& prompts,
                        const std::vector<std::vector<int64_t>>& responses, int steps, double lr) {
   model.params().set_requires_grad(true);
   AdamW opt(model.params().tensors(), AdamWOptions{lr, 0.9, 0.999, 1e-8, 0.0});
-  std::vector<ScoredSequence> seqs;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    seqs.push_back({&prompts[i].ids, &responses[i], prompts[i].pixels});
-  }
-  TrainingBatch batch = make_training_batch(seqs, model.config().image_pad_token_id);
-  std::vector<std::vector<float>> ones;
-  for (const auto& r : responses) ones.emplace_back(r.size(), 1.0f);
-  Tensor mask = scatter_response_values(batch, ones, 0.0f);
+  std::vector<int64_t> rows(prompts.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  CompletionBatch batch = make_completion_batch(model.config(), prompts, rows, responses);
+  Tensor mask = batch.mask;
   double count = 0;
   for (const auto& r : responses) count += static_cast<double>(r.size());
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
-    TokenLogprobs lp = model.token_logprobs(batch.input, batch.targets);
+    TokenLogprobs lp = completion_logprobs(model, batch);
     Tensor loss = scale(sum(mul(lp.logprobs, mask)), -1.0 / count);
     loss.backward();
     opt.step();

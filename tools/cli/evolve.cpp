@@ -3,10 +3,14 @@
 // stderr, metrics in OUT/metrics.jsonl, checkpoints per role per iteration in OUT/iter-K/.
 #include "rl/evolve.h"
 
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
+#include "model/tokenizer.h"
 #include "rl/config.h"
 #include "tools/cli/command.h"
 
@@ -14,6 +18,7 @@ namespace {
 
 struct EvolveCliOptions {
   std::string config;
+  std::string preset = "auto";
   std::string model;
   std::string images;
   std::string out;
@@ -21,6 +26,39 @@ struct EvolveCliOptions {
   bool resume = false;
   bool quiet = false;
 };
+
+// The preset's values, then every key of the config file on top (a JSON merge patch), then
+// validation; errors name the file.
+visplay::rl::VisPlayConfig load_config(const EvolveCliOptions& opts) {
+  std::string preset = opts.preset;
+  if (preset == "auto") {
+    preset = "paper";
+    const std::filesystem::path tok = std::filesystem::path(opts.model) / "tokenizer.json";
+    if (!opts.model.empty() && std::filesystem::exists(tok) &&
+        visplay::load_tokenizer(tok.string())->kind() == "word_level") {
+      preset = "shapeworld";
+    }
+  }
+  visplay::rl::VisPlayConfig base = preset == "shapeworld" ? visplay::rl::shapeworld_evolve_config()
+                                                           : visplay::rl::VisPlayConfig();
+  if (opts.config.empty()) return base;
+  std::ifstream in(opts.config);
+  if (!in) throw std::runtime_error(opts.config + ": cannot open the config file");
+  nlohmann::json file;
+  try {
+    file = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(opts.config + ": invalid JSON: " + e.what());
+  }
+  if (!file.is_object()) throw std::runtime_error(opts.config + ": not a JSON object");
+  nlohmann::json merged = base.to_json();
+  merged.merge_patch(file);
+  try {
+    return visplay::rl::VisPlayConfig::from_json(merged);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(opts.config + ": " + e.what());
+  }
+}
 
 void setup_evolve(CLI::App& app) {
   auto opts = std::make_shared<EvolveCliOptions>();
@@ -31,6 +69,11 @@ void setup_evolve(CLI::App& app) {
   cmd->add_option("--config", opts->config,
                   "VisPlay config JSON (any subset of keys; the rest are the paper's defaults, "
                   "see docs/evolve.md)");
+  cmd->add_option("--preset", opts->preset,
+                  "Defaults under the config file: paper (the paper's sizes), shapeworld (the "
+                  "tiny ShapeWorld model on a CPU), auto (shapeworld when --model has a "
+                  "word-level tokenizer)")
+      ->check(CLI::IsMember({"auto", "paper", "shapeworld"}));
   cmd->add_option("--model", opts->model,
                   "Starting checkpoint folder for both roles (model.safetensors, config.json, "
                   "tokenizer.json); not needed with --resume after an iteration");
@@ -47,8 +90,7 @@ void setup_evolve(CLI::App& app) {
   cmd->add_flag("--quiet", opts->quiet, "No per-step lines and no progress bars");
   cmd->callback([opts] {
     visplay::rl::EvolveOptions o;
-    o.config = opts->config.empty() ? visplay::rl::VisPlayConfig()
-                                    : visplay::rl::VisPlayConfig::load(opts->config);
+    o.config = load_config(*opts);
     o.model_dir = opts->model;
     o.images_dir = opts->images;
     o.out_dir = opts->out;
