@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/shapeworld.h"
+#include "model/shapeworld_vocab.h"
 #include "rl/answer.h"
 
 namespace visplay::rl {
@@ -160,6 +162,51 @@ TEST(Roles, QwenPromptIdsEqualEncodedText) {
   EXPECT_EQ(ids, std::vector<int64_t>(expected.begin(), expected.end()));
   EXPECT_EQ(std::count(ids.begin(), ids.end(), static_cast<int64_t>(tok->special_ids().image_pad)),
             5);
+}
+
+}  // namespace
+}  // namespace visplay::rl
+
+
+namespace visplay::rl {
+namespace {
+
+// The shipped ShapeWorld vocabulary covers every ShapeWorld prompt, every question template and
+// every answer, and the response formats parse back after decoding.
+TEST(Roles, ShapeWorldVocabularyCoversPromptsQuestionsAndAnswers) {
+  std::unique_ptr<Tokenizer> tok = make_shapeworld_tokenizer();
+  ChatFormat fmt = ChatFormat::for_tokenizer(*tok);
+  EXPECT_EQ(fmt.name, "shapeworld");
+  const int64_t unk = tok->special_ids().unk;
+  PromptConfig prompts = resolve_prompts(PromptConfig{}, *tok);
+  auto no_unk = [&](const std::vector<int64_t>& ids) {
+    return std::count(ids.begin(), ids.end(), unk) == 0;
+  };
+  EXPECT_TRUE(no_unk(build_questioner_prompt(fmt, *tok, 16, prompts)));
+  for (const world::QuestionSpec& spec : world::all_question_specs()) {
+    const std::string q = spec.text();
+    for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::vote, ReasonerMode::train}) {
+      ASSERT_TRUE(no_unk(build_reasoner_prompt(fmt, *tok, 16, q, mode, prompts))) << q;
+    }
+    std::string decoded =
+        decode_response(*tok, encode_response(*tok, format_questioner_response(fmt, q)));
+    ParsedQuestion parsed = parse_questioner_output(decoded);
+    ASSERT_TRUE(parsed.valid) << decoded;
+    EXPECT_EQ(parsed.question, q);
+    EXPECT_TRUE(world::parse_question(parsed.question).has_value()) << parsed.question;
+  }
+  for (const std::string& a : world::answer_vocabulary()) {
+    std::vector<int64_t> ids = encode_response(*tok, format_reasoner_response(fmt, "", a));
+    EXPECT_TRUE(no_unk(ids)) << a;
+    std::optional<std::string> boxed = extract_boxed(decode_response(*tok, ids));
+    ASSERT_TRUE(boxed.has_value()) << a;
+    EXPECT_EQ(*boxed, a);
+  }
+  // Explicit prompt settings are kept; only the paper's English defaults are replaced.
+  PromptConfig custom;
+  custom.reasoner_vote = "question : {question} answer directly .";
+  EXPECT_EQ(resolve_prompts(custom, *tok).reasoner_vote, custom.reasoner_vote);
+  EXPECT_EQ(resolve_prompts(custom, *tok).reasoner_train, shapeworld_prompts().reasoner_train);
 }
 
 }  // namespace
