@@ -32,27 +32,25 @@ std::string replace_all(std::string text, std::string_view from, std::string_vie
 
 }  // namespace
 
+// Aggregate initialisation (fields in declaration order: style, name, before_vision,
+// after_vision, after_text, separator).
 ChatFormat ChatFormat::shapeworld() {
-  ChatFormat f;
-  f.style = ChatStyle::shapeworld;
-  f.name = "shapeworld";
-  f.before_vision = "<|im_start|> user ";
-  f.after_vision = " ";
-  f.after_text = " <|im_end|> <|im_start|> assistant";
-  f.separator = " ";
-  return f;
+  return ChatFormat{ChatStyle::shapeworld,
+                    "shapeworld",
+                    "<|im_start|> user ",
+                    " ",
+                    " <|im_end|> <|im_start|> assistant",
+                    " "};
 }
 
 ChatFormat ChatFormat::qwen() {
-  ChatFormat f;
-  f.style = ChatStyle::qwen;
-  f.name = "qwen";
-  f.before_vision =
-      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n";
-  f.after_vision = "";
-  f.after_text = "<|im_end|>\n<|im_start|>assistant\n";
-  f.separator = "";
-  return f;
+  return ChatFormat{
+      ChatStyle::qwen,
+      "qwen",
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
+      "",
+      "<|im_end|>\n<|im_start|>assistant\n",
+      ""};
 }
 
 ChatFormat ChatFormat::from_name(std::string_view name) {

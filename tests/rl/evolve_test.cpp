@@ -4,6 +4,7 @@
 #include "rl/evolve.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -35,7 +36,8 @@ struct World {
   std::unique_ptr<Tokenizer> tok;
 
   explicit World(const std::string& name) {
-    root = fs::temp_directory_path() / ("visplay_evolve_test_" + name);
+    root = fs::temp_directory_path() /
+           ("visplay_evolve_test_" + name + "_" + std::to_string(::getpid()));
     fs::remove_all(root);
     fs::create_directories(root);
     const fs::path tok_file = root / "tokenizer.json";
