@@ -167,7 +167,6 @@ TEST(Roles, QwenPromptIdsEqualEncodedText) {
 }  // namespace
 }  // namespace visplay::rl
 
-
 namespace visplay::rl {
 namespace {
 
