@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "runtime/cuda_device.h"
+#include "runtime/dist/nccl_group.h"
 #include "runtime/dist/process_group.h"
 #include "runtime/ops.h"
 #include "runtime/random.h"
@@ -69,6 +71,17 @@ TEST(Collectives, BroadcastGatherScatter) {
   }
   EXPECT_THROW(pg->reduce_scatter(rank_tensor(pg->rank(), 3)), std::invalid_argument);
   pg->barrier();
+}
+
+TEST(Collectives, NcclAllReduceOnGpus) {
+  auto pg = world_group();
+  if (!nccl_available() || cuda_device_count() < pg->size()) GTEST_SKIP() << "needs one GPU per rank and NCCL";
+  auto nccl = nccl_group(pg, pg->local_rank());
+  const int64_t n = 4096;
+  Tensor t = rank_tensor(pg->rank(), n, DType::f32).to(Device{DeviceType::cuda, pg->local_rank()});
+  nccl->all_reduce(t);
+  std::vector<double> got = t.to_vector<double>();
+  for (int64_t i = 0; i < n; i += 97) EXPECT_NEAR(got[i], value(0, i) + value(1, i), 1e-5);
 }
 
 int main(int argc, char** argv) {
