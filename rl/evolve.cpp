@@ -161,7 +161,7 @@ VisPlayConfig shapeworld_evolve_config() {
   c.data.question_sampling.max_new_tokens = 32;
   c.data.vote_sampling.max_new_tokens = 96;
   c.grpo.prompts_per_step = 16;
-  c.grpo.prompts_per_update = 16;
+  c.grpo.prompts_per_update = 4;  // 4 updates a step, as the reference (512 / 128)
   c.grpo.micro_batch_size = 32;
   c.grpo.lr = 1e-5;
   c.validate();
