@@ -4,9 +4,13 @@
 // chunks with an online log-sum-exp, and (b) by materialising the logits
 // [T, V], log_softmax over them and a gather. Forward only, no autograd.
 // peak_alloc_MiB: the caching allocator's high-water mark during the call minus
-// what was live before it (hidden states and the head weight are excluded).
+// what was live before it (hidden states and the head weight are excluded);
+// it does not see a kernel's own scratch (std::vector), so peak_rss_MiB gives
+// the process's peak resident set during the call (VmHWM, reset just before,
+// after the allocator cache was emptied) minus the resident set before it.
 #include <benchmark/benchmark.h>
 
+#include "bench/demo_setup.h"
 #include "runtime/allocator.h"
 #include "runtime/ops.h"
 #include "runtime/random.h"
@@ -40,18 +44,22 @@ void run_with_peak(benchmark::State& state, Fn fn) {
   const LogprobInputs& in = inputs();
   CachingAllocator& alloc = allocator_for(kCPU);
   size_t peak = 0;
+  double peak_rss = 0;
   for (auto _ : state) {
     alloc.empty_cache();
     alloc.reset_peak();
     size_t before = alloc.stats().current_bytes;
+    double rss_before = static_cast<double>(bench::rss_bytes());
+    bench::reset_peak_rss();
     Tensor out = fn(in);
     benchmark::DoNotOptimize(out.data<float>());
     peak = std::max(peak, alloc.stats().peak_bytes - before);
+    peak_rss = std::max(peak_rss, static_cast<double>(bench::peak_rss_bytes()) - rss_before);
   }
   state.counters["peak_alloc_MiB"] = static_cast<double>(peak) / (1 << 20);
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * kTokens * kVocab * kWidth,
-                                                 benchmark::Counter::kIsIterationInvariantRate,
-                                                 benchmark::Counter::kIs1000);
+  state.counters["peak_rss_MiB"] = peak_rss / (1 << 20);
+  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * kTokens * kVocab * kWidth,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_logprob_fused(benchmark::State& state) {

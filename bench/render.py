@@ -11,6 +11,7 @@ Standard library only, so it runs with any python3.
 """
 import argparse
 import json
+import re
 import statistics
 import sys
 
@@ -26,7 +27,8 @@ def repetitions(files):
         for b in data["benchmarks"]:
             if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
                 continue
-            name = b.get("run_name", b["name"]).replace("/real_time", "")
+            name = re.sub(r"/(real_time|iterations:\d+|repeats:\d+|min_time:[\d.s]+)", "",
+                          b.get("run_name", b["name"]))
             runs.setdefault(name, []).append(b)
     return runs
 
