@@ -77,9 +77,15 @@ void BM_logprob_full_log_softmax(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_logprob_fused)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)
+BENCHMARK(BM_logprob_fused)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
     ->Repetitions(3);
-BENCHMARK(BM_logprob_full_log_softmax)->Unit(benchmark::kMillisecond)->UseRealTime()
-    ->Iterations(1)->Repetitions(3);
+BENCHMARK(BM_logprob_full_log_softmax)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(3);
 
 BENCHMARK_MAIN();

@@ -25,10 +25,12 @@ constexpr Size kLarge{2, 512, 896, 4864, 14, 2, 151936};
 const Size& size_of(const benchmark::State& s) { return s.range(0) == 0 ? kDemo : kLarge; }
 
 void report_bytes(benchmark::State& state, double bytes) {
-  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 void report_flops(benchmark::State& state, double flops) {
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_linear(benchmark::State& state) {
@@ -74,7 +76,8 @@ void BM_log_softmax(benchmark::State& state) {
   Rng rng(5);
   NoGradGuard ng;
   // The large size is 64 rows of the full vocabulary (a decode step's logits).
-  Tensor x = state.range(0) == 0 ? randn({z.batch * z.seq, z.vocab}, rng) : randn({64, z.vocab}, rng);
+  Tensor x =
+      state.range(0) == 0 ? randn({z.batch * z.seq, z.vocab}, rng) : randn({64, z.vocab}, rng);
   for (auto _ : state) benchmark::DoNotOptimize(log_softmax(x).data<float>());
   report_bytes(state, 8.0 * x.numel());
 }
@@ -115,7 +118,8 @@ void BM_attention_causal(benchmark::State& state) {
   NoGradGuard ng;
   int64_t hd = z.width / z.heads;
   Tensor q = randn({z.batch, z.seq, z.heads, hd}, rng);
-  Tensor k = randn({z.batch, z.seq, z.kv_heads, hd}, rng), v = randn({z.batch, z.seq, z.kv_heads, hd}, rng);
+  Tensor k = randn({z.batch, z.seq, z.kv_heads, hd}, rng),
+         v = randn({z.batch, z.seq, z.kv_heads, hd}, rng);
   for (auto _ : state) benchmark::DoNotOptimize(attention(q, k, v).data<float>());
   report_flops(state, 2.0 * z.batch * z.heads * z.seq * z.seq * hd);  // causal half of 4*S^2*D
 }

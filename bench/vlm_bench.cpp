@@ -136,23 +136,22 @@ void export_for_reference(const std::string& dir) {
     }
     pixels.push_back(prompts[p].pixels);
   }
-  save_safetensors(
-      dir + "/batch.safetensors",
-      {{"input_ids", batch.input.input_ids},
-       {"attention_mask", batch.input.attention_mask},
-       {"pixels", batch.input.pixels},
-       {"targets", batch.targets},
-       {"loss_mask", batch.loss_mask},
-       {"logits", logits},
-       {"loss", loss.reshape({1})},
-       {"gen_input_ids", Tensor::from_vector(ids, {kPrompts, longest})},
-       {"gen_attention_mask", Tensor::from_vector(mask, {kPrompts, longest})},
-       {"gen_pixels", concat(pixels, 0)}},
-      {{"train_batch", std::to_string(kTrainBatch)},
-       {"train_seq", std::to_string(kTrainSeq)},
-       {"samples_per_prompt", std::to_string(kSamples)},
-       {"max_new_tokens", std::to_string(kNewTokens)},
-       {"adamw", "lr=1e-4 betas=(0.9,0.95) eps=1e-8 weight_decay=0.01"}});
+  save_safetensors(dir + "/batch.safetensors",
+                   {{"input_ids", batch.input.input_ids},
+                    {"attention_mask", batch.input.attention_mask},
+                    {"pixels", batch.input.pixels},
+                    {"targets", batch.targets},
+                    {"loss_mask", batch.loss_mask},
+                    {"logits", logits},
+                    {"loss", loss.reshape({1})},
+                    {"gen_input_ids", Tensor::from_vector(ids, {kPrompts, longest})},
+                    {"gen_attention_mask", Tensor::from_vector(mask, {kPrompts, longest})},
+                    {"gen_pixels", concat(pixels, 0)}},
+                   {{"train_batch", std::to_string(kTrainBatch)},
+                    {"train_seq", std::to_string(kTrainSeq)},
+                    {"samples_per_prompt", std::to_string(kSamples)},
+                    {"max_new_tokens", std::to_string(kNewTokens)},
+                    {"adamw", "lr=1e-4 betas=(0.9,0.95) eps=1e-8 weight_decay=0.01"}});
   std::printf("wrote %s/model and %s/batch.safetensors (loss %.6f)\n", dir.c_str(), dir.c_str(),
               loss.item());
 }
