@@ -133,58 +133,113 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
       for (int64_t h = 0; h < s.H; ++h)
         delta[rows.lse_off(b, h, i)] = dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
 
-  // p_ij and ds_ij for one (query, key) pair.
-  auto prob = [&](int64_t b, int64_t h, int64_t i, int64_t j, const T* qi) -> T {
-    T l = lse[rows.lse_off(b, h, i)];
-    if (l == -INFINITY || !key_visible(s, key_mask, b, i, j)) return T(0);
-    return std::exp(dot(qi, k + rows.kv_off(b, j, h / group), s.D) * scale - l);
-  };
+  // Both passes recompute scores tile by tile. Transposed (D, BLOCK) copies of
+  // the other side's rows make the score and dP loops independent
+  // multiply-adds along the tile, which vectorise without reassociation.
 
-  // Pass 1: dq, one query row at a time.
+  // Pass 1: dq, one block of query rows against every key tile.
+  int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
 #pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
-      for (int64_t i = 0; i < s.Sq; ++i) {
+      for (int64_t qb = 0; qb < q_blocks; ++qb) {
         int64_t hk = h / group;
-        const T* qi = q + rows.q_off(b, i, h);
-        const T* doi = dout + rows.q_off(b, i, h);
-        T* dqi = dq + rows.q_off(b, i, h);
-        std::fill(dqi, dqi + s.D, T(0));
-        T di = delta[rows.lse_off(b, h, i)];
-        int64_t kend = key_end(s, i + 1);
-        for (int64_t j = 0; j < kend; ++j) {
-          T p = prob(b, h, i, j, qi);
-          if (p == T(0)) continue;
-          T dp = dot(doi, v + rows.kv_off(b, j, hk), s.D);
-          T ds = p * (dp - di) * scale;
-          const T* kj = k + rows.kv_off(b, j, hk);
-          for (int64_t d = 0; d < s.D; ++d) dqi[d] += ds * kj[d];
+        int64_t i0 = qb * kBlockQ, i1 = std::min(s.Sq, i0 + kBlockQ);
+        std::vector<T> k_t(s.D * kBlockK), v_t(s.D * kBlockK);  // (D, BLOCK_K)
+        T sc[kBlockK], dp[kBlockK];
+        for (int64_t i = i0; i < i1; ++i) std::fill(dq + rows.q_off(b, i, h), dq + rows.q_off(b, i, h) + s.D, T(0));
+        int64_t kend = key_end(s, i1);
+        for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
+          int64_t j1 = std::min(kend, j0 + kBlockK), nk = j1 - j0;
+          for (int64_t j = j0; j < j1; ++j) {
+            const T* kj = k + rows.kv_off(b, j, hk);
+            const T* vj = v + rows.kv_off(b, j, hk);
+            for (int64_t d = 0; d < s.D; ++d) {
+              k_t[d * kBlockK + (j - j0)] = kj[d];
+              v_t[d * kBlockK + (j - j0)] = vj[d];
+            }
+          }
+          for (int64_t i = i0; i < i1; ++i) {
+            T l = lse[rows.lse_off(b, h, i)];
+            if (l == -INFINITY) continue;  // the row sees no key: zero gradient
+            const T* qi = q + rows.q_off(b, i, h);
+            const T* doi = dout + rows.q_off(b, i, h);
+            for (int64_t j = 0; j < nk; ++j) sc[j] = T(0), dp[j] = T(0);
+            for (int64_t d = 0; d < s.D; ++d) {
+              T qd = qi[d], dd = doi[d];
+              const T* kt = k_t.data() + d * kBlockK;
+              const T* vt = v_t.data() + d * kBlockK;
+              for (int64_t j = 0; j < nk; ++j) {
+                sc[j] += qd * kt[j];
+                dp[j] += dd * vt[j];
+              }
+            }
+            T di = delta[rows.lse_off(b, h, i)];
+            T* dqi = dq + rows.q_off(b, i, h);
+            for (int64_t j = 0; j < nk; ++j) {
+              if (!key_visible(s, key_mask, b, i, j0 + j)) continue;
+              T ds = std::exp(sc[j] * scale - l) * (dp[j] - di) * scale;
+              const T* kj = k + rows.kv_off(b, j0 + j, hk);
+              for (int64_t d = 0; d < s.D; ++d) dqi[d] += ds * kj[d];
+            }
+          }
         }
       }
 
-  // Pass 2: dk and dv, one key row at a time, summing over the query heads of
-  // its group.
+  // Pass 2: dk and dv, one block of key rows against every query tile of the
+  // query heads that share their kv head.
+  int64_t k_blocks = (s.Sk + kBlockQ - 1) / kBlockQ;
 #pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t hk = 0; hk < s.Hkv; ++hk)
-      for (int64_t j = 0; j < s.Sk; ++j) {
-        T* dkj = dk + rows.kv_off(b, j, hk);
-        T* dvj = dv + rows.kv_off(b, j, hk);
-        std::fill(dkj, dkj + s.D, T(0));
-        std::fill(dvj, dvj + s.D, T(0));
-        const T* vj = v + rows.kv_off(b, j, hk);
-        int64_t i_start = s.causal ? std::max<int64_t>(0, j - (s.Sk - s.Sq)) : 0;
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        int64_t j0 = kb * kBlockQ, j1 = std::min(s.Sk, j0 + kBlockQ);
+        std::vector<T> q_t(s.D * kBlockK), do_t(s.D * kBlockK);  // (D, BLOCK_Q tile)
+        T sc[kBlockK], dp[kBlockK];
+        for (int64_t j = j0; j < j1; ++j) {
+          std::fill(dk + rows.kv_off(b, j, hk), dk + rows.kv_off(b, j, hk) + s.D, T(0));
+          std::fill(dv + rows.kv_off(b, j, hk), dv + rows.kv_off(b, j, hk) + s.D, T(0));
+        }
+        // Causal: queries before this one cannot see any key of the block.
+        int64_t i_start = s.causal ? std::max<int64_t>(0, j0 - (s.Sk - s.Sq)) : 0;
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-          for (int64_t i = i_start; i < s.Sq; ++i) {
-            const T* qi = q + rows.q_off(b, i, h);
-            T p = prob(b, h, i, j, qi);
-            if (p == T(0)) continue;
-            const T* doi = dout + rows.q_off(b, i, h);
-            T dp = dot(doi, vj, s.D);
-            T ds = p * (dp - delta[rows.lse_off(b, h, i)]) * scale;
-            for (int64_t d = 0; d < s.D; ++d) {
-              dvj[d] += p * doi[d];
-              dkj[d] += ds * qi[d];
+          for (int64_t i0 = i_start; i0 < s.Sq; i0 += kBlockK) {
+            int64_t i1 = std::min(s.Sq, i0 + kBlockK), nq = i1 - i0;
+            for (int64_t i = i0; i < i1; ++i) {
+              const T* qi = q + rows.q_off(b, i, h);
+              const T* doi = dout + rows.q_off(b, i, h);
+              for (int64_t d = 0; d < s.D; ++d) {
+                q_t[d * kBlockK + (i - i0)] = qi[d];
+                do_t[d * kBlockK + (i - i0)] = doi[d];
+              }
+            }
+            for (int64_t j = j0; j < j1; ++j) {
+              const T* kj = k + rows.kv_off(b, j, hk);
+              const T* vj = v + rows.kv_off(b, j, hk);
+              for (int64_t i = 0; i < nq; ++i) sc[i] = T(0), dp[i] = T(0);
+              for (int64_t d = 0; d < s.D; ++d) {
+                T kd = kj[d], vd = vj[d];
+                const T* qt = q_t.data() + d * kBlockK;
+                const T* dt = do_t.data() + d * kBlockK;
+                for (int64_t i = 0; i < nq; ++i) {
+                  sc[i] += kd * qt[i];
+                  dp[i] += vd * dt[i];
+                }
+              }
+              T* dkj = dk + rows.kv_off(b, j, hk);
+              T* dvj = dv + rows.kv_off(b, j, hk);
+              for (int64_t i = 0; i < nq; ++i) {
+                T l = lse[rows.lse_off(b, h, i0 + i)];
+                if (l == -INFINITY || !key_visible(s, key_mask, b, i0 + i, j)) continue;
+                T p = std::exp(sc[i] * scale - l);
+                T ds = p * (dp[i] - delta[rows.lse_off(b, h, i0 + i)]) * scale;
+                const T* qi = q + rows.q_off(b, i0 + i, h);
+                const T* doi = dout + rows.q_off(b, i0 + i, h);
+                for (int64_t d = 0; d < s.D; ++d) {
+                  dvj[d] += p * doi[d];
+                  dkj[d] += ds * qi[d];
+                }
+              }
             }
           }
       }
