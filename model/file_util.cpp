@@ -1,0 +1,63 @@
+#include "model/file_util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace visplay {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  write_file_atomic(path, &bytes, 1);
+}
+
+// Write to "<path>.tmp.<pid>", fsync it, then rename over the target: rename
+// is atomic on POSIX, so the old file or the complete new one is always there.
+void write_file_atomic(const std::string& path, const std::string_view* pieces, size_t count) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+  auto fail = [&](const char* what) {
+    std::string msg = path + ": " + what + ": " + std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(msg);
+  };
+  for (size_t i = 0; i < count; ++i) {
+    const char* p = pieces[i].data();
+    size_t left = pieces[i].size();
+    while (left > 0) {
+      ssize_t n = ::write(fd, p, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail("write failed");
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  if (::fsync(fd) != 0) fail("fsync failed");
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(path + ": close failed: " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string msg = path + ": rename from " + tmp + " failed: " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(msg);
+  }
+}
+
+}  // namespace visplay

@@ -1,0 +1,211 @@
+#include "model/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+namespace visplay {
+
+std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count) {
+  std::vector<uint64_t> out(count);
+  for (int64_t i = 0; i < count; ++i) {
+    uint64_t z = base + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    out[i] = z ^ (z >> 31);
+  }
+  return out;
+}
+
+// Log-prob under the raw distribution is computed in double; the draw is an
+// inverse-CDF walk over the (possibly truncated) candidates, so one uniform
+// number per token and the outcome depends only on this row and its rng.
+int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
+                     float* logprob) {
+  double max_logit = -INFINITY;
+  int64_t argmax = 0;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (logits[i] > max_logit) max_logit = logits[i], argmax = i;
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+  double log_z = max_logit + std::log(sum);
+  auto finish = [&](int64_t token) {
+    if (logprob) *logprob = static_cast<float>(logits[token] - log_z);
+    return token;
+  };
+  if (opt.greedy || opt.temperature <= 0) return finish(argmax);
+
+  double inv_t = 1.0 / opt.temperature;
+  bool truncate = (opt.top_k > 0 && opt.top_k < vocab) || opt.top_p < 1.0;
+  if (!truncate) {
+    // Plain temperature sampling in index order.
+    std::vector<double> w(vocab);
+    double total = 0;
+    for (int64_t i = 0; i < vocab; ++i) total += w[i] = std::exp((logits[i] - max_logit) * inv_t);
+    double u = rng.uniform() * total, acc = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      acc += w[i];
+      if (u < acc) return finish(i);
+    }
+    // Rounding left u past the last bucket: take the last nonzero one.
+    for (int64_t i = vocab - 1; i >= 0; --i)
+      if (w[i] > 0) return finish(i);
+    return finish(argmax);
+  }
+  // Candidates sorted by logit (ties by index, so the order is deterministic).
+  int64_t k = opt.top_k > 0 ? std::min(opt.top_k, vocab) : vocab;
+  std::vector<int64_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  auto better = [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  if (k < vocab) {
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
+    order.resize(k);
+  } else {
+    std::sort(order.begin(), order.end(), better);
+  }
+  std::vector<double> w(order.size());
+  double total = 0;
+  for (size_t i = 0; i < order.size(); ++i) total += w[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
+  size_t keep = order.size();
+  if (opt.top_p < 1.0) {
+    // The smallest prefix whose probability reaches top_p (at least one token).
+    double acc = 0;
+    for (size_t i = 0; i < order.size(); ++i) {
+      acc += w[i];
+      if (acc >= opt.top_p * total) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double kept_total = 0;
+  for (size_t i = 0; i < keep; ++i) kept_total += w[i];
+  double u = rng.uniform() * kept_total, acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += w[i];
+    if (u < acc) return finish(order[i]);
+  }
+  return finish(order[keep - 1]);
+}
+
+PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
+  const VLMConfig& c = model.config();
+  if (prompts.empty()) throw std::runtime_error("prefill: no prompts");
+  int64_t P = static_cast<int64_t>(prompts.size()), S = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].ids.empty()) throw std::runtime_error("prefill: prompt " + std::to_string(i) + " is empty");
+    S = std::max<int64_t>(S, prompts[i].ids.size());
+  }
+  if (S > c.decoder.max_position_embeddings)
+    throw std::runtime_error("prefill: a prompt of " + std::to_string(S) + " tokens exceeds max_position_embeddings " +
+                             std::to_string(c.decoder.max_position_embeddings));
+  // Left padding with any valid id (the pad token when there is one); masked out.
+  int64_t pad_id = c.pad_token_id >= 0 ? c.pad_token_id : 0;
+  std::vector<int64_t> ids(P * S, pad_id);
+  std::vector<int32_t> mask(P * S, 0);
+  std::vector<Tensor> images;
+  for (int64_t p = 0; p < P; ++p) {
+    const std::vector<int64_t>& src = prompts[p].ids;
+    int64_t off = S - static_cast<int64_t>(src.size());
+    for (size_t s = 0; s < src.size(); ++s) {
+      ids[p * S + off + s] = src[s];
+      mask[p * S + off + s] = 1;
+    }
+    const Tensor& px = prompts[p].pixels;
+    if (px.defined()) images.push_back(px.dim() == 3 ? px.unsqueeze(0) : px);
+  }
+  NoGradGuard no_grad;
+  Tensor id_t = Tensor::from_vector(ids, {P, S});
+  Tensor mask_t = Tensor::from_vector(mask, {P, S});
+  Tensor visual;
+  if (!images.empty()) {
+    Tensor pixels = images.size() == 1 ? images[0] : concat(images, 0);
+    visual = model.encode_images(pixels.to(DType::f32));
+  }
+  PrefixState out;
+  out.cache = KVCache::allocate(c.decoder, P, S);
+  Tensor hidden = model.decode(model.embed(id_t, visual), positions_from_mask(mask_t), mask_t, &out.cache);
+  for (int64_t p = 0; p < P; ++p) out.cache.next_position[p] = static_cast<int64_t>(prompts[p].ids.size());
+  Tensor last = hidden.slice(1, S - 1, S).reshape({P, c.decoder.hidden_size});
+  out.last_logits = linear(last, model.head_weight());
+  return out;
+}
+
+std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix, const std::vector<int64_t>& rows,
+                                    const SamplingOptions& opt, const std::vector<uint64_t>& seeds) {
+  const DecoderConfig& d = model.config().decoder;
+  int64_t R = static_cast<int64_t>(rows.size()), V = d.vocab_size, D = d.hidden_size;
+  if (seeds.size() != rows.size())
+    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " + std::to_string(R) +
+                             " sequences");
+  if (opt.max_new_tokens < 0) throw std::runtime_error("sample_from: max_new_tokens must be >= 0");
+  if (!(opt.top_p > 0)) throw std::runtime_error("sample_from: top_p must be in (0, 1]");
+  std::vector<Generation> out(R);
+  if (R == 0 || opt.max_new_tokens == 0) {
+    for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
+    return out;
+  }
+  NoGradGuard no_grad;
+  // Room for every new token except the last, which is sampled but never fed back.
+  KVCache cache = prefix.cache.select_rows(rows, prefix.cache.length + opt.max_new_tokens - 1);
+  std::vector<Rng> rngs;
+  for (uint64_t s : seeds) rngs.emplace_back(s);
+  // live[i]: which output sequence cache row i belongs to (rows are compacted
+  // as sequences finish).
+  std::vector<int64_t> live(R);
+  std::iota(live.begin(), live.end(), 0);
+  Tensor logits = Tensor::empty({R, V});
+  const float* src = prefix.last_logits.data<float>();
+  for (int64_t i = 0; i < R; ++i) {
+    out[i].prompt_index = rows[i];
+    std::copy(src + rows[i] * V, src + (rows[i] + 1) * V, logits.data<float>() + i * V);
+  }
+  const Tensor& table = model.params().get("model.embed_tokens.weight");
+  const Tensor& head = model.head_weight();
+  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+    int64_t n = static_cast<int64_t>(live.size());
+    const float* pl = logits.data<float>();
+    std::vector<int64_t> next(n);
+    std::vector<int64_t> still;
+    for (int64_t i = 0; i < n; ++i) {
+      Generation& g = out[live[i]];
+      float lp = 0;
+      next[i] = sample_token(pl + i * V, V, opt, rngs[live[i]], &lp);
+      g.tokens.push_back(next[i]);
+      g.logprobs.push_back(lp);
+      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) != opt.stop_tokens.end();
+      if (!g.stopped) still.push_back(i);
+    }
+    if (still.empty() || step + 1 == opt.max_new_tokens) break;
+    // Drop finished rows once they are at least half the batch: one copy of
+    // the cache buys cheaper steps for the rest of the generation.
+    if (static_cast<int64_t>(still.size()) * 2 <= n) {
+      cache = cache.select_rows(still, cache.capacity());
+      std::vector<int64_t> live2, next2;
+      for (int64_t i : still) live2.push_back(live[i]), next2.push_back(next[i]);
+      live.swap(live2);
+      next.swap(next2);
+      n = static_cast<int64_t>(live.size());
+    }
+    Tensor tok = Tensor::from_vector(next, {n, 1});
+    Tensor pos = Tensor::from_vector(cache.next_position, {n, 1});
+    Tensor mask = Tensor::full({n, 1}, 1.0, DType::i32);
+    Tensor hidden = model.decode(embedding(table, tok), pos, mask, &cache);
+    for (int64_t& p : cache.next_position) ++p;
+    logits = linear(hidden.reshape({n, D}), head);
+  }
+  return out;
+}
+
+std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts, int64_t n,
+                                 const SamplingOptions& options, const std::vector<uint64_t>& seeds) {
+  if (n <= 0) throw std::runtime_error("generate: samples_per_prompt must be positive");
+  PrefixState prefix = prefill(model, prompts);
+  std::vector<int64_t> rows;
+  for (int64_t p = 0; p < static_cast<int64_t>(prompts.size()); ++p)
+    for (int64_t j = 0; j < n; ++j) rows.push_back(p);
+  return sample_from(model, prefix, rows, options, seeds);
+}
+
+}  // namespace visplay

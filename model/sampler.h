@@ -1,0 +1,78 @@
+// Batched generation with a KV cache: prefill every prompt once (left padded,
+// one batch), copy each prompt's cache rows to its n samples, then decode one
+// token per step for all samples together.
+//
+// Each output sequence has its own seeded Rng, and a row's logits depend only
+// on its own tokens, so a sequence's result does not depend on what else is in
+// the batch (up to float rounding in the shared GEMMs, far below what could
+// change a sampled token in practice).
+//
+// Log-probs: for every generated token we return log softmax(logits)[token]
+// of the model's raw logits, i.e. at temperature 1 with no top-k/top-p
+// truncation. That is what the training forward (VLM::token_logprobs)
+// recomputes, so GRPO's old/new ratio compares like with like.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/vlm.h"
+#include "runtime/random.h"
+
+namespace visplay {
+
+struct SamplingOptions {
+  bool greedy = false;        // argmax (also when temperature <= 0)
+  double temperature = 1.0;   // logits / temperature before top-k/top-p
+  int64_t top_k = 0;          // keep the k most likely tokens; 0 = all
+  double top_p = 1.0;         // keep the smallest set with probability >= top_p; 1 = all
+  int64_t max_new_tokens = 32;
+  std::vector<int64_t> stop_tokens;  // a sequence ends after emitting one (kept in its tokens)
+};
+
+// One prompt: token ids (with one image-pad id per visual token where the
+// image goes) and its image(s), [3, H, W] or [N, 3, H, W] normalised f32.
+struct PromptInput {
+  std::vector<int64_t> ids;
+  Tensor pixels;  // undefined for a text-only prompt
+};
+
+struct Generation {
+  int64_t prompt_index = 0;
+  std::vector<int64_t> tokens;  // generated ids (a stop token, when hit, is the last)
+  std::vector<float> logprobs;  // per token: log softmax(raw logits)[token], temperature 1
+  bool stopped = false;         // ended on a stop token (else ran to max_new_tokens)
+};
+
+// The state after prefill: a KV cache row per prompt and the logits that
+// predict each prompt's first new token.
+struct PrefixState {
+  KVCache cache;       // [P rows]
+  Tensor last_logits;  // [P, V] f32
+};
+
+// Runs all prompts through the model in one left-padded batch.
+PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts);
+
+// Decodes one sequence per entry of `rows` (an index into the prefix's
+// prompts; repeats share the prompt's cache), seeds[i] seeding sequence i.
+std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows, const SamplingOptions& options,
+                                    const std::vector<uint64_t>& seeds);
+
+// prefill + sample_from with each prompt repeated samples_per_prompt times:
+// output p * samples_per_prompt + j is sample j of prompt p, seeded by
+// seeds[p * samples_per_prompt + j].
+std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts,
+                                 int64_t samples_per_prompt, const SamplingOptions& options,
+                                 const std::vector<uint64_t>& seeds);
+
+// count well-mixed seeds from one base seed (splitmix64 of base + i).
+std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count);
+
+// Samples one token id from logits[0..vocab) with the options and rng; the
+// log-prob of that token under log_softmax(logits) goes to *logprob.
+// Exposed for tests.
+int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& options, Rng& rng,
+                     float* logprob);
+
+}  // namespace visplay

@@ -1,0 +1,353 @@
+#include "model/vlm.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace visplay {
+
+namespace {
+
+std::string vit_name(int64_t block, const std::string& suffix) {
+  return "vision.blocks." + std::to_string(block) + "." + suffix;
+}
+
+[[noreturn]] void input_error(const std::string& what) { throw std::runtime_error("VLM: " + what); }
+
+Tensor as_i64(const Tensor& t) { return t.dtype() == DType::i64 ? t.contiguous() : t.to(DType::i64); }
+
+}  // namespace
+
+std::string decoder_param_name(int64_t layer, const std::string& suffix) {
+  return "model.layers." + std::to_string(layer) + "." + suffix;
+}
+
+// ---------------------------------------------------------------------------
+KVCache KVCache::allocate(const DecoderConfig& c, int64_t batch, int64_t capacity) {
+  KVCache cache;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    cache.k.push_back(Tensor::empty({batch, capacity, c.num_key_value_heads, c.head_dim()}));
+    cache.v.push_back(Tensor::empty({batch, capacity, c.num_key_value_heads, c.head_dim()}));
+  }
+  cache.key_mask = Tensor::zeros({batch, capacity}, DType::i32);
+  cache.next_position.assign(batch, 0);
+  return cache;
+}
+
+// Copies the written part of each selected row; slots past `length` stay
+// unwritten (masked) until the decoder fills them.
+KVCache KVCache::select_rows(const std::vector<int64_t>& rows, int64_t new_capacity) const {
+  if (new_capacity < length)
+    throw std::runtime_error("KVCache::select_rows: capacity " + std::to_string(new_capacity) +
+                             " is below the cached length " + std::to_string(length));
+  int64_t n = static_cast<int64_t>(rows.size());
+  KVCache out;
+  out.key_mask = Tensor::zeros({n, new_capacity}, DType::i32);
+  out.length = length;
+  for (int64_t r : rows)
+    if (r < 0 || r >= batch())
+      throw std::runtime_error("KVCache::select_rows: row " + std::to_string(r) + " out of range for batch " +
+                               std::to_string(batch()));
+  for (size_t l = 0; l < k.size(); ++l) {
+    int64_t hkv = k[l].size(2), hd = k[l].size(3);
+    Tensor nk = Tensor::empty({n, new_capacity, hkv, hd});
+    Tensor nv = Tensor::empty({n, new_capacity, hkv, hd});
+    size_t row_bytes = static_cast<size_t>(length * hkv * hd) * sizeof(float);
+    const float* sk = k[l].data<float>();
+    const float* sv = v[l].data<float>();
+    int64_t src_stride = capacity() * hkv * hd, dst_stride = new_capacity * hkv * hd;
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(nk.data<float>() + i * dst_stride, sk + rows[i] * src_stride, row_bytes);
+      std::memcpy(nv.data<float>() + i * dst_stride, sv + rows[i] * src_stride, row_bytes);
+    }
+    out.k.push_back(nk);
+    out.v.push_back(nv);
+  }
+  const int32_t* sm = key_mask.data<int32_t>();
+  int32_t* dm = out.key_mask.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dm + i * new_capacity, sm + rows[i] * capacity(), length * sizeof(int32_t));
+    out.next_position.push_back(next_position[rows[i]]);
+  }
+  return out;
+}
+
+Tensor positions_from_mask(const Tensor& mask) {
+  if (mask.dim() != 2) input_error("attention_mask must be [B, S], got " + shape_str(mask.shape()));
+  Tensor m = as_i64(mask);
+  int64_t B = m.size(0), S = m.size(1);
+  Tensor pos = Tensor::empty({B, S}, DType::i64);
+  const int64_t* pm = m.data<int64_t>();
+  int64_t* pp = pos.data<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t next = 0;
+    for (int64_t s = 0; s < S; ++s) pp[b * S + s] = pm[b * S + s] ? next++ : 0;
+  }
+  return pos;
+}
+
+Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias, const Tensor& pos,
+                   int64_t patch) {
+  if (pixels.dim() != 4 || pixels.size(2) % patch != 0 || pixels.size(3) % patch != 0)
+    input_error("patch_embed: pixels must be [N, C, H, W] with H, W multiples of " + std::to_string(patch) +
+                ", got " + shape_str(pixels.shape()));
+  int64_t N = pixels.size(0), C = pixels.size(1), gh = pixels.size(2) / patch, gw = pixels.size(3) / patch;
+  if (weight.dim() != 2 || weight.size(1) != C * patch * patch)
+    input_error("patch_embed: weight " + shape_str(weight.shape()) + " does not match " +
+                std::to_string(C) + " channels of " + std::to_string(patch) + "x" + std::to_string(patch) +
+                " patches");
+  // [N, C, gh, P, gw, P] -> [N, gh, gw, C, P, P] by three transposes, then one copy.
+  Tensor x = pixels.reshape({N, C, gh, patch, gw, patch});
+  x = x.transpose(1, 2).transpose(2, 4).transpose(3, 4);
+  x = x.contiguous().reshape({N, gh * gw, C * patch * patch});
+  Tensor y = linear(x, weight, bias);
+  if (pos.defined()) y = add(y, pos);
+  return y;
+}
+
+// ---------------------------------------------------------------------------
+VLM::VLM(VLMConfig config) : config_(std::move(config)) {
+  config_.validate();
+  register_parameters();
+}
+
+// Insertion order here is the initialisation order and the checkpoint order.
+void VLM::register_parameters() {
+  const DecoderConfig& d = config_.decoder;
+  int64_t D = d.hidden_size, hd = d.head_dim();
+  int64_t q_out = d.num_attention_heads * hd, kv_out = d.num_key_value_heads * hd;
+  params_.add("model.embed_tokens.weight", {d.vocab_size, D}, Init::normal);
+  if (config_.has_vision) {
+    const VisionConfig& v = config_.vision;
+    int64_t E = v.hidden_size;
+    params_.add("vision.patch_embed.weight", {E, v.patch_dim()}, Init::normal);
+    params_.add("vision.patch_embed.bias", {E}, Init::zeros);
+    params_.add("vision.pos_embed", {v.num_patches(), E}, Init::normal);
+    for (int64_t b = 0; b < v.depth; ++b) {
+      params_.add(vit_name(b, "norm1.weight"), {E}, Init::ones);
+      params_.add(vit_name(b, "norm1.bias"), {E}, Init::zeros);
+      for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+        params_.add(vit_name(b, std::string("attn.") + proj + ".weight"), {E, E}, Init::normal);
+        params_.add(vit_name(b, std::string("attn.") + proj + ".bias"), {E}, Init::zeros);
+      }
+      params_.add(vit_name(b, "norm2.weight"), {E}, Init::ones);
+      params_.add(vit_name(b, "norm2.bias"), {E}, Init::zeros);
+      params_.add(vit_name(b, "mlp.fc1.weight"), {v.mlp_hidden(), E}, Init::normal);
+      params_.add(vit_name(b, "mlp.fc1.bias"), {v.mlp_hidden()}, Init::zeros);
+      params_.add(vit_name(b, "mlp.fc2.weight"), {E, v.mlp_hidden()}, Init::normal);
+      params_.add(vit_name(b, "mlp.fc2.bias"), {E}, Init::zeros);
+    }
+    params_.add("projector.norm.weight", {E}, Init::ones);
+    params_.add("projector.norm.bias", {E}, Init::zeros);
+    params_.add("projector.fc1.weight", {v.projector_hidden(), v.merged_dim()}, Init::normal);
+    params_.add("projector.fc1.bias", {v.projector_hidden()}, Init::zeros);
+    params_.add("projector.fc2.weight", {D, v.projector_hidden()}, Init::normal);
+    params_.add("projector.fc2.bias", {D}, Init::zeros);
+  }
+  for (int64_t l = 0; l < d.num_hidden_layers; ++l) {
+    auto name = [l](const char* s) { return decoder_param_name(l, s); };
+    params_.add(name("input_layernorm.weight"), {D}, Init::ones);
+    params_.add(name("self_attn.q_proj.weight"), {q_out, D}, Init::normal);
+    params_.add(name("self_attn.q_proj.bias"), {q_out}, Init::zeros);
+    params_.add(name("self_attn.k_proj.weight"), {kv_out, D}, Init::normal);
+    params_.add(name("self_attn.k_proj.bias"), {kv_out}, Init::zeros);
+    params_.add(name("self_attn.v_proj.weight"), {kv_out, D}, Init::normal);
+    params_.add(name("self_attn.v_proj.bias"), {kv_out}, Init::zeros);
+    params_.add(name("self_attn.o_proj.weight"), {D, q_out}, Init::normal);
+    params_.add(name("post_attention_layernorm.weight"), {D}, Init::ones);
+    params_.add(name("mlp.gate_proj.weight"), {d.intermediate_size, D}, Init::normal);
+    params_.add(name("mlp.up_proj.weight"), {d.intermediate_size, D}, Init::normal);
+    params_.add(name("mlp.down_proj.weight"), {D, d.intermediate_size}, Init::normal);
+  }
+  params_.add("model.norm.weight", {D}, Init::ones);
+  if (!d.tie_word_embeddings) params_.add("lm_head.weight", {d.vocab_size, D}, Init::normal);
+}
+
+void VLM::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  params_.initialize(rng, 0.02);
+}
+
+const Tensor& VLM::head_weight() const {
+  return config_.decoder.tie_word_embeddings ? params_.get("model.embed_tokens.weight")
+                                             : params_.get("lm_head.weight");
+}
+
+// ---------------------------------------------------------------------------
+// ViT: patch embedding + learned position table, then pre-norm blocks of
+// bidirectional multi-head attention and a GELU MLP.
+Tensor VLM::vision_features(const Tensor& pixels) const {
+  if (!config_.has_vision) input_error("this model has no vision tower");
+  const VisionConfig& v = config_.vision;
+  if (pixels.dim() != 4 || pixels.size(1) != v.num_channels || pixels.size(2) != v.image_size ||
+      pixels.size(3) != v.image_size)
+    input_error("pixels must be [N, " + std::to_string(v.num_channels) + ", " + std::to_string(v.image_size) +
+                ", " + std::to_string(v.image_size) + "], got " + shape_str(pixels.shape()));
+  const ParamStore& p = params_;
+  Tensor x = patch_embed(pixels, p.get("vision.patch_embed.weight"), p.get("vision.patch_embed.bias"),
+                         p.get("vision.pos_embed"), v.patch_size);
+  int64_t N = x.size(0), P = x.size(1), E = v.hidden_size, heads = v.num_heads;
+  AttentionOptions bidirectional;
+  bidirectional.causal = false;
+  for (int64_t b = 0; b < v.depth; ++b) {
+    auto w = [&](const char* s) -> const Tensor& { return p.get(vit_name(b, s)); };
+    Tensor h = layernorm(x, w("norm1.weight"), w("norm1.bias"), v.layer_norm_eps);
+    Tensor q = linear(h, w("attn.q_proj.weight"), w("attn.q_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor k = linear(h, w("attn.k_proj.weight"), w("attn.k_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor val = linear(h, w("attn.v_proj.weight"), w("attn.v_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor a = attention(q, k, val, bidirectional).reshape({N, P, E});
+    x = add(x, linear(a, w("attn.out_proj.weight"), w("attn.out_proj.bias")));
+    h = layernorm(x, w("norm2.weight"), w("norm2.bias"), v.layer_norm_eps);
+    h = gelu(linear(h, w("mlp.fc1.weight"), w("mlp.fc1.bias")));
+    x = add(x, linear(h, w("mlp.fc2.weight"), w("mlp.fc2.bias")));
+  }
+  return x;
+}
+
+// Qwen2-VL patch merger: LayerNorm each patch, concatenate each m x m block
+// of neighbouring patches (row-major inside the block), then Linear-GELU-Linear
+// to the LM width.
+Tensor VLM::project(const Tensor& features) const {
+  const VisionConfig& v = config_.vision;
+  int64_t E = v.hidden_size, g = v.grid(), m = v.spatial_merge_size;
+  if (features.dim() != 3 || features.size(1) != v.num_patches() || features.size(2) != E)
+    input_error("projector input must be [N, " + std::to_string(v.num_patches()) + ", " + std::to_string(E) +
+                "], got " + shape_str(features.shape()));
+  const ParamStore& p = params_;
+  int64_t N = features.size(0);
+  Tensor x = layernorm(features, p.get("projector.norm.weight"), p.get("projector.norm.bias"), v.layer_norm_eps);
+  // [N, g/m, m, g/m, m, E] -> [N, g/m, g/m, m, m, E]
+  x = x.reshape({N, g / m, m, g / m, m, E}).transpose(2, 3).contiguous();
+  x = x.reshape({N, v.num_visual_tokens(), v.merged_dim()});
+  x = gelu(linear(x, p.get("projector.fc1.weight"), p.get("projector.fc1.bias")));
+  return linear(x, p.get("projector.fc2.weight"), p.get("projector.fc2.bias"));
+}
+
+// ---------------------------------------------------------------------------
+// Text embeddings, then every image-pad row swapped for the next visual
+// token: both go into one table [B*S + N*T, D] and a row lookup picks each
+// output row, so gradients flow to the embedding and the projector alike.
+Tensor VLM::embed(const Tensor& input_ids, const Tensor& visual) const {
+  if (input_ids.dim() != 2) input_error("input_ids must be [B, S], got " + shape_str(input_ids.shape()));
+  const Tensor& table = params_.get("model.embed_tokens.weight");
+  Tensor ids = as_i64(input_ids);
+  int64_t B = ids.size(0), S = ids.size(1), D = config_.decoder.hidden_size;
+  int64_t pad = config_.image_pad_token_id;
+  const int64_t* pid = ids.data<int64_t>();
+  int64_t pads = 0;
+  if (pad >= 0)
+    for (int64_t i = 0; i < B * S; ++i) pads += pid[i] == pad;
+  int64_t available = visual.defined() ? visual.size(0) * visual.size(1) : 0;
+  if (pads != available)
+    input_error("the batch has " + std::to_string(pads) + " image-pad tokens (id " + std::to_string(pad) +
+                ") but " + std::to_string(available) + " visual tokens" +
+                (visual.defined() ? " (" + shape_str(visual.shape()) + ")" : std::string()));
+  Tensor text = embedding(table, ids);
+  if (pads == 0) return text;
+  if (visual.dim() != 3 || visual.size(2) != D)
+    input_error("visual tokens must be [N, T, " + std::to_string(D) + "], got " + shape_str(visual.shape()));
+  Tensor rows = Tensor::empty({B, S}, DType::i64);
+  int64_t* pr = rows.data<int64_t>();
+  int64_t next_visual = B * S;
+  for (int64_t i = 0; i < B * S; ++i) pr[i] = pid[i] == pad ? next_visual++ : i;
+  Tensor combined = concat({text.reshape({B * S, D}), visual.reshape({available, D})}, 0);
+  return embedding(combined, rows);
+}
+
+// One decoder layer's attention half: RMSNorm, q/k/v (with bias), RoPE,
+// grouped-query attention (through the cache when given), o_proj, residual.
+Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions, const Tensor& token_mask,
+                            KVCache* cache) const {
+  const DecoderConfig& d = config_.decoder;
+  const ParamStore& p = params_;
+  auto w = [&](const char* s) -> const Tensor& { return p.get(decoder_param_name(l, s)); };
+  int64_t B = x.size(0), S = x.size(1), H = d.num_attention_heads, Hkv = d.num_key_value_heads;
+  int64_t hd = d.head_dim();
+  Tensor h = rmsnorm(x, w("input_layernorm.weight"), d.rms_norm_eps);
+  Tensor q = linear(h, w("self_attn.q_proj.weight"), w("self_attn.q_proj.bias")).reshape({B, S, H, hd});
+  Tensor k = linear(h, w("self_attn.k_proj.weight"), w("self_attn.k_proj.bias")).reshape({B, S, Hkv, hd});
+  Tensor v = linear(h, w("self_attn.v_proj.weight"), w("self_attn.v_proj.bias")).reshape({B, S, Hkv, hd});
+  q = rope(q, positions, d.rope_theta);
+  k = rope(k, positions, d.rope_theta);
+  Tensor a;
+  AttentionOptions opt;
+  if (!cache) {
+    opt.causal = true;
+    opt.key_mask = token_mask;
+    a = attention(q, k, v, opt);
+  } else {
+    int64_t t = cache->length;
+    cache->k[l].slice(1, t, t + S).copy_(k);
+    cache->v[l].slice(1, t, t + S).copy_(v);
+    if (S == 1) {
+      // One new token per row: attend over the whole buffer, unwritten slots
+      // masked, so the contiguous cache goes to the kernel without a copy.
+      opt.causal = false;
+      opt.key_mask = cache->key_mask;
+      a = attention(q, cache->k[l], cache->v[l], opt);
+    } else {
+      opt.causal = true;
+      opt.key_mask = cache->key_mask.slice(1, 0, t + S);
+      a = attention(q, cache->k[l].slice(1, 0, t + S), cache->v[l].slice(1, 0, t + S), opt);
+    }
+  }
+  return add(x, linear(a.reshape({B, S, H * hd}), w("self_attn.o_proj.weight")));
+}
+
+Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& token_mask,
+                   KVCache* cache) const {
+  const DecoderConfig& d = config_.decoder;
+  if (embeds.dim() != 3 || embeds.size(2) != d.hidden_size)
+    input_error("decoder input must be [B, S, " + std::to_string(d.hidden_size) + "], got " +
+                shape_str(embeds.shape()));
+  int64_t B = embeds.size(0), S = embeds.size(1);
+  if (positions.shape() != Shape{B, S} || token_mask.shape() != Shape{B, S})
+    input_error("positions " + shape_str(positions.shape()) + " and mask " + shape_str(token_mask.shape()) +
+                " must be [" + std::to_string(B) + ", " + std::to_string(S) + "]");
+  if (cache) {
+    if (grad_enabled()) input_error("the KV cache path is inference only; use it under NoGradGuard");
+    if (cache->batch() != B || cache->k.size() != static_cast<size_t>(d.num_hidden_layers))
+      input_error("KV cache of batch " + std::to_string(cache->batch()) + " used with a batch of " +
+                  std::to_string(B));
+    if (cache->length + S > cache->capacity())
+      input_error("KV cache is full: " + std::to_string(cache->length) + " + " + std::to_string(S) +
+                  " tokens exceed its capacity " + std::to_string(cache->capacity()));
+    cache->key_mask.slice(1, cache->length, cache->length + S).copy_(token_mask);
+  }
+  Tensor x = embeds;
+  for (int64_t l = 0; l < d.num_hidden_layers; ++l) {
+    x = attention_block(l, x, positions, token_mask, cache);
+    auto w = [&](const char* s) -> const Tensor& { return params_.get(decoder_param_name(l, s)); };
+    Tensor h = rmsnorm(x, w("post_attention_layernorm.weight"), d.rms_norm_eps);
+    Tensor gate = linear(h, w("mlp.gate_proj.weight"));
+    Tensor up = linear(h, w("mlp.up_proj.weight"));
+    x = add(x, linear(swiglu(gate, up), w("mlp.down_proj.weight")));
+  }
+  if (cache) cache->length += S;
+  return rmsnorm(x, params_.get("model.norm.weight"), d.rms_norm_eps);
+}
+
+// ---------------------------------------------------------------------------
+Tensor VLM::hidden_states(const VLMInput& input) const {
+  const Tensor& ids = input.input_ids;
+  if (ids.dim() != 2) input_error("input_ids must be [B, S], got " + shape_str(ids.shape()));
+  Tensor mask = input.attention_mask.defined() ? input.attention_mask.to(DType::i32)
+                                               : Tensor::full(ids.shape(), 1.0, DType::i32);
+  if (mask.shape() != ids.shape())
+    input_error("attention_mask " + shape_str(mask.shape()) + " does not match input_ids " +
+                shape_str(ids.shape()));
+  Tensor visual;
+  if (input.pixels.defined()) visual = encode_images(input.pixels);
+  return decode(embed(ids, visual), positions_from_mask(mask), mask);
+}
+
+Tensor VLM::logits(const VLMInput& input) const { return linear(hidden_states(input), head_weight()); }
+
+TokenLogprobs VLM::token_logprobs(const VLMInput& input, const Tensor& targets) const {
+  Tensor h = hidden_states(input);
+  if (targets.shape() != Shape{h.size(0), h.size(1)})
+    input_error("targets " + shape_str(targets.shape()) + " must be [B, S] like input_ids");
+  return visplay::token_logprobs(h, head_weight(), targets);
+}
+
+}  // namespace visplay

@@ -1,0 +1,114 @@
+// The vision-language model: a ViT encoder, a Qwen2-VL style projector
+// (2x2 patch merger) and a Qwen2 decoder. The prompt carries one image-pad
+// token per visual token; their embeddings are replaced by the projector's
+// outputs. A text-only config (has_vision = false) is a plain Qwen2 LM.
+//
+// Parameter names: the decoder uses Hugging Face Qwen2 names
+// (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ...,
+// model.norm.weight, lm_head.weight); the vision tower lives under "vision."
+// and the projector under "projector." (see register_parameters in vlm.cpp).
+//
+// Batches are left padded: attention_mask marks real tokens with 1; each
+// sequence's positions count its real tokens only (position = index among
+// real tokens), and padding keys are masked out of attention.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/params.h"
+#include "runtime/ops.h"
+#include "runtime/tensor.h"
+
+namespace visplay {
+
+// One batch for the full (training / scoring) forward.
+struct VLMInput {
+  Tensor input_ids;       // [B, S] i32 or i64, left padded
+  Tensor attention_mask;  // [B, S] integer, 1 = real token, 0 = padding; undefined = all real
+  // [N, 3, H, W] f32 normalised images, one per run of image-pad tokens, in
+  // the order the runs appear (batch row by row). Undefined for text only.
+  Tensor pixels;
+};
+
+// Per-layer key/value cache for incremental decoding. Rows share one write
+// index (left padding keeps them aligned); each row has its own next position.
+struct KVCache {
+  std::vector<Tensor> k, v;  // per layer [B, capacity, Hkv, head_dim], keys after RoPE
+  Tensor key_mask;           // [B, capacity] i32: 1 where a real token was written
+  std::vector<int64_t> next_position;  // per row: the position of its next real token
+  int64_t length = 0;                  // slots written so far (same for every row)
+
+  int64_t batch() const { return key_mask.defined() ? key_mask.size(0) : 0; }
+  int64_t capacity() const { return key_mask.defined() ? key_mask.size(1) : 0; }
+  static KVCache allocate(const DecoderConfig& config, int64_t batch, int64_t capacity);
+  // A new cache whose row r is a copy of row rows[r] of this one (rows may
+  // repeat: that is how one prompt prefix is shared by n samples), with room
+  // for `capacity` slots (>= length).
+  KVCache select_rows(const std::vector<int64_t>& rows, int64_t capacity) const;
+};
+
+// Positions for a left-padded batch: index among the real tokens of each row
+// (0 for padding). mask [B, S] integer -> [B, S] i64.
+Tensor positions_from_mask(const Tensor& mask);
+
+class VLM {
+ public:
+  // Registers every parameter (uninitialised); call init_weights or load.
+  explicit VLM(VLMConfig config);
+
+  const VLMConfig& config() const { return config_; }
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  // Normal(0, 0.02) weights, norm scales 1, biases 0, from a seeded Rng.
+  void init_weights(uint64_t seed);
+
+  // ---- vision ----
+  // pixels [N, 3, H, W] -> ViT patch features [N, patches, vision width].
+  Tensor vision_features(const Tensor& pixels) const;
+  // Patch features -> visual tokens [N, visual tokens, LM hidden].
+  Tensor project(const Tensor& features) const;
+  Tensor encode_images(const Tensor& pixels) const { return project(vision_features(pixels)); }
+
+  // ---- decoder ----
+  // Token embeddings with the image-pad rows replaced by `visual` [N, T, D]
+  // (undefined when the batch has no images). Checks the pad count.
+  Tensor embed(const Tensor& input_ids, const Tensor& visual) const;
+  // The decoder stack on input embeddings [B, S, D] with positions [B, S] and
+  // token_mask [B, S] (1 = real). Returns final-normed hidden states [B, S, D].
+  // With a cache, the new keys/values are appended at cache->length (no
+  // autograd through the cache: use it under NoGradGuard).
+  Tensor decode(const Tensor& embeds, const Tensor& positions, const Tensor& token_mask,
+                KVCache* cache = nullptr) const;
+  // The LM head weight [V, D] (the embedding when tied).
+  const Tensor& head_weight() const;
+
+  // ---- full forwards ----
+  Tensor hidden_states(const VLMInput& input) const;  // [B, S, D]
+  Tensor logits(const VLMInput& input) const;         // [B, S, V]: for tests and small vocabularies
+  // log p(targets[b, s] | tokens <= s) through the fused LM-head op, never
+  // materialising the logits. targets [B, S] (any valid id where unused).
+  TokenLogprobs token_logprobs(const VLMInput& input, const Tensor& targets) const;
+
+ private:
+  void register_parameters();
+  Tensor attention_block(int64_t layer, const Tensor& x, const Tensor& positions,
+                         const Tensor& token_mask, KVCache* cache) const;
+
+  VLMConfig config_;
+  ParamStore params_;
+};
+
+// Hugging Face name of decoder layer `layer`'s parameter `suffix`, e.g.
+// decoder_param_name(3, "self_attn.q_proj.weight").
+std::string decoder_param_name(int64_t layer, const std::string& suffix);
+
+// The fused-kernel-shaped patch embedding: unfold P x P patches of pixels
+// [N, C, H, W] in row-major patch order, each flattened as (c, y, x) like a
+// conv weight [E, C, P, P], multiply by weight [E, C*P*P], add bias [E] and
+// the position table pos [patches, E] (may be undefined). -> [N, patches, E].
+// Composed from views + linear + add today; one kernel can replace it.
+Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias,
+                   const Tensor& pos, int64_t patch);
+
+}  // namespace visplay
