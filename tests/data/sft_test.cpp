@@ -8,6 +8,7 @@
 #include <set>
 
 #include "data/benchmark.h"
+#include "model/shapeworld_vocab.h"
 
 namespace visplay::sft {
 namespace {
@@ -151,6 +152,30 @@ TEST(Sft, DeterministicInSeedAndIndex) {
 TEST(Sft, BadMixIsAnError) {
   ExampleMix mix{0, 0, 0};
   EXPECT_THROW(sample_example(1, 0, mix), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace visplay::sft
+
+namespace visplay::sft {
+namespace {
+
+// Every target token is a word of the ShapeWorld vocabulary (never <unk>), and targets are
+// in the tokenizer's canonical spelling: decode(encode(t)) == t.
+TEST(Sft, TargetsRoundTripThroughTheShapeWorldTokenizer) {
+  auto tokenizer = make_shapeworld_tokenizer();
+  const int32_t unk = tokenizer->special_ids().unk;
+  ASSERT_GE(unk, 0);
+  for (const std::string& tok : target_tokens()) {
+    EXPECT_GE(tokenizer->token_to_id(tok), 0) << "missing from the vocabulary: '" << tok << "'";
+  }
+  for (uint64_t i = 0; i < 400; ++i) {
+    Example ex = sample_example(3, i);
+    std::vector<int32_t> ids = tokenizer->encode(ex.target);
+    for (int32_t id : ids) ASSERT_NE(id, unk) << ex.target;
+    EXPECT_EQ(ids.size(), split_target(ex.target).size()) << ex.target;
+    EXPECT_EQ(tokenizer->decode(ids), ex.target);
+  }
 }
 
 }  // namespace
