@@ -277,7 +277,15 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
     }
     std::vector<uint64_t> seeds(batch.size(), 0);
     std::vector<Generation> out = generate(model, batch, 1, sampling, seeds);
-    for (const Generation& g : out) replies.push_back(decode_response(tokenizer, g.tokens));
+    // A reply ends at its first stop token: whatever a sampler appends after it is not
+    // part of the reply.
+    const int64_t stop = stop_token_id(tokenizer);
+    for (const Generation& g : out) {
+      auto end_of_reply = std::find(g.tokens.begin(), g.tokens.end(), stop);
+      if (end_of_reply != g.tokens.end()) ++end_of_reply;
+      std::vector<int64_t> reply(g.tokens.begin(), end_of_reply);
+      replies.push_back(decode_response(tokenizer, reply));
+    }
     if (on_batch) on_batch(end, total);
   }
   return replies;

@@ -22,6 +22,7 @@ struct EvalCliOptions {
   int64_t batch = 100;
   int64_t max_new_tokens = 80;
   int64_t limit = 0;
+  std::string replies;
 };
 
 void run_eval(const EvalCliOptions& o) {
@@ -46,6 +47,20 @@ void run_eval(const EvalCliOptions& o) {
   std::printf("%s", rl::eval_table(result).c_str());
   std::printf("%lld questions in %.1f s\n", static_cast<long long>(result.report.overall.total),
               result.seconds);
+  if (!o.replies.empty()) {
+    std::ofstream file(o.replies);
+    if (!file) throw std::runtime_error("eval: cannot write the replies to " + o.replies);
+    for (size_t i = 0; i < result.replies.size(); ++i) {
+      const BenchmarkQuestion& q = bench.questions[i];
+      nlohmann::json line = {{"id", q.id},
+                             {"question", q.question},
+                             {"answer", *q.answer},
+                             {"reply", result.replies[i]},
+                             {"correct", reply_is_correct(result.replies[i], *q.answer)}};
+      file << line.dump() << "\n";
+    }
+    std::printf("replies: %s\n", o.replies.c_str());
+  }
   if (!o.out.empty()) {
     std::ofstream file(o.out);
     if (!file) throw std::runtime_error("eval: cannot write the report to " + o.out);
@@ -69,6 +84,7 @@ void setup_eval(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-new-tokens", opts->max_new_tokens, "Reply length limit")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--replies", opts->replies, "Write every reply (JSONL) here");
   cmd->add_option("--limit", opts->limit, "Only the first N questions (0 = all)");
   cmd->callback([opts] { run_eval(*opts); });
 }
