@@ -2,11 +2,10 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/file_util.h"
 #include "model/safetensors.h"
@@ -34,7 +33,8 @@ void save_checkpoint(const std::string& dir, const VLM& model, const std::string
 namespace {
 
 bool ignorable(const std::string& name, const VLMConfig& config) {
-  if (name.size() >= 20 && name.compare(name.size() - 20, 20, "rotary_emb.inv_freq") == 0) return true;
+  if (name.size() >= 20 && name.compare(name.size() - 20, 20, "rotary_emb.inv_freq") == 0)
+    return true;
   return name == "lm_head.weight" && config.decoder.tie_word_embeddings;
 }
 
@@ -47,18 +47,21 @@ void load_from_files(VLM& model, const std::vector<std::unique_ptr<SafetensorsFi
     for (const SafetensorsEntry& e : f->entries()) {
       if (!p.contains(e.name)) {
         if (ignorable(e.name, model.config())) continue;
-        throw std::runtime_error(f->path() + ": unexpected tensor '" + e.name + "' " + e.dtype_name + " " +
-                                 shape_str(e.shape) + " (not a parameter of this config)");
+        throw std::runtime_error(f->path() + ": unexpected tensor '" + e.name + "' " +
+                                 e.dtype_name + " " + shape_str(e.shape) +
+                                 " (not a parameter of this config)");
       }
       Tensor& param = p.get(e.name);
       if (!is_floating(e.dtype))
         throw std::runtime_error(f->path() + ": tensor '" + e.name + "' has dtype " + e.dtype_name +
                                  ", expected a floating type (F32, BF16 or F64)");
       if (e.shape != param.shape())
-        throw std::runtime_error(f->path() + ": tensor '" + e.name + "' has shape " + shape_str(e.shape) +
-                                 " but the config expects " + shape_str(param.shape()));
+        throw std::runtime_error(f->path() + ": tensor '" + e.name + "' has shape " +
+                                 shape_str(e.shape) + " but the config expects " +
+                                 shape_str(param.shape()));
       if (!found.insert(e.name).second)
-        throw std::runtime_error(f->path() + ": tensor '" + e.name + "' appears in more than one file");
+        throw std::runtime_error(f->path() + ": tensor '" + e.name +
+                                 "' appears in more than one file");
     }
   }
   for (const std::string& name : p.names())
@@ -107,10 +110,12 @@ VLM load_checkpoint(const std::string& dir) {
     std::set<std::string> shards;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       if (!it.value().is_string())
-        throw std::runtime_error(index.string() + ": weight_map entry '" + it.key() + "' is not a file name");
+        throw std::runtime_error(index.string() + ": weight_map entry '" + it.key() +
+                                 "' is not a file name");
       shards.insert(it.value().get<std::string>());
     }
-    for (const std::string& s : shards) files.push_back(std::make_unique<SafetensorsFile>((root / s).string()));
+    for (const std::string& s : shards)
+      files.push_back(std::make_unique<SafetensorsFile>((root / s).string()));
   } else {
     throw std::runtime_error(dir + ": no model.safetensors or model.safetensors.index.json");
   }

@@ -13,7 +13,8 @@ namespace visplay {
 // Writes DIR/model.safetensors and DIR/config.json (creating DIR), and copies
 // tokenizer_file (if not empty) to DIR/<its file name>. Each file is written
 // atomically. Weights are saved in their own dtype (f32), bit for bit.
-void save_checkpoint(const std::string& dir, const VLM& model, const std::string& tokenizer_file = "");
+void save_checkpoint(const std::string& dir, const VLM& model,
+                     const std::string& tokenizer_file = "");
 
 // Reads DIR/config.json and the weights. Every tensor the config needs must be
 // present with the right shape and a floating dtype (F32, BF16 or F64; stored

@@ -83,7 +83,8 @@ void VLMConfig::validate(const std::string& where) const {
               std::to_string(d.hidden_size) + " is not a multiple of num_attention_heads " +
                   std::to_string(d.num_attention_heads));
   if (d.head_dim() % 2 != 0)
-    bad_field(where, "hidden_size", "head dim " + std::to_string(d.head_dim()) + " must be even for RoPE");
+    bad_field(where, "hidden_size",
+              "head dim " + std::to_string(d.head_dim()) + " must be even for RoPE");
   if (d.num_attention_heads % d.num_key_value_heads != 0)
     bad_field(where, "num_key_value_heads",
               std::to_string(d.num_key_value_heads) + " does not divide num_attention_heads " +
@@ -93,7 +94,8 @@ void VLMConfig::validate(const std::string& where) const {
   auto check_id = [&](int64_t id, const char* field) {
     if (id < -1 || id >= d.vocab_size)
       bad_field(where, field,
-                std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(d.vocab_size) + ")");
+                std::to_string(id) + " is outside the vocabulary [0, " +
+                    std::to_string(d.vocab_size) + ")");
   };
   check_id(image_pad_token_id, "image_token_id");
   check_id(vision_start_token_id, "vision_start_token_id");
@@ -112,21 +114,24 @@ void VLMConfig::validate(const std::string& where) const {
   require_positive(v.spatial_merge_size, vw, "spatial_merge_size");
   if (v.image_size % v.patch_size != 0)
     bad_field(vw, "image_size",
-              std::to_string(v.image_size) + " is not a multiple of patch_size " + std::to_string(v.patch_size));
+              std::to_string(v.image_size) + " is not a multiple of patch_size " +
+                  std::to_string(v.patch_size));
   if (v.grid() % v.spatial_merge_size != 0)
     bad_field(vw, "spatial_merge_size",
               "patch grid " + std::to_string(v.grid()) + " is not a multiple of " +
                   std::to_string(v.spatial_merge_size));
   if (v.hidden_size % v.num_heads != 0)
     bad_field(vw, "hidden_size",
-              std::to_string(v.hidden_size) + " is not a multiple of num_heads " + std::to_string(v.num_heads));
+              std::to_string(v.hidden_size) + " is not a multiple of num_heads " +
+                  std::to_string(v.num_heads));
   if (!(v.mlp_ratio > 0) || v.mlp_hidden() <= 0) bad_field(vw, "mlp_ratio", "must be positive");
   if (!(v.layer_norm_eps > 0)) bad_field(vw, "layer_norm_eps", "must be positive");
   if (v.projector_hidden_size < 0) bad_field(vw, "projector_hidden_size", "must be >= 0");
   if (v.num_channels != 3) bad_field(vw, "num_channels", "only RGB (3) images are supported");
   for (int c = 0; c < 3; ++c)
     if (!(v.image_std[c] > 0)) bad_field(vw, "image_std", "entries must be positive");
-  if (image_pad_token_id < 0) bad_field(where, "image_token_id", "a vision model needs an image pad token");
+  if (image_pad_token_id < 0)
+    bad_field(where, "image_token_id", "a vision model needs an image pad token");
 }
 
 json config_to_json(const VLMConfig& c) {
@@ -200,9 +205,11 @@ VLMConfig config_from_json(const json& j, const std::string& where) {
   // Newer transformers write {"rope_parameters": {"rope_theta": ..., "rope_type": "default"}}.
   if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
     const json& rp = j["rope_parameters"];
-    if (!rp.is_object()) bad_field(where, "rope_parameters", "expected an object, got " + rp.dump());
+    if (!rp.is_object())
+      bad_field(where, "rope_parameters", "expected an object, got " + rp.dump());
     if (rp.contains("rope_type") && rp["rope_type"] != "default")
-      bad_field(where, "rope_parameters", "only rope_type \"default\" is supported, got " + rp["rope_type"].dump());
+      bad_field(where, "rope_parameters",
+                "only rope_type \"default\" is supported, got " + rp["rope_type"].dump());
     read_double(rp, "rope_theta", d.rope_theta, where + ": rope_parameters");
   }
   bool sliding = false;

@@ -6,9 +6,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace visplay {
 

@@ -28,7 +28,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 void write_file_atomic(const std::string& path, const std::string_view* pieces, size_t count) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
   auto fail = [&](const char* what) {
     std::string msg = path + ": " + what + ": " + std::strerror(errno);
     ::close(fd);

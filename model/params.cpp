@@ -60,9 +60,15 @@ void ParamStore::initialize(Rng& rng, double std) {
   for (Entry& e : entries_) {
     Tensor& t = e.tensor;
     switch (e.init) {
-      case Init::normal: t.copy_(randn(t.shape(), rng, std, DType::f32)); break;
-      case Init::ones: t.fill_(1.0); break;
-      case Init::zeros: t.fill_(0.0); break;
+      case Init::normal:
+        t.copy_(randn(t.shape(), rng, std, DType::f32));
+        break;
+      case Init::ones:
+        t.fill_(1.0);
+        break;
+      case Init::zeros:
+        t.fill_(0.0);
+        break;
     }
   }
 }

@@ -9,10 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
-
-#include <nlohmann/json.hpp>
 
 #include "model/file_util.h"
 
@@ -22,11 +21,16 @@ using nlohmann::json;
 
 const char* safetensors_dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::bf16: return "BF16";
-    case DType::f64: return "F64";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
+    case DType::f32:
+      return "F32";
+    case DType::bf16:
+      return "BF16";
+    case DType::f64:
+      return "F64";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
   }
   return "?";
 }
@@ -34,8 +38,10 @@ const char* safetensors_dtype_name(DType t) {
 namespace {
 
 bool dtype_from_safetensors(const std::string& name, DType* out) {
-  static const std::pair<const char*, DType> table[] = {{"F32", DType::f32}, {"BF16", DType::bf16},
-                                                        {"F64", DType::f64}, {"I32", DType::i32},
+  static const std::pair<const char*, DType> table[] = {{"F32", DType::f32},
+                                                        {"BF16", DType::bf16},
+                                                        {"F64", DType::f64},
+                                                        {"I32", DType::i32},
                                                         {"I64", DType::i64}};
   for (const auto& [n, t] : table)
     if (name == n) return *out = t, true;
@@ -74,13 +80,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     const uint8_t* base = static_cast<const uint8_t*>(map_);
     uint64_t header_len = read_le64(base);
     if (header_len > map_size_ - 8)
-      fail("header length " + std::to_string(header_len) + " exceeds the file size " + std::to_string(map_size_) +
-           " (minus 8)");
+      fail("header length " + std::to_string(header_len) + " exceeds the file size " +
+           std::to_string(map_size_) + " (minus 8)");
     data_ = base + 8 + header_len;
     size_t data_size = map_size_ - 8 - header_len;
     json header;
     try {
-      header = json::parse(reinterpret_cast<const char*>(base + 8), reinterpret_cast<const char*>(data_));
+      header = json::parse(reinterpret_cast<const char*>(base + 8),
+                           reinterpret_cast<const char*>(data_));
     } catch (const json::parse_error& e) {
       fail(std::string("header is not valid JSON: ") + e.what());
     }
@@ -91,29 +98,35 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (name == "__metadata__") {
         if (!v.is_object()) fail("__metadata__ is not an object");
         for (auto m = v.begin(); m != v.end(); ++m)
-          metadata_[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+          metadata_[m.key()] =
+              m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
         continue;
       }
       std::string where = "tensor '" + name + "'";
-      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+          !v.contains("data_offsets"))
         fail(where + ": needs dtype, shape and data_offsets");
       SafetensorsEntry e;
       e.name = name;
       if (!v["dtype"].is_string()) fail(where + ": dtype is not a string");
       e.dtype_name = v["dtype"].get<std::string>();
       if (!dtype_from_safetensors(e.dtype_name, &e.dtype))
-        fail(where + ": unsupported dtype " + e.dtype_name + " (supported: F32, BF16, F64, I32, I64)");
+        fail(where + ": unsupported dtype " + e.dtype_name +
+             " (supported: F32, BF16, F64, I32, I64)");
       if (!v["shape"].is_array()) fail(where + ": shape is not an array");
       uint64_t numel = 1;
       for (const json& d : v["shape"]) {
-        if (!d.is_number_unsigned()) fail(where + ": shape " + v["shape"].dump() + " has a non-integer entry");
+        if (!d.is_number_unsigned())
+          fail(where + ": shape " + v["shape"].dump() + " has a non-integer entry");
         uint64_t n = d.get<uint64_t>();
-        if (n != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / n) fail(where + ": shape is too large");
+        if (n != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / n)
+          fail(where + ": shape is too large");
         numel *= n;
         e.shape.push_back(static_cast<int64_t>(n));
       }
       const json& off = v["data_offsets"];
-      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+          !off[1].is_number_unsigned())
         fail(where + ": data_offsets must be two non-negative integers, got " + off.dump());
       uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
       if (b > en || en > data_size)
@@ -121,17 +134,19 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
              "] out of range for a data section of " + std::to_string(data_size) + " bytes");
       uint64_t want = numel * dtype_size(e.dtype);
       if (en - b != want)
-        fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " + e.dtype_name + " " +
-             shape_str(e.shape) + " needs " + std::to_string(want));
+        fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " +
+             e.dtype_name + " " + shape_str(e.shape) + " needs " + std::to_string(want));
       e.begin = b;
       e.end = en;
       entries_.push_back(std::move(e));
     }
-    std::sort(entries_.begin(), entries_.end(),
-              [](const SafetensorsEntry& a, const SafetensorsEntry& b) { return a.begin < b.begin; });
+    std::sort(
+        entries_.begin(), entries_.end(),
+        [](const SafetensorsEntry& a, const SafetensorsEntry& b) { return a.begin < b.begin; });
     for (size_t i = 0; i + 1 < entries_.size(); ++i)
       if (entries_[i + 1].begin < entries_[i].end)
-        fail("tensors '" + entries_[i].name + "' and '" + entries_[i + 1].name + "' have overlapping data_offsets");
+        fail("tensors '" + entries_[i].name + "' and '" + entries_[i + 1].name +
+             "' have overlapping data_offsets");
     for (size_t i = 0; i < entries_.size(); ++i) index_[entries_[i].name] = i;
   } catch (...) {
     ::munmap(map_, map_size_);
@@ -157,7 +172,8 @@ Tensor SafetensorsFile::load(const std::string& name) const {
   return t;
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   std::vector<Tensor> host;  // contiguous cpu copies (or the tensors themselves)
@@ -181,7 +197,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
   uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
   std::vector<std::string_view> pieces;
   pieces.emplace_back(reinterpret_cast<const char*>(len), 8);
   pieces.emplace_back(text);

@@ -58,7 +58,8 @@ class SafetensorsFile {
 
 // Writes tensors (any dtype above, cpu or not, contiguous or not) in the given
 // order, via a temporary file, fsync and rename. Names must be unique.
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace visplay

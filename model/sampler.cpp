@@ -21,17 +21,31 @@ std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count) {
 // Log-prob under the raw distribution is computed in double; the draw is an
 // inverse-CDF walk over the (possibly truncated) candidates, so one uniform
 // number per token and the outcome depends only on this row and its rng.
-int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
+int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
                      float* logprob) {
+  // The log-prob normaliser comes from the raw logits; choices from a copy
+  // with the banned tokens at -inf.
+  double raw_max = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) raw_max = std::max<double>(raw_max, raw_logits[i]);
+  double raw_sum = 0;
+  for (int64_t i = 0; i < vocab; ++i)
+    raw_sum += std::exp(static_cast<double>(raw_logits[i]) - raw_max);
+  double log_z = raw_max + std::log(raw_sum);
+  std::vector<float> masked;
+  const float* logits = raw_logits;
+  if (!opt.banned_tokens.empty()) {
+    masked.assign(raw_logits, raw_logits + vocab);
+    for (int64_t b : opt.banned_tokens)
+      if (b >= 0 && b < vocab) masked[b] = -INFINITY;
+    logits = masked.data();
+  }
   double max_logit = -INFINITY;
   int64_t argmax = 0;
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] > max_logit) max_logit = logits[i], argmax = i;
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
-  double log_z = max_logit + std::log(sum);
+  if (max_logit == -INFINITY) throw std::runtime_error("sample_token: every token is banned");
   auto finish = [&](int64_t token) {
-    if (logprob) *logprob = static_cast<float>(logits[token] - log_z);
+    if (logprob) *logprob = static_cast<float>(raw_logits[token] - log_z);
     return token;
   };
   if (opt.greedy || opt.temperature <= 0) return finish(argmax);
@@ -57,7 +71,9 @@ int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
   int64_t k = opt.top_k > 0 ? std::min(opt.top_k, vocab) : vocab;
   std::vector<int64_t> order(vocab);
   std::iota(order.begin(), order.end(), 0);
-  auto better = [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto better = [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   if (k < vocab) {
     std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
     order.resize(k);
@@ -66,7 +82,8 @@ int64_t sample_token(const float* logits, int64_t vocab, const SamplingOptions& 
   }
   std::vector<double> w(order.size());
   double total = 0;
-  for (size_t i = 0; i < order.size(); ++i) total += w[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
+  for (size_t i = 0; i < order.size(); ++i)
+    total += w[i] = std::exp((logits[order[i]] - max_logit) * inv_t);
   size_t keep = order.size();
   if (opt.top_p < 1.0) {
     // The smallest prefix whose probability reaches top_p (at least one token).
@@ -94,11 +111,13 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
   if (prompts.empty()) throw std::runtime_error("prefill: no prompts");
   int64_t P = static_cast<int64_t>(prompts.size()), S = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].ids.empty()) throw std::runtime_error("prefill: prompt " + std::to_string(i) + " is empty");
+    if (prompts[i].ids.empty())
+      throw std::runtime_error("prefill: prompt " + std::to_string(i) + " is empty");
     S = std::max<int64_t>(S, prompts[i].ids.size());
   }
   if (S > c.decoder.max_position_embeddings)
-    throw std::runtime_error("prefill: a prompt of " + std::to_string(S) + " tokens exceeds max_position_embeddings " +
+    throw std::runtime_error("prefill: a prompt of " + std::to_string(S) +
+                             " tokens exceeds max_position_embeddings " +
                              std::to_string(c.decoder.max_position_embeddings));
   // Left padding with any valid id (the pad token when there is one); masked out.
   int64_t pad_id = c.pad_token_id >= 0 ? c.pad_token_id : 0;
@@ -125,20 +144,23 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
   }
   PrefixState out;
   out.cache = KVCache::allocate(c.decoder, P, S);
-  Tensor hidden = model.decode(model.embed(id_t, visual), positions_from_mask(mask_t), mask_t, &out.cache);
-  for (int64_t p = 0; p < P; ++p) out.cache.next_position[p] = static_cast<int64_t>(prompts[p].ids.size());
+  Tensor hidden =
+      model.decode(model.embed(id_t, visual), positions_from_mask(mask_t), mask_t, &out.cache);
+  for (int64_t p = 0; p < P; ++p)
+    out.cache.next_position[p] = static_cast<int64_t>(prompts[p].ids.size());
   Tensor last = hidden.slice(1, S - 1, S).reshape({P, c.decoder.hidden_size});
   out.last_logits = linear(last, model.head_weight());
   return out;
 }
 
-std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix, const std::vector<int64_t>& rows,
-                                    const SamplingOptions& opt, const std::vector<uint64_t>& seeds) {
+std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows, const SamplingOptions& opt,
+                                    const std::vector<uint64_t>& seeds) {
   const DecoderConfig& d = model.config().decoder;
   int64_t R = static_cast<int64_t>(rows.size()), V = d.vocab_size, D = d.hidden_size;
   if (seeds.size() != rows.size())
-    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " + std::to_string(R) +
-                             " sequences");
+    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " +
+                             std::to_string(R) + " sequences");
   if (opt.max_new_tokens < 0) throw std::runtime_error("sample_from: max_new_tokens must be >= 0");
   if (!(opt.top_p > 0)) throw std::runtime_error("sample_from: top_p must be in (0, 1]");
   std::vector<Generation> out(R);
@@ -146,6 +168,9 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
     return out;
   }
+  SamplingOptions opt_banned = opt;
+  if (model.config().image_pad_token_id >= 0)
+    opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
   KVCache cache = prefix.cache.select_rows(rows, prefix.cache.length + opt.max_new_tokens - 1);
@@ -170,17 +195,22 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     std::vector<int64_t> still;
     for (int64_t i = 0; i < n; ++i) {
       Generation& g = out[live[i]];
+      if (g.stopped) {  // finished, not yet compacted away: feed its last token, ignore the result
+        next[i] = g.tokens.back();
+        continue;
+      }
       float lp = 0;
-      next[i] = sample_token(pl + i * V, V, opt, rngs[live[i]], &lp);
+      next[i] = sample_token(pl + i * V, V, opt_banned, rngs[live[i]], &lp);
       g.tokens.push_back(next[i]);
       g.logprobs.push_back(lp);
-      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) != opt.stop_tokens.end();
+      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) !=
+                  opt.stop_tokens.end();
       if (!g.stopped) still.push_back(i);
     }
     if (still.empty() || step + 1 == opt.max_new_tokens) break;
     // Drop finished rows once they are at least half the batch: one copy of
     // the cache buys cheaper steps for the rest of the generation.
-    if (static_cast<int64_t>(still.size()) * 2 <= n) {
+    if (static_cast<int64_t>(still.size()) * 2 <= n && static_cast<int64_t>(still.size()) < n) {
       cache = cache.select_rows(still, cache.capacity());
       std::vector<int64_t> live2, next2;
       for (int64_t i : still) live2.push_back(live[i]), next2.push_back(next[i]);
@@ -198,8 +228,9 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
   return out;
 }
 
-std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts, int64_t n,
-                                 const SamplingOptions& options, const std::vector<uint64_t>& seeds) {
+std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts,
+                                 int64_t n, const SamplingOptions& options,
+                                 const std::vector<uint64_t>& seeds) {
   if (n <= 0) throw std::runtime_error("generate: samples_per_prompt must be positive");
   PrefixState prefix = prefill(model, prompts);
   std::vector<int64_t> rows;

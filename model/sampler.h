@@ -21,12 +21,16 @@
 namespace visplay {
 
 struct SamplingOptions {
-  bool greedy = false;        // argmax (also when temperature <= 0)
-  double temperature = 1.0;   // logits / temperature before top-k/top-p
-  int64_t top_k = 0;          // keep the k most likely tokens; 0 = all
-  double top_p = 1.0;         // keep the smallest set with probability >= top_p; 1 = all
+  bool greedy = false;       // argmax (also when temperature <= 0)
+  double temperature = 1.0;  // logits / temperature before top-k/top-p
+  int64_t top_k = 0;         // keep the k most likely tokens; 0 = all
+  double top_p = 1.0;        // keep the smallest set with probability >= top_p; 1 = all
   int64_t max_new_tokens = 32;
   std::vector<int64_t> stop_tokens;  // a sequence ends after emitting one (kept in its tokens)
+  // Never sampled (their log-probs still count in the temperature-1 log_softmax).
+  // sample_from always adds the model's image-pad token: a generated pad would
+  // be read back as an image slot by the training forward.
+  std::vector<int64_t> banned_tokens;
 };
 
 // One prompt: token ids (with one image-pad id per visual token where the
@@ -56,7 +60,8 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts);
 // Decodes one sequence per entry of `rows` (an index into the prefix's
 // prompts; repeats share the prompt's cache), seeds[i] seeding sequence i.
 std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
-                                    const std::vector<int64_t>& rows, const SamplingOptions& options,
+                                    const std::vector<int64_t>& rows,
+                                    const SamplingOptions& options,
                                     const std::vector<uint64_t>& seeds);
 
 // prefill + sample_from with each prompt repeated samples_per_prompt times:

@@ -15,25 +15,25 @@ using Kind = ShapeWorldTokenKind;
 
 // Added tokens first: ids 0..18.
 constexpr ShapeWorldToken kAddedTokens[] = {
-    {"<|pad|>", Kind::kSpecial},          // 0
-    {"<|endoftext|>", Kind::kSpecial},    // 1: eos
-    {"<|im_start|>", Kind::kSpecial},     // 2
-    {"<|im_end|>", Kind::kSpecial},       // 3
+    {"<|pad|>", Kind::kSpecial},           // 0
+    {"<|endoftext|>", Kind::kSpecial},     // 1: eos
+    {"<|im_start|>", Kind::kSpecial},      // 2
+    {"<|im_end|>", Kind::kSpecial},        // 3
     {"<|vision_start|>", Kind::kSpecial},  // 4
-    {"<|image_pad|>", Kind::kSpecial},    // 5: one per visual token
-    {"<|vision_end|>", Kind::kSpecial},   // 6
-    {"<unk>", Kind::kSpecial},            // 7
-    {"\n", Kind::kMarkup},                // 8
-    {"<question>", Kind::kMarkup},        // 9
-    {"</question>", Kind::kMarkup},       // 10
-    {"<type>", Kind::kMarkup},            // 11
-    {"</type>", Kind::kMarkup},           // 12
-    {"<think>", Kind::kMarkup},           // 13
-    {"</think>", Kind::kMarkup},          // 14
-    {"\\boxed{", Kind::kMarkup},          // 15
-    {"}", Kind::kMarkup},                 // 16
-    {"<answer>", Kind::kMarkup},          // 17
-    {"</answer>", Kind::kMarkup},         // 18
+    {"<|image_pad|>", Kind::kSpecial},     // 5: one per visual token
+    {"<|vision_end|>", Kind::kSpecial},    // 6
+    {"<unk>", Kind::kSpecial},             // 7
+    {"\n", Kind::kMarkup},                 // 8
+    {"<question>", Kind::kMarkup},         // 9
+    {"</question>", Kind::kMarkup},        // 10
+    {"<type>", Kind::kMarkup},             // 11
+    {"</type>", Kind::kMarkup},            // 12
+    {"<think>", Kind::kMarkup},            // 13
+    {"</think>", Kind::kMarkup},           // 14
+    {"\\boxed{", Kind::kMarkup},           // 15
+    {"}", Kind::kMarkup},                  // 16
+    {"<answer>", Kind::kMarkup},           // 17
+    {"</answer>", Kind::kMarkup},          // 18
 };
 
 // Then words, group by group, each group a space-separated list (ids continue in order).
@@ -122,9 +122,8 @@ std::string shapeworld_tokenizer_json() {
       {"normalizer", nullptr},
       {"pre_tokenizer",
        {{"type", "Sequence"},
-        {"pretokenizers",
-         json::array({{{"type", "WhitespaceSplit"}},
-                      {{"type", "Punctuation"}, {"behavior", "Isolated"}}})}}},
+        {"pretokenizers", json::array({{{"type", "WhitespaceSplit"}},
+                                       {{"type", "Punctuation"}, {"behavior", "Isolated"}}})}}},
       {"post_processor", nullptr},
       {"decoder", nullptr},
       {"model", {{"type", "WordLevel"}, {"vocab", vocab}, {"unk_token", "<unk>"}}},

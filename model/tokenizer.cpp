@@ -45,9 +45,7 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens) : to
 
 // A byte that belongs to a word for the single_word rule (ASCII alphanumerics, '_' and
 // any non-ASCII byte, i.e. letters of other scripts).
-static bool is_word_byte(unsigned char c) {
-  return std::isalnum(c) || c == '_' || c >= 0x80;
-}
+static bool is_word_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
 
 std::vector<Segment> AddedTokenMatcher::split(std::string_view text) const {
   std::vector<Segment> segments;
@@ -84,7 +82,8 @@ std::vector<Segment> AddedTokenMatcher::split(std::string_view text) const {
     if (match->rstrip) {
       while (end < text.size() && is_ascii_whitespace(text[end])) ++end;
     }
-    if (start > plain_start) segments.push_back({-1, text.substr(plain_start, start - plain_start)});
+    if (start > plain_start)
+      segments.push_back({-1, text.substr(plain_start, start - plain_start)});
     segments.push_back({match->id, text.substr(start, end - start)});
     pos = plain_start = end;
   }
@@ -108,20 +107,18 @@ void build_id_table(const std::string& origin,
   token_to_id->reserve(vocab.size() + added.size());
   auto insert = [&](const std::string& token, int32_t id, const char* where) {
     if (id < 0) {
-      throw std::runtime_error(origin + ": " + where + ": token '" + token +
-                               "' has negative id " + std::to_string(id));
+      throw std::runtime_error(origin + ": " + where + ": token '" + token + "' has negative id " +
+                               std::to_string(id));
     }
     if ((*present)[id]) {
       if ((*id_to_token)[id] == token) return;  // an added token repeated in the vocab
       throw std::runtime_error(origin + ": " + where + ": id " + std::to_string(id) +
-                               " is used by both '" + (*id_to_token)[id] + "' and '" + token +
-                               "'");
+                               " is used by both '" + (*id_to_token)[id] + "' and '" + token + "'");
     }
     auto [it, inserted] = token_to_id->emplace(token, id);
     if (!inserted && it->second != id) {
-      throw std::runtime_error(origin + ": " + where + ": token '" + token +
-                               "' has two ids, " + std::to_string(it->second) + " and " +
-                               std::to_string(id));
+      throw std::runtime_error(origin + ": " + where + ": token '" + token + "' has two ids, " +
+                               std::to_string(it->second) + " and " + std::to_string(id));
     }
     (*id_to_token)[id] = token;
     (*present)[id] = true;
@@ -190,7 +187,8 @@ Normalizer parse_normalizer(const json& node, const std::string& origin,
     Normalizer result = Normalizer::kNone;
     const json& list = node.value("normalizers", json::array());
     for (size_t i = 0; i < list.size(); ++i) {
-      Normalizer n = parse_normalizer(list[i], origin, field + ".normalizers[" + std::to_string(i) + "]");
+      Normalizer n =
+          parse_normalizer(list[i], origin, field + ".normalizers[" + std::to_string(i) + "]");
       if (n != Normalizer::kNone) {
         if (result != Normalizer::kNone) fail(origin, field + ": only one NFC step is supported");
         result = n;
@@ -291,7 +289,8 @@ void parse_bpe_pre_tokenizer(const json& node, const std::string& origin, BpeSpe
       spec->split_regex = regex;
     }
   }
-  if (!byte_level) fail(origin, "pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
+  if (!byte_level)
+    fail(origin, "pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
 }
 
 std::unique_ptr<Tokenizer> parse_bpe(const json& root, const std::string& origin) {
@@ -311,8 +310,8 @@ std::unique_ptr<Tokenizer> parse_bpe(const json& root, const std::string& origin
       size_t space = s.find(' ');
       if (space == std::string::npos || space == 0 || space + 1 == s.size() ||
           s.find(' ', space + 1) != std::string::npos) {
-        fail(origin, "model.merges[" + std::to_string(i) + "] = \"" + s +
-                         "\" is not of the form \"a b\"");
+        fail(origin,
+             "model.merges[" + std::to_string(i) + "] = \"" + s + "\" is not of the form \"a b\"");
       }
       spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
@@ -482,8 +481,8 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& encoder_json_p
     size_t space = line.find(' ');
     if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
         line.find(' ', space + 1) != std::string::npos) {
-      fail(vocab_bpe_path, "line " + std::to_string(line_no) + ": expected \"a b\", got \"" +
-                               line + "\"");
+      fail(vocab_bpe_path,
+           "line " + std::to_string(line_no) + ": expected \"a b\", got \"" + line + "\"");
     }
     spec.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }

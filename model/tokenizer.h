@@ -41,8 +41,8 @@ struct AddedToken {
   int32_t id = -1;
   std::string content;
   bool special = false;
-  bool lstrip = false;  // the match swallows whitespace on its left
-  bool rstrip = false;  // ... and on its right
+  bool lstrip = false;       // the match swallows whitespace on its left
+  bool rstrip = false;       // ... and on its right
   bool single_word = false;  // only matches when not inside a word
 };
 

@@ -146,9 +146,8 @@ ByteLevelBpe::ByteLevelBpe(BpeSpec spec)
     int error_code;
     PCRE2_SIZE error_offset;
     regex_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(spec.split_regex.data()),
-                           spec.split_regex.size(),
-                           PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error_code,
-                           &error_offset, nullptr);
+                           spec.split_regex.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
+                           &error_code, &error_offset, nullptr);
     if (regex_ == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error_code, message, sizeof(message));
@@ -299,7 +298,8 @@ void ByteLevelBpe::merge_piece(std::string_view piece, std::vector<int32_t>& out
   auto push = [&](int32_t left) {
     if (left < 0 || next[left] < 0) return;
     auto it = merges_.find(pair_key(ids[left], ids[next[left]]));
-    if (it != merges_.end()) heap.push({it->second.rank, left, ids[left], ids[next[left]], it->second.merged_id});
+    if (it != merges_.end())
+      heap.push({it->second.rank, left, ids[left], ids[next[left]], it->second.merged_id});
   };
   for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
   while (!heap.empty()) {

@@ -56,7 +56,7 @@ class AddedTokenMatcher {
 // Everything a byte-level BPE needs, already parsed from whichever file format.
 struct BpeSpec {
   std::string origin;
-  std::vector<std::pair<std::string, int32_t>> vocab;  // token (byte-level spelling) -> id
+  std::vector<std::pair<std::string, int32_t>> vocab;       // token (byte-level spelling) -> id
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
   std::string split_regex;  // pre-tokenizer pattern; empty = the whole segment is one piece
   bool add_prefix_space = false;
@@ -69,7 +69,7 @@ struct BpeSpec {
 struct WordLevelSpec {
   std::string origin;
   std::vector<std::pair<std::string, int32_t>> vocab;
-  std::string unk_token;  // may be empty: unknown words then raise an error
+  std::string unk_token;          // may be empty: unknown words then raise an error
   bool split_punctuation = true;  // ASCII punctuation becomes its own token
   Normalizer normalizer = Normalizer::kNone;
   std::vector<AddedToken> added_tokens;

@@ -96,7 +96,8 @@ void decompose_into(uint32_t cp, std::vector<uint32_t>& out) {
       kDecompositions, end, cp,
       [](const nfc_tables::Decomposition& e, uint32_t v) { return e.code_point < v; });
   if (it != end && it->code_point == cp) {
-    for (int i = 0; i < it->length; ++i) out.push_back(nfc_tables::kDecompositionData[it->offset + i]);
+    for (int i = 0; i < it->length; ++i)
+      out.push_back(nfc_tables::kDecompositionData[it->offset + i]);
   } else {
     out.push_back(cp);
   }
@@ -114,12 +115,11 @@ uint32_t compose_pair(uint32_t first, uint32_t second) {
   }
   using nfc_tables::kCompositions;
   const auto* end = kCompositions + nfc_tables::kCompositionCount;
-  const auto* it = std::lower_bound(kCompositions, end, std::pair<uint32_t, uint32_t>(first, second),
-                                    [](const nfc_tables::Composition& e,
-                                       const std::pair<uint32_t, uint32_t>& v) {
-                                      return e.first < v.first ||
-                                             (e.first == v.first && e.second < v.second);
-                                    });
+  const auto* it = std::lower_bound(
+      kCompositions, end, std::pair<uint32_t, uint32_t>(first, second),
+      [](const nfc_tables::Composition& e, const std::pair<uint32_t, uint32_t>& v) {
+        return e.first < v.first || (e.first == v.first && e.second < v.second);
+      });
   if (it != end && it->first == first && it->second == second) return it->composite;
   return 0;
 }

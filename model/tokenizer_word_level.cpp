@@ -23,15 +23,13 @@ namespace {
 
 enum class Spacing : uint8_t { kWord, kGlue, kOpen, kClose };
 
-bool is_split_punctuation(unsigned char c) {
-  return c < 0x80 && std::ispunct(c) && c != '_';
-}
+bool is_split_punctuation(unsigned char c) { return c < 0x80 && std::ispunct(c) && c != '_'; }
 
 // Unicode White_Space characters (Hugging Face's WhitespaceSplit uses char::is_whitespace).
 bool is_unicode_whitespace(int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
 }
 
 Spacing spacing_of(const std::string& token, bool special, bool is_unk) {

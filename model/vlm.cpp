@@ -1,5 +1,7 @@
 #include "model/vlm.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -14,7 +16,74 @@ std::string vit_name(int64_t block, const std::string& suffix) {
 
 [[noreturn]] void input_error(const std::string& what) { throw std::runtime_error("VLM: " + what); }
 
-Tensor as_i64(const Tensor& t) { return t.dtype() == DType::i64 ? t.contiguous() : t.to(DType::i64); }
+Tensor as_i64(const Tensor& t) {
+  return t.dtype() == DType::i64 ? t.contiguous() : t.to(DType::i64);
+}
+
+// Attention of one new query per row over a KV cache, on the host: the
+// runtime's attention op, fed the whole cache buffer, would score every slot
+// (written or not) and transpose each key tile for a single query, which made
+// it most of a decode step. Here each (row, head) reads only its written,
+// unmasked slots: scores, softmax and the weighted sum of values, in float
+// with a double normaliser. Rows never mix, so a row's result does not
+// depend on the rest of the batch. q [B, 1, H, D]; k, v [B, cap, Hkv, D];
+// key_mask [B, cap] i32; `length` slots written. Inference only (no autograd).
+Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& key_mask, int64_t length) {
+  Tensor qc = q.contiguous();
+  int64_t B = qc.size(0), H = qc.size(2), D = qc.size(3), cap = k.size(1), Hkv = k.size(2),
+          group = H / Hkv;
+  Tensor out = Tensor::empty({B, 1, H, D});
+  const float* pq = qc.data<float>();
+  const float* pk = k.data<float>();
+  const float* pv = v.data<float>();
+  const int32_t* pm = key_mask.data<int32_t>();
+  float* po = out.data<float>();
+  float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  int64_t work = B * H * length * D;
+#pragma omp parallel for collapse(2) schedule(static) if (work > (1 << 18))
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* qi = pq + (b * H + h) * D;
+      int64_t hk = h / group;
+      std::vector<float> scores(length);
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < length; ++j) {
+        if (!pm[b * cap + j]) {
+          scores[j] = -INFINITY;
+          continue;
+        }
+        const float* kj = pk + ((b * cap + j) * Hkv + hk) * D;
+        // Eight independent partial sums: vectorises without reassociation.
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8)
+          for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
+        for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
+        float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                    ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        scores[j] = acc * scale;
+        mx = std::max(mx, scores[j]);
+      }
+      float* oi = po + (b * H + h) * D;
+      std::fill(oi, oi + D, 0.0f);
+      if (mx == -INFINITY) continue;  // no visible key: zeros, like the attention op
+      // Accumulate in a private buffer (no aliasing with v, so it vectorises).
+      std::vector<float> acc_buf(D, 0.0f);
+      float* __restrict acc = acc_buf.data();
+      double z = 0;
+      for (int64_t j = 0; j < length; ++j) {
+        if (scores[j] == -INFINITY) continue;
+        float p = std::exp(scores[j] - mx);
+        z += p;
+        const float* __restrict vj = pv + ((b * cap + j) * Hkv + hk) * D;
+        for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
+      }
+      float inv = static_cast<float>(1.0 / z);
+      for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+    }
+  return out;
+}
 
 }  // namespace
 
@@ -46,8 +115,8 @@ KVCache KVCache::select_rows(const std::vector<int64_t>& rows, int64_t new_capac
   out.length = length;
   for (int64_t r : rows)
     if (r < 0 || r >= batch())
-      throw std::runtime_error("KVCache::select_rows: row " + std::to_string(r) + " out of range for batch " +
-                               std::to_string(batch()));
+      throw std::runtime_error("KVCache::select_rows: row " + std::to_string(r) +
+                               " out of range for batch " + std::to_string(batch()));
   for (size_t l = 0; l < k.size(); ++l) {
     int64_t hkv = k[l].size(2), hd = k[l].size(3);
     Tensor nk = Tensor::empty({n, new_capacity, hkv, hd});
@@ -86,16 +155,17 @@ Tensor positions_from_mask(const Tensor& mask) {
   return pos;
 }
 
-Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias, const Tensor& pos,
-                   int64_t patch) {
+Tensor patch_embed(const Tensor& pixels, const Tensor& weight, const Tensor& bias,
+                   const Tensor& pos, int64_t patch) {
   if (pixels.dim() != 4 || pixels.size(2) % patch != 0 || pixels.size(3) % patch != 0)
-    input_error("patch_embed: pixels must be [N, C, H, W] with H, W multiples of " + std::to_string(patch) +
-                ", got " + shape_str(pixels.shape()));
-  int64_t N = pixels.size(0), C = pixels.size(1), gh = pixels.size(2) / patch, gw = pixels.size(3) / patch;
+    input_error("patch_embed: pixels must be [N, C, H, W] with H, W multiples of " +
+                std::to_string(patch) + ", got " + shape_str(pixels.shape()));
+  int64_t N = pixels.size(0), C = pixels.size(1), gh = pixels.size(2) / patch,
+          gw = pixels.size(3) / patch;
   if (weight.dim() != 2 || weight.size(1) != C * patch * patch)
     input_error("patch_embed: weight " + shape_str(weight.shape()) + " does not match " +
-                std::to_string(C) + " channels of " + std::to_string(patch) + "x" + std::to_string(patch) +
-                " patches");
+                std::to_string(C) + " channels of " + std::to_string(patch) + "x" +
+                std::to_string(patch) + " patches");
   // [N, C, gh, P, gw, P] -> [N, gh, gw, C, P, P] by three transposes, then one copy.
   Tensor x = pixels.reshape({N, C, gh, patch, gw, patch});
   x = x.transpose(1, 2).transpose(2, 4).transpose(3, 4);
@@ -168,6 +238,12 @@ void VLM::init_weights(uint64_t seed) {
   params_.initialize(rng, 0.02);
 }
 
+VLM VLM::clone() const {
+  VLM copy(config_);
+  copy.params_ = params_.clone();
+  return copy;
+}
+
 const Tensor& VLM::head_weight() const {
   return config_.decoder.tie_word_embeddings ? params_.get("model.embed_tokens.weight")
                                              : params_.get("lm_head.weight");
@@ -181,20 +257,24 @@ Tensor VLM::vision_features(const Tensor& pixels) const {
   const VisionConfig& v = config_.vision;
   if (pixels.dim() != 4 || pixels.size(1) != v.num_channels || pixels.size(2) != v.image_size ||
       pixels.size(3) != v.image_size)
-    input_error("pixels must be [N, " + std::to_string(v.num_channels) + ", " + std::to_string(v.image_size) +
-                ", " + std::to_string(v.image_size) + "], got " + shape_str(pixels.shape()));
+    input_error("pixels must be [N, " + std::to_string(v.num_channels) + ", " +
+                std::to_string(v.image_size) + ", " + std::to_string(v.image_size) + "], got " +
+                shape_str(pixels.shape()));
   const ParamStore& p = params_;
-  Tensor x = patch_embed(pixels, p.get("vision.patch_embed.weight"), p.get("vision.patch_embed.bias"),
-                         p.get("vision.pos_embed"), v.patch_size);
+  Tensor x = patch_embed(pixels, p.get("vision.patch_embed.weight"),
+                         p.get("vision.patch_embed.bias"), p.get("vision.pos_embed"), v.patch_size);
   int64_t N = x.size(0), P = x.size(1), E = v.hidden_size, heads = v.num_heads;
   AttentionOptions bidirectional;
   bidirectional.causal = false;
   for (int64_t b = 0; b < v.depth; ++b) {
     auto w = [&](const char* s) -> const Tensor& { return p.get(vit_name(b, s)); };
     Tensor h = layernorm(x, w("norm1.weight"), w("norm1.bias"), v.layer_norm_eps);
-    Tensor q = linear(h, w("attn.q_proj.weight"), w("attn.q_proj.bias")).reshape({N, P, heads, E / heads});
-    Tensor k = linear(h, w("attn.k_proj.weight"), w("attn.k_proj.bias")).reshape({N, P, heads, E / heads});
-    Tensor val = linear(h, w("attn.v_proj.weight"), w("attn.v_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor q =
+        linear(h, w("attn.q_proj.weight"), w("attn.q_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor k =
+        linear(h, w("attn.k_proj.weight"), w("attn.k_proj.bias")).reshape({N, P, heads, E / heads});
+    Tensor val =
+        linear(h, w("attn.v_proj.weight"), w("attn.v_proj.bias")).reshape({N, P, heads, E / heads});
     Tensor a = attention(q, k, val, bidirectional).reshape({N, P, E});
     x = add(x, linear(a, w("attn.out_proj.weight"), w("attn.out_proj.bias")));
     h = layernorm(x, w("norm2.weight"), w("norm2.bias"), v.layer_norm_eps);
@@ -211,11 +291,12 @@ Tensor VLM::project(const Tensor& features) const {
   const VisionConfig& v = config_.vision;
   int64_t E = v.hidden_size, g = v.grid(), m = v.spatial_merge_size;
   if (features.dim() != 3 || features.size(1) != v.num_patches() || features.size(2) != E)
-    input_error("projector input must be [N, " + std::to_string(v.num_patches()) + ", " + std::to_string(E) +
-                "], got " + shape_str(features.shape()));
+    input_error("projector input must be [N, " + std::to_string(v.num_patches()) + ", " +
+                std::to_string(E) + "], got " + shape_str(features.shape()));
   const ParamStore& p = params_;
   int64_t N = features.size(0);
-  Tensor x = layernorm(features, p.get("projector.norm.weight"), p.get("projector.norm.bias"), v.layer_norm_eps);
+  Tensor x = layernorm(features, p.get("projector.norm.weight"), p.get("projector.norm.bias"),
+                       v.layer_norm_eps);
   // [N, g/m, m, g/m, m, E] -> [N, g/m, g/m, m, m, E]
   x = x.reshape({N, g / m, m, g / m, m, E}).transpose(2, 3).contiguous();
   x = x.reshape({N, v.num_visual_tokens(), v.merged_dim()});
@@ -228,7 +309,8 @@ Tensor VLM::project(const Tensor& features) const {
 // token: both go into one table [B*S + N*T, D] and a row lookup picks each
 // output row, so gradients flow to the embedding and the projector alike.
 Tensor VLM::embed(const Tensor& input_ids, const Tensor& visual) const {
-  if (input_ids.dim() != 2) input_error("input_ids must be [B, S], got " + shape_str(input_ids.shape()));
+  if (input_ids.dim() != 2)
+    input_error("input_ids must be [B, S], got " + shape_str(input_ids.shape()));
   const Tensor& table = params_.get("model.embed_tokens.weight");
   Tensor ids = as_i64(input_ids);
   int64_t B = ids.size(0), S = ids.size(1), D = config_.decoder.hidden_size;
@@ -239,13 +321,14 @@ Tensor VLM::embed(const Tensor& input_ids, const Tensor& visual) const {
     for (int64_t i = 0; i < B * S; ++i) pads += pid[i] == pad;
   int64_t available = visual.defined() ? visual.size(0) * visual.size(1) : 0;
   if (pads != available)
-    input_error("the batch has " + std::to_string(pads) + " image-pad tokens (id " + std::to_string(pad) +
-                ") but " + std::to_string(available) + " visual tokens" +
+    input_error("the batch has " + std::to_string(pads) + " image-pad tokens (id " +
+                std::to_string(pad) + ") but " + std::to_string(available) + " visual tokens" +
                 (visual.defined() ? " (" + shape_str(visual.shape()) + ")" : std::string()));
   Tensor text = embedding(table, ids);
   if (pads == 0) return text;
   if (visual.dim() != 3 || visual.size(2) != D)
-    input_error("visual tokens must be [N, T, " + std::to_string(D) + "], got " + shape_str(visual.shape()));
+    input_error("visual tokens must be [N, T, " + std::to_string(D) + "], got " +
+                shape_str(visual.shape()));
   Tensor rows = Tensor::empty({B, S}, DType::i64);
   int64_t* pr = rows.data<int64_t>();
   int64_t next_visual = B * S;
@@ -256,17 +339,20 @@ Tensor VLM::embed(const Tensor& input_ids, const Tensor& visual) const {
 
 // One decoder layer's attention half: RMSNorm, q/k/v (with bias), RoPE,
 // grouped-query attention (through the cache when given), o_proj, residual.
-Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions, const Tensor& token_mask,
-                            KVCache* cache) const {
+Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
+                            const Tensor& token_mask, KVCache* cache) const {
   const DecoderConfig& d = config_.decoder;
   const ParamStore& p = params_;
   auto w = [&](const char* s) -> const Tensor& { return p.get(decoder_param_name(l, s)); };
   int64_t B = x.size(0), S = x.size(1), H = d.num_attention_heads, Hkv = d.num_key_value_heads;
   int64_t hd = d.head_dim();
   Tensor h = rmsnorm(x, w("input_layernorm.weight"), d.rms_norm_eps);
-  Tensor q = linear(h, w("self_attn.q_proj.weight"), w("self_attn.q_proj.bias")).reshape({B, S, H, hd});
-  Tensor k = linear(h, w("self_attn.k_proj.weight"), w("self_attn.k_proj.bias")).reshape({B, S, Hkv, hd});
-  Tensor v = linear(h, w("self_attn.v_proj.weight"), w("self_attn.v_proj.bias")).reshape({B, S, Hkv, hd});
+  Tensor q =
+      linear(h, w("self_attn.q_proj.weight"), w("self_attn.q_proj.bias")).reshape({B, S, H, hd});
+  Tensor k =
+      linear(h, w("self_attn.k_proj.weight"), w("self_attn.k_proj.bias")).reshape({B, S, Hkv, hd});
+  Tensor v =
+      linear(h, w("self_attn.v_proj.weight"), w("self_attn.v_proj.bias")).reshape({B, S, Hkv, hd});
   q = rope(q, positions, d.rope_theta);
   k = rope(k, positions, d.rope_theta);
   Tensor a;
@@ -279,9 +365,11 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
     int64_t t = cache->length;
     cache->k[l].slice(1, t, t + S).copy_(k);
     cache->v[l].slice(1, t, t + S).copy_(v);
-    if (S == 1) {
+    if (S == 1 && q.dtype() == DType::f32 && q.device() == kCPU) {
+      a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
+    } else if (S == 1) {
       // One new token per row: attend over the whole buffer, unwritten slots
-      // masked, so the contiguous cache goes to the kernel without a copy.
+      // masked, so the contiguous cache goes to the op without a copy.
       opt.causal = false;
       opt.key_mask = cache->key_mask;
       a = attention(q, cache->k[l], cache->v[l], opt);
@@ -302,10 +390,12 @@ Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& 
                 shape_str(embeds.shape()));
   int64_t B = embeds.size(0), S = embeds.size(1);
   if (positions.shape() != Shape{B, S} || token_mask.shape() != Shape{B, S})
-    input_error("positions " + shape_str(positions.shape()) + " and mask " + shape_str(token_mask.shape()) +
-                " must be [" + std::to_string(B) + ", " + std::to_string(S) + "]");
+    input_error("positions " + shape_str(positions.shape()) + " and mask " +
+                shape_str(token_mask.shape()) + " must be [" + std::to_string(B) + ", " +
+                std::to_string(S) + "]");
   if (cache) {
-    if (grad_enabled()) input_error("the KV cache path is inference only; use it under NoGradGuard");
+    if (grad_enabled())
+      input_error("the KV cache path is inference only; use it under NoGradGuard");
     if (cache->batch() != B || cache->k.size() != static_cast<size_t>(d.num_hidden_layers))
       input_error("KV cache of batch " + std::to_string(cache->batch()) + " used with a batch of " +
                   std::to_string(B));
@@ -341,7 +431,9 @@ Tensor VLM::hidden_states(const VLMInput& input) const {
   return decode(embed(ids, visual), positions_from_mask(mask), mask);
 }
 
-Tensor VLM::logits(const VLMInput& input) const { return linear(hidden_states(input), head_weight()); }
+Tensor VLM::logits(const VLMInput& input) const {
+  return linear(hidden_states(input), head_weight());
+}
 
 TokenLogprobs VLM::token_logprobs(const VLMInput& input, const Tensor& targets) const {
   Tensor h = hidden_states(input);

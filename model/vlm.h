@@ -34,8 +34,8 @@ struct VLMInput {
 // Per-layer key/value cache for incremental decoding. Rows share one write
 // index (left padding keeps them aligned); each row has its own next position.
 struct KVCache {
-  std::vector<Tensor> k, v;  // per layer [B, capacity, Hkv, head_dim], keys after RoPE
-  Tensor key_mask;           // [B, capacity] i32: 1 where a real token was written
+  std::vector<Tensor> k, v;            // per layer [B, capacity, Hkv, head_dim], keys after RoPE
+  Tensor key_mask;                     // [B, capacity] i32: 1 where a real token was written
   std::vector<int64_t> next_position;  // per row: the position of its next real token
   int64_t length = 0;                  // slots written so far (same for every row)
 
@@ -62,6 +62,9 @@ class VLM {
   const ParamStore& params() const { return params_; }
   // Normal(0, 0.02) weights, norm scales 1, biases 0, from a seeded Rng.
   void init_weights(uint64_t seed);
+  // A deep copy with its own weights (copying a VLM object shares them), e.g.
+  // the frozen reference policy for the KL term.
+  VLM clone() const;
 
   // ---- vision ----
   // pixels [N, 3, H, W] -> ViT patch features [N, patches, vision width].

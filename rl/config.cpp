@@ -111,6 +111,7 @@ void visit_fields(C& c, F&& f) {
   f("grpo.adam_eps", c.grpo.adam_eps);
   f("grpo.grad_clip", c.grpo.grad_clip);
   f("grpo.train_vision_tower", c.grpo.train_vision_tower);
+  f("grpo.generation_batch", c.grpo.generation_batch);
   f("rewards.uncertainty", c.rewards.uncertainty);
   f("rewards.diversity_scope", c.rewards.diversity_scope);
   f("rewards.questioner", c.rewards.questioner);
@@ -322,6 +323,7 @@ void VisPlayConfig::validate() const {
   }
   check_positive("grpo.adam_eps", grpo.adam_eps);
   check_non_negative("grpo.grad_clip", grpo.grad_clip);
+  check_at_least("grpo.generation_batch", grpo.generation_batch, 1);
   check_non_negative("rewards.diversity_lambda", rewards.diversity_lambda);
   check_non_negative("rewards.cluster_threshold", rewards.cluster_threshold);
   check_range("rewards.format_weight", rewards.format_weight, 0.0, 1.0);

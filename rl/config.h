@@ -79,6 +79,9 @@ struct GrpoConfig {
   double adam_eps = 1e-8;
   double grad_clip = 1.0;  // global norm; 0 = off
   bool train_vision_tower = true;
+  // Most sequences one batched generation call decodes together (prompts are chunked; each
+  // sequence has its own seed, so chunking does not change what is sampled).
+  int generation_batch = 512;
 };
 
 struct RewardConfig {

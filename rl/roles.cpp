@@ -179,3 +179,19 @@ std::string decode_response(const Tokenizer& tokenizer, std::span<const int64_t>
 }
 
 }  // namespace visplay::rl
+
+namespace visplay::rl {
+
+PromptConfig resolve_prompts(const PromptConfig& prompts, const Tokenizer& tokenizer) {
+  if (tokenizer.kind() != "word_level") return prompts;
+  const PromptConfig paper;
+  const PromptConfig sw = shapeworld_prompts();
+  PromptConfig out = prompts;
+  if (out.questioner == paper.questioner) out.questioner = sw.questioner;
+  if (out.reasoner_direct == paper.reasoner_direct) out.reasoner_direct = sw.reasoner_direct;
+  if (out.reasoner_vote == paper.reasoner_vote) out.reasoner_vote = sw.reasoner_vote;
+  if (out.reasoner_train == paper.reasoner_train) out.reasoner_train = sw.reasoner_train;
+  return out;
+}
+
+}  // namespace visplay::rl

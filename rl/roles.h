@@ -90,3 +90,12 @@ std::vector<int64_t> encode_response(const Tokenizer& tokenizer, std::string_vie
 std::string decode_response(const Tokenizer& tokenizer, std::span<const int64_t> tokens);
 
 }  // namespace visplay::rl
+
+namespace visplay::rl {
+
+// The prompts to use with this tokenizer: with a word-level (ShapeWorld) vocabulary, every
+// prompt still at the paper's English default is replaced by its shapeworld_prompts() text (the
+// English words are not in that vocabulary); explicit settings are kept.
+PromptConfig resolve_prompts(const PromptConfig& prompts, const Tokenizer& tokenizer);
+
+}  // namespace visplay::rl

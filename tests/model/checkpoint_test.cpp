@@ -1,12 +1,13 @@
 // safetensors read/write and model checkpoints: bit-exact round trips, and a
 // clear error for each kind of broken file.
+#include "model/checkpoint.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
-#include "model/checkpoint.h"
 #include "model/file_util.h"
 #include "model/safetensors.h"
 #include "tests/model/reference.h"
@@ -48,7 +49,8 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
     f();
     ADD_FAILURE() << "expected an error containing '" << parts[0] << "'";
   } catch (const std::runtime_error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    for (const std::string& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
 }
 
@@ -94,8 +96,9 @@ TEST(Safetensors, BrokenFilesGiveClearErrors) {
   }
   expect_error(open(write_raw(dir, "{}", 0, 1000)), {"header length 1000 exceeds"});
   expect_error(open(write_raw(dir, "{not json", 0)), {"not valid JSON"});
-  expect_error(open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", 8)),
-               {"tensor 'w'", "out of range"});
+  expect_error(
+      open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", 8)),
+      {"tensor 'w'", "out of range"});
   expect_error(open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)),
                {"tensor 'w'", "needs 12"});
   expect_error(open(write_raw(dir,
@@ -105,9 +108,11 @@ TEST(Safetensors, BrokenFilesGiveClearErrors) {
                {"'a' and 'b'", "overlapping"});
   expect_error(open(write_raw(dir, R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4)),
                {"tensor 'w'", "unsupported dtype F16"});
-  expect_error(open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)),
-               {"tensor 'w'", "non-integer"});
-  expect_error(open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[1]}})", 4)), {"tensor 'w'", "data_offsets"});
+  expect_error(
+      open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)),
+      {"tensor 'w'", "non-integer"});
+  expect_error(open(write_raw(dir, R"({"w":{"dtype":"F32","shape":[1]}})", 4)),
+               {"tensor 'w'", "data_offsets"});
   expect_error(open(dir + "/absent.safetensors"), {"absent.safetensors", "cannot open"});
   // A valid file still reports a missing name clearly.
   std::string ok = write_raw(dir, R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
@@ -139,9 +144,10 @@ TEST(Checkpoint, RoundTripIsBitExactWithConfigAndTokenizer) {
 
 // Saves the model's tensors with one of them changed by `edit` and expects
 // load_checkpoint to fail naming it.
-void expect_load_error(const std::string& name,
-                       const std::function<void(std::vector<std::pair<std::string, Tensor>>&)>& edit,
-                       const std::vector<std::string>& parts) {
+void expect_load_error(
+    const std::string& name,
+    const std::function<void(std::vector<std::pair<std::string, Tensor>>&)>& edit,
+    const std::vector<std::string>& parts) {
   std::string dir = temp_dir("bad_" + name);
   VLM m(ref::tiny_vlm_config());
   m.init_weights(6);
@@ -154,24 +160,24 @@ void expect_load_error(const std::string& name,
 }
 
 TEST(Checkpoint, LoadingNamesTheFirstBadTensor) {
+  expect_load_error("missing", [](auto& t) { t.erase(t.begin() + 5); },
+                    {"missing tensor", "model.safetensors"});
+  expect_load_error("shape",
+                    [](auto& t) {
+                      for (auto& [n, v] : t)
+                        if (n == "model.layers.1.self_attn.k_proj.weight")
+                          v = Tensor::zeros({32, 32});
+                    },
+                    {"model.layers.1.self_attn.k_proj.weight", "[32, 32]", "expects [16, 32]"});
+  expect_load_error("dtype",
+                    [](auto& t) {
+                      for (auto& [n, v] : t)
+                        if (n == "vision.pos_embed") v = Tensor::zeros(v.shape(), DType::i32);
+                    },
+                    {"vision.pos_embed", "dtype I32"});
   expect_load_error(
-      "missing", [](auto& t) { t.erase(t.begin() + 5); }, {"missing tensor", "model.safetensors"});
-  expect_load_error(
-      "shape",
-      [](auto& t) {
-        for (auto& [n, v] : t)
-          if (n == "model.layers.1.self_attn.k_proj.weight") v = Tensor::zeros({32, 32});
-      },
-      {"model.layers.1.self_attn.k_proj.weight", "[32, 32]", "expects [16, 32]"});
-  expect_load_error(
-      "dtype",
-      [](auto& t) {
-        for (auto& [n, v] : t)
-          if (n == "vision.pos_embed") v = Tensor::zeros(v.shape(), DType::i32);
-      },
-      {"vision.pos_embed", "dtype I32"});
-  expect_load_error(
-      "extra", [](auto& t) { t.emplace_back("model.layers.9.mlp.up_proj.weight", Tensor::zeros({2})); },
+      "extra",
+      [](auto& t) { t.emplace_back("model.layers.9.mlp.up_proj.weight", Tensor::zeros({2})); },
       {"unexpected tensor 'model.layers.9.mlp.up_proj.weight'"});
   // No weights at all.
   std::string dir = temp_dir("noweights");
@@ -185,12 +191,15 @@ TEST(Checkpoint, Bf16WeightsLoadAsF32) {
   m.init_weights(8);
   save_checkpoint(dir, m);
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const std::string& n : m.params().names()) tensors.emplace_back(n, m.params().get(n).to(DType::bf16));
+  for (const std::string& n : m.params().names())
+    tensors.emplace_back(n, m.params().get(n).to(DType::bf16));
   save_safetensors(dir + "/model.safetensors", tensors);
   VLM back = load_checkpoint(dir);
   for (const std::string& n : m.params().names()) {
     ASSERT_EQ(back.params().get(n).dtype(), DType::f32);
-    EXPECT_EQ(back.params().get(n).to_vector<float>(), m.params().get(n).to(DType::bf16).to_vector<float>()) << n;
+    EXPECT_EQ(back.params().get(n).to_vector<float>(),
+              m.params().get(n).to(DType::bf16).to_vector<float>())
+        << n;
   }
 }
 
@@ -219,23 +228,32 @@ TEST(Config, ValidationNamesTheBadField) {
   };
   expect_bad([](auto& j) { j.erase("vocab_size"); }, "vocab_size", "missing");
   expect_bad([](auto& j) { j["hidden_size"] = "64"; }, "hidden_size", "expected an integer");
-  expect_bad([](auto& j) { j["num_key_value_heads"] = 3; }, "num_key_value_heads", "does not divide");
-  expect_bad([](auto& j) { j["hidden_size"] = 30; }, "hidden_size", "multiple of num_attention_heads");
+  expect_bad([](auto& j) { j["num_key_value_heads"] = 3; }, "num_key_value_heads",
+             "does not divide");
+  expect_bad([](auto& j) { j["hidden_size"] = 30; }, "hidden_size",
+             "multiple of num_attention_heads");
   expect_bad([](auto& j) { j["rms_norm_eps"] = -1.0; }, "rms_norm_eps", "positive");
   expect_bad([](auto& j) { j["eos_token_id"] = 40; }, "eos_token_id", "outside the vocabulary");
   expect_bad([](auto& j) { j["tie_word_embeddings"] = 1; }, "tie_word_embeddings", "true or false");
-  expect_bad([](auto& j) { j["vision_config"]["image_size"] = 18; }, "image_size", "multiple of patch_size");
-  expect_bad([](auto& j) { j["vision_config"]["patch_size"] = 16; }, "spatial_merge_size", "patch grid 1");
+  expect_bad([](auto& j) { j["vision_config"]["image_size"] = 18; }, "image_size",
+             "multiple of patch_size");
+  expect_bad([](auto& j) { j["vision_config"]["patch_size"] = 16; }, "spatial_merge_size",
+             "patch grid 1");
   expect_bad([](auto& j) { j["vision_config"]["image_std"] = {1, 2}; }, "image_std", "3 numbers");
   expect_bad([](auto& j) { j.erase("image_token_id"); }, "image_token_id", "image pad token");
-  expect_bad([](auto& j) { j["rope_parameters"] = {{"rope_type", "yarn"}}; }, "rope_parameters", "yarn");
+  expect_bad(
+      [](auto& j) {
+        j["rope_parameters"] = {{"rope_type", "yarn"}};
+      },
+      "rope_parameters", "yarn");
   std::string dir = temp_dir("badjson");
   write_file_atomic(dir + "/config.json", "{\"vocab_size\": ");
   expect_error([&] { load_config(dir + "/config.json"); }, {"config.json", "invalid JSON"});
 }
 
 TEST(Config, HuggingFaceQwen2ConfigLoadsAsTextOnly) {
-  VLMConfig c = load_config(std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/qwen2_tiny/config.json");
+  VLMConfig c =
+      load_config(std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/qwen2_tiny/config.json");
   EXPECT_FALSE(c.has_vision);
   EXPECT_EQ(c.decoder.vocab_size, 256);
   EXPECT_EQ(c.decoder.num_key_value_heads, 2);

@@ -21,7 +21,8 @@ TEST(HfParity, Qwen2LogitsMatchTransformers) {
   Tensor ids = expected.load("input_ids"), mask = expected.load("attention_mask");
   Tensor want = expected.load("logits");
   // Our positions for a left-padded batch are the ones the fixture used.
-  EXPECT_EQ(positions_from_mask(mask).to_vector<int64_t>(), expected.load("position_ids").to_vector<int64_t>());
+  EXPECT_EQ(positions_from_mask(mask).to_vector<int64_t>(),
+            expected.load("position_ids").to_vector<int64_t>());
   Tensor got;
   {
     NoGradGuard g;
@@ -34,7 +35,8 @@ TEST(HfParity, Qwen2LogitsMatchTransformers) {
   std::vector<double> real_got, real_want;
   for (int64_t i = 0; i < B * S; ++i)
     if (msk[i])
-      for (int64_t v = 0; v < V; ++v) real_got.push_back(g[i * V + v]), real_want.push_back(w[i * V + v]);
+      for (int64_t v = 0; v < V; ++v)
+        real_got.push_back(g[i * V + v]), real_want.push_back(w[i * V + v]);
   ASSERT_GT(real_want.size(), 0u);
   EXPECT_TRUE(test::all_close(real_got, real_want, 1e-4, 1e-5));
 }

@@ -13,10 +13,13 @@ namespace visplay::ref {
 
 using Vec = std::vector<double>;
 
-inline Vec param(const VLM& m, const std::string& name) { return m.params().get(name).to_vector<double>(); }
+inline Vec param(const VLM& m, const std::string& name) {
+  return m.params().get(name).to_vector<double>();
+}
 
 // y[n, out] = x[n, in] W[out, in]^T + b
-inline Vec linear(const Vec& x, int64_t n, int64_t in, const Vec& w, int64_t out, const Vec* b = nullptr) {
+inline Vec linear(const Vec& x, int64_t n, int64_t in, const Vec& w, int64_t out,
+                  const Vec* b = nullptr) {
   Vec y(n * out);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < out; ++o) {
@@ -59,7 +62,8 @@ inline double gelu_tanh(double x) {
 inline double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 // Rotate-half RoPE on x [S, H, D] with positions pos[S].
-inline void rope(Vec& x, int64_t S, int64_t H, int64_t D, const std::vector<int64_t>& pos, double theta) {
+inline void rope(Vec& x, int64_t S, int64_t H, int64_t D, const std::vector<int64_t>& pos,
+                 double theta) {
   for (int64_t s = 0; s < S; ++s)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < D / 2; ++i) {
@@ -72,8 +76,8 @@ inline void rope(Vec& x, int64_t S, int64_t H, int64_t D, const std::vector<int6
 }
 
 // Softmax attention, q [S, H, D], k/v [S, Hkv, D] -> [S, H * D].
-inline Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t S, int64_t H, int64_t Hkv, int64_t D,
-                     bool causal) {
+inline Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t S, int64_t H, int64_t Hkv,
+                     int64_t D, bool causal) {
   Vec out(S * H * D, 0.0);
   for (int64_t h = 0; h < H; ++h) {
     int64_t hk = h / (H / Hkv);
@@ -90,7 +94,8 @@ inline Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t S, int64_
       double z = 0;
       for (int64_t j = 0; j < end; ++j) z += sc[j] = std::exp(sc[j] - mx);
       for (int64_t j = 0; j < end; ++j)
-        for (int64_t d = 0; d < D; ++d) out[(i * H + h) * D + d] += sc[j] / z * v[(j * Hkv + hk) * D + d];
+        for (int64_t d = 0; d < D; ++d)
+          out[(i * H + h) * D + d] += sc[j] / z * v[(j * Hkv + hk) * D + d];
     }
   }
   return out;
@@ -100,14 +105,16 @@ inline Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t S, int64_
 // (positions 0..S-1) -> logits [S, V].
 inline Vec decoder_logits(const VLM& m, Vec x, int64_t S) {
   const DecoderConfig& c = m.config().decoder;
-  int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads, hd = c.head_dim();
+  int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads,
+          hd = c.head_dim();
   int64_t I = c.intermediate_size;
   std::vector<int64_t> pos(S);
   for (int64_t s = 0; s < S; ++s) pos[s] = s;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     auto p = [&](const char* s) { return param(m, decoder_param_name(l, s)); };
     Vec h = rmsnorm(x, S, D, p("input_layernorm.weight"), c.rms_norm_eps);
-    Vec bq = p("self_attn.q_proj.bias"), bk = p("self_attn.k_proj.bias"), bv = p("self_attn.v_proj.bias");
+    Vec bq = p("self_attn.q_proj.bias"), bk = p("self_attn.k_proj.bias"),
+        bv = p("self_attn.v_proj.bias");
     Vec q = linear(h, S, D, p("self_attn.q_proj.weight"), H * hd, &bq);
     Vec k = linear(h, S, D, p("self_attn.k_proj.weight"), Hkv * hd, &bk);
     Vec v = linear(h, S, D, p("self_attn.v_proj.weight"), Hkv * hd, &bv);
@@ -131,7 +138,8 @@ inline Vec decoder_logits(const VLM& m, Vec x, int64_t S) {
 // ViT + projector on one image [3, H, W] (CHW doubles) -> visual tokens [T, D_lm].
 inline Vec vision_tokens(const VLM& m, const Vec& img) {
   const VisionConfig& v = m.config().vision;
-  int64_t P = v.patch_size, g = v.grid(), N = v.num_patches(), E = v.hidden_size, C = v.num_channels;
+  int64_t P = v.patch_size, g = v.grid(), N = v.num_patches(), E = v.hidden_size,
+          C = v.num_channels;
   int64_t img_w = v.image_size;
   // Unfold: patch (py, px) row-major, features ordered (c, y, x).
   Vec patches(N * C * P * P);
@@ -148,9 +156,12 @@ inline Vec vision_tokens(const VLM& m, const Vec& img) {
   for (size_t i = 0; i < x.size(); ++i) x[i] += pos[i];
   int64_t heads = v.num_heads, hd = E / heads, M = v.mlp_hidden();
   for (int64_t b = 0; b < v.depth; ++b) {
-    auto p = [&](const char* s) { return param(m, "vision.blocks." + std::to_string(b) + "." + s); };
+    auto p = [&](const char* s) {
+      return param(m, "vision.blocks." + std::to_string(b) + "." + s);
+    };
     Vec h = layernorm(x, N, E, p("norm1.weight"), p("norm1.bias"), v.layer_norm_eps);
-    Vec bq = p("attn.q_proj.bias"), bk = p("attn.k_proj.bias"), bv = p("attn.v_proj.bias"), bo = p("attn.out_proj.bias");
+    Vec bq = p("attn.q_proj.bias"), bk = p("attn.k_proj.bias"), bv = p("attn.v_proj.bias"),
+        bo = p("attn.out_proj.bias");
     Vec q = linear(h, N, E, p("attn.q_proj.weight"), E, &bq);
     Vec k = linear(h, N, E, p("attn.k_proj.weight"), E, &bk);
     Vec vv = linear(h, N, E, p("attn.v_proj.weight"), E, &bv);
@@ -165,7 +176,8 @@ inline Vec vision_tokens(const VLM& m, const Vec& img) {
     for (size_t i = 0; i < x.size(); ++i) x[i] += f2[i];
   }
   // Projector: LayerNorm per patch, concat each m x m block (row-major), MLP.
-  Vec n = layernorm(x, N, E, param(m, "projector.norm.weight"), param(m, "projector.norm.bias"), v.layer_norm_eps);
+  Vec n = layernorm(x, N, E, param(m, "projector.norm.weight"), param(m, "projector.norm.bias"),
+                    v.layer_norm_eps);
   int64_t ms = v.spatial_merge_size, gm = g / ms, T = gm * gm;
   Vec merged(T * v.merged_dim());
   for (int64_t ty = 0; ty < gm; ++ty)
@@ -176,13 +188,16 @@ inline Vec vision_tokens(const VLM& m, const Vec& img) {
             merged[(ty * gm + tx) * v.merged_dim() + (dy * ms + dx) * E + e] =
                 n[((ty * ms + dy) * g + tx * ms + dx) * E + e];
   Vec b1 = param(m, "projector.fc1.bias"), b2 = param(m, "projector.fc2.bias");
-  Vec hdn = linear(merged, T, v.merged_dim(), param(m, "projector.fc1.weight"), v.projector_hidden(), &b1);
+  Vec hdn = linear(merged, T, v.merged_dim(), param(m, "projector.fc1.weight"),
+                   v.projector_hidden(), &b1);
   for (double& t : hdn) t = gelu_tanh(t);
-  return linear(hdn, T, v.projector_hidden(), param(m, "projector.fc2.weight"), m.config().decoder.hidden_size, &b2);
+  return linear(hdn, T, v.projector_hidden(), param(m, "projector.fc2.weight"),
+                m.config().decoder.hidden_size, &b2);
 }
 
 // Full VLM on one unpadded sequence with its images (each [3, H, W]) -> logits [S, V].
-inline Vec vlm_logits(const VLM& m, const std::vector<int64_t>& ids, const std::vector<Vec>& images) {
+inline Vec vlm_logits(const VLM& m, const std::vector<int64_t>& ids,
+                      const std::vector<Vec>& images) {
   int64_t D = m.config().decoder.hidden_size, S = ids.size();
   Vec table = param(m, "model.embed_tokens.weight");
   Vec visual;
@@ -195,7 +210,8 @@ inline Vec vlm_logits(const VLM& m, const std::vector<int64_t>& ids, const std::
   size_t next = 0;
   for (int64_t s = 0; s < S; ++s) {
     bool pad = ids[s] == m.config().image_pad_token_id;
-    for (int64_t d = 0; d < D; ++d) x[s * D + d] = pad ? visual[next * D + d] : table[ids[s] * D + d];
+    for (int64_t d = 0; d < D; ++d)
+      x[s * D + d] = pad ? visual[next * D + d] : table[ids[s] * D + d];
     next += pad;
   }
   return decoder_logits(m, x, S);

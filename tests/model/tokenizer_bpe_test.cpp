@@ -2,6 +2,7 @@
 // implementation), round trips on random text, both merge spellings, added tokens, NFC,
 // and the errors for bad files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -13,7 +14,6 @@
 #include <sstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "model/tokenizer.h"
@@ -154,10 +154,9 @@ TEST(TokenizerBpe, SpecialIds) {
 // no-op and the round trip exact.
 std::string random_nfc_stable_text(std::mt19937& rng, size_t length) {
   static const std::vector<std::pair<uint32_t, uint32_t>> ranges = {
-      {0x20, 0x7E},       {0x0A, 0x0D},       {0xA0, 0xFF},     {0x391, 0x3A1},
-      {0x3B1, 0x3C9},     {0x410, 0x44F},     {0x4E00, 0x9FFF}, {0x3041, 0x3096},
-      {0x30A1, 0x30FA},   {0x1F600, 0x1F64F}, {0x2190, 0x21FF}, {0xAC00, 0xD7A3},
-      {0x1F3FB, 0x1F3FF}, {0x2002, 0x200A}};
+      {0x20, 0x7E},     {0x0A, 0x0D},     {0xA0, 0xFF},       {0x391, 0x3A1},   {0x3B1, 0x3C9},
+      {0x410, 0x44F},   {0x4E00, 0x9FFF}, {0x3041, 0x3096},   {0x30A1, 0x30FA}, {0x1F600, 0x1F64F},
+      {0x2190, 0x21FF}, {0xAC00, 0xD7A3}, {0x1F3FB, 0x1F3FF}, {0x2002, 0x200A}};
   std::string s;
   for (size_t i = 0; i < length; ++i) {
     const auto& [lo, hi] = ranges[rng() % ranges.size()];
@@ -235,8 +234,7 @@ TEST(TokenizerBpe, LongPiecesAreFast) {
     EXPECT_EQ(t->decode(t->encode(spaces + "x")), spaces + "x");
     EXPECT_EQ(t->decode(t->encode(letters)), letters);
   }
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 5.0);
 }
 
@@ -247,7 +245,9 @@ TEST(TokenizerBpe, Throughput) {
   std::string text;
   while (text.size() < (2u << 20)) {
     text += vectors[rng() % vectors.size()].text;
-    text += " " + std::to_string(rng() % 100000) + " ";
+    text += ' ';
+    text += std::to_string(rng() % 100000);
+    text += ' ';
   }
   for (const Tokenizer* t : {&qwen(), &gpt2()}) {
     auto start = std::chrono::steady_clock::now();
@@ -341,6 +341,21 @@ TEST(TokenizerBpe, AddedTokensLongestMatchFirst) {
   EXPECT_EQ(t->decode(ids), "x<a><b><a>hello<a");
 }
 
+// lstrip/rstrip swallow the whitespace next to the token; single_word only matches a
+// token standing on its own.
+TEST(TokenizerBpe, AddedTokenStripAndSingleWord) {
+  json added = json::array({
+      {{"id", 300}, {"content", "<m>"}, {"lstrip", true}, {"rstrip", true}},
+      {{"id", 301}, {"content", "ok"}, {"single_word", true}},
+  });
+  auto t = load_tokenizer_from_json(tiny_bpe({"h e"}, added).dump(), "tiny-strip");
+  EXPECT_EQ(t->encode("a  <m> \tb"), std::vector<int32_t>({'a', 300, 'b'}));
+  EXPECT_EQ(t->encode("ok"), std::vector<int32_t>({301}));
+  EXPECT_EQ(t->encode("ok!"), std::vector<int32_t>({301, '!'}));
+  EXPECT_EQ(t->encode("okay"), std::vector<int32_t>({'o', 'k', 'a', 'y'}));
+  EXPECT_EQ(t->encode("took"), std::vector<int32_t>({'t', 'o', 'o', 'k'}));
+}
+
 // ---- errors ------------------------------------------------------------------------------
 
 std::string temp_path(const std::string& name) {
@@ -363,8 +378,8 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   } catch (const std::runtime_error& e) {
     std::string message = e.what();
     for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "message: " << message
-                                                        << "\nmissing: " << part;
+      EXPECT_NE(message.find(part), std::string::npos)
+          << "message: " << message << "\nmissing: " << part;
     }
   }
 }

@@ -2,13 +2,13 @@
 // question the ShapeWorld templates can produce, the spacing rule, stable ids, unknown
 // words and bad files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "model/shapeworld_vocab.h"
@@ -76,9 +76,9 @@ TEST(TokenizerWordLevel, EveryShapeWorldQuestionRoundTripsWithoutUnk) {
     for (int32_t id : ids) EXPECT_NE(id, unk) << q;
     EXPECT_EQ(sw().decode(ids), q);
   }
-  const char* answers[] = {"0",      "1",      "2",      "3",      "4",     "5",      "6",
-                           "yes",    "no",     "red",    "green",  "blue",  "yellow", "purple",
-                           "gray",   "circle", "square", "triangle", "small", "large", "none"};
+  const char* answers[] = {"0",    "1",      "2",      "3",        "4",     "5",      "6",
+                           "yes",  "no",     "red",    "green",    "blue",  "yellow", "purple",
+                           "gray", "circle", "square", "triangle", "small", "large",  "none"};
   for (const char* a : answers) {
     std::string reply = std::string("the answer is \\boxed{") + a + "}.";
     std::vector<int32_t> ids = sw().encode(reply);
@@ -149,11 +149,25 @@ TEST(TokenizerWordLevel, RandomIdSequencesSurviveDecodeEncode) {
 // Ids are a contract with checkpoints: these were fixed when the vocabulary was made
 // (v1) and must never change. Counted by hand from the table's layout.
 TEST(TokenizerWordLevel, ShapeWorldIdsAreStable) {
-  const std::vector<std::string> v1_added = {
-      "<|pad|>",     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-      "<|image_pad|>", "<|vision_end|>", "<unk>",      "\n",         "<question>",
-      "</question>", "<type>",        "</type>",      "<think>",    "</think>",
-      "\\boxed{",    "}",             "<answer>",     "</answer>"};
+  const std::vector<std::string> v1_added = {"<|pad|>",
+                                             "<|endoftext|>",
+                                             "<|im_start|>",
+                                             "<|im_end|>",
+                                             "<|vision_start|>",
+                                             "<|image_pad|>",
+                                             "<|vision_end|>",
+                                             "<unk>",
+                                             "\n",
+                                             "<question>",
+                                             "</question>",
+                                             "<type>",
+                                             "</type>",
+                                             "<think>",
+                                             "</think>",
+                                             "\\boxed{",
+                                             "}",
+                                             "<answer>",
+                                             "</answer>"};
   for (size_t id = 0; id < v1_added.size(); ++id) {
     EXPECT_EQ(sw().id_to_token(static_cast<int32_t>(id)), v1_added[id]) << id;
   }
@@ -162,9 +176,9 @@ TEST(TokenizerWordLevel, ShapeWorldIdsAreStable) {
   EXPECT_EQ(sw().token_to_id("64"), 83);
   EXPECT_EQ(sw().token_to_id("?"), 84);
   EXPECT_EQ(sw().token_to_id("\""), 100);
-  const std::vector<std::string> v1_answers = {"yes",    "no",     "red",    "green", "blue",
-                                               "yellow", "purple", "gray",   "circle", "square",
-                                               "triangle", "small", "large", "none"};
+  const std::vector<std::string> v1_answers = {"yes",      "no",     "red",   "green",  "blue",
+                                               "yellow",   "purple", "gray",  "circle", "square",
+                                               "triangle", "small",  "large", "none"};
   for (size_t i = 0; i < v1_answers.size(); ++i) {
     EXPECT_EQ(sw().token_to_id(v1_answers[i]), 101 + static_cast<int32_t>(i)) << v1_answers[i];
   }
@@ -244,8 +258,8 @@ TEST(TokenizerWordLevel, HandMadeFilesAndErrors) {
     EXPECT_NE(std::string(e.what()).find("bad-unk.json"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("<nope>"), std::string::npos) << e.what();
   }
-  auto no_unk = load_tokenizer_from_json(tiny_word_level({{"unk_token", nullptr}}, split),
-                                         "no-unk.json");
+  auto no_unk =
+      load_tokenizer_from_json(tiny_word_level({{"unk_token", nullptr}}, split), "no-unk.json");
   EXPECT_EQ(no_unk->encode("world hello"), std::vector<int32_t>({1, 0}));
   try {
     no_unk->encode("hello zebra");
@@ -256,9 +270,9 @@ TEST(TokenizerWordLevel, HandMadeFilesAndErrors) {
   EXPECT_THROW(load_tokenizer_from_json(tiny_word_level(json::object(), {{"type", "Metaspace"}}),
                                         "metaspace.json"),
                std::runtime_error);
-  EXPECT_THROW(load_tokenizer_from_json(tiny_word_level({{"vocab", json::object()}}, split),
-                                        "empty.json"),
-               std::runtime_error);
+  EXPECT_THROW(
+      load_tokenizer_from_json(tiny_word_level({{"vocab", json::object()}}, split), "empty.json"),
+      std::runtime_error);
   EXPECT_THROW(plain->decode(std::vector<int32_t>{0, 4}), std::out_of_range);
 }
 

@@ -1,11 +1,12 @@
 // The VLM forward against the float64 loop reference (tests/model/reference.h):
 // ViT + projector, image-pad replacement, the Qwen2 decoder with left padding,
 // the fused log-prob path, gradients, and a short training run.
+#include "model/vlm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "model/vlm.h"
 #include "runtime/optim.h"
 #include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
@@ -16,14 +17,17 @@ namespace {
 using test::all_close;
 
 // Random normalised-looking pixels [N, 3, 16, 16].
-Tensor random_pixels(int64_t n, uint64_t seed) { return test::random_tensor({n, 3, 16, 16}, seed, DType::f32, -2, 2); }
+Tensor random_pixels(int64_t n, uint64_t seed) {
+  return test::random_tensor({n, 3, 16, 16}, seed, DType::f32, -2, 2);
+}
 
 std::vector<double> image_of(const Tensor& pixels, int64_t i) {
   return pixels.slice(0, i, i + 1).contiguous().to_vector<double>();
 }
 
 // A prompt with one image: text, <vision_start>, T pads, <vision_end>, text.
-std::vector<int64_t> image_prompt(const VLMConfig& c, std::vector<int64_t> before, std::vector<int64_t> after) {
+std::vector<int64_t> image_prompt(const VLMConfig& c, std::vector<int64_t> before,
+                                  std::vector<int64_t> after) {
   std::vector<int64_t> ids = before;
   ids.push_back(c.vision_start_token_id);
   for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t) ids.push_back(c.image_pad_token_id);
@@ -33,7 +37,8 @@ std::vector<int64_t> image_prompt(const VLMConfig& c, std::vector<int64_t> befor
 }
 
 // Left-pads rows into [B, S] ids and mask tensors.
-void left_pad(const std::vector<std::vector<int64_t>>& rows, int64_t pad, Tensor* ids, Tensor* mask) {
+void left_pad(const std::vector<std::vector<int64_t>>& rows, int64_t pad, Tensor* ids,
+              Tensor* mask) {
   int64_t B = rows.size(), S = 0;
   for (const auto& r : rows) S = std::max<int64_t>(S, r.size());
   std::vector<int64_t> flat(B * S, pad), m(B * S, 0);
@@ -49,15 +54,17 @@ void left_pad(const std::vector<std::vector<int64_t>>& rows, int64_t pad, Tensor
 TEST(VLM, ParameterNamesFollowHuggingFaceForTheDecoder) {
   VLM m(ref::tiny_vlm_config());
   const ParamStore& p = m.params();
-  for (const char* name : {"model.embed_tokens.weight", "model.layers.1.self_attn.q_proj.weight",
-                           "model.layers.1.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias",
-                           "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-                           "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-                           "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
-                           "model.norm.weight", "lm_head.weight", "vision.pos_embed", "projector.fc2.weight"})
+  for (const char* name :
+       {"model.embed_tokens.weight", "model.layers.1.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias",
+        "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+        "model.norm.weight", "lm_head.weight", "vision.pos_embed", "projector.fc2.weight"})
     EXPECT_TRUE(p.contains(name)) << name;
   EXPECT_FALSE(p.contains("model.layers.0.self_attn.o_proj.bias"));  // bias on q/k/v only
-  EXPECT_EQ(p.get("model.layers.0.self_attn.k_proj.weight").shape(), (Shape{16, 32}));  // 2 kv heads x 8
+  EXPECT_EQ(p.get("model.layers.0.self_attn.k_proj.weight").shape(),
+            (Shape{16, 32}));  // 2 kv heads x 8
   VLM tied(ref::tiny_vlm_config(true));
   EXPECT_FALSE(tied.params().contains("lm_head.weight"));
 }
@@ -163,7 +170,8 @@ TEST(VLM, GradientsReachVisionProjectorAndDecoderThroughImagePads) {
   Tensor ids, mask;
   left_pad({image_prompt(c, {1}, {2, 3}), {4, 5, 6}}, c.pad_token_id, &ids, &mask);
   Tensor pixels = test::random_tensor({1, 3, 16, 16}, 12, DType::f64);
-  std::vector<std::string> names = {"vision.pos_embed", "projector.fc2.bias", "model.layers.1.self_attn.k_proj.bias",
+  std::vector<std::string> names = {"vision.pos_embed", "projector.fc2.bias",
+                                    "model.layers.1.self_attn.k_proj.bias",
                                     "model.embed_tokens.weight"};
   std::vector<Tensor> inputs;
   for (const auto& n : names) inputs.push_back(p.get(n));
@@ -197,7 +205,8 @@ TEST(VLM, ImagePadCountMustMatchVisualTokens) {
 }
 
 TEST(VLM, PositionsCountRealTokensOnly) {
-  Tensor mask = Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}, {3, 5});
+  Tensor mask = Tensor::from_vector(
+      std::vector<int32_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}, {3, 5});
   EXPECT_EQ(positions_from_mask(mask).to_vector<int64_t>(),
             (std::vector<int64_t>{0, 0, 0, 1, 2, 0, 1, 2, 3, 4, 0, 0, 0, 0, 1}));
 }
@@ -221,7 +230,8 @@ TEST(VLM, SameSeedSameWeightsAndTrainingLowersTheLoss) {
     for (int64_t s = 0; s + 1 < S; ++s)
       if (m[b2 * S + s] && id[b2 * S + s + 1] != c.image_pad_token_id)
         tgt[b2 * S + s] = id[b2 * S + s + 1], weight[b2 * S + s] = 1.0;
-  Tensor targets = Tensor::from_vector(tgt, {B, S}), w = Tensor::from_vector(weight, {B, S}, DType::f32);
+  Tensor targets = Tensor::from_vector(tgt, {B, S}),
+         w = Tensor::from_vector(weight, {B, S}, DType::f32);
   a.params().set_requires_grad(true);
   AdamW opt(a.params().tensors(), {.lr = 3e-3, .weight_decay = 0.0});
   double first = 0, last = 0;
@@ -233,8 +243,19 @@ TEST(VLM, SameSeedSameWeightsAndTrainingLowersTheLoss) {
     (step == 0 ? first : last) = loss.item();
   }
   EXPECT_LT(last, 0.3 * first) << "first " << first << " last " << last;
-  // The vision tower trained too.
+  // The vision tower trained too, and b (same seed, untouched) did not move.
   EXPECT_TRUE(a.params().get("vision.blocks.0.attn.q_proj.weight").grad().defined());
+  EXPECT_NE(a.params().get("vision.pos_embed").to_vector<float>(),
+            b.params().get("vision.pos_embed").to_vector<float>());
+  // clone() copies the weights: training the original leaves the clone as it was.
+  VLM frozen = a.clone();
+  std::vector<float> before = frozen.params().get("model.norm.weight").to_vector<float>();
+  EXPECT_EQ(before, a.params().get("model.norm.weight").to_vector<float>());
+  opt.zero_grad();
+  neg(sum(mul(a.token_logprobs({ids, mask, pixels}, targets).logprobs, w))).backward();
+  opt.step();
+  EXPECT_NE(before, a.params().get("model.norm.weight").to_vector<float>());
+  EXPECT_EQ(before, frozen.params().get("model.norm.weight").to_vector<float>());
 }
 
 }  // namespace

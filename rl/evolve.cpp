@@ -1,0 +1,500 @@
+#include "rl/evolve.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+
+#include "data/benchmark.h"
+#include "data/shapeworld.h"
+#include "model/checkpoint.h"
+#include "model/image.h"
+#include "model/tokenizer.h"
+#include "rl/diagnostics.h"
+#include "rl/grpo_trainer.h"
+#include "rl/role_rewards.h"
+#include "rl/roles.h"
+#include "runtime/metrics_log.h"
+#include "runtime/progress.h"
+#include "runtime/random.h"
+
+namespace fs = std::filesystem;
+
+namespace visplay::rl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Phase ids for seed derivation (never change them: resume relies on the same streams).
+enum SeedStream : uint64_t {
+  kQuestionerReward = 1,
+  kQuestionerOrder = 2,
+  kQuestionerStep = 3,
+  kCandidates = 4,
+  kSilver = 5,
+  kReasonerOrder = 6,
+  kReasonerStep = 7,
+  kDiagnostics = 8,
+};
+
+// The unlabeled images: a ShapeWorld folder (scenes.jsonl lists the images and carries the
+// scenes for the oracle) or any folder of PNG/JPEG files.
+struct ImageSet {
+  std::vector<std::string> paths;
+  std::vector<world::Scene> scenes;  // empty without an oracle
+  int size = 0;
+  std::array<float, 3> mean{}, std{};
+
+  bool has_oracle() const { return !scenes.empty(); }
+  Tensor load(size_t i) const {
+    std::vector<float> chw = load_image_for_model(paths.at(i), size, mean.data(), std.data());
+    return Tensor::from_vector(chw, {3, size, size});
+  }
+};
+
+ImageSet open_images(const std::string& dir, const VisionConfig& vision) {
+  ImageSet set;
+  set.size = static_cast<int>(vision.image_size);
+  set.mean = vision.image_mean;
+  set.std = vision.image_std;
+  if (fs::exists(fs::path(dir) / "scenes.jsonl")) {
+    for (const PoolImage& p : read_scenes(dir)) {
+      set.paths.push_back((fs::path(dir) / p.image).string());
+      set.scenes.push_back(p.scene);
+    }
+  } else {
+    ImageFolder folder(dir);
+    set.paths = folder.paths();
+  }
+  if (set.paths.empty()) throw std::runtime_error("images folder " + dir + " holds no images");
+  return set;
+}
+
+// A seeded Fisher-Yates permutation of 0..n-1.
+std::vector<size_t> permutation(size_t n, uint64_t seed) {
+  std::vector<size_t> p(n);
+  for (size_t i = 0; i < n; ++i) p[i] = i;
+  Rng rng(seed);
+  for (size_t i = n; i > 1; --i) {
+    std::swap(p[i - 1], p[static_cast<size_t>(rng.randint(0, static_cast<int64_t>(i)))]);
+  }
+  return p;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+double num(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0;
+}
+
+// One console line per GRPO step.
+std::string step_line(int iteration, int iterations, const std::string& phase, int step, int steps,
+                      const GrpoStepStats& s) {
+  nlohmann::json r = s.reward_metrics;
+  std::string line = "[iter " + std::to_string(iteration) + "/" + std::to_string(iterations) +
+                     "] " + phase + " step " + std::to_string(step) + "/" + std::to_string(steps) +
+                     " | reward " + fmt("%.3f", s.reward_mean) + " +- " + fmt("%.3f", s.reward_std);
+  if (phase == "questioner") {
+    line += " valid " + fmt("%.2f", num(r, "valid_fraction")) + " r_unc " +
+            fmt("%.3f", num(r, "r_unc_mean")) + " r_div " + fmt("%.3f", num(r, "r_div_mean"));
+  } else {
+    line += " match " + fmt("%.2f", num(r, "silver_match")) + " boxed " +
+            fmt("%.2f", num(r, "format_fraction"));
+  }
+  line += " | kl " + fmt("%.2e", s.kl) + " clip " + fmt("%.3f", s.clip_fraction) + " ent " +
+          fmt("%.3f", s.entropy) + " gnorm " + fmt("%.3f", s.grad_norm) + " | len " +
+          fmt("%.1f", s.response_length_mean) + " | gen " + fmt("%.0f", s.generation_tokens_per_s) +
+          " tok/s " + fmt("%.1f", s.generation_seconds) + "s, reward " +
+          fmt("%.1f", s.reward_seconds) + "s, train " + fmt("%.0f", s.training_tokens_per_s) +
+          " tok/s " + fmt("%.1f", s.training_seconds) + "s";
+  return line;
+}
+
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+    out << text;
+    if (!out) throw std::runtime_error("error writing " + tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+nlohmann::json optional_json(const std::optional<std::string>& s) {
+  return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
+}
+
+std::unique_ptr<ProgressBar> make_bar(std::ostream* out, const std::string& label, int64_t total,
+                                      const std::string& unit) {
+  if (!out) return nullptr;
+  ProgressOptions o;
+  o.unit = unit;
+  return std::make_unique<ProgressBar>(label, total, *out, o);
+}
+
+}  // namespace
+
+int last_complete_iteration(const std::string& out_dir) {
+  int last = 0;
+  if (!fs::is_directory(out_dir)) return 0;
+  for (const auto& entry : fs::directory_iterator(out_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("iter-", 0) != 0) continue;
+    try {
+      size_t used = 0;
+      int k = std::stoi(name.substr(5), &used);
+      if (used == name.size() - 5 && fs::exists(entry.path() / "summary.json")) {
+        last = std::max(last, k);
+      }
+    } catch (const std::exception&) {
+      // not an iteration folder
+    }
+  }
+  return last;
+}
+
+EvolveResult run_evolve(const EvolveOptions& opt) {
+  const VisPlayConfig& cfg = opt.config;
+  cfg.validate();
+  const int iterations = opt.iterations > 0 ? opt.iterations : cfg.iterations;
+  const uint64_t seed = static_cast<uint64_t>(cfg.seed);
+  std::ostream* console = opt.console;
+  auto say = [&](const std::string& line) {
+    if (console) *console << line << std::endl;
+  };
+
+  // ---- starting point: the base checkpoint, or the last complete iteration ----
+  const int done = last_complete_iteration(opt.out_dir);
+  if (done > 0 && !opt.resume) {
+    throw std::runtime_error("output folder " + opt.out_dir + " already holds iteration " +
+                             std::to_string(done) + "; pass --resume to continue it or choose " +
+                             "another folder");
+  }
+  const int start = opt.resume ? done + 1 : 1;
+  std::string questioner_dir = opt.model_dir, reasoner_dir = opt.model_dir;
+  if (start > 1) {
+    const fs::path prev = fs::path(opt.out_dir) / ("iter-" + std::to_string(start - 1));
+    questioner_dir = (prev / "questioner").string();
+    reasoner_dir = (prev / "reasoner").string();
+  } else if (opt.model_dir.empty()) {
+    throw std::runtime_error("evolve: no starting checkpoint (--model DIR)");
+  }
+  const std::string tokenizer_file = (fs::path(questioner_dir) / "tokenizer.json").string();
+  if (!fs::exists(tokenizer_file)) {
+    throw std::runtime_error("checkpoint " + questioner_dir +
+                             " has no tokenizer.json (the roles need its vocabulary)");
+  }
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(tokenizer_file);
+  VLM questioner = load_checkpoint(questioner_dir);
+  VLM reasoner = load_checkpoint(reasoner_dir);
+  const RoleSetup setup = make_role_setup(questioner, *tokenizer, cfg);
+  const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
+
+  fs::create_directories(opt.out_dir);
+  cfg.save((fs::path(opt.out_dir) / "config.json").string());
+  MetricsLog log((fs::path(opt.out_dir) / "metrics.jsonl").string(), /*truncate=*/!opt.resume);
+
+  EvolveResult result;
+  result.first_iteration = start;
+  result.last_iteration = start - 1;
+  if (start > iterations) {
+    say("evolve: " + opt.out_dir + " already has " + std::to_string(done) +
+        " iterations; nothing to do");
+    return result;
+  }
+  say("evolve: " + std::to_string(images.paths.size()) + " images" +
+      (images.has_oracle() ? " (ShapeWorld oracle available for diagnostics)" : "") +
+      ", iterations " + std::to_string(start) + ".." + std::to_string(iterations) +
+      ", chat format " + setup.format.name + ", " + std::to_string(questioner.params().numel()) +
+      " parameters per role");
+  log.write({{"event", "start"},
+             {"images", images.paths.size()},
+             {"oracle", images.has_oracle()},
+             {"first_iteration", start},
+             {"iterations", iterations},
+             {"parameters", questioner.params().numel()},
+             {"config", cfg.to_json()}});
+
+  const size_t n_images = images.paths.size();
+  for (int it = start; it <= iterations; ++it) {
+    const auto t_iter = Clock::now();
+    const fs::path iter_dir = fs::path(opt.out_dir) / ("iter-" + std::to_string(it));
+    fs::create_directories(iter_dir);
+    nlohmann::json summary = {{"iteration", it}};
+
+    // ---- phase 1: Questioner GRPO against the frozen Reasoner ----
+    const auto t_q = Clock::now();
+    {
+      GrpoTrainer trainer(questioner, cfg.grpo);
+      RewardFn reward =
+          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward));
+      const std::vector<int64_t> ids =
+          build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
+      const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
+      const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, n_images);
+      const SamplingOptions sampling =
+          to_sampling_options(cfg.questioner.rollout, setup.stop_token);
+      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " questioner GRPO",
+                          cfg.questioner.steps, "step");
+      for (int s = 0; s < cfg.questioner.steps; ++s) {
+        std::vector<PromptInput> prompts(per_step);
+        for (size_t i = 0; i < per_step; ++i) {
+          prompts[i] = {ids, images.load(order[(s * per_step + i) % n_images])};
+        }
+        GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,
+                                        mix_seed(seed, it, kQuestionerStep * 100000 + s));
+        nlohmann::json rec = st.to_json();
+        rec["event"] = "step";
+        rec["iteration"] = it;
+        rec["phase"] = "questioner";
+        rec["step"] = s + 1;
+        log.write(rec);
+        say(step_line(it, iterations, "questioner", s + 1, cfg.questioner.steps, st));
+        if (bar) {
+          bar->set_field("reward", st.reward_mean, 3);
+          bar->set_field("valid", num(st.reward_metrics, "valid_fraction"), 2);
+          bar->advance();
+        }
+      }
+    }
+    summary["questioner_seconds"] = seconds_since(t_q);
+
+    // ---- phase 2: silver labels ----
+    const auto t_d = Clock::now();
+    const size_t candidates = std::min<size_t>(cfg.data.candidate_images, n_images);
+    const std::vector<size_t> cand_order = permutation(
+        n_images, mix_seed(seed, cfg.data.same_images_every_iteration ? 0 : it, kCandidates));
+    SilverSet silver;
+    silver.confidence_histogram.assign(static_cast<size_t>(cfg.data.vote_samples) + 1, 0);
+    {
+      const size_t chunk = std::max<size_t>(
+          1, static_cast<size_t>(cfg.grpo.generation_batch / cfg.data.vote_samples));
+      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " silver labels",
+                          static_cast<int64_t>(candidates), "img");
+      for (size_t begin = 0; begin < candidates; begin += chunk) {
+        const size_t end = std::min(candidates, begin + chunk);
+        std::vector<Tensor> pixels;
+        for (size_t c = begin; c < end; ++c) pixels.push_back(images.load(cand_order[c]));
+        SilverSet part =
+            build_silver_set(questioner, reasoner, setup, cfg, pixels,
+                             mix_seed(seed, it, kSilver * 100000 + begin), images.has_oracle());
+        for (SilverQuestion& q : part.questions) {
+          q.image += static_cast<int64_t>(begin);
+          silver.questions.push_back(std::move(q));
+        }
+        silver.kept += part.kept;
+        for (size_t k = 0; k < part.confidence_histogram.size(); ++k) {
+          silver.confidence_histogram[k] += part.confidence_histogram[k];
+        }
+        if (bar) {
+          bar->set_field("kept", std::to_string(silver.kept));
+          bar->set(static_cast<int64_t>(end));
+        }
+      }
+    }
+    silver.seconds = seconds_since(t_d);
+    const double kept_fraction =
+        candidates > 0 ? static_cast<double>(silver.kept) / static_cast<double>(candidates) : 0.0;
+    int64_t valid = 0;
+    for (const SilverQuestion& q : silver.questions) valid += q.valid;
+    // Oracle answers for diagnostics only (indexed like silver.questions).
+    std::vector<std::optional<std::string>> oracle;
+    nlohmann::json data_rec = {{"event", "data"},
+                               {"iteration", it},
+                               {"candidates", candidates},
+                               {"valid_questions", valid},
+                               {"kept", silver.kept},
+                               {"kept_fraction", kept_fraction},
+                               {"confidence_histogram", silver.confidence_histogram},
+                               {"seconds", silver.seconds}};
+    if (images.has_oracle()) {
+      std::vector<world::Scene> scenes;
+      for (size_t c = 0; c < candidates; ++c) scenes.push_back(images.scenes[cand_order[c]]);
+      oracle = oracle_answers(silver, scenes);
+      data_rec["oracle"] =
+          silver_diagnostics(silver, oracle, AnswerOptions{cfg.rewards.answer_no_rule});
+    }
+    log.write(data_rec);
+    {
+      std::string hist;
+      for (size_t k = 0; k < silver.confidence_histogram.size(); ++k) {
+        hist += (k ? " " : "") + std::to_string(silver.confidence_histogram[k]);
+      }
+      std::string line = "[iter " + std::to_string(it) + "/" + std::to_string(iterations) +
+                         "] silver labels: " + std::to_string(valid) + "/" +
+                         std::to_string(candidates) + " valid questions, kept " +
+                         std::to_string(silver.kept) + " (" + fmt("%.1f", 100 * kept_fraction) +
+                         "%), votes of the winner 0.." + std::to_string(cfg.data.vote_samples) +
+                         ": [" + hist + "]";
+      if (data_rec.contains("oracle")) {
+        const nlohmann::json& o = data_rec["oracle"];
+        line += " | oracle: grammar " + fmt("%.2f", num(o, "grammar_valid")) + " silver acc " +
+                fmt("%.3f", num(o, "silver_accuracy_all")) + " (kept " +
+                fmt("%.3f", num(o, "silver_accuracy_kept")) + ") majority " +
+                fmt("%.3f", num(o, "majority_accuracy")) + " greedy " +
+                fmt("%.3f", num(o, "greedy_accuracy")) + " margin " +
+                fmt("%+.3f", num(o, "self_consistency_margin"));
+        if (num(o, "self_consistency_margin") <= 0) {
+          line += " (margin <= 0: the vote knows nothing beyond greedy decoding)";
+        }
+      }
+      say(line);
+    }
+    {
+      std::string lines;
+      for (size_t i = 0; i < silver.questions.size(); ++i) {
+        const SilverQuestion& q = silver.questions[i];
+        nlohmann::json votes = nlohmann::json::array();
+        for (const auto& v : q.votes) votes.push_back(optional_json(v));
+        nlohmann::json j = {{"image", images.paths[cand_order[static_cast<size_t>(q.image)]]},
+                            {"output", q.output},
+                            {"valid", q.valid},
+                            {"question", q.question},
+                            {"has_label", q.has_label},
+                            {"label", q.label},
+                            {"confidence", q.confidence},
+                            {"kept", q.kept},
+                            {"votes", votes}};
+        if (q.greedy) j["greedy"] = *q.greedy;
+        if (!oracle.empty()) j["oracle_answer"] = optional_json(oracle[i]);
+        lines += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      }
+      write_text_atomically(iter_dir / "silver.jsonl", lines);
+    }
+    summary["candidates"] = candidates;
+    summary["valid_questions"] = valid;
+    summary["kept"] = silver.kept;
+    summary["kept_fraction"] = kept_fraction;
+    summary["confidence_histogram"] = silver.confidence_histogram;
+    summary["data_seconds"] = silver.seconds;
+    if (data_rec.contains("oracle")) summary["oracle"] = data_rec["oracle"];
+
+    // ---- phase 3: Reasoner GRPO on the kept questions ----
+    const auto t_r = Clock::now();
+    std::vector<size_t> kept;
+    for (size_t i = 0; i < silver.questions.size(); ++i) {
+      if (silver.questions[i].kept) kept.push_back(i);
+    }
+    std::string skip_reason;
+    if (kept.empty()) {
+      skip_reason = "no question was kept";
+    } else if (kept_fraction < cfg.reasoner.min_kept_fraction) {
+      skip_reason = "kept fraction " + fmt("%.4f", kept_fraction) +
+                    " < reasoner.min_kept_fraction " + fmt("%.4f", cfg.reasoner.min_kept_fraction);
+    } else if (cfg.reasoner.steps == 0) {
+      skip_reason = "reasoner.steps = 0";
+    }
+    // Kept questions' images and oracle answers, for the before/after accuracy.
+    std::vector<Tensor> kept_pixels;
+    std::vector<std::string> kept_questions;
+    std::vector<std::optional<std::string>> kept_oracle;
+    for (size_t i : kept) {
+      kept_pixels.push_back(
+          images.load(cand_order[static_cast<size_t>(silver.questions[i].image)]));
+      kept_questions.push_back(silver.questions[i].question);
+      if (!oracle.empty()) kept_oracle.push_back(oracle[i]);
+    }
+    SamplingConfig greedy = cfg.reasoner.rollout;
+    greedy.temperature = 0;
+    auto kept_accuracy = [&](const VLM& model) -> nlohmann::json {
+      if (kept_oracle.empty()) return nullptr;
+      std::vector<std::vector<std::string>> r =
+          answer_questions(model, setup, kept_pixels, kept_questions, ReasonerMode::train, 1,
+                           greedy, mix_seed(seed, it, kDiagnostics));
+      std::vector<std::string> first;
+      for (auto& v : r) first.push_back(v[0]);
+      std::optional<double> acc =
+          oracle_accuracy(first, kept_oracle, AnswerOptions{cfg.rewards.answer_no_rule});
+      return acc ? nlohmann::json(*acc) : nlohmann::json(nullptr);
+    };
+    nlohmann::json accuracy_before = skip_reason.empty() ? kept_accuracy(reasoner) : nullptr;
+    if (!skip_reason.empty()) {
+      log.write({{"event", "phase"},
+                 {"iteration", it},
+                 {"phase", "reasoner"},
+                 {"skipped", true},
+                 {"reason", skip_reason}});
+      say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) +
+          "] reasoner phase skipped: " + skip_reason);
+      summary["reasoner_phase"] = "skipped";
+      summary["reasoner_skip_reason"] = skip_reason;
+    } else {
+      GrpoTrainer trainer(reasoner, cfg.grpo);
+      const std::vector<size_t> order =
+          permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));
+      const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, kept.size());
+      const SamplingOptions sampling = to_sampling_options(cfg.reasoner.rollout, setup.stop_token);
+      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " reasoner GRPO",
+                          cfg.reasoner.steps, "step");
+      for (int s = 0; s < cfg.reasoner.steps; ++s) {
+        std::vector<PromptInput> prompts(per_step);
+        std::vector<std::string> labels(per_step);
+        for (size_t i = 0; i < per_step; ++i) {
+          const size_t k = order[(s * per_step + i) % kept.size()];
+          const SilverQuestion& q = silver.questions[kept[k]];
+          prompts[i].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
+                                                 q.question, ReasonerMode::train, setup.prompts);
+          prompts[i].pixels = kept_pixels[k];
+          labels[i] = q.label;
+        }
+        GrpoStepStats st = trainer.step(prompts, cfg.reasoner.group_size, sampling,
+                                        make_reasoner_reward(setup, cfg, labels),
+                                        mix_seed(seed, it, kReasonerStep * 100000 + s));
+        nlohmann::json rec = st.to_json();
+        rec["event"] = "step";
+        rec["iteration"] = it;
+        rec["phase"] = "reasoner";
+        rec["step"] = s + 1;
+        log.write(rec);
+        say(step_line(it, iterations, "reasoner", s + 1, cfg.reasoner.steps, st));
+        if (bar) {
+          bar->set_field("reward", st.reward_mean, 3);
+          bar->advance();
+        }
+      }
+      summary["reasoner_phase"] = "trained";
+    }
+    summary["reasoner_seconds"] = seconds_since(t_r);
+    if (!kept_oracle.empty() && skip_reason.empty()) {
+      nlohmann::json after = kept_accuracy(reasoner);
+      summary["reasoner_kept_accuracy_before"] = accuracy_before;
+      summary["reasoner_kept_accuracy_after"] = after;
+      say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) +
+          "] reasoner true accuracy on the kept questions (greedy): " +
+          (accuracy_before.is_number() ? fmt("%.3f", accuracy_before.get<double>()) : "n/a") +
+          " -> " + (after.is_number() ? fmt("%.3f", after.get<double>()) : "n/a"));
+    }
+
+    // ---- checkpoints, then the completion marker ----
+    save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+    save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+    summary["seconds"] = seconds_since(t_iter);
+    nlohmann::json rec = summary;
+    rec["event"] = "iteration";
+    log.write(rec);
+    write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) + "] done in " +
+        fmt("%.1f", summary["seconds"].get<double>()) + " s; checkpoints in " + iter_dir.string());
+    result.summaries.push_back(summary);
+    result.last_iteration = it;
+  }
+  return result;
+}
+
+}  // namespace visplay::rl

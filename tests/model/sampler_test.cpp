@@ -1,0 +1,295 @@
+// The sampler: KV-cache decoding against full recomputation, determinism,
+// truncation sets, stop tokens and independence from batch composition.
+#include "model/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "tests/model/reference.h"
+#include "tests/runtime/test_util.h"
+
+namespace visplay {
+namespace {
+
+struct Fixture {
+  VLM model{ref::tiny_vlm_config()};
+  std::vector<PromptInput> prompts;
+  Fixture() {
+    ref::randomize(model, 3, 0.35);
+    const VLMConfig& c = model.config();
+    auto with_image = [&](std::vector<int64_t> before, std::vector<int64_t> after, uint64_t seed) {
+      PromptInput p;
+      p.ids = before;
+      p.ids.push_back(c.vision_start_token_id);
+      for (int64_t t = 0; t < c.vision.num_visual_tokens(); ++t)
+        p.ids.push_back(c.image_pad_token_id);
+      p.ids.push_back(c.vision_end_token_id);
+      p.ids.insert(p.ids.end(), after.begin(), after.end());
+      p.pixels = test::random_tensor({3, 16, 16}, seed, DType::f32, -2, 2);
+      return p;
+    };
+    prompts.push_back(with_image({1, 2, 3}, {4, 5}, 10));
+    prompts.push_back(PromptInput{{6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, Tensor()});
+    prompts.push_back(with_image({}, {18}, 11));
+  }
+};
+
+// log softmax of a logits row, in double.
+double log_softmax_at(const std::vector<double>& row, int64_t token) {
+  double mx = *std::max_element(row.begin(), row.end()), z = 0;
+  for (double v : row) z += std::exp(v - mx);
+  return row[token] - mx - std::log(z);
+}
+
+// Recomputes every generated token's distribution with the full forward (no
+// cache, batch of one, no padding) and checks the sampler's log-probs (and,
+// for greedy, its choices) token by token.
+void expect_matches_full_recompute(const VLM& m, const PromptInput& prompt, const Generation& g,
+                                   bool greedy) {
+  std::vector<int64_t> ids = prompt.ids;
+  ids.insert(ids.end(), g.tokens.begin(), g.tokens.end());
+  ids.pop_back();  // the last token is never fed back
+  int64_t S = ids.size(), V = m.config().decoder.vocab_size, P = prompt.ids.size();
+  Tensor logits;
+  {
+    NoGradGuard ng;
+    Tensor px = prompt.pixels.defined() ? prompt.pixels.unsqueeze(0) : Tensor();
+    logits = m.logits({Tensor::from_vector(ids, {1, S}), Tensor(), px});
+  }
+  std::vector<double> all = logits.to_vector<double>();
+  for (size_t t = 0; t < g.tokens.size(); ++t) {
+    std::vector<double> row(all.begin() + (P - 1 + t) * V, all.begin() + (P + t) * V);
+    EXPECT_NEAR(g.logprobs[t], log_softmax_at(row, g.tokens[t]), 2e-5) << "token " << t;
+    EXPECT_NE(g.tokens[t], m.config().image_pad_token_id) << "the image pad is never sampled";
+    if (greedy) {
+      row[m.config().image_pad_token_id] = -INFINITY;
+      EXPECT_EQ(g.tokens[t], std::max_element(row.begin(), row.end()) - row.begin())
+          << "token " << t;
+    }
+  }
+}
+
+TEST(Sampler, KvCacheGenerationEqualsFullRecomputation) {
+  Fixture f;
+  for (bool greedy : {true, false}) {
+    SamplingOptions opt;
+    opt.greedy = greedy;
+    opt.temperature = 1.3;
+    opt.max_new_tokens = 12;
+    // A few stop tokens end some sequences early, which also exercises the
+    // cache compaction of finished rows.
+    opt.stop_tokens = {20, 21, 22, 23};
+    int64_t n = greedy ? 1 : 4;
+    std::vector<Generation> out = generate(f.model, f.prompts, n, opt, derive_seeds(42, 3 * n));
+    ASSERT_EQ(out.size(), static_cast<size_t>(3 * n));
+    int stopped = 0, full = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      SCOPED_TRACE("sequence " + std::to_string(i) + (greedy ? " greedy" : " sampled"));
+      EXPECT_EQ(out[i].prompt_index, static_cast<int64_t>(i) / n);
+      ASSERT_FALSE(out[i].tokens.empty());
+      ASSERT_EQ(out[i].tokens.size(), out[i].logprobs.size());
+      stopped += out[i].stopped;
+      full += out[i].tokens.size() == 12;
+      expect_matches_full_recompute(f.model, f.prompts[out[i].prompt_index], out[i], greedy);
+    }
+    if (!greedy)
+      EXPECT_TRUE(stopped > 0 && full > 0) << "want both early stops and full-length sequences";
+  }
+}
+
+TEST(Sampler, GreedyIsDeterministicAndIgnoresSeeds) {
+  Fixture f;
+  SamplingOptions opt;
+  opt.greedy = true;
+  opt.max_new_tokens = 8;
+  std::vector<Generation> a = generate(f.model, f.prompts, 2, opt, derive_seeds(1, 6));
+  std::vector<Generation> b = generate(f.model, f.prompts, 2, opt, derive_seeds(2, 6));
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens);
+    EXPECT_EQ(a[i].logprobs, b[i].logprobs);
+    EXPECT_EQ(a[i].tokens, a[i - i % 2].tokens);  // both samples of a prompt agree
+  }
+  // temperature 0 is greedy too.
+  opt.greedy = false;
+  opt.temperature = 0;
+  std::vector<Generation> c = generate(f.model, f.prompts, 2, opt, derive_seeds(3, 6));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].tokens, c[i].tokens);
+}
+
+TEST(Sampler, SameSeedSameSamplesWhateverTheBatch) {
+  Fixture f;
+  SamplingOptions opt;
+  opt.temperature = 1.5;
+  opt.top_p = 0.95;
+  opt.max_new_tokens = 10;
+  std::vector<uint64_t> seeds = derive_seeds(9, 12);
+  std::vector<Generation> batch = generate(f.model, f.prompts, 4, opt, seeds);
+  // Prompt 0 alone (no padding, other batch size) with the same four seeds.
+  std::vector<Generation> alone =
+      generate(f.model, {f.prompts[0]}, 4, opt, {seeds.begin(), seeds.begin() + 4});
+  // Prompt 2 with prompt 1 in front of it, and its samples in another order.
+  PrefixState prefix = prefill(f.model, {f.prompts[1], f.prompts[2]});
+  std::vector<Generation> mixed =
+      sample_from(f.model, prefix, {1, 0, 1}, opt, {seeds[9], seeds[0], seeds[8]});
+  int differing_samples = 0;
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_EQ(alone[j].tokens, batch[j].tokens) << "sample " << j;
+    EXPECT_TRUE(test::all_close(
+        std::vector<double>(alone[j].logprobs.begin(), alone[j].logprobs.end()),
+        std::vector<double>(batch[j].logprobs.begin(), batch[j].logprobs.end()), 1e-5, 1e-5));
+    differing_samples += batch[j].tokens != batch[0].tokens;
+  }
+  EXPECT_GT(differing_samples, 0) << "different seeds should give different samples";
+  EXPECT_EQ(mixed[0].tokens, batch[9].tokens);
+  EXPECT_EQ(mixed[2].tokens, batch[8].tokens);
+  EXPECT_EQ(mixed[1].prompt_index, 0);
+}
+
+TEST(Sampler, TopKAndTopPNeverSampleOutsideTheirSet) {
+  int64_t V = 50;
+  Tensor logits_t = test::random_tensor({V}, 77, DType::f32, -3, 3);
+  std::vector<float> logits = logits_t.to_vector<float>();
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  for (double temperature : {0.5, 1.0, 2.0}) {
+    // The nucleus at this temperature, computed here independently.
+    std::vector<double> p(V);
+    double z = 0;
+    for (int64_t i = 0; i < V; ++i) z += p[i] = std::exp(logits[i] / temperature);
+    SamplingOptions top_k;
+    top_k.temperature = temperature;
+    top_k.top_k = 5;
+    SamplingOptions top_p;
+    top_p.temperature = temperature;
+    top_p.top_p = 0.6;
+    std::set<int64_t> k_set(order.begin(), order.begin() + 5), p_set;
+    double acc = 0;
+    for (int64_t i : order) {
+      p_set.insert(i);
+      acc += p[i] / z;
+      if (acc >= 0.6) break;
+    }
+    Rng rng(5);
+    std::set<int64_t> seen_k, seen_p;
+    for (int i = 0; i < 3000; ++i) {
+      float lp = 0;
+      int64_t t = sample_token(logits.data(), V, top_k, rng, &lp);
+      ASSERT_TRUE(k_set.count(t)) << "top-k drew " << t;
+      seen_k.insert(t);
+      t = sample_token(logits.data(), V, top_p, rng, &lp);
+      ASSERT_TRUE(p_set.count(t)) << "top-p drew " << t;
+      seen_p.insert(t);
+    }
+    EXPECT_EQ(seen_k, k_set);  // and every member does come up
+    EXPECT_EQ(seen_p, p_set);
+    // A banned token never comes up, even as the greedy choice; top-k then
+    // picks among the others.
+    SamplingOptions banned = top_k;
+    banned.banned_tokens = {order[0], order[2]};
+    std::set<int64_t> allowed = {order[1], order[3], order[4], order[5], order[6]};
+    for (int i = 0; i < 500; ++i) {
+      float lp = 0;
+      int64_t t = sample_token(logits.data(), V, banned, rng, &lp);
+      ASSERT_TRUE(allowed.count(t)) << t;
+    }
+    banned.greedy = true;
+    float lp = 0;
+    EXPECT_EQ(sample_token(logits.data(), V, banned, rng, &lp), order[1]);
+  }
+}
+
+TEST(Sampler, SampledFrequenciesFollowTheTemperedSoftmax) {
+  std::vector<float> logits = {1.0f, 0.2f, -0.5f, 2.0f, 0.0f, -1.0f};
+  int64_t V = logits.size();
+  SamplingOptions opt;
+  opt.temperature = 0.7;
+  Rng rng(123);
+  std::vector<int> count(V, 0);
+  int draws = 40000;
+  for (int i = 0; i < draws; ++i) {
+    float lp = 0;
+    int64_t t = sample_token(logits.data(), V, opt, rng, &lp);
+    ++count[t];
+    // The returned log-prob is at temperature 1, untruncated.
+    double z = 0;
+    for (float l : logits) z += std::exp(l);
+    ASSERT_NEAR(lp, logits[t] - std::log(z), 1e-6);
+  }
+  double z = 0;
+  for (float l : logits) z += std::exp(l / 0.7);
+  for (int64_t i = 0; i < V; ++i) {
+    double want = std::exp(logits[i] / 0.7) / z;
+    EXPECT_NEAR(count[i] / double(draws), want, 4 * std::sqrt(want * (1 - want) / draws) + 1e-3)
+        << "token " << i;
+  }
+}
+
+TEST(Sampler, StopTokensEndSequencesAndMaxNewTokensCapsThem) {
+  Fixture f;
+  SamplingOptions opt;
+  opt.temperature = 1.0;
+  opt.max_new_tokens = 6;
+  for (int64_t t = 0; t < 20; ++t) opt.stop_tokens.push_back(t);
+  std::vector<Generation> out = generate(f.model, f.prompts, 5, opt, derive_seeds(4, 15));
+  std::set<int64_t> stop(opt.stop_tokens.begin(), opt.stop_tokens.end());
+  for (const Generation& g : out) {
+    ASSERT_FALSE(g.tokens.empty());
+    ASSERT_LE(g.tokens.size(), 6u);
+    for (size_t i = 0; i + 1 < g.tokens.size(); ++i) EXPECT_FALSE(stop.count(g.tokens[i]));
+    EXPECT_EQ(g.stopped, stop.count(g.tokens.back()) == 1);
+    if (!g.stopped) EXPECT_EQ(g.tokens.size(), 6u);
+  }
+  opt.max_new_tokens = 0;
+  out = generate(f.model, f.prompts, 1, opt, derive_seeds(4, 3));
+  for (const Generation& g : out) EXPECT_TRUE(g.tokens.empty());
+  EXPECT_THROW(generate(f.model, f.prompts, 1, opt, derive_seeds(4, 2)),
+               std::runtime_error);  // seed count
+}
+
+// Feeding a padded batch through the cache in chunks (3, then 2, then 1
+// tokens) gives the hidden states of one full forward.
+TEST(Sampler, ChunkedCacheDecodingEqualsOneFullForward) {
+  Fixture f;
+  const VLM& m = f.model;
+  NoGradGuard g;
+  int64_t B = 2, S = 6, D = 32;
+  Tensor emb = test::random_tensor({B, S, D}, 7, DType::f32);
+  Tensor mask =
+      Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {B, S});
+  Tensor pos = positions_from_mask(mask);
+  std::vector<double> full = m.decode(emb, pos, mask).to_vector<double>();
+  KVCache cache = KVCache::allocate(m.config().decoder, B, S);
+  std::vector<double> chunked;
+  std::vector<Tensor> parts;
+  for (auto [a, b] : std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 5}, {5, 6}})
+    parts.push_back(m.decode(emb.slice(1, a, b).contiguous(), pos.slice(1, a, b).contiguous(),
+                             mask.slice(1, a, b).contiguous(), &cache));
+  EXPECT_EQ(cache.length, S);
+  std::vector<double> got = concat(parts, 1).to_vector<double>();
+  // Compare real tokens only (a pad query sees no key in either path).
+  std::vector<int32_t> m32 = mask.to_vector<int32_t>();
+  std::vector<double> got_real, full_real;
+  for (int64_t i = 0; i < B * S; ++i)
+    if (m32[i])
+      for (int64_t d = 0; d < D; ++d)
+        got_real.push_back(got[i * D + d]), full_real.push_back(full[i * D + d]);
+  EXPECT_TRUE(test::all_close(got_real, full_real, 1e-4, 1e-5));
+}
+
+TEST(Sampler, CacheCapacityIsChecked) {
+  Fixture f;
+  NoGradGuard g;
+  KVCache cache = KVCache::allocate(f.model.config().decoder, 1, 3);
+  Tensor emb = test::random_tensor({1, 4, 32}, 1, DType::f32);
+  Tensor pos = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3}, {1, 4});
+  Tensor mask = Tensor::full({1, 4}, 1.0, DType::i32);
+  EXPECT_THROW(f.model.decode(emb, pos, mask, &cache), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace visplay

@@ -1,0 +1,279 @@
+// The whole loop on a tiny warm-started ShapeWorld model: one iteration end to end (all three
+// phases, checkpoints, metrics, oracle diagnostics), resume, and the refusal to overwrite.
+// Also the oracle diagnostics on a hand-made silver set.
+#include "rl/evolve.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "data/benchmark.h"
+#include "model/image.h"
+#include "rl/diagnostics.h"
+#include "tests/rl/world_model.h"
+
+namespace fs = std::filesystem;
+
+namespace visplay::rl {
+namespace {
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+// Builds out/model (warm-started checkpoint) and out/images (ShapeWorld pool of 6).
+struct World {
+  fs::path root;
+  std::unique_ptr<Tokenizer> tok;
+
+  explicit World(const std::string& name) {
+    root = fs::temp_directory_path() / ("visplay_evolve_test_" + name);
+    fs::remove_all(root);
+    fs::create_directories(root);
+    const fs::path tok_file = root / "tokenizer.json";
+    std::ofstream(tok_file) << testing::world_tokenizer_json();
+    tok = load_tokenizer(tok_file.string());
+    generate_pool((root / "images").string(), 5, 6);
+
+    VLM model(testing::world_config(*tok));
+    model.init_weights(17);
+    ChatFormat fmt = ChatFormat::shapeworld();
+    PromptConfig prompts = shapeworld_prompts();
+    const int64_t nv = model.config().vision.num_visual_tokens();
+    const VisionConfig& v = model.config().vision;
+    std::vector<PromptInput> inputs;
+    std::vector<std::vector<int64_t>> responses;
+    const std::vector<std::string> questions = {"how many objects are there?",
+                                                "is there a red circle?"};
+    const std::vector<std::string> answers = {"1", "2", "3", "yes", "no"};
+    ImageFolder folder((root / "images").string());
+    int k = 0;
+    for (size_t i = 0; i < folder.size(); ++i) {
+      std::vector<float> chw = load_image_for_model(folder.path(i), static_cast<int>(v.image_size),
+                                                    v.image_mean.data(), v.image_std.data());
+      Tensor px = Tensor::from_vector(chw, {3, v.image_size, v.image_size});
+      for (const std::string& q : questions) {
+        inputs.push_back({build_questioner_prompt(fmt, *tok, nv, prompts), px});
+        responses.push_back(encode_response(*tok, format_questioner_response(fmt, q)));
+        for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::train}) {
+          inputs.push_back({build_reasoner_prompt(fmt, *tok, nv, q, mode, prompts), px});
+          responses.push_back(
+              encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
+        }
+      }
+    }
+    testing::warm_start(model, inputs, responses, 60, 1e-2);
+    save_checkpoint((root / "model").string(), model, tok_file.string());
+  }
+  ~World() { fs::remove_all(root); }
+
+  VisPlayConfig tiny_config() const {
+    VisPlayConfig c;
+    c.iterations = 1;
+    c.seed = 7;
+    c.questioner.group_size = 4;
+    c.questioner.steps = 1;
+    c.questioner.rollout.max_new_tokens = 12;
+    c.reasoner.group_size = 3;
+    c.reasoner.steps = 2;
+    c.reasoner.rollout.max_new_tokens = 6;
+    c.reasoner.min_kept_fraction = 0.0;
+    c.uncertainty.samples = 4;
+    c.uncertainty.sampling.max_new_tokens = 6;
+    c.data.candidate_images = 6;
+    c.data.question_sampling.max_new_tokens = 12;
+    c.data.vote_samples = 5;
+    c.data.vote_sampling.max_new_tokens = 6;
+    c.data.band_low = 0.0;
+    c.data.band_high = 1.0;
+    c.grpo.prompts_per_step = 2;
+    c.grpo.prompts_per_update = 2;
+    c.grpo.micro_batch_size = 8;
+    c.grpo.lr = 1e-3;
+    return c;
+  }
+};
+
+TEST(Evolve, OneIterationEndToEndThenResume) {
+  testing::use_one_thread();
+  const auto t0 = std::chrono::steady_clock::now();
+  World w("e2e");
+  EvolveOptions o;
+  o.config = w.tiny_config();
+  o.model_dir = (w.root / "model").string();
+  o.images_dir = (w.root / "images").string();
+  o.out_dir = (w.root / "out").string();
+  std::ostringstream console;
+  o.console = &console;
+  EvolveResult r = run_evolve(o);
+  EXPECT_EQ(r.first_iteration, 1);
+  EXPECT_EQ(r.last_iteration, 1);
+  const fs::path it1 = w.root / "out" / "iter-1";
+  for (const char* f :
+       {"questioner/model.safetensors", "questioner/config.json", "questioner/tokenizer.json",
+        "reasoner/model.safetensors", "silver.jsonl", "summary.json"}) {
+    EXPECT_TRUE(fs::exists(it1 / f)) << f;
+  }
+  EXPECT_EQ(last_complete_iteration(o.out_dir), 1);
+
+  // Metrics: start, 1 questioner step, the data record, reasoner steps, the iteration record.
+  std::vector<nlohmann::json> log = read_jsonl(w.root / "out" / "metrics.jsonl");
+  int q_steps = 0, r_steps = 0, data = 0, iters = 0;
+  for (const auto& rec : log) {
+    const std::string ev = rec["event"];
+    if (ev == "step" && rec["phase"] == "questioner") {
+      ++q_steps;
+      EXPECT_EQ(rec["sequences"], 2 * 4);
+      EXPECT_TRUE(rec.contains("valid_fraction"));
+      EXPECT_TRUE(rec.contains("r_unc_mean"));
+      EXPECT_TRUE(rec.contains("kl"));
+      EXPECT_TRUE(rec.contains("entropy"));
+    }
+    if (ev == "step" && rec["phase"] == "reasoner") {
+      ++r_steps;
+      EXPECT_TRUE(rec.contains("silver_match"));
+    }
+    if (ev == "data") {
+      ++data;
+      EXPECT_EQ(rec["candidates"], 6);
+      ASSERT_TRUE(rec.contains("oracle"));
+      EXPECT_TRUE(rec["oracle"].contains("self_consistency_margin"));
+      EXPECT_EQ(rec["confidence_histogram"].size(), 6u);
+    }
+    if (ev == "iteration") ++iters;
+  }
+  EXPECT_EQ(q_steps, 1);
+  EXPECT_EQ(data, 1);
+  EXPECT_EQ(iters, 1);
+  // The warm start makes valid questions with mixed boxed answers, so (band 0..1) the
+  // Reasoner phase must have run.
+  nlohmann::json summary = nlohmann::json::parse(std::ifstream(it1 / "summary.json"));
+  EXPECT_GT(summary["valid_questions"].get<int>(), 0) << console.str();
+  EXPECT_GT(summary["kept"].get<int>(), 0) << console.str();
+  EXPECT_EQ(summary["reasoner_phase"], "trained") << console.str();
+  EXPECT_EQ(r_steps, 2);
+  std::vector<nlohmann::json> silver = read_jsonl(it1 / "silver.jsonl");
+  ASSERT_EQ(silver.size(), 6u);
+  int histogram_total = 0;
+  for (const auto& x : summary["confidence_histogram"]) histogram_total += x.get<int>();
+  EXPECT_EQ(histogram_total, summary["valid_questions"].get<int>());
+  EXPECT_NE(console.str().find("questioner step 1/1"), std::string::npos);
+
+  // The trained reasoner differs from the starting checkpoint.
+  VLM start = load_checkpoint((w.root / "model").string());
+  VLM trained = load_checkpoint((it1 / "reasoner").string());
+  EXPECT_NE(start.params().get("lm_head.weight").to_vector<float>(),
+            trained.params().get("lm_head.weight").to_vector<float>());
+
+  // Without --resume an existing run is never overwritten.
+  EXPECT_THROW(run_evolve(o), std::runtime_error);
+  // Resume to 2 iterations: iteration 2 starts from iteration 1's checkpoints.
+  o.resume = true;
+  o.iterations = 2;
+  o.config.reasoner.steps = 0;
+  o.config.questioner.steps = 1;
+  EvolveResult r2 = run_evolve(o);
+  EXPECT_EQ(r2.first_iteration, 2);
+  EXPECT_EQ(r2.last_iteration, 2);
+  EXPECT_EQ(last_complete_iteration(o.out_dir), 2);
+  // Already complete: nothing to do.
+  EvolveResult r3 = run_evolve(o);
+  EXPECT_EQ(r3.last_iteration, 2);
+  EXPECT_TRUE(r3.summaries.empty());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, 120.0);
+}
+
+TEST(Evolve, MissingTokenizerIsAnError) {
+  testing::use_one_thread();
+  World w("notok");
+  fs::remove(w.root / "model" / "tokenizer.json");
+  EvolveOptions o;
+  o.config = w.tiny_config();
+  o.model_dir = (w.root / "model").string();
+  o.images_dir = (w.root / "images").string();
+  o.out_dir = (w.root / "out").string();
+  try {
+    run_evolve(o);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json"), std::string::npos) << e.what();
+  }
+}
+
+// Hand-made scenes and silver questions: accuracies and the margin counted by hand.
+TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
+  testing::use_one_thread();
+  world::Scene two, three;
+  two.objects = {{world::Shape::circle, world::Color::red, world::Size::small, 10, 10},
+                 {world::Shape::square, world::Color::blue, world::Size::large, 40, 40}};
+  three = two;
+  three.objects.push_back(
+      {world::Shape::triangle, world::Color::green, world::Size::small, 10, 50});
+  std::vector<world::Scene> scenes = {two, three, two, three};
+  auto make = [](int64_t image, bool valid, const std::string& q, const std::string& label,
+                 double c, bool kept, std::vector<std::optional<std::string>> votes,
+                 std::optional<std::string> greedy) {
+    SilverQuestion s;
+    s.image = image;
+    s.valid = valid;
+    s.question = q;
+    s.has_label = !label.empty();
+    s.label = label;
+    s.confidence = c;
+    s.kept = kept;
+    s.votes = std::move(votes);
+    s.greedy = std::move(greedy);
+    return s;
+  };
+  SilverSet set;
+  // 0: answer 2, label right, greedy wrong, kept.
+  set.questions.push_back(
+      make(0, true, "how many objects are there?", "2", 2.0 / 3, true, {"2", "2", "3"}, "3"));
+  // 1: answer 3, label wrong, greedy right, not kept.
+  set.questions.push_back(
+      make(1, true, "how many objects are there?", "2", 1.0, false, {"2", "2", "2"}, "3"));
+  // 2: outside the grammar: no oracle.
+  set.questions.push_back(
+      make(2, true, "how big is the sky?", "4", 1.0, false, {"4", "4", "4"}, "4"));
+  // 3: answer yes (a red circle exists), label right, greedy right, kept.
+  set.questions.push_back(
+      make(3, true, "is there a red circle?", "yes", 2.0 / 3, true, {"yes", "no", "yes"}, "yes"));
+  set.questions.push_back(make(0, false, "", "", 0, false, {}, std::nullopt));
+  scenes.push_back(two);
+  std::vector<std::optional<std::string>> oracle = oracle_answers(set, scenes);
+  ASSERT_EQ(oracle.size(), 5u);
+  EXPECT_EQ(oracle[0], "2");
+  EXPECT_EQ(oracle[1], "3");
+  EXPECT_FALSE(oracle[2].has_value());
+  EXPECT_EQ(oracle[3], "yes");
+  EXPECT_FALSE(oracle[4].has_value());
+  nlohmann::json d = silver_diagnostics(set, oracle);
+  EXPECT_DOUBLE_EQ(d["valid_format"].get<double>(), 4.0 / 5);
+  EXPECT_DOUBLE_EQ(d["grammar_valid"].get<double>(), 3.0 / 5);
+  EXPECT_DOUBLE_EQ(d["answerable"].get<double>(), 3.0 / 5);
+  EXPECT_DOUBLE_EQ(d["silver_accuracy_all"].get<double>(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(d["silver_accuracy_kept"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(d["majority_accuracy"].get<double>(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(d["greedy_accuracy"].get<double>(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(d["self_consistency_margin"].get<double>(), 0.0);
+  // votes: q0 2/3 right, q1 0/3, q3 2/3 -> 4/9.
+  EXPECT_DOUBLE_EQ(d["vote_sample_accuracy"].get<double>(), 4.0 / 9);
+
+  std::optional<double> acc =
+      oracle_accuracy({"\\boxed{2}", "\\boxed{2}", "x", "so \\boxed{yes}", ""}, oracle);
+  ASSERT_TRUE(acc.has_value());
+  EXPECT_DOUBLE_EQ(*acc, 2.0 / 3);
+}
+
+}  // namespace
+}  // namespace visplay::rl
