@@ -42,6 +42,13 @@ VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string&
   c.vision.patch_size = 8;
   c.vision.num_channels = 3;
   c.vision.spatial_merge_size = 2;
+  // Background-centred pixels: the (240, 240, 240) background maps to 0, so the patch
+  // features of empty canvas are the same for every image and all the variation a visual
+  // token carries comes from the objects (with mean/std 0.5 the background dominated the
+  // visual tokens, which then stayed nearly identical across images during training).
+  const float background = world::kBackground / 255.0f;
+  c.vision.image_mean = {background, background, background};
+  c.vision.image_std = {0.25f, 0.25f, 0.25f};
   c.decoder.vocab_size = tokenizer.vocab_size();
   c.decoder.tie_word_embeddings = true;
   c.decoder.max_position_embeddings = 512;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,10 @@ struct DemoOptions {
   int64_t validation = 300;
   int64_t test = 1200;
   int iterations = 3;
+  int questioner_steps = 6;  // GRPO steps per role per iteration
+  int reasoner_steps = 10;
+  int64_t candidates = 256;  // images the new Questioner asks about per iteration
+  double lr = 1e-5;
 };
 
 // The world seeds of demo seed S. The warm start used seed 1 for its data (and
@@ -88,6 +93,53 @@ json eval_entry(const visplay::rl::EvalResult& r) {
   j.erase("blind_baseline");  // reported once per benchmark
   return j;
 }
+
+#if VISPLAY_DEMO_HAS_EVOLVE
+// The loop's settings for the demo: ShapeWorld prompts and response lengths, small GRPO
+// batches, and steps per phase sized so that the whole demo fits 15 minutes on 2 cores.
+// The method's numbers (G = 8, m = 10 / 9, the band, the clips, the KL) stay the paper's.
+visplay::rl::VisPlayConfig demo_config(const DemoOptions& o) {
+  visplay::rl::VisPlayConfig c;
+  c.prompts = visplay::rl::shapeworld_prompts();
+  c.iterations = o.iterations;
+  c.seed = static_cast<int64_t>(o.seed);
+  c.questioner.steps = o.questioner_steps;
+  c.reasoner.steps = o.reasoner_steps;
+  c.questioner.rollout.max_new_tokens = 32;
+  c.reasoner.rollout.max_new_tokens = 80;
+  c.uncertainty.sampling.max_new_tokens = 12;
+  c.data.candidate_images = static_cast<int>(std::min<int64_t>(o.candidates, o.pool));
+  c.data.question_sampling.max_new_tokens = 32;
+  c.data.vote_sampling.max_new_tokens = 80;
+  c.grpo.prompts_per_step = 16;
+  c.grpo.prompts_per_update = 16;
+  c.grpo.micro_batch_size = 32;
+  c.grpo.lr = o.lr;
+  c.validate();
+  return c;
+}
+
+// Reward per GRPO step from the loop's metrics.jsonl: one series per role, x = the step's
+// index over all iterations.
+std::vector<visplay::plot::Series> reward_curves(const std::string& metrics_path) {
+  std::map<std::string, visplay::plot::Series> by_phase;
+  std::ifstream in(metrics_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || j.value("event", "") != "step" || !j.contains("reward_mean")) continue;
+    if (!j["reward_mean"].is_number()) continue;
+    const std::string phase = j.value("phase", "?");
+    visplay::plot::Series& series = by_phase[phase];
+    series.name = phase;
+    series.x.push_back(static_cast<double>(series.x.size() + 1));
+    series.y.push_back(j["reward_mean"].get<double>());
+  }
+  std::vector<visplay::plot::Series> out;
+  for (auto& [phase, series] : by_phase) out.push_back(series);
+  return out;
+}
+#endif
 
 void save_plot(const visplay::Image& image, const std::string& path,
                std::vector<std::string>& written) {
@@ -165,19 +217,23 @@ void run_demo(const DemoOptions& o) {
                       halluc = {base_test.report.hallucination.value()};
   rl::EvalResult last_test = base_test;
   json iterations = json::array();
+  std::vector<double> last_histogram;  // votes of the winner, bins 0..m (last iteration)
+  std::vector<plot::Series> rewards;   // GRPO reward per step, one series per role
 
   section("3. VisPlay self-evolution");
 #if VISPLAY_DEMO_HAS_EVOLVE
   {
     rl::EvolveOptions evolve;
-    evolve.config.iterations = o.iterations;
-    evolve.config.seed = static_cast<int64_t>(o.seed);
+    evolve.config = demo_config(o);
     evolve.model_dir = out + "/models/base";
     evolve.images_dir = pool_dir;
     evolve.out_dir = out + "/models";
     evolve.iterations = o.iterations;
     evolve.console = &std::cout;
     evolve.progress = &std::cerr;
+    evolve.config.save(out + "/evolve_config.json");
+    std::printf("VisPlay: %d iterations on %lld unlabeled images (config: %s/evolve_config.json)\n",
+                o.iterations, static_cast<long long>(o.pool), out.c_str());
     rl::EvolveResult result = rl::run_evolve(evolve);
     for (int k = result.first_iteration; k <= result.last_iteration; ++k) {
       const std::string reasoner = out + "/models/iter-" + std::to_string(k) + "/reasoner";
@@ -187,20 +243,40 @@ void run_demo(const DemoOptions& o) {
           evaluate_dir(reasoner, test, "iteration " + std::to_string(k) + " on test");
       json entry = {{"iteration", k}, {"validation", eval_entry(v)}, {"test", eval_entry(t)}};
       size_t index = static_cast<size_t>(k - result.first_iteration);
-      if (index < result.summaries.size()) entry["summary"] = result.summaries[index];
+      if (index < result.summaries.size()) {
+        const json& summary = result.summaries[index];
+        entry["summary"] = summary;
+        if (summary.contains("oracle")) {
+          entry["silver_label_accuracy"] = summary["oracle"].value("silver_accuracy_kept", json());
+        }
+        if (summary.contains("confidence_histogram")) {
+          last_histogram = summary["confidence_histogram"].get<std::vector<double>>();
+        }
+      }
       iterations.push_back(entry);
+      metrics.write({{"event", "demo_eval"},
+                     {"iteration", k},
+                     {"split", "validation"},
+                     {"report", eval_entry(v)}});
       metrics.write(
           {{"event", "demo_eval"}, {"iteration", k}, {"split", "test"}, {"report", eval_entry(t)}});
       iters.push_back(k);
       val_acc.push_back(v.report.overall.value());
       test_acc.push_back(t.report.overall.value());
       halluc.push_back(t.report.hallucination.value());
-      std::printf("iteration %d: validation %.1f%%, test %.1f%% (base %.1f%%)\n", k,
-                  100 * v.report.overall.value(), 100 * t.report.overall.value(),
-                  100 * base_test.report.overall.value());
+      std::printf(
+          "iteration %d: validation %.1f%%, test %.1f%% (base %.1f%%), hallucination "
+          "%.1f%% (base %.1f%%)\n",
+          k, 100 * v.report.overall.value(), 100 * t.report.overall.value(),
+          100 * base_test.report.overall.value(), 100 * t.report.hallucination.value(),
+          100 * base_test.report.hallucination.value());
       last_test = t;
     }
-    report["evolve"] = {{"status", "done"}, {"metrics", out + "/models/metrics.jsonl"}};
+    report["evolve"] = {{"status", "done"},
+                        {"iterations", result.last_iteration},
+                        {"metrics", out + "/models/metrics.jsonl"},
+                        {"config", out + "/evolve_config.json"}};
+    rewards = reward_curves(out + "/models/metrics.jsonl");
   }
 #else
   std::printf(
@@ -247,6 +323,24 @@ void run_demo(const DemoOptions& o) {
     opt.y_max = 1.0;
     save_plot(plot::bar_chart(labels, values, opt), out + "/plots/per_type.png", written);
   }
+  if (!last_histogram.empty()) {
+    std::vector<std::string> labels;
+    for (size_t k = 0; k < last_histogram.size(); ++k) {
+      labels.push_back(std::to_string(k));
+    }
+    plot::ChartOptions opt;
+    opt.title = "silver labels: votes of the winner (last iteration)";
+    opt.x_label = "votes of the majority answer (c = votes / m)";
+    opt.y_label = "questions";
+    save_plot(plot::bar_chart(labels, last_histogram, opt), out + "/plots/confidence.png", written);
+  }
+  if (!rewards.empty()) {
+    plot::ChartOptions opt;
+    opt.title = "GRPO reward per step";
+    opt.x_label = "step (all iterations)";
+    opt.y_label = "mean reward";
+    save_plot(plot::line_chart(rewards, opt), out + "/plots/rewards.png", written);
+  }
   report["seconds"] = elapsed();
   {
     std::ofstream file(out + "/report.json");
@@ -279,6 +373,14 @@ void setup_demo(CLI::App& app) {
   cmd->add_option("--test", opts->test, "Test questions")->check(CLI::PositiveNumber);
   cmd->add_option("--iterations", opts->iterations, "VisPlay iterations")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--questioner-steps", opts->questioner_steps,
+                  "Questioner GRPO steps per iteration")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--reasoner-steps", opts->reasoner_steps, "Reasoner GRPO steps per iteration")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--candidates", opts->candidates, "Silver-label candidate images per iteration")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", opts->lr, "GRPO learning rate");
   cmd->callback([opts] { run_demo(*opts); });
 }
 

@@ -54,6 +54,8 @@ void run_pretrain(const PretrainCliOptions& o) {
       {"lr", o.train.lr},
       {"min_lr", o.train.min_lr},
       {"warmup", o.train.warmup},
+      {"weight_decay", o.train.weight_decay},
+      {"batch", o.train.batch_size},
       {"final_loss", result.steps.empty() ? 0.0 : result.steps.back().loss},
       {"seconds", result.seconds},
   };
@@ -86,6 +88,7 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_option("--lr", opts->train.lr, "Peak learning rate (cosine decay after warmup)");
   cmd->add_option("--min-lr", opts->train.min_lr, "Final learning rate");
   cmd->add_option("--warmup", opts->train.warmup, "Warmup steps");
+  cmd->add_option("--weight-decay", opts->train.weight_decay, "AdamW weight decay");
   cmd->add_option("--eval-every", opts->train.eval_every,
                   "Validation every K steps (greedy, in-memory benchmark); 0 = only none");
   cmd->add_option("--eval-questions", opts->train.eval_questions, "Validation questions");
