@@ -1,6 +1,7 @@
 // Warm-start targets from the ShapeWorld oracle (see data/sft.h for the format).
 #include "data/sft.h"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 #include <stdexcept>
@@ -28,6 +29,11 @@ TraceGroup make_group(const Scene& scene, std::string name, const Color* color,
   TraceGroup group{std::move(name), {}};
   for (const Object& o : scene.objects)
     if (matches(o, color, shape)) group.objects.push_back(o);
+  // Reading order (top to bottom, then left to right): an order the model can see. Scene
+  // order is the sampler's and invisible, which would make every listed item a guess.
+  std::stable_sort(group.objects.begin(), group.objects.end(), [](const Object& a, const Object& b) {
+    return a.cy != b.cy ? a.cy < b.cy : a.cx < b.cx;
+  });
   return group;
 }
 

@@ -37,7 +37,8 @@ struct TraceGroup {
   std::vector<world::Object> objects;
 };
 // The groups a question's trace lists, in question order (left_of: the first object
-// then the second; more_shape: the first shape then the second).
+// then the second; more_shape: the first shape then the second). Within a group the
+// objects are in reading order (by cy, then cx), never in the invisible scene order.
 std::vector<TraceGroup> trace_groups(const world::Scene& scene, const world::QuestionSpec& spec);
 
 // "<think>red circles: small red circle at top left. so 1.</think>"

@@ -77,6 +77,19 @@ TEST(Sft, HandWrittenTraces) {
             "<question>how many objects are there?</question>");
 }
 
+TEST(Sft, TraceListsObjectsInReadingOrder) {
+  Scene scene;
+  scene.objects = {obj(Shape::circle, Color::red, Size::small, 50, 50),
+                   obj(Shape::circle, Color::blue, Size::small, 30, 10),
+                   obj(Shape::square, Color::red, Size::small, 10, 30),
+                   obj(Shape::circle, Color::green, Size::small, 10, 10)};
+  auto spec = world::parse_question("how many circles are there?");
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(reasoner_target(scene, *spec),
+            "<think>circles: small green circle at top left, small blue circle at top center, "
+            "small red circle at bottom right. so 3.</think> \\boxed{3}");
+}
+
 TEST(Sft, SplitTargetLikeTheWordLevelTokenizer) {
   EXPECT_EQ(split_target("<think>red circles: none. so 0.</think> \\boxed{0}"),
             (std::vector<std::string>{"<think>", "red", "circles", ":", "none", ".", "so", "0", ".",
