@@ -55,6 +55,10 @@ void run_pretrain(const PretrainCliOptions& o) {
       {"min_lr", o.train.min_lr},
       {"warmup", o.train.warmup},
       {"weight_decay", o.train.weight_decay},
+      {"mix",
+       {{"questioner", o.train.mix.questioner},
+        {"reasoner_trace", o.train.mix.reasoner_trace},
+        {"reasoner_direct", o.train.mix.reasoner_direct}}},
       {"batch", o.train.batch_size},
       {"final_loss", result.steps.empty() ? 0.0 : result.steps.back().loss},
       {"seconds", result.seconds},
@@ -89,6 +93,12 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_option("--min-lr", opts->train.min_lr, "Final learning rate");
   cmd->add_option("--warmup", opts->train.warmup, "Warmup steps");
   cmd->add_option("--weight-decay", opts->train.weight_decay, "AdamW weight decay");
+  cmd->add_option("--questioner-share", opts->train.mix.questioner,
+                  "Share of questioner examples (default 0.2)");
+  cmd->add_option("--trace-share", opts->train.mix.reasoner_trace,
+                  "Share of step-by-step reasoner examples (default 0.6)");
+  cmd->add_option("--direct-share", opts->train.mix.reasoner_direct,
+                  "Share of direct-answer reasoner examples (default 0.2)");
   cmd->add_option("--eval-every", opts->train.eval_every,
                   "Validation every K steps (greedy, in-memory benchmark); 0 = only none");
   cmd->add_option("--eval-questions", opts->train.eval_questions, "Validation questions");
