@@ -20,6 +20,7 @@ namespace {
 struct PretrainCliOptions {
   std::string out;
   std::string size = "base";
+  std::string init;  // continue from this checkpoint instead of fresh weights
   visplay::rl::PretrainOptions train;
 };
 
@@ -27,9 +28,15 @@ void run_pretrain(const PretrainCliOptions& o) {
   using namespace visplay;
   std::filesystem::create_directories(o.out);
   auto tokenizer = make_shapeworld_tokenizer();
-  VLMConfig config = rl::shapeworld_model_config(*tokenizer, o.size);
-  VLM model(config);
-  model.init_weights(o.train.seed);
+  VLM model = o.init.empty() ? VLM(rl::shapeworld_model_config(*tokenizer, o.size))
+                             : load_checkpoint(o.init);
+  if (o.init.empty()) model.init_weights(o.train.seed);
+  if (model.config().decoder.vocab_size != tokenizer->vocab_size()) {
+    throw std::runtime_error(o.init + "/config.json: vocab_size " +
+                             std::to_string(model.config().decoder.vocab_size) +
+                             " is not the ShapeWorld vocabulary's " +
+                             std::to_string(tokenizer->vocab_size()));
+  }
   std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu\n",
               o.size.c_str(), static_cast<long long>(model.params().numel()),
               static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
@@ -46,6 +53,7 @@ void run_pretrain(const PretrainCliOptions& o) {
   nlohmann::json summary = {
       {"command", "visplay pretrain"},
       {"size", o.size},
+      {"init", o.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.init)},
       {"parameters", model.params().numel()},
       {"steps", o.train.steps},
       {"batch_size", o.train.batch_size},
@@ -102,6 +110,9 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_option("--eval-every", opts->train.eval_every,
                   "Validation every K steps (greedy, in-memory benchmark); 0 = only none");
   cmd->add_option("--eval-questions", opts->train.eval_questions, "Validation questions");
+  cmd->add_option("--init", opts->init,
+                  "Continue from this checkpoint (a new warmup + cosine cycle) instead of "
+                  "fresh weights");
   cmd->add_option("--size", opts->size, "Model size preset")
       ->check(CLI::IsMember({"base", "tiny"}));
   cmd->callback([opts] { run_pretrain(*opts); });
