@@ -31,9 +31,9 @@ TraceGroup make_group(const Scene& scene, std::string name, const Color* color,
     if (matches(o, color, shape)) group.objects.push_back(o);
   // Reading order (top to bottom, then left to right): an order the model can see. Scene
   // order is the sampler's and invisible, which would make every listed item a guess.
-  std::stable_sort(group.objects.begin(), group.objects.end(), [](const Object& a, const Object& b) {
-    return a.cy != b.cy ? a.cy < b.cy : a.cx < b.cx;
-  });
+  std::stable_sort(
+      group.objects.begin(), group.objects.end(),
+      [](const Object& a, const Object& b) { return a.cy != b.cy ? a.cy < b.cy : a.cx < b.cx; });
   return group;
 }
 

@@ -32,10 +32,9 @@ void run_pretrain(const PretrainCliOptions& o) {
                              : load_checkpoint(o.init);
   if (o.init.empty()) model.init_weights(o.train.seed);
   if (model.config().decoder.vocab_size != tokenizer->vocab_size()) {
-    throw std::runtime_error(o.init + "/config.json: vocab_size " +
-                             std::to_string(model.config().decoder.vocab_size) +
-                             " is not the ShapeWorld vocabulary's " +
-                             std::to_string(tokenizer->vocab_size()));
+    throw std::runtime_error(
+        o.init + "/config.json: vocab_size " + std::to_string(model.config().decoder.vocab_size) +
+        " is not the ShapeWorld vocabulary's " + std::to_string(tokenizer->vocab_size()));
   }
   std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu\n",
               o.size.c_str(), static_cast<long long>(model.params().numel()),
