@@ -110,7 +110,11 @@ TEST_F(Cli, DemoOnTinyWorldsWritesReportPlotsAndModels) {
   EXPECT_EQ(report["seed"].get<int>(), 2);
   EXPECT_EQ(report["base"]["test"]["questions"].get<int>(), 8);
   EXPECT_TRUE(report["blind_baseline"]["test"].contains("accuracy"));
-  EXPECT_TRUE(report.contains("evolve"));
+  ASSERT_TRUE(report.contains("evolve"));
+  EXPECT_EQ(report["evolve"]["status"], "done");
+  ASSERT_EQ(report["iterations"].size(), 1u);
+  EXPECT_EQ(report["iterations"][0]["test"]["questions"].get<int>(), 8);
+  EXPECT_TRUE(fs::exists(dir_ / "demo" / "models" / "iter-1" / "reasoner" / "config.json"));
   for (const char* f :
        {"plots/accuracy.png", "plots/per_type.png", "metrics.jsonl", "models/base/config.json",
         "models/base/tokenizer.json", "worlds/pool/scenes.jsonl", "worlds/test/questions.jsonl"}) {

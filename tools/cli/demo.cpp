@@ -1,7 +1,7 @@
 // `visplay demo`: the one-command ShapeWorld demo. Generates the worlds (an unlabeled
 // pool, a validation and a test benchmark, each from its own seed, none overlapping the
 // warm start's data), loads the shipped base model (models/shapeworld-base), evaluates it,
-// runs the VisPlay self-evolution loop on the pool when the loop is built in, evaluates
+// runs the VisPlay self-evolution loop on the pool, evaluates
 // the Reasoner after each iteration, and writes report.json, PNG plots, metrics.jsonl and
 // the models as checkpoint folders. Prints where everything is.
 #include <chrono>
@@ -18,17 +18,11 @@
 #include "data/plot.h"
 #include "model/checkpoint.h"
 #include "model/shapeworld_vocab.h"
+#include "rl/evolve.h"
 #include "rl/pretrain.h"
 #include "runtime/metrics_log.h"
 #include "runtime/progress.h"
 #include "tools/cli/command.h"
-
-#if __has_include("rl/evolve.h")
-#include "rl/evolve.h"
-#define VISPLAY_DEMO_HAS_EVOLVE 1
-#else
-#define VISPLAY_DEMO_HAS_EVOLVE 0
-#endif
 
 namespace {
 
@@ -94,7 +88,6 @@ json eval_entry(const visplay::rl::EvalResult& r) {
   return j;
 }
 
-#if VISPLAY_DEMO_HAS_EVOLVE
 // The loop's settings for the demo: ShapeWorld prompts and response lengths, small GRPO
 // batches, and steps per phase sized so that the whole demo fits 15 minutes on 2 cores.
 // The method's numbers (G = 8, m = 10 / 9, the band, the clips, the KL) stay the paper's.
@@ -139,7 +132,6 @@ std::vector<visplay::plot::Series> reward_curves(const std::string& metrics_path
   for (auto& [phase, series] : by_phase) out.push_back(series);
   return out;
 }
-#endif
 
 void save_plot(const visplay::Image& image, const std::string& path,
                std::vector<std::string>& written) {
@@ -221,7 +213,6 @@ void run_demo(const DemoOptions& o) {
   std::vector<plot::Series> rewards;   // GRPO reward per step, one series per role
 
   section("3. VisPlay self-evolution");
-#if VISPLAY_DEMO_HAS_EVOLVE
   {
     rl::EvolveOptions evolve;
     evolve.config = demo_config(o);
@@ -278,13 +269,6 @@ void run_demo(const DemoOptions& o) {
                         {"config", out + "/evolve_config.json"}};
     rewards = reward_curves(out + "/models/metrics.jsonl");
   }
-#else
-  std::printf(
-      "The VisPlay loop (rl/evolve.h, `visplay evolve`) is not part of this build yet: the\n"
-      "self-evolution phase is PENDING. The demo evaluated the base model only.\n");
-  report["evolve"] = {{"status", "pending"},
-                      {"reason", "the VisPlay loop (rl/evolve.h) is not in this build"}};
-#endif
   report["iterations"] = iterations;
   if (!iterations.empty()) {
     report["improvement_test_points"] =
