@@ -1,0 +1,397 @@
+// Supervised warm start and benchmark evaluation (see rl/pretrain.h).
+#include "rl/pretrain.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "model/sampler.h"
+#include "runtime/optim.h"
+#include "runtime/progress.h"
+
+namespace visplay::rl {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Stacks [3, H, W] tensors into [N, 3, H, W].
+Tensor stack_pixels(const std::vector<Tensor>& images) {
+  std::vector<Tensor> parts;
+  parts.reserve(images.size());
+  for (const Tensor& t : images) parts.push_back(t.unsqueeze(0));
+  return concat(parts, 0);
+}
+
+// The seed of the validation benchmark used during pretraining: far from any seed a
+// user would give the training data.
+uint64_t validation_seed(uint64_t seed) { return seed + 1000003; }
+
+}  // namespace
+
+VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string& size) {
+  VLMConfig c;
+  c.has_vision = true;
+  c.vision.image_size = world::kCanvasSize;
+  c.vision.patch_size = 8;
+  c.vision.num_channels = 3;
+  c.vision.spatial_merge_size = 2;
+  // Background-centred pixels: the (240, 240, 240) background maps to 0, so the patch
+  // features of empty canvas are the same for every image and all the variation a visual
+  // token carries comes from the objects (with mean/std 0.5 the background dominated the
+  // visual tokens, which then stayed nearly identical across images during training).
+  const float background = world::kBackground / 255.0f;
+  c.vision.image_mean = {background, background, background};
+  c.vision.image_std = {0.25f, 0.25f, 0.25f};
+  c.decoder.vocab_size = tokenizer.vocab_size();
+  c.decoder.tie_word_embeddings = true;
+  c.decoder.max_position_embeddings = 512;
+  if (size == "base") {
+    c.vision.hidden_size = 96;
+    c.vision.depth = 3;
+    c.vision.num_heads = 4;
+    c.vision.mlp_ratio = 2.0;
+    c.vision.projector_hidden_size = 256;
+    c.decoder.hidden_size = 128;
+    c.decoder.intermediate_size = 320;
+    c.decoder.num_hidden_layers = 4;
+    c.decoder.num_attention_heads = 4;
+    c.decoder.num_key_value_heads = 2;
+  } else if (size == "tiny") {
+    c.vision.hidden_size = 16;
+    c.vision.depth = 1;
+    c.vision.num_heads = 2;
+    c.vision.mlp_ratio = 2.0;
+    c.vision.projector_hidden_size = 32;
+    c.decoder.hidden_size = 32;
+    c.decoder.intermediate_size = 64;
+    c.decoder.num_hidden_layers = 1;
+    c.decoder.num_attention_heads = 2;
+    c.decoder.num_key_value_heads = 1;
+  } else {
+    throw std::runtime_error("shapeworld_model_config: unknown size '" + size +
+                             "' (expected base or tiny)");
+  }
+  const SpecialTokenIds& s = tokenizer.special_ids();
+  c.image_pad_token_id = s.image_pad;
+  c.vision_start_token_id = s.vision_start;
+  c.vision_end_token_id = s.vision_end;
+  c.eos_token_id = s.im_end;
+  c.pad_token_id = s.pad >= 0 ? s.pad : 0;
+  c.validate("shapeworld_model_config");
+  return c;
+}
+
+Tensor image_to_pixels(const VLMConfig& config, const Image& image) {
+  const int size = static_cast<int>(config.vision.image_size);
+  const Image& sized =
+      (image.width == size && image.height == size) ? image : resize_bilinear(image, size, size);
+  std::vector<float> chw =
+      to_chw_normalized(sized, config.vision.image_mean.data(), config.vision.image_std.data());
+  return Tensor::from_vector(chw, {3, size, size});
+}
+
+Tensor scene_to_pixels(const VLMConfig& config, const world::Scene& scene) {
+  return image_to_pixels(config, world::render_scene(scene));
+}
+
+// ---- supervised warm start ----------------------------------------------------------
+
+std::vector<int64_t> example_prompt(const VLMConfig& config, const Tokenizer& tokenizer,
+                                    const sft::Example& example) {
+  static const PromptConfig prompts = shapeworld_prompts();
+  const ChatFormat format = ChatFormat::shapeworld();
+  const int64_t visual = config.vision.num_visual_tokens();
+  switch (example.role) {
+    case sft::Role::questioner:
+      return build_questioner_prompt(format, tokenizer, visual, prompts);
+    case sft::Role::reasoner_trace:
+      return build_reasoner_prompt(format, tokenizer, visual, example.question, ReasonerMode::train,
+                                   prompts);
+    case sft::Role::reasoner_direct:
+      return build_reasoner_prompt(format, tokenizer, visual, example.question,
+                                   ReasonerMode::direct, prompts);
+  }
+  throw std::logic_error("example_prompt: unknown role");
+}
+
+// Sequence b = [pad ... pad, prompt, response, stop]; the target at position s is token
+// s + 1, counted (mask 1) only when token s + 1 belongs to the response.
+SupervisedBatch make_supervised_batch(const VLMConfig& config, const Tokenizer& tokenizer,
+                                      const std::vector<sft::Example>& examples) {
+  if (examples.empty()) throw std::runtime_error("make_supervised_batch: no examples");
+  const int64_t B = static_cast<int64_t>(examples.size());
+  std::vector<std::vector<int64_t>> sequences(examples.size());
+  std::vector<size_t> prompt_lengths(examples.size());
+  std::vector<Tensor> images;
+  size_t S = 0;
+  for (size_t b = 0; b < examples.size(); ++b) {
+    std::vector<int64_t> seq = example_prompt(config, tokenizer, examples[b]);
+    prompt_lengths[b] = seq.size();
+    std::vector<int64_t> response = encode_response(tokenizer, examples[b].target);
+    seq.insert(seq.end(), response.begin(), response.end());
+    S = std::max(S, seq.size());
+    sequences[b] = std::move(seq);
+    images.push_back(scene_to_pixels(config, examples[b].scene));
+  }
+  std::vector<int64_t> ids(B * S, config.pad_token_id), targets(B * S, 0);
+  std::vector<int32_t> attention(B * S, 0);
+  std::vector<float> mask(B * S, 0.0f);
+  SupervisedBatch batch;
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int64_t>& seq = sequences[b];
+    const size_t pad = S - seq.size();
+    for (size_t i = 0; i < seq.size(); ++i) {
+      ids[b * S + pad + i] = seq[i];
+      attention[b * S + pad + i] = 1;
+      if (i + 1 < seq.size()) {
+        targets[b * S + pad + i] = seq[i + 1];
+        if (i + 1 >= prompt_lengths[b]) {
+          mask[b * S + pad + i] = 1.0f;
+          batch.response_tokens++;
+        }
+      }
+    }
+  }
+  const int64_t s = static_cast<int64_t>(S);
+  batch.input.input_ids = Tensor::from_vector(ids, {B, s});
+  batch.input.attention_mask = Tensor::from_vector(attention, {B, s});
+  batch.input.pixels = stack_pixels(images);
+  batch.targets = Tensor::from_vector(targets, {B, s});
+  batch.mask = Tensor::from_vector(mask, {B, s});
+  return batch;
+}
+
+Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch) {
+  TokenLogprobs lp = model.token_logprobs(batch.input, batch.targets);
+  Tensor total = sum(mul(lp.logprobs, batch.mask));
+  return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, batch.response_tokens)));
+}
+
+PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOptions& o,
+                        MetricsLog* log, std::ostream* progress) {
+  if (o.steps <= 0 || o.batch_size <= 0 || o.scenes <= 0) {
+    throw std::runtime_error("pretrain: steps, batch_size and scenes must be positive (got " +
+                             std::to_string(o.steps) + ", " + std::to_string(o.batch_size) + ", " +
+                             std::to_string(o.scenes) + ")");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  model.params().set_requires_grad(true);
+  std::vector<Tensor> params = model.params().tensors();
+  AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, 1e-8, o.weight_decay});
+  std::vector<world::BenchmarkItem> validation;
+  if (o.eval_every > 0 && o.eval_questions > 0) {
+    validation = world::sample_benchmark(validation_seed(o.seed), o.eval_questions);
+  }
+  std::unique_ptr<ProgressBar> bar;
+  if (progress) bar = std::make_unique<ProgressBar>("pretrain", o.steps, *progress);
+
+  PretrainResult result;
+  double smoothed = 0;
+  for (int64_t step = 0; step < o.steps; ++step) {
+    std::vector<sft::Example> examples;
+    for (int64_t i = 0; i < o.batch_size; ++i) {
+      const uint64_t index = static_cast<uint64_t>((step * o.batch_size + i) % o.scenes);
+      examples.push_back(sft::sample_example(o.seed, index, o.mix));
+    }
+    SupervisedBatch batch = make_supervised_batch(model.config(), tokenizer, examples);
+    const double lr = lr_at(LrSchedule::cosine, o.lr, step, o.steps, o.warmup, o.min_lr);
+    optimizer.zero_grad();
+    Tensor loss = supervised_loss(model, batch);
+    loss.backward();
+    const double norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
+    optimizer.step(lr);
+    PretrainStep record{step, loss.item(), lr, norm, batch.response_tokens};
+    if (!std::isfinite(record.loss)) {
+      throw std::runtime_error("pretrain: loss is not finite at step " + std::to_string(step));
+    }
+    result.steps.push_back(record);
+    smoothed = step == 0 ? record.loss : 0.95 * smoothed + 0.05 * record.loss;
+    if (log) {
+      log->write({{"phase", "pretrain"},
+                  {"step", step},
+                  {"loss", record.loss},
+                  {"lr", lr},
+                  {"grad_norm", norm},
+                  {"tokens", record.tokens},
+                  {"seconds", seconds_since(start)}});
+    }
+    const bool last = step + 1 == o.steps;
+    if (!validation.empty() && ((step + 1) % o.eval_every == 0 || last)) {
+      EvalOptions eval;
+      eval.batch_size = o.eval_batch;
+      model.params().set_requires_grad(false);
+      EvalResult r = evaluate_items(model, tokenizer, validation, eval);
+      model.params().set_requires_grad(true);
+      result.validation.push_back({step + 1, r.report.overall.value()});
+      if (bar) bar->set_field("val_acc", r.report.overall.value(), 3);
+      if (o.on_validation) o.on_validation(model, step + 1, r.report.overall.value());
+      if (log) {
+        nlohmann::json line = eval_report_json(r);
+        line["phase"] = "pretrain_validation";
+        line["step"] = step + 1;
+        log->write(line);
+      }
+    }
+    if (bar) {
+      bar->set_field("loss", smoothed, 4);
+      bar->set(step + 1);
+    }
+  }
+  if (bar) bar->finish();
+  model.params().set_requires_grad(false);
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+// ---- evaluation -------------------------------------------------------------------------
+
+std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tokenizer,
+                                          const std::vector<Tensor>& pixels,
+                                          const std::vector<std::string>& questions,
+                                          const EvalOptions& options,
+                                          const std::function<void(int64_t, int64_t)>& on_batch) {
+  if (pixels.size() != questions.size()) {
+    throw std::runtime_error("answer_questions: " + std::to_string(pixels.size()) + " images for " +
+                             std::to_string(questions.size()) + " questions");
+  }
+  if (options.batch_size <= 0) throw std::runtime_error("answer_questions: batch_size <= 0");
+  NoGradGuard no_grad;
+  static const PromptConfig prompts = shapeworld_prompts();
+  const ChatFormat format = ChatFormat::for_tokenizer(tokenizer);
+  const PromptConfig used = format.style == ChatStyle::shapeworld ? prompts : PromptConfig{};
+  const int64_t visual = model.config().vision.num_visual_tokens();
+  SamplingOptions sampling;
+  sampling.greedy = true;
+  sampling.max_new_tokens = options.max_new_tokens;
+  sampling.stop_tokens = {stop_token_id(tokenizer)};
+  const int64_t total = static_cast<int64_t>(questions.size());
+  std::vector<std::string> replies;
+  replies.reserve(questions.size());
+  for (int64_t begin = 0; begin < total; begin += options.batch_size) {
+    const int64_t end = std::min(total, begin + options.batch_size);
+    std::vector<PromptInput> batch;
+    for (int64_t i = begin; i < end; ++i) {
+      batch.push_back(
+          {build_reasoner_prompt(format, tokenizer, visual, questions[i], options.mode, used),
+           pixels[i]});
+    }
+    std::vector<uint64_t> seeds(batch.size(), 0);
+    std::vector<Generation> out = generate(model, batch, 1, sampling, seeds);
+    // A reply ends at its first stop token: whatever a sampler appends after it is not
+    // part of the reply.
+    const int64_t stop = stop_token_id(tokenizer);
+    for (const Generation& g : out) {
+      auto end_of_reply = std::find(g.tokens.begin(), g.tokens.end(), stop);
+      if (end_of_reply != g.tokens.end()) ++end_of_reply;
+      std::vector<int64_t> reply(g.tokens.begin(), end_of_reply);
+      replies.push_back(decode_response(tokenizer, reply));
+    }
+    if (on_batch) on_batch(end, total);
+  }
+  return replies;
+}
+
+EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, const Benchmark& bench,
+                              const EvalOptions& options, std::ostream* progress) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<Tensor> pixels;
+  std::vector<std::string> questions;
+  for (const BenchmarkQuestion& q : bench.questions) {
+    if (!q.answer) {
+      throw std::runtime_error(bench.dir + "/questions.jsonl:" + std::to_string(q.line) +
+                               ": question " + q.id + " has no answer (unlabeled set)");
+    }
+    const std::string path = bench.image_path(q);
+    Image image;
+    try {
+      image = load_image(path);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(bench.dir + "/questions.jsonl:" + std::to_string(q.line) +
+                               ": image " + q.image + ": " + e.what());
+    }
+    pixels.push_back(image_to_pixels(model.config(), image));
+    questions.push_back(q.question);
+  }
+  std::unique_ptr<ProgressBar> bar;
+  if (progress) {
+    ProgressOptions po;
+    po.unit = "q";
+    bar = std::make_unique<ProgressBar>("eval", static_cast<int64_t>(questions.size()), *progress,
+                                        po);
+  }
+  EvalResult result;
+  result.replies =
+      answer_questions(model, tokenizer, pixels, questions, options, [&](int64_t done, int64_t) {
+        if (bar) bar->set(done);
+      });
+  if (bar) bar->finish();
+  result.report = score_replies(bench.questions, result.replies);
+  result.blind = blind_baseline(bench.questions);
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
+                          const std::vector<world::BenchmarkItem>& items,
+                          const EvalOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<Tensor> pixels;
+  std::vector<std::string> questions;
+  std::vector<BenchmarkQuestion> labeled;
+  for (const world::BenchmarkItem& item : items) {
+    pixels.push_back(scene_to_pixels(model.config(), item.scene));
+    questions.push_back(item.question.text);
+    BenchmarkQuestion q;
+    q.id = item.id;
+    q.question = item.question.text;
+    q.answer = item.question.answer;
+    q.type = world::type_name(item.question.type);
+    labeled.push_back(q);
+  }
+  EvalResult result;
+  result.replies = answer_questions(model, tokenizer, pixels, questions, options);
+  result.report = score_replies(labeled, result.replies);
+  result.blind = blind_baseline(labeled);
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+nlohmann::json eval_report_json(const EvalResult& result) {
+  nlohmann::json j = nlohmann::json::parse(result.report.to_json());
+  j["blind_baseline"] = nlohmann::json::parse(result.blind.to_json());
+  j["seconds"] = result.seconds;
+  return j;
+}
+
+std::string eval_table(const EvalResult& result) {
+  std::ostringstream out;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-14s %9s %8s %8s\n", "type", "questions", "model", "blind");
+  out << line;
+  auto row = [&](const std::string& name, const Accuracy& model, const Accuracy& blind) {
+    std::snprintf(line, sizeof line, "%-14s %9lld %7.1f%% %7.1f%%\n", name.c_str(),
+                  static_cast<long long>(model.total), 100.0 * model.value(),
+                  100.0 * blind.value());
+    out << line;
+  };
+  for (const auto& [type, acc] : result.report.per_type) {
+    auto it = result.blind.per_type.find(type);
+    row(type, acc, it == result.blind.per_type.end() ? Accuracy{} : it->second);
+  }
+  row("hallucination", result.report.hallucination, result.blind.hallucination);
+  row("all", result.report.overall, result.blind.overall);
+  std::snprintf(line, sizeof line, "replies without \\boxed{}: %lld of %lld\n",
+                static_cast<long long>(result.report.no_answer),
+                static_cast<long long>(result.report.overall.total));
+  out << line;
+  return out.str();
+}
+
+}  // namespace visplay::rl

@@ -1,0 +1,137 @@
+// The supervised warm start of the ShapeWorld base model (both roles, from the oracle's
+// targets in data/sft.h) and the evaluation of a Reasoner on a benchmark folder.
+// See docs/warmstart.md.
+//
+// Warm start: cross-entropy on response tokens only (prompt tokens are context, never
+// targets), through VLM::token_logprobs; AdamW, linear warmup then cosine decay, global
+// gradient clipping. Prompts come from rl/roles.h, the same builders the VisPlay loop
+// uses, so the base sees at training time exactly the prompts it will see later.
+//
+// Evaluation: greedy decoding with the Reasoner's step-by-step prompt (ReasonerMode::train,
+// the mode the loop trains), batched, scored with data/benchmark.h.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/benchmark.h"
+#include "data/sft.h"
+#include "model/image.h"
+#include "model/tokenizer.h"
+#include "model/vlm.h"
+#include "rl/roles.h"
+#include "runtime/metrics_log.h"
+
+namespace visplay::rl {
+
+// Size presets of the tiny ShapeWorld VLM: 64x64 images, 8x8 patches (64 patches, 16
+// visual tokens after the 2x2 merger), a small ViT and a small Qwen2 decoder, the
+// ShapeWorld vocabulary. "tiny" is for tests (a few thousand parameters per layer).
+VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string& size = "base");
+
+// An image as the model's input [3, H, W] (resized when its size differs from the
+// config's, normalised with the config's mean/std).
+Tensor image_to_pixels(const VLMConfig& config, const Image& image);
+// The same for a rendered ShapeWorld scene.
+Tensor scene_to_pixels(const VLMConfig& config, const world::Scene& scene);
+
+// ---- supervised warm start ----------------------------------------------------------
+
+struct PretrainOptions {
+  int64_t steps = 3000;
+  int64_t batch_size = 32;
+  // Distinct training examples: example i of step s is number (s * batch + i) mod scenes of
+  // the set seeded with `seed` (data/sft.h sample_example). Enough scenes: never repeated.
+  int64_t scenes = 1000000;
+  uint64_t seed = 1;  // data and initial weights
+  double lr = 2e-3;
+  double min_lr = 1e-4;
+  int64_t warmup = 100;
+  double weight_decay = 0.01;
+  double grad_clip = 1.0;
+  sft::ExampleMix mix;
+  int64_t eval_every = 500;      // 0: no periodic validation
+  int64_t eval_questions = 240;  // validation benchmark (seed + 1000003), greedy
+  int64_t eval_batch = 120;
+  // Called after each validation (e.g. to save the checkpoint so far), when set.
+  std::function<void(const VLM& model, int64_t step, double accuracy)> on_validation;
+};
+
+struct PretrainStep {
+  int64_t step = 0;
+  double loss = 0;  // mean cross-entropy per response token
+  double lr = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;  // response tokens in the batch
+};
+
+struct PretrainResult {
+  std::vector<PretrainStep> steps;
+  std::vector<std::pair<int64_t, double>> validation;  // (step, greedy accuracy)
+  double seconds = 0;
+};
+
+// One batch of supervised examples as model input: left-padded prompt + response, the
+// next-token targets, and a mask that is 1 exactly where the target is a response token
+// (its end-of-turn token included).
+struct SupervisedBatch {
+  VLMInput input;
+  Tensor targets;  // [B, S] i64
+  Tensor mask;     // [B, S] f32
+  int64_t response_tokens = 0;
+};
+SupervisedBatch make_supervised_batch(const VLMConfig& config, const Tokenizer& tokenizer,
+                                      const std::vector<sft::Example>& examples);
+// The prompt an example's role is trained with (rl/roles.h builders, ShapeWorld prompts).
+std::vector<int64_t> example_prompt(const VLMConfig& config, const Tokenizer& tokenizer,
+                                    const sft::Example& example);
+
+// Mean response-token cross-entropy of a batch (differentiable).
+Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch);
+
+// Trains `model` in place. Metrics (one line per step, and validation lines) go to `log`
+// when given; a progress bar to `progress` when given.
+PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOptions& options,
+                        MetricsLog* log = nullptr, std::ostream* progress = nullptr);
+
+// ---- evaluation -------------------------------------------------------------------------
+
+struct EvalOptions {
+  int64_t batch_size = 100;
+  int64_t max_new_tokens = 80;
+  ReasonerMode mode = ReasonerMode::train;  // step-by-step prompt
+};
+
+// Greedy replies (decoded text) of the Reasoner to questions about images, in order.
+// `on_batch(done, total)` is called after every batch when given.
+std::vector<std::string> answer_questions(
+    const VLM& model, const Tokenizer& tokenizer, const std::vector<Tensor>& pixels,
+    const std::vector<std::string>& questions, const EvalOptions& options,
+    const std::function<void(int64_t, int64_t)>& on_batch = nullptr);
+
+struct EvalResult {
+  ScoreReport report;
+  ScoreReport blind;  // the blind baseline (type -> most common answer)
+  std::vector<std::string> replies;
+  double seconds = 0;
+};
+
+// Loads every image of a benchmark (an error names the image), answers, scores.
+EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, const Benchmark& bench,
+                              const EvalOptions& options, std::ostream* progress = nullptr);
+// Same on in-memory benchmark items (validation during pretraining, tests).
+EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
+                          const std::vector<world::BenchmarkItem>& items,
+                          const EvalOptions& options);
+
+// The report: {"accuracy", "per_type", "hallucination", "no_answer", "questions", ...the
+// rest of ScoreReport::to_json(), "blind_baseline": {same fields}, "seconds"}.
+nlohmann::json eval_report_json(const EvalResult& result);
+// Console table: per type, the model's accuracy beside the blind baseline's.
+std::string eval_table(const EvalResult& result);
+
+}  // namespace visplay::rl

@@ -1,0 +1,94 @@
+// `visplay eval`: greedy answers of a model's Reasoner to every question of a benchmark
+// folder (any folder in the shapeworld.md format), scored against the answers. The
+// Reasoner is prompted step by step (ReasonerMode::train, the mode VisPlay trains); the
+// report gives accuracy, per type, the hallucination slice, replies without \boxed{},
+// and the blind baseline (each type's most common answer).
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "model/checkpoint.h"
+#include "rl/pretrain.h"
+#include "tools/cli/command.h"
+
+namespace {
+
+struct EvalCliOptions {
+  std::string model;
+  std::string bench;
+  std::string out;
+  int64_t batch = 100;
+  int64_t max_new_tokens = 80;
+  int64_t limit = 0;
+  std::string replies;
+};
+
+void run_eval(const EvalCliOptions& o) {
+  using namespace visplay;
+  VLM model = load_checkpoint(o.model);
+  auto tokenizer = load_tokenizer(o.model);
+  Benchmark bench = read_benchmark(o.bench);
+  if (bench.questions.empty()) {
+    throw std::runtime_error(o.bench + ": no readable questions in questions.jsonl");
+  }
+  if (o.limit > 0 && static_cast<int64_t>(bench.questions.size()) > o.limit) {
+    bench.questions.resize(static_cast<size_t>(o.limit));
+  }
+  rl::EvalOptions options;
+  options.batch_size = o.batch;
+  options.max_new_tokens = o.max_new_tokens;
+  rl::EvalResult result = rl::evaluate_benchmark(model, *tokenizer, bench, options, &std::cerr);
+  nlohmann::json report = rl::eval_report_json(result);
+  report["model"] = o.model;
+  report["bench"] = o.bench;
+  report["mode"] = "greedy, reasoner step-by-step prompt";
+  std::printf("%s", rl::eval_table(result).c_str());
+  std::printf("%lld questions in %.1f s\n", static_cast<long long>(result.report.overall.total),
+              result.seconds);
+  if (!o.replies.empty()) {
+    std::ofstream file(o.replies);
+    if (!file) throw std::runtime_error("eval: cannot write the replies to " + o.replies);
+    for (size_t i = 0; i < result.replies.size(); ++i) {
+      const BenchmarkQuestion& q = bench.questions[i];
+      nlohmann::json line = {{"id", q.id},
+                             {"question", q.question},
+                             {"answer", *q.answer},
+                             {"reply", result.replies[i]},
+                             {"correct", reply_is_correct(result.replies[i], *q.answer)}};
+      file << line.dump() << "\n";
+    }
+    std::printf("replies: %s\n", o.replies.c_str());
+  }
+  if (!o.out.empty()) {
+    std::ofstream file(o.out);
+    if (!file) throw std::runtime_error("eval: cannot write the report to " + o.out);
+    file << report.dump(2) << "\n";
+    std::printf("report: %s\n", o.out.c_str());
+  }
+}
+
+void setup_eval(CLI::App& app) {
+  auto opts = std::make_shared<EvalCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Greedy accuracy of a model on a benchmark folder, with the blind baseline");
+  cmd->add_option("--model", opts->model,
+                  "Checkpoint folder (config.json, model.safetensors, "
+                  "tokenizer.json)")
+      ->required();
+  cmd->add_option("--bench", opts->bench, "Benchmark folder (questions.jsonl + images)")
+      ->required();
+  cmd->add_option("--out", opts->out, "Write the JSON report here");
+  cmd->add_option("--batch", opts->batch, "Questions per generation batch")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-new-tokens", opts->max_new_tokens, "Reply length limit")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--replies", opts->replies, "Write every reply (JSONL) here");
+  cmd->add_option("--limit", opts->limit, "Only the first N questions (0 = all)");
+  cmd->callback([opts] { run_eval(*opts); });
+}
+
+}  // namespace
+
+VISPLAY_COMMAND(setup_eval);

@@ -1,0 +1,122 @@
+// `visplay pretrain`: the supervised warm start of the ShapeWorld base model (both
+// roles, targets from the oracle; docs/warmstart.md). Writes a checkpoint folder
+// (model.safetensors, config.json, tokenizer.json) that load_checkpoint reads, plus
+// metrics.jsonl and pretrain.json (the options and the final validation accuracy).
+#include "rl/pretrain.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "model/checkpoint.h"
+#include "model/shapeworld_vocab.h"
+#include "tools/cli/command.h"
+
+namespace {
+
+struct PretrainCliOptions {
+  std::string out;
+  std::string size = "base";
+  std::string init;  // continue from this checkpoint instead of fresh weights
+  visplay::rl::PretrainOptions train;
+};
+
+void run_pretrain(const PretrainCliOptions& o) {
+  using namespace visplay;
+  std::filesystem::create_directories(o.out);
+  auto tokenizer = make_shapeworld_tokenizer();
+  VLM model = o.init.empty() ? VLM(rl::shapeworld_model_config(*tokenizer, o.size))
+                             : load_checkpoint(o.init);
+  if (o.init.empty()) model.init_weights(o.train.seed);
+  if (model.config().decoder.vocab_size != tokenizer->vocab_size()) {
+    throw std::runtime_error(
+        o.init + "/config.json: vocab_size " + std::to_string(model.config().decoder.vocab_size) +
+        " is not the ShapeWorld vocabulary's " + std::to_string(tokenizer->vocab_size()));
+  }
+  std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu\n",
+              o.size.c_str(), static_cast<long long>(model.params().numel()),
+              static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
+              static_cast<unsigned long long>(o.train.seed));
+  std::fflush(stdout);
+  MetricsLog log(o.out + "/metrics.jsonl", /*truncate=*/true);
+  write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
+  // The checkpoint so far is saved at every validation, so a long run that is stopped
+  // early still leaves a loadable model.
+  rl::PretrainOptions train = o.train;
+  train.on_validation = [&](const VLM& m, int64_t, double) { save_checkpoint(o.out, m); };
+  rl::PretrainResult result = rl::pretrain(model, *tokenizer, train, &log, &std::cerr);
+  save_checkpoint(o.out, model);
+  nlohmann::json summary = {
+      {"command", "visplay pretrain"},
+      {"size", o.size},
+      {"init", o.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.init)},
+      {"parameters", model.params().numel()},
+      {"steps", o.train.steps},
+      {"batch_size", o.train.batch_size},
+      {"scenes", o.train.scenes},
+      {"seed", o.train.seed},
+      {"lr", o.train.lr},
+      {"min_lr", o.train.min_lr},
+      {"warmup", o.train.warmup},
+      {"weight_decay", o.train.weight_decay},
+      {"mix",
+       {{"questioner", o.train.mix.questioner},
+        {"reasoner_trace", o.train.mix.reasoner_trace},
+        {"reasoner_direct", o.train.mix.reasoner_direct}}},
+      {"batch", o.train.batch_size},
+      {"final_loss", result.steps.empty() ? 0.0 : result.steps.back().loss},
+      {"seconds", result.seconds},
+  };
+  nlohmann::json validation = nlohmann::json::array();
+  for (const auto& [step, acc] : result.validation)
+    validation.push_back({{"step", step}, {"accuracy", acc}});
+  summary["validation"] = validation;
+  std::ofstream(o.out + "/pretrain.json") << summary.dump(2) << "\n";
+  std::printf("pretrain: done in %.0f s, final loss %.4f", result.seconds,
+              result.steps.empty() ? 0.0 : result.steps.back().loss);
+  if (!result.validation.empty()) {
+    std::printf(", validation accuracy %.1f%% (%lld greedy questions)",
+                100.0 * result.validation.back().second,
+                static_cast<long long>(o.train.eval_questions));
+  }
+  std::printf("\ncheckpoint: %s (model.safetensors, config.json, tokenizer.json)\n", o.out.c_str());
+}
+
+void setup_pretrain(CLI::App& app) {
+  auto opts = std::make_shared<PretrainCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "pretrain", "Supervised warm start of the ShapeWorld base model (questioner + reasoner)");
+  cmd->add_option("--out", opts->out, "Checkpoint folder (created)")->required();
+  cmd->add_option("--scenes", opts->train.scenes, "Distinct training examples (cycled)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", opts->train.steps, "Optimizer steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", opts->train.seed, "Seed of the data and the initial weights");
+  cmd->add_option("--batch", opts->train.batch_size, "Examples per step")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", opts->train.lr, "Peak learning rate (cosine decay after warmup)");
+  cmd->add_option("--min-lr", opts->train.min_lr, "Final learning rate");
+  cmd->add_option("--warmup", opts->train.warmup, "Warmup steps");
+  cmd->add_option("--weight-decay", opts->train.weight_decay, "AdamW weight decay");
+  cmd->add_option("--questioner-share", opts->train.mix.questioner,
+                  "Share of questioner examples (default 0.2)");
+  cmd->add_option("--trace-share", opts->train.mix.reasoner_trace,
+                  "Share of step-by-step reasoner examples (default 0.6)");
+  cmd->add_option("--direct-share", opts->train.mix.reasoner_direct,
+                  "Share of direct-answer reasoner examples (default 0.2)");
+  cmd->add_option("--eval-every", opts->train.eval_every,
+                  "Validation every K steps (greedy, in-memory benchmark); 0 = only none");
+  cmd->add_option("--eval-questions", opts->train.eval_questions, "Validation questions");
+  cmd->add_option("--init", opts->init,
+                  "Continue from this checkpoint (a new warmup + cosine cycle) instead of "
+                  "fresh weights");
+  cmd->add_option("--size", opts->size, "Model size preset")
+      ->check(CLI::IsMember({"base", "tiny"}));
+  cmd->callback([opts] { run_pretrain(*opts); });
+}
+
+}  // namespace
+
+VISPLAY_COMMAND(setup_pretrain);
