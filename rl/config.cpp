@@ -94,6 +94,7 @@ void visit_fields(C& c, F&& f) {
   f("grpo.prompts_per_step", c.grpo.prompts_per_step);
   f("grpo.prompts_per_update", c.grpo.prompts_per_update);
   f("grpo.epochs", c.grpo.epochs);
+  f("grpo.max_nonfinite_updates", c.grpo.max_nonfinite_updates);
   f("grpo.micro_batch_size", c.grpo.micro_batch_size);
   f("grpo.advantage", c.grpo.advantage);
   f("grpo.advantage_eps", c.grpo.advantage_eps);
@@ -303,6 +304,7 @@ void VisPlayConfig::validate() const {
          "must divide grpo.prompts_per_step = " + shown(grpo.prompts_per_step));
   }
   check_at_least("grpo.epochs", grpo.epochs, 1);
+  check_at_least("grpo.max_nonfinite_updates", grpo.max_nonfinite_updates, 1);
   check_at_least("grpo.micro_batch_size", grpo.micro_batch_size, 1);
   check_positive("grpo.advantage_eps", grpo.advantage_eps);
   if (!(grpo.clip_eps_low >= 0 && grpo.clip_eps_low < 1)) {

@@ -62,6 +62,9 @@ struct GrpoConfig {
   int prompts_per_step = 512;
   int prompts_per_update = 128;  // optimizer updates per step = prompts_per_step / this
   int epochs = 1;
+  // Updates whose loss or gradient norm is NaN/Inf are skipped (logged and counted); this many
+  // in a row stop the run with an error, the checkpoints already written intact.
+  int max_nonfinite_updates = 3;
   int micro_batch_size = 8;  // sequences per forward/backward (gradient accumulation)
   AdvantageKind advantage = AdvantageKind::grpo;
   double advantage_eps = 1e-6;

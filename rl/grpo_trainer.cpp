@@ -56,7 +56,8 @@ nlohmann::json GrpoStepStats::to_json() const {
                       {"training_seconds", training_seconds},
                       {"generation_tokens_per_s", generation_tokens_per_s},
                       {"training_tokens_per_s", training_tokens_per_s},
-                      {"recomputed_old_logprobs", recomputed_old_logprobs}};
+                      {"recomputed_old_logprobs", recomputed_old_logprobs},
+                      {"skipped_updates", skipped_updates}};
   for (auto it = reward_metrics.begin(); it != reward_metrics.end(); ++it) j[it.key()] = it.value();
   return j;
 }
@@ -217,6 +218,7 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
       }
       if (mini_weight <= 0) continue;  // every group constant and dropped: nothing to learn
       optimizer_->zero_grad();
+      bool finite = true;  // every micro-batch loss of this update
       for (int64_t m0 = first; m0 < last; m0 += config_.micro_batch_size) {
         const int64_t m1 = std::min(last, m0 + static_cast<int64_t>(config_.micro_batch_size));
         std::vector<std::vector<float>> w(token_weight.begin() + m0, token_weight.begin() + m1);
@@ -245,6 +247,10 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
         TokenLogprobs lp = completion_logprobs(policy_, batch);
         kernels::cpu::GrpoLossStats ls;
         Tensor loss = grpo_loss(lp.logprobs, old, ref, adv, mask, loss_opt, &ls);
+        if (!std::isfinite(ls.loss)) {
+          finite = false;  // skip its backward; the whole update is dropped below
+          continue;
+        }
         scale(loss, micro_weight / mini_weight).backward();
 
         weight_total += micro_weight;
@@ -262,6 +268,20 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
         }
       }
       const double norm = clip_grad_norm(trainable_, max_norm);
+      // A NaN/Inf loss or gradient norm: drop this update (the weights stay the last good
+      // ones), count it, and stop after max_nonfinite_updates in a row.
+      if (!finite || !std::isfinite(norm)) {
+        optimizer_->zero_grad();
+        ++st.skipped_updates;
+        if (++nonfinite_in_a_row_ >= config_.max_nonfinite_updates)
+          throw std::runtime_error("GRPO: " + std::to_string(nonfinite_in_a_row_) +
+                                   " updates in a row had a non-finite loss or gradient norm; stopping "
+                                   "(grpo.max_nonfinite_updates = " +
+                                   std::to_string(config_.max_nonfinite_updates) +
+                                   "; checkpoints already written are intact)");
+        continue;
+      }
+      nonfinite_in_a_row_ = 0;
       st.grad_norm += norm;
       st.grad_norm_max = std::max(st.grad_norm_max, norm);
       optimizer_->step();

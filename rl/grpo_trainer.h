@@ -48,6 +48,7 @@ struct GrpoStepStats {
   double generation_seconds = 0, reward_seconds = 0, training_seconds = 0;
   double generation_tokens_per_s = 0, training_tokens_per_s = 0;
   bool recomputed_old_logprobs = false;
+  int64_t skipped_updates = 0;  // updates dropped for a NaN/Inf loss or gradient norm
   nlohmann::json reward_metrics = nlohmann::json::object();
 
   nlohmann::json to_json() const;
@@ -85,6 +86,7 @@ class GrpoTrainer {
   std::unique_ptr<VLM> reference_;
   std::vector<Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;
+  int64_t nonfinite_in_a_row_ = 0;
 };
 
 // A deep copy of a model (fresh storage, no gradients).

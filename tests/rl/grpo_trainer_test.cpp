@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "rl/rollout.h"
 #include "runtime/ops.h"
@@ -125,6 +126,36 @@ TEST(Grpo, PositivelyRewardedResponseGainsProbability) {
   // The reference stayed at the starting weights.
   auto ref = fixed_rollouts(*trainer.reference(), prompts, responses);
   EXPECT_NEAR(sum_of(ref[0].logprobs), before_good, 1e-5);
+}
+
+TEST(Grpo, NonFiniteUpdatesAreSkippedThenStopTheRun) {
+  testing::use_one_thread();
+  Rng rng(5);
+  VLM model(tiny_config());
+  model.init_weights(9);
+  std::vector<PromptInput> prompts = {image_prompt(model.config(), rng, {1, 2})};
+  auto rollouts = fixed_rollouts(model, prompts, {{5, 36}, {6, 7, 36}, {8, 36}});
+  GrpoConfig g = small_grpo();
+  g.max_nonfinite_updates = 2;
+  GrpoTrainer trainer(model, g);
+  // A NaN in the final norm's weight makes every log-prob, the loss and the gradient NaN.
+  Tensor& w = model.params().get("model.norm.weight");
+  w.detach().fill_(std::nan(""));
+  std::vector<float> before = flat_params(model);
+  GrpoStepStats st = trainer.train_on(prompts, rollouts, 3, {1.0, 0.0, 0.5});
+  EXPECT_EQ(st.updates, 0);
+  EXPECT_EQ(st.skipped_updates, 1);
+  // The weights were not touched (NaN entries compare unequal, so compare bit patterns).
+  std::vector<float> after = flat_params(model);
+  ASSERT_EQ(after.size(), before.size());
+  EXPECT_EQ(std::memcmp(after.data(), before.data(), after.size() * sizeof(float)), 0);
+  // The second non-finite update in a row stops the run with an error naming the option.
+  try {
+    trainer.train_on(prompts, rollouts, 3, {1.0, 0.0, 0.5});
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_nonfinite_updates"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Grpo, ConstantGroupHasZeroAdvantageAndChangesNothing) {
