@@ -206,11 +206,14 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     Tensor loss = supervised_loss(model, batch);
     loss.backward();
     const double norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
-    optimizer.step(lr);
     PretrainStep record{step, loss.item(), lr, norm, batch.response_tokens};
-    if (!std::isfinite(record.loss)) {
-      throw std::runtime_error("pretrain: loss is not finite at step " + std::to_string(step));
+    // Stop before a NaN/Inf can reach the weights; the checkpoint of the last
+    // validation (written atomically) stays the last good one.
+    if (!std::isfinite(record.loss) || !std::isfinite(norm)) {
+      throw std::runtime_error("pretrain: non-finite " + std::string(std::isfinite(record.loss) ? "gradient norm" : "loss") +
+                               " at step " + std::to_string(step) + "; the last saved checkpoint is intact");
     }
+    optimizer.step(lr);
     result.steps.push_back(record);
     smoothed = step == 0 ? record.loss : 0.95 * smoothed + 0.05 * record.loss;
     if (log) {
