@@ -36,7 +36,7 @@ struct JitStack {
   }
 };
 
-class ByteLevelBpe final : public Tokenizer {
+class ByteLevelBpe final : public TableTokenizer {
  public:
   explicit ByteLevelBpe(BpeSpec spec);
   ~ByteLevelBpe() override {
@@ -45,30 +45,13 @@ class ByteLevelBpe final : public Tokenizer {
 
   std::vector<int32_t> encode(std::string_view text) const override;
   std::string decode(std::span<const int32_t> ids) const override;
-  int32_t token_to_id(std::string_view token) const override {
-    auto it = token_to_id_.find(std::string(token));
-    return it == token_to_id_.end() ? -1 : it->second;
-  }
-  const std::string& id_to_token(int32_t id) const override {
-    check_id(id);
-    return id_to_token_[id];
-  }
-  int32_t vocab_size() const override { return static_cast<int32_t>(id_to_token_.size()); }
   std::string_view kind() const override { return "bpe"; }
 
  private:
-  void check_id(int32_t id) const {
-    if (id < 0 || id >= vocab_size() || !present_[id]) {
-      throw std::out_of_range(origin_ + ": no token has id " + std::to_string(id));
-    }
-  }
   void encode_segment(std::string_view segment, std::vector<int32_t>& out) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
   void merge_piece(std::string_view piece, std::vector<int32_t>& out) const;
 
-  std::vector<std::string> id_to_token_;
-  std::vector<bool> present_;
-  std::unordered_map<std::string, int32_t> token_to_id_;
   std::vector<std::string> id_to_bytes_;  // what each id decodes to
   std::array<int32_t, 256> byte_ids_;     // id of each single-byte token, -1 if absent
   std::unordered_map<uint64_t, MergeResult> merges_;

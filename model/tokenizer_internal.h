@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -92,6 +93,32 @@ struct TokenizerAccess {
   static SpecialTokenIds& special_ids(Tokenizer& t) { return t.special_ids_; }
   static std::vector<AddedToken>& added_tokens(Tokenizer& t) { return t.added_tokens_; }
   static std::string& origin(Tokenizer& t) { return t.origin_; }
+};
+
+// The id <-> token tables both vocabulary models keep, with the lookups of the
+// Tokenizer interface that only read them. Filled by build_id_table.
+class TableTokenizer : public Tokenizer {
+ public:
+  int32_t token_to_id(std::string_view token) const override {
+    auto it = token_to_id_.find(std::string(token));
+    return it == token_to_id_.end() ? -1 : it->second;
+  }
+  const std::string& id_to_token(int32_t id) const override {
+    check_id(id);
+    return id_to_token_[id];
+  }
+  int32_t vocab_size() const override { return static_cast<int32_t>(id_to_token_.size()); }
+
+ protected:
+  void check_id(int32_t id) const {
+    if (id < 0 || id >= vocab_size() || !present_[id]) {
+      throw std::out_of_range(origin_ + ": no token has id " + std::to_string(id));
+    }
+  }
+
+  std::vector<std::string> id_to_token_;
+  std::vector<bool> present_;
+  std::unordered_map<std::string, int32_t> token_to_id_;
 };
 
 // GPT-2's byte <-> unicode table: printable bytes map to themselves, the rest to U+0100+.

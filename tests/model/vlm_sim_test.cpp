@@ -8,34 +8,24 @@
 
 #include "model/vlm.h"
 #include "runtime/optim.h"
+#include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
 
 namespace visplay {
 namespace {
 
+// The tiny test VLM with head dims of 64 (the flash-attention kernel takes 64 or 128).
 VLMConfig sim_config() {
-  VLMConfig c;
-  c.decoder.vocab_size = 40;
+  VLMConfig c = ref::tiny_vlm_config();
   c.decoder.hidden_size = 128;
   c.decoder.intermediate_size = 96;
   c.decoder.num_hidden_layers = 1;
   c.decoder.num_attention_heads = 2;
   c.decoder.num_key_value_heads = 1;
-  c.decoder.rope_theta = 500.0;
-  c.vision.image_size = 16;
-  c.vision.patch_size = 4;
   c.vision.hidden_size = 64;
   c.vision.depth = 1;
   c.vision.num_heads = 1;
-  c.vision.mlp_ratio = 2.0;
   c.vision.projector_hidden_size = 48;
-  c.vision.image_mean = {0.4f, 0.5f, 0.6f};
-  c.vision.image_std = {0.2f, 0.25f, 0.3f};
-  c.image_pad_token_id = 39;
-  c.vision_start_token_id = 37;
-  c.vision_end_token_id = 38;
-  c.eos_token_id = 36;
-  c.pad_token_id = 35;
   return c;
 }
 
