@@ -18,6 +18,7 @@ C++ benchmark's peak_rss_MiB counter uses. Prints one JSON object.
 import argparse
 import json
 import os
+import sys
 import statistics
 import time
 
@@ -239,6 +240,28 @@ def main():
         loss_ref = train_loss(model, b).item()
     loss_ours = raw["loss"].item()
 
+    # ---- parity of the backward: every parameter's gradient of the loss ----
+    grad_rel = None
+    grads_path = os.path.join(args.export_dir, "grads.safetensors")
+    if os.path.exists(grads_path):
+        ours_g = load_file(grads_path)
+        for t in model.parameters():
+            t.requires_grad_(True)
+        train_loss(model, b).backward()
+        grad_rel = {}
+        # The attention key bias has an exactly-zero gradient in theory (softmax ignores a
+        # constant added to every score of a row): both sides are rounding noise there, so
+        # each gradient is compared relative to the largest gradient of the whole model.
+        scale = max(t.grad.abs().max().item() for t in model.p.values())
+        for name, t in model.p.items():
+            ref = t.grad
+            err = (ours_g[name].float() - ref).abs().max().item()
+            grad_rel[name] = err / max(ref.abs().max().item(), 1e-6 * scale)
+            t.grad = None
+            t.requires_grad_(False)
+        worst = max(grad_rel, key=grad_rel.get)
+        print(f"gradient parity: worst {worst} rel {grad_rel[worst]:.3e}", file=sys.stderr)
+
     # ---- training step ----
     params = model.parameters()
     for t in params:
@@ -282,6 +305,7 @@ def main():
         "logits_max_rel_diff": rel,
         "loss_ours": loss_ours,
         "loss_torch": loss_ref,
+        "grad_max_rel_diff": None if grad_rel is None else max(grad_rel.values()),
         "train_step_ms_median": 1e3 * statistics.median(train_times),
         "train_step_ms_all": [round(1e3 * t, 3) for t in train_times],
         "train_peak_rss_MiB": (train_peak - rss_before) / mib,

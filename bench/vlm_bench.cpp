@@ -120,6 +120,17 @@ void export_for_reference(const std::string& dir) {
   model.init_weights(kWeightSeed);
   save_checkpoint(dir + "/model", model);
   TrainBatch batch = demo_train_batch(model.config(), kTrainBatch, kTrainSeq, kBatchSeed);
+  // Gradients of the loss for every parameter, so the reference can check the backward too.
+  {
+    model.params().set_requires_grad(true);
+    demo_loss(model, batch).backward();
+    std::vector<std::pair<std::string, Tensor>> grads;
+    for (const std::string& name : model.params().names()) {
+      grads.push_back({name, model.params().get(name).grad()});
+    }
+    save_safetensors(dir + "/grads.safetensors", grads);
+  }
+  model.params().set_requires_grad(false);
   NoGradGuard no_grad;
   Tensor logits = model.logits(batch.input);
   Tensor loss = demo_loss(model, batch);
@@ -152,8 +163,8 @@ void export_for_reference(const std::string& dir) {
                     {"samples_per_prompt", std::to_string(kSamples)},
                     {"max_new_tokens", std::to_string(kNewTokens)},
                     {"adamw", "lr=1e-4 betas=(0.9,0.95) eps=1e-8 weight_decay=0.01"}});
-  std::printf("wrote %s/model and %s/batch.safetensors (loss %.6f)\n", dir.c_str(), dir.c_str(),
-              loss.item());
+  std::printf("wrote %s/model, %s/batch.safetensors, %s/grads.safetensors (loss %.6f)\n",
+              dir.c_str(), dir.c_str(), dir.c_str(), loss.item());
 }
 
 }  // namespace
