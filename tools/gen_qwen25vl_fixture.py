@@ -41,6 +41,7 @@ right after; the pre-tokenizer, normaliser and decoder are the real ones.
 Every weight is rounded to bf16 first, so the bf16 files hold exactly the
 weights the float64 reference ran with.
 """
+import copy
 import json
 import os
 
@@ -173,7 +174,9 @@ def main():
                 p.copy_(torch.randn_like(p) * (1.5 / fan_in ** 0.5))
             p.copy_(p.to(torch.bfloat16).to(torch.float32))
 
-    model.to(torch.bfloat16).save_pretrained(MODEL_DIR, max_shard_size="150KB")
+    # Save a bf16 copy: converting the model itself would also round its rotary
+    # inv_freq buffers to bf16 and spoil the float64 reference.
+    copy.deepcopy(model).to(torch.bfloat16).save_pretrained(MODEL_DIR, max_shard_size="150KB")
     model.to(torch.float64)
 
     image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=28 * 28 * 40)

@@ -1,0 +1,298 @@
+// Qwen2.5-VL parity with Hugging Face transformers. tools/gen_qwen25vl_fixture.py
+// saved a tiny random Qwen2_5_VLForConditionalGeneration (sharded bf16 files),
+// its processor's output for two test images, the vision tower's output, the
+// get_rope_index positions and the logits of a chat prompt with an image, all
+// computed by transformers in float64. Our f32 results must match to 1e-4
+// relative; the processor's pixel values and token ids must match exactly.
+#include "model/qwen25vl.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "model/image.h"
+#include "model/safetensors.h"
+#include "model/tokenizer.h"
+#include "runtime/ops.h"
+#include "tests/runtime/test_util.h"
+
+namespace visplay {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFixtures = std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/";
+const std::string kModelDir = kFixtures + "qwen25vl_tiny";
+// The user text of the fixture's chat prompt (an input, as the script wrote it).
+const std::string kUserText = "What is in the picture? Answer in one word, then\n\\boxed{x}.";
+
+std::vector<std::array<int64_t, 3>> grids_of(const Tensor& t) {
+  std::vector<int64_t> v = t.to_vector<int64_t>();
+  std::vector<std::array<int64_t, 3>> g;
+  for (size_t i = 0; i + 2 < v.size(); i += 3) g.push_back({v[i], v[i + 1], v[i + 2]});
+  return g;
+}
+
+// max |a - b| / max |b|: the "relative" error the parity bar is stated in.
+double relative_error(const Tensor& got, const Tensor& want) {
+  std::vector<double> a = got.to_vector<double>(), b = want.to_vector<double>();
+  EXPECT_EQ(a.size(), b.size());
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    err = std::max(err, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return err / scale;
+}
+
+struct Fixture {
+  SafetensorsFile expected{kFixtures + "qwen25vl_tiny_expected.safetensors"};
+  Qwen25VL model = load_qwen25vl(kModelDir);
+};
+
+TEST(Qwen25VL, ConfigReadsTheSavedDirectory) {
+  Qwen25VLConfig c = load_qwen25vl_config(kModelDir + "/config.json");
+  EXPECT_EQ(c.text.hidden_size, 64);
+  EXPECT_EQ(c.text.num_key_value_heads, 2);
+  EXPECT_TRUE(c.text.tie_word_embeddings);
+  EXPECT_EQ(c.mrope_section, (std::vector<int64_t>{2, 3, 3}));
+  EXPECT_EQ(c.vision.fullatt_block_indexes, (std::vector<int64_t>{1}));
+  EXPECT_DOUBLE_EQ(c.text.rope_theta, 100000.0);
+  // The released layout (text fields at the top, rope_scaling, in_chans) reads the same.
+  nlohmann::json released = c.source["text_config"];
+  released["vision_config"] = c.source["vision_config"];
+  released["vision_config"].erase("in_channels");
+  released["vision_config"]["in_chans"] = 3;
+  released["rope_scaling"] = {{"type", "mrope"}, {"mrope_section", {2, 3, 3}}};
+  released.erase("rope_parameters");
+  released["rope_theta"] = 100000.0;
+  for (const char* k : {"image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"})
+    released[k] = c.source[k];
+  Qwen25VLConfig r = qwen25vl_config_from_json(released, "released");
+  EXPECT_EQ(r.mrope_section, c.mrope_section);
+  EXPECT_EQ(r.text.vocab_size, c.text.vocab_size);
+  EXPECT_EQ(r.image_token_id, c.image_token_id);
+  // Bad values are refused by name.
+  released["rope_scaling"]["mrope_section"] = {2, 3, 4};
+  try {
+    qwen25vl_config_from_json(released, "cfg.json");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("mrope_section"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Qwen25VL, PixelValuesMatchTheProcessor) {
+  Fixture f;
+  Qwen25VLImageConfig cfg = load_qwen25vl_image_config(kModelDir);
+  EXPECT_EQ(cfg.max_pixels, 28 * 28 * 40);
+  Qwen25VLPixels px = qwen25vl_preprocess({load_image(kFixtures + "qwen25vl_image.png")}, cfg);
+  ASSERT_EQ(px.grids, grids_of(f.expected.load("image_grid_thw")));
+  Tensor want = f.expected.load("pixel_values");
+  ASSERT_EQ(px.pixel_values.shape(), want.shape());
+  EXPECT_TRUE(test::all_close(px.pixel_values, want.to_vector<double>(), 0, 2e-6));
+}
+
+// The 61 x 50 image is resized to 56 x 56 (bicubic, antialiased when shrinking).
+TEST(Qwen25VL, ResizedPixelValuesMatchTheProcessor) {
+  Fixture f;
+  Qwen25VLImageConfig cfg = load_qwen25vl_image_config(kModelDir);
+  Qwen25VLPixels px = qwen25vl_preprocess({load_image(kFixtures + "qwen25vl_small.png")}, cfg);
+  ASSERT_EQ(px.grids, grids_of(f.expected.load("small_grid_thw")));
+  Tensor want = f.expected.load("small_pixel_values");
+  ASSERT_EQ(px.pixel_values.shape(), want.shape());
+  // One uint8 step is 1 / (255 * std) ~ 0.015 after normalisation: allow a
+  // rare off-by-one rounding, nothing more.
+  std::vector<double> a = px.pixel_values.to_vector<double>(), b = want.to_vector<double>();
+  int64_t off = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double d = std::fabs(a[i] - b[i]);
+    EXPECT_LT(d, 0.016) << "at " << i;
+    if (d > 1e-5) ++off;
+  }
+  EXPECT_LE(off, static_cast<int64_t>(a.size() / 100)) << off << " of " << a.size() << " values differ";
+}
+
+TEST(Qwen25VL, SmartResizeFollowsTheReference) {
+  // Python's round() (half to even): 70 / 28 = 2.5 rounds to 2.
+  EXPECT_EQ(qwen25vl_smart_resize(70, 98, 28, 56 * 56, 28 * 28 * 1280), (std::array<int64_t, 2>{56, 112}));
+  // Above max_pixels: floor(h / beta / 28) * 28 with beta = sqrt(h w / max).
+  EXPECT_EQ(qwen25vl_smart_resize(1000, 2000, 28, 3136, 200704), (std::array<int64_t, 2>{308, 616}));
+  // Below min_pixels: ceil.
+  EXPECT_EQ(qwen25vl_smart_resize(20, 30, 28, 3136, 200704), (std::array<int64_t, 2>{56, 84}));
+  EXPECT_THROW(qwen25vl_smart_resize(10, 2500, 28, 3136, 200704), std::runtime_error);
+}
+
+TEST(Qwen25VL, RopeIndexMatchesGetRopeIndex) {
+  Fixture f;
+  Tensor ids = f.expected.load("input_ids");
+  Tensor pos = f.model.rope_index(ids, Tensor(), grids_of(f.expected.load("image_grid_thw")));
+  EXPECT_EQ(pos.to_vector<int64_t>(), f.expected.load("position_ids").to_vector<int64_t>());
+  // A grid that does not cover the image-pad run is an error.
+  EXPECT_THROW(f.model.rope_index(ids, Tensor(), {{1, 12, 12}}), std::runtime_error);
+}
+
+TEST(Qwen25VL, VisionOutputMatchesTransformers) {
+  Fixture f;
+  Tensor got;
+  {
+    NoGradGuard g;
+    got = f.model.encode_images(f.expected.load("pixel_values"), grids_of(f.expected.load("image_grid_thw")));
+  }
+  Tensor want = f.expected.load("vision_output");
+  ASSERT_EQ(got.shape(), want.shape());
+  double rel = relative_error(got, want);
+  RecordProperty("vision_relative_error", std::to_string(rel));
+  EXPECT_LT(rel, 1e-4);
+  EXPECT_TRUE(test::all_close(got, want.to_vector<double>(), 1e-3, 1e-4));
+}
+
+TEST(Qwen25VL, LogitsMatchTransformers) {
+  Fixture f;
+  Tensor got;
+  {
+    NoGradGuard g;
+    got = f.model.logits(f.expected.load("input_ids"), Tensor(), f.expected.load("pixel_values"),
+                         grids_of(f.expected.load("image_grid_thw")));
+  }
+  Tensor want = f.expected.load("logits");
+  ASSERT_EQ(got.shape(), want.shape());
+  double rel = relative_error(got, want);
+  RecordProperty("logits_relative_error", std::to_string(rel));
+  EXPECT_LT(rel, 1e-4);
+  EXPECT_TRUE(test::all_close(got, want.to_vector<double>(), 1e-3, 1e-4));
+}
+
+TEST(Qwen25VL, ChatTemplateGivesTheProcessorsInputIds) {
+  Fixture f;
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(kModelDir + "/tokenizer.json");
+  auto grids = grids_of(f.expected.load("image_grid_thw"));
+  int64_t tokens = grids[0][0] * grids[0][1] * grids[0][2] / 4;
+  std::vector<int32_t> ids = tok->encode(qwen25vl_chat_prompt(kUserText, {tokens}));
+  std::vector<int64_t> got(ids.begin(), ids.end());
+  EXPECT_EQ(got, f.expected.load("input_ids").to_vector<int64_t>());
+}
+
+// A left-padded row gives the same logits as the row alone (positions and
+// keys skip the padding), and two images in one batch take their grids in order.
+TEST(Qwen25VL, LeftPaddedBatchMatchesSingleRows) {
+  Fixture f;
+  Tensor ids = f.expected.load("input_ids");
+  int64_t S = ids.size(1), pad = 5;
+  std::vector<int64_t> row = ids.to_vector<int64_t>();
+  // Both rows left padded by `pad` tokens.
+  std::vector<int64_t> b2(2 * (S + pad), 0), m2(2 * (S + pad), 0);
+  for (int64_t s = 0; s < S; ++s) {
+    b2[pad + s] = row[s], m2[pad + s] = 1;
+    b2[(S + pad) + pad + s] = row[s], m2[(S + pad) + pad + s] = 1;
+  }
+  Tensor pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  Tensor got, single;
+  {
+    NoGradGuard g;
+    got = f.model.logits(Tensor::from_vector(b2, {2, S + pad}), Tensor::from_vector(m2, {2, S + pad}),
+                         concat({pixels, pixels}, 0), {grid[0], grid[0]});
+    single = f.model.logits(ids, Tensor(), pixels, grid);
+  }
+  std::vector<double> want = single.to_vector<double>();
+  for (int64_t r = 0; r < 2; ++r) {
+    Tensor part = got.slice(0, r, r + 1).slice(1, pad, S + pad);
+    EXPECT_TRUE(test::all_close(part, want, 1e-5, 1e-5)) << "row " << r;
+  }
+}
+
+TEST(Qwen25VL, SaveLoadRoundTripShardedAndBf16) {
+  Fixture f;
+  fs::path dir = fs::temp_directory_path() / ("qwen25vl_roundtrip_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  Qwen25VLSaveOptions opt;
+  opt.dtype = DType::f32;
+  opt.max_shard_bytes = 200 * 1024;  // several shards
+  opt.source_dir = kModelDir;
+  save_qwen25vl(dir.string(), f.model, opt);
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(dir / "model-00002-of-00004.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "tokenizer.json"));
+  EXPECT_TRUE(fs::exists(dir / "preprocessor_config.json"));
+  Qwen25VL back = load_qwen25vl(dir.string());
+  ASSERT_EQ(back.params().names(), f.model.params().names());
+  for (const std::string& name : f.model.params().names())
+    EXPECT_EQ(back.params().get(name).to_vector<float>(), f.model.params().get(name).to_vector<float>()) << name;
+  // The fixture's weights are bf16 values, so a bf16 save is lossless too.
+  opt.dtype = DType::bf16;
+  opt.max_shard_bytes = 1LL << 30;  // one file
+  save_qwen25vl(dir.string(), f.model, opt);
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors.index.json"));
+  SafetensorsFile file((dir / "model.safetensors").string());
+  EXPECT_EQ(file.entry("model.embed_tokens.weight").dtype_name, "BF16");
+  Qwen25VL back16 = load_qwen25vl(dir.string());
+  for (const std::string& name : f.model.params().names())
+    EXPECT_EQ(back16.params().get(name).to_vector<float>(), f.model.params().get(name).to_vector<float>()) << name;
+  fs::remove_all(dir);
+}
+
+TEST(Qwen25VL, LoadErrorsNameTheTensor) {
+  Fixture f;
+  fs::path dir = fs::temp_directory_path() / ("qwen25vl_bad_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  Qwen25VLSaveOptions opt;
+  opt.dtype = DType::f32;
+  save_qwen25vl(dir.string(), f.model, opt);
+  // Drop one tensor: the loader names it.
+  {
+    std::vector<std::pair<std::string, Tensor>> kept;
+    for (const std::string& name : f.model.params().names())
+      if (name != "visual.merger.ln_q.weight") kept.emplace_back(name, f.model.params().get(name));
+    save_safetensors((dir / "model.safetensors").string(), kept);
+  }
+  try {
+    load_qwen25vl(dir.string());
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("visual.merger.ln_q.weight"), std::string::npos) << e.what();
+  }
+  // A wrong shape: the message has the tensor and both shapes.
+  {
+    std::vector<std::pair<std::string, Tensor>> all;
+    for (const std::string& name : f.model.params().names())
+      all.emplace_back(name, name == "model.norm.weight" ? Tensor::ones({63}) : f.model.params().get(name));
+    save_safetensors((dir / "model.safetensors").string(), all);
+  }
+  try {
+    load_qwen25vl(dir.string());
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.norm.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[64]"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// Gradients reach the vision tower through the image-pad rows (training needs it).
+TEST(Qwen25VL, LossGradientReachesTheVisionTower) {
+  Fixture f;
+  f.model.params().set_requires_grad(true);
+  Tensor logits = f.model.logits(f.expected.load("input_ids"), Tensor(), f.expected.load("pixel_values"),
+                                 grids_of(f.expected.load("image_grid_thw")));
+  Tensor ids = f.expected.load("input_ids");
+  int64_t S = ids.size(1);
+  Tensor loss = cross_entropy(logits.reshape({S, -1}).slice(0, 0, S - 1), ids.reshape({S}).slice(0, 1, S));
+  loss.backward();
+  for (const char* name : {"visual.patch_embed.proj.weight", "visual.blocks.0.attn.qkv.weight",
+                           "visual.merger.mlp.2.weight", "model.layers.1.mlp.down_proj.weight"}) {
+    Tensor g = f.model.params().get(name).grad();
+    ASSERT_TRUE(g.defined()) << name;
+    double norm = 0;
+    for (double v : g.to_vector<double>()) norm += v * v;
+    EXPECT_GT(norm, 0) << name;
+    EXPECT_TRUE(std::isfinite(norm)) << name;
+  }
+}
+
+}  // namespace
+}  // namespace visplay
