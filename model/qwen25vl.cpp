@@ -23,25 +23,28 @@ using json = nlohmann::json;
 
 // Looks a field up in `primary`, then `fallback` (the top level of config.json).
 const json* find_field(const json& primary, const json& fallback, const char* name) {
-  if (primary.is_object() && primary.contains(name) && !primary[name].is_null()) return &primary[name];
+  if (primary.is_object() && primary.contains(name) && !primary[name].is_null())
+    return &primary[name];
   if (fallback.is_object() && fallback.contains(name) && !fallback[name].is_null())
     return &fallback[name];
   return nullptr;
 }
 
-int64_t get_int(const json& p, const json& f, const char* name, int64_t dflt, const std::string& where,
-                bool required = false) {
+int64_t get_int(const json& p, const json& f, const char* name, int64_t dflt,
+                const std::string& where, bool required = false) {
   const json* v = find_field(p, f, name);
   if (!v) {
     if (required) config_error(where, std::string("missing field '") + name + "'");
     return dflt;
   }
   if (v->is_array() && !v->empty()) v = &(*v)[0];  // eos_token_id may be a list
-  if (!v->is_number_integer()) config_error(where, std::string("field '") + name + "' must be an integer");
+  if (!v->is_number_integer())
+    config_error(where, std::string("field '") + name + "' must be an integer");
   return v->get<int64_t>();
 }
 
-double get_double(const json& p, const json& f, const char* name, double dflt, const std::string& where) {
+double get_double(const json& p, const json& f, const char* name, double dflt,
+                  const std::string& where) {
   const json* v = find_field(p, f, name);
   if (!v) return dflt;
   if (!v->is_number()) config_error(where, std::string("field '") + name + "' must be a number");
@@ -49,7 +52,8 @@ double get_double(const json& p, const json& f, const char* name, double dflt, c
 }
 
 std::vector<int64_t> get_int_list(const json& v, const std::string& where, const char* name) {
-  if (!v.is_array()) config_error(where, std::string("field '") + name + "' must be a list of integers");
+  if (!v.is_array())
+    config_error(where, std::string("field '") + name + "' must be a list of integers");
   std::vector<int64_t> out;
   for (const json& e : v) {
     if (!e.is_number_integer())
@@ -74,7 +78,8 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
 std::vector<float> inverse_frequencies(double base, int64_t dim) {
   std::vector<float> inv(dim / 2);
   for (int64_t i = 0; i < dim / 2; ++i)
-    inv[i] = 1.0f / std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(dim));
+    inv[i] = 1.0f / std::pow(static_cast<float>(base),
+                             static_cast<float>(2 * i) / static_cast<float>(dim));
   return inv;
 }
 
@@ -108,7 +113,9 @@ bool Qwen25VLVisionConfig::full_attention(int64_t layer) const {
 
 void Qwen25VLConfig::validate(const std::string& where) const {
   auto positive = [&](int64_t v, const char* name) {
-    if (v <= 0) config_error(where, std::string("field '") + name + "' must be positive, got " + std::to_string(v));
+    if (v <= 0)
+      config_error(where,
+                   std::string("field '") + name + "' must be positive, got " + std::to_string(v));
   };
   positive(text.vocab_size, "vocab_size");
   positive(text.hidden_size, "hidden_size");
@@ -117,14 +124,16 @@ void Qwen25VLConfig::validate(const std::string& where) const {
   positive(text.num_attention_heads, "num_attention_heads");
   positive(text.num_key_value_heads, "num_key_value_heads");
   if (text.hidden_size % text.num_attention_heads != 0 || text.head_dim() % 2 != 0)
-    config_error(where, "hidden_size must be a multiple of num_attention_heads with an even head_dim");
+    config_error(where,
+                 "hidden_size must be a multiple of num_attention_heads with an even head_dim");
   if (text.num_attention_heads % text.num_key_value_heads != 0)
     config_error(where, "num_attention_heads must be a multiple of num_key_value_heads");
   int64_t sections = 0;
   for (int64_t s : mrope_section) sections += s;
   if (mrope_section.size() != 3 || sections != text.head_dim() / 2)
     config_error(where, "mrope_section must be 3 numbers summing to head_dim / 2 = " +
-                            std::to_string(text.head_dim() / 2) + ", got sum " + std::to_string(sections));
+                            std::to_string(text.head_dim() / 2) + ", got sum " +
+                            std::to_string(sections));
   const Qwen25VLVisionConfig& v = vision;
   positive(v.depth, "vision_config.depth");
   positive(v.hidden_size, "vision_config.hidden_size");
@@ -137,7 +146,8 @@ void Qwen25VLConfig::validate(const std::string& where) const {
   if (v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0)
     config_error(where, "vision_config: hidden_size / num_heads must be a multiple of 4");
   if (v.window_size % (v.patch_size * v.spatial_merge_size) != 0)
-    config_error(where, "vision_config.window_size must be a multiple of patch_size * spatial_merge_size");
+    config_error(where,
+                 "vision_config.window_size must be a multiple of patch_size * spatial_merge_size");
   if (v.out_hidden_size != text.hidden_size)
     config_error(where, "vision_config.out_hidden_size (" + std::to_string(v.out_hidden_size) +
                             ") must equal hidden_size (" + std::to_string(text.hidden_size) + ")");
@@ -154,14 +164,16 @@ Qwen25VLConfig qwen25vl_config_from_json(const json& j, const std::string& where
   c.source = j;
   if (const json* act = find_field(t, j, "hidden_act"); act && *act != "silu")
     config_error(where, "hidden_act must be 'silu', got " + act->dump());
-  if (const json* sw = find_field(t, j, "use_sliding_window"); sw && sw->is_boolean() && sw->get<bool>())
+  if (const json* sw = find_field(t, j, "use_sliding_window");
+      sw && sw->is_boolean() && sw->get<bool>())
     config_error(where, "use_sliding_window = true is not supported");
   c.text.vocab_size = get_int(t, j, "vocab_size", 0, where, true);
   c.text.hidden_size = get_int(t, j, "hidden_size", 0, where, true);
   c.text.intermediate_size = get_int(t, j, "intermediate_size", 0, where, true);
   c.text.num_hidden_layers = get_int(t, j, "num_hidden_layers", 0, where, true);
   c.text.num_attention_heads = get_int(t, j, "num_attention_heads", 0, where, true);
-  c.text.num_key_value_heads = get_int(t, j, "num_key_value_heads", c.text.num_attention_heads, where);
+  c.text.num_key_value_heads =
+      get_int(t, j, "num_key_value_heads", c.text.num_attention_heads, where);
   c.text.rms_norm_eps = get_double(t, j, "rms_norm_eps", 1e-6, where);
   c.text.max_position_embeddings = get_int(t, j, "max_position_embeddings", 128000, where);
   // tie_word_embeddings lives at the top level in both layouts (and in text_config in v5).
@@ -173,14 +185,16 @@ Qwen25VLConfig qwen25vl_config_from_json(const json& j, const std::string& where
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     const json* rp = find_field(t, j, key);
     if (!rp || !rp->is_object()) continue;
-    if (rp->contains("rope_theta")) c.text.rope_theta = get_double(*rp, empty, "rope_theta", 0, where);
+    if (rp->contains("rope_theta"))
+      c.text.rope_theta = get_double(*rp, empty, "rope_theta", 0, where);
     if (rp->contains("mrope_section"))
       c.mrope_section = get_int_list((*rp)["mrope_section"], where, "mrope_section");
     for (const char* type_key : {"rope_type", "type"})
       if (rp->contains(type_key) && (*rp)[type_key].is_string()) {
         std::string type = (*rp)[type_key];
         if (type != "default" && type != "mrope")
-          config_error(where, std::string(key) + "." + type_key + " '" + type + "' is not supported");
+          config_error(where,
+                       std::string(key) + "." + type_key + " '" + type + "' is not supported");
       }
   }
   c.image_token_id = get_int(j, t, "image_token_id", c.image_token_id, where);
@@ -209,12 +223,14 @@ Qwen25VLConfig qwen25vl_config_from_json(const json& j, const std::string& where
   vc.out_hidden_size = get_int(v, empty, "out_hidden_size", c.text.hidden_size, vw);
   vc.tokens_per_second = get_int(v, empty, "tokens_per_second", 2, vw);
   if (v.contains("fullatt_block_indexes"))
-    vc.fullatt_block_indexes = get_int_list(v["fullatt_block_indexes"], vw, "fullatt_block_indexes");
+    vc.fullatt_block_indexes =
+        get_int_list(v["fullatt_block_indexes"], vw, "fullatt_block_indexes");
   if (const json* rp = find_field(v, empty, "rope_parameters"); rp && rp->is_object())
     vc.rope_theta = get_double(*rp, empty, "rope_theta", 10000.0, vw);
   for (int64_t layer : vc.fullatt_block_indexes)
     if (layer < 0 || layer >= vc.depth)
-      config_error(vw, "fullatt_block_indexes entry " + std::to_string(layer) + " outside [0, depth)");
+      config_error(vw,
+                   "fullatt_block_indexes entry " + std::to_string(layer) + " outside [0, depth)");
   c.validate(where);
   return c;
 }
@@ -288,7 +304,8 @@ void Qwen25VL::init_weights(uint64_t seed) {
 }
 
 const Tensor& Qwen25VL::head_weight() const {
-  return params_.get(config_.text.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  return params_.get(config_.text.tie_word_embeddings ? "model.embed_tokens.weight"
+                                                      : "lm_head.weight");
 }
 
 // One ViT block on x [N, E] (rows in window order): pre-RMSNorm attention,
@@ -301,7 +318,8 @@ Tensor Qwen25VL::vision_block(int64_t layer, const Tensor& x, const Tensor& cos,
   const ParamStore& P = params_;
   int64_t N = x.size(0), E = v.hidden_size, H = v.num_heads, hd = v.head_dim();
   Tensor h = rmsnorm(x, P.get(p + "norm1.weight"), 1e-6);
-  Tensor qkv = linear(h, P.get(p + "attn.qkv.weight"), P.get(p + "attn.qkv.bias")).reshape({1, N, 3, H, hd});
+  Tensor qkv =
+      linear(h, P.get(p + "attn.qkv.weight"), P.get(p + "attn.qkv.bias")).reshape({1, N, 3, H, hd});
   Tensor q = apply_rotary(qkv.slice(2, 0, 1).reshape({1, N, H, hd}), cos, sin);
   Tensor k = apply_rotary(qkv.slice(2, 1, 2).reshape({1, N, H, hd}), cos, sin);
   Tensor vv = qkv.slice(2, 2, 3).reshape({1, N, H, hd});
@@ -320,12 +338,14 @@ Tensor Qwen25VL::vision_block(int64_t layer, const Tensor& x, const Tensor& cos,
     }
     attn = concat(parts, 1);
   }
-  Tensor out = linear(attn.reshape({N, E}), P.get(p + "attn.proj.weight"), P.get(p + "attn.proj.bias"));
+  Tensor out =
+      linear(attn.reshape({N, E}), P.get(p + "attn.proj.weight"), P.get(p + "attn.proj.bias"));
   Tensor x1 = add(x, out);
   Tensor h2 = rmsnorm(x1, P.get(p + "norm2.weight"), 1e-6);
   Tensor gate = linear(h2, P.get(p + "mlp.gate_proj.weight"), P.get(p + "mlp.gate_proj.bias"));
   Tensor up = linear(h2, P.get(p + "mlp.up_proj.weight"), P.get(p + "mlp.up_proj.bias"));
-  Tensor mlp = linear(swiglu(gate, up), P.get(p + "mlp.down_proj.weight"), P.get(p + "mlp.down_proj.bias"));
+  Tensor mlp =
+      linear(swiglu(gate, up), P.get(p + "mlp.down_proj.weight"), P.get(p + "mlp.down_proj.bias"));
   return add(x1, mlp);
 }
 
@@ -398,8 +418,10 @@ Tensor Qwen25VL::encode_images(const Tensor& pixel_values,
   x = embedding(x, Tensor::from_vector(patch_order, {N}));  // rows into window order
   for (int64_t l = 0; l < v.depth; ++l)
     x = vision_block(l, x, cos, sin, v.full_attention(l) ? frames : windows);
-  Tensor h = rmsnorm(x, params_.get("visual.merger.ln_q.weight"), 1e-6).reshape({merged, v.hidden_size * unit});
-  h = gelu_erf(linear(h, params_.get("visual.merger.mlp.0.weight"), params_.get("visual.merger.mlp.0.bias")));
+  Tensor h = rmsnorm(x, params_.get("visual.merger.ln_q.weight"), 1e-6)
+                 .reshape({merged, v.hidden_size * unit});
+  h = gelu_erf(linear(h, params_.get("visual.merger.mlp.0.weight"),
+                      params_.get("visual.merger.mlp.0.bias")));
   h = linear(h, params_.get("visual.merger.mlp.2.weight"), params_.get("visual.merger.mlp.2.bias"));
   std::vector<int64_t> inverse(merged);
   for (int64_t i = 0; i < merged; ++i) inverse[order[i]] = i;
@@ -409,14 +431,17 @@ Tensor Qwen25VL::encode_images(const Tensor& pixel_values,
 Tensor Qwen25VL::rope_index(const Tensor& input_ids, const Tensor& attention_mask,
                             const std::vector<std::array<int64_t, 3>>& grids) const {
   const char* where = "Qwen25VL::rope_index";
-  if (input_ids.dim() != 2) throw std::runtime_error(std::string(where) + ": input_ids must be [B, S], got " + input_ids.str());
+  if (input_ids.dim() != 2)
+    throw std::runtime_error(std::string(where) + ": input_ids must be [B, S], got " +
+                             input_ids.str());
   int64_t B = input_ids.size(0), S = input_ids.size(1), m = config_.vision.spatial_merge_size;
   std::vector<int64_t> ids = input_ids.to_vector<int64_t>();
   std::vector<int64_t> mask = attention_mask.defined() ? attention_mask.to_vector<int64_t>()
                                                        : std::vector<int64_t>(B * S, 1);
   if (static_cast<int64_t>(mask.size()) != B * S)
-    throw std::runtime_error(std::string(where) + ": attention_mask must be [B, S] like input_ids " +
-                             input_ids.str() + ", got " + attention_mask.str());
+    throw std::runtime_error(std::string(where) +
+                             ": attention_mask must be [B, S] like input_ids " + input_ids.str() +
+                             ", got " + attention_mask.str());
   std::vector<int64_t> pos(3 * B * S, 0);
   size_t next_grid = 0;
   int64_t left_in_image = 0, img_h = 0, img_w = 0, img_base = 0, img_index = 0;
@@ -439,15 +464,16 @@ Tensor Qwen25VL::rope_index(const Tensor& input_ids, const Tensor& attention_mas
           img_base = current, img_index = 0;
           current += std::max(img_h, img_w);
         }
-        int64_t f = img_index / (img_h * img_w), r = (img_index / img_w) % img_h, c = img_index % img_w;
+        int64_t f = img_index / (img_h * img_w), r = (img_index / img_w) % img_h,
+                c = img_index % img_w;
         *p0 = img_base + f, *p1 = img_base + r, *p2 = img_base + c;
         ++img_index, --left_in_image;
       } else {
         if (left_in_image != 0)
           throw std::runtime_error(std::string(where) + ": image " + std::to_string(next_grid - 1) +
                                    " ends early: " + std::to_string(left_in_image) +
-                                   " image-pad tokens missing before position " + std::to_string(s) +
-                                   " of row " + std::to_string(b));
+                                   " image-pad tokens missing before position " +
+                                   std::to_string(s) + " of row " + std::to_string(b));
         *p0 = *p1 = *p2 = current++;
       }
     }
@@ -479,9 +505,11 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
   opt.causal = true;
   opt.key_mask = key_mask;
   Tensor a = attention(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, opt);
-  Tensor x1 = add(x, linear(a.reshape({B, S, t.num_attention_heads * hd}), P.get(p + "self_attn.o_proj.weight")));
+  Tensor x1 = add(x, linear(a.reshape({B, S, t.num_attention_heads * hd}),
+                            P.get(p + "self_attn.o_proj.weight")));
   Tensor h2 = rmsnorm(x1, P.get(p + "post_attention_layernorm.weight"), t.rms_norm_eps);
-  Tensor mlp = linear(swiglu(linear(h2, P.get(p + "mlp.gate_proj.weight")), linear(h2, P.get(p + "mlp.up_proj.weight"))),
+  Tensor mlp = linear(swiglu(linear(h2, P.get(p + "mlp.gate_proj.weight")),
+                             linear(h2, P.get(p + "mlp.up_proj.weight"))),
                       P.get(p + "mlp.down_proj.weight"));
   return add(x1, mlp);
 }
@@ -533,12 +561,14 @@ Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_
     }
   Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}).to(x.dtype());
   Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}).to(x.dtype());
-  Tensor key_mask = attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
+  Tensor key_mask =
+      attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
   for (int64_t l = 0; l < t.num_hidden_layers; ++l) x = decoder_layer(l, x, cos, sin, key_mask);
   return rmsnorm(x, params_.get("model.norm.weight"), t.rms_norm_eps);
 }
 
-Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& pixel_values,
+Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask,
+                        const Tensor& pixel_values,
                         const std::vector<std::array<int64_t, 3>>& grids) const {
   return linear(hidden_states(input_ids, attention_mask, pixel_values, grids), head_weight());
 }

@@ -27,10 +27,9 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/config.h"
 #include "model/image.h"
@@ -61,7 +60,7 @@ struct Qwen25VLVisionConfig {
 };
 
 struct Qwen25VLConfig {
-  DecoderConfig text;                      // Qwen2 decoder fields (rope_theta included)
+  DecoderConfig text;                                 // Qwen2 decoder fields (rope_theta included)
   std::vector<int64_t> mrope_section = {16, 24, 24};  // sums to head_dim / 2
   Qwen25VLVisionConfig vision;
   int64_t image_token_id = 151655;
@@ -107,15 +106,16 @@ struct Qwen25VLPixels {
   std::vector<std::array<int64_t, 3>> grids;  // per image (t, h, w) in patches
 };
 
-// Resize (bicubic with antialiasing, as torchvision's resize; skipped when the
-// size is already right), rescale to [0, 1], normalise, repeat to the temporal
-// patch size and flatten the patches in the processor's order. Several images
-// are concatenated along the patch rows.
-Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images, const Qwen25VLImageConfig& cfg);
+// Resize (qwen25vl_resize_bicubic; skipped when the size is already right),
+// rescale to [0, 1], normalise, repeat to the temporal patch size and flatten the patches in the
+// processor's order. Several images are concatenated along the patch rows.
+Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images,
+                                   const Qwen25VLImageConfig& cfg);
 
-// Bicubic resize of an RGB8 image like torch's interpolate(mode="bicubic",
-// antialias=True) on uint8: a separable filter (Keys kernel, a = -0.5) widened by
-// the downscale factor, rounded to uint8 after each pass.
+// Bicubic resize of an RGB8 image exactly as torchvision's resize(BICUBIC,
+// antialias=True) on a uint8 tensor: a separable filter (Keys kernel, a = -0.5)
+// widened by the downscale factor, fixed-point weights, the horizontal pass
+// rounded to bytes before the vertical one.
 Image qwen25vl_resize_bicubic(const Image& image, int out_width, int out_height);
 
 // ---- chat template ----
@@ -180,7 +180,7 @@ class Qwen25VL {
 Qwen25VL load_qwen25vl(const std::string& dir, DType dtype = DType::f32);
 
 struct Qwen25VLSaveOptions {
-  DType dtype = DType::bf16;                         // stored dtype (bf16, f32)
+  DType dtype = DType::bf16;                           // stored dtype (bf16, f32)
   int64_t max_shard_bytes = 5LL * 1024 * 1024 * 1024;  // as save_pretrained's 5GB
   std::string source_dir;  // copy tokenizer/processor files from here (optional)
 };

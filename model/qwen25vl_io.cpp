@@ -58,7 +58,8 @@ Qwen25VL load_qwen25vl(const std::string& dir, DType dtype) {
     std::set<std::string> shards;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       if (!it.value().is_string())
-        throw std::runtime_error(index.string() + ": weight_map entry '" + it.key() + "' is not a file name");
+        throw std::runtime_error(index.string() + ": weight_map entry '" + it.key() +
+                                 "' is not a file name");
       shards.insert(it.value().get<std::string>());
     }
     for (const std::string& s : shards) files.push_back(root / s);
@@ -77,14 +78,16 @@ Qwen25VL load_qwen25vl(const std::string& dir, DType dtype) {
       if (!params.contains(name))
         throw std::runtime_error(path.string() + ": unexpected tensor '" + e.name + "'");
       if (loaded_from.count(name))
-        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' also in " + loaded_from[name]);
+        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' also in " +
+                                 loaded_from[name]);
       const Tensor& expected = params.get(name);
       if (e.shape != expected.shape())
-        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' has shape " + shape_str(e.shape) +
-                                 ", the config needs " + shape_str(expected.shape()));
+        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' has shape " +
+                                 shape_str(e.shape) + ", the config needs " +
+                                 shape_str(expected.shape()));
       if (e.dtype != DType::f32 && e.dtype != DType::bf16 && e.dtype != DType::f64)
-        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' has dtype " + e.dtype_name +
-                                 " (need F32, BF16 or F64)");
+        throw std::runtime_error(path.string() + ": tensor '" + e.name + "' has dtype " +
+                                 e.dtype_name + " (need F32, BF16 or F64)");
       params.set(name, file.load(e.name).to(dtype).contiguous());
       loaded_from[name] = path.string();
     }
@@ -94,10 +97,12 @@ Qwen25VL load_qwen25vl(const std::string& dir, DType dtype) {
   return model;
 }
 
-void save_qwen25vl(const std::string& dir, const Qwen25VL& model, const Qwen25VLSaveOptions& options) {
+void save_qwen25vl(const std::string& dir, const Qwen25VL& model,
+                   const Qwen25VLSaveOptions& options) {
   if (options.dtype != DType::f32 && options.dtype != DType::bf16)
     throw std::runtime_error(dir + ": save_qwen25vl: dtype must be f32 or bf16");
-  if (options.max_shard_bytes <= 0) throw std::runtime_error(dir + ": save_qwen25vl: max_shard_bytes must be positive");
+  if (options.max_shard_bytes <= 0)
+    throw std::runtime_error(dir + ": save_qwen25vl: max_shard_bytes must be positive");
   fs::path root(dir);
   fs::create_directories(root);
   // Shards filled in parameter order, a new one when the next tensor would not fit.
@@ -140,10 +145,12 @@ void save_qwen25vl(const std::string& dir, const Qwen25VL& model, const Qwen25VL
   // config.json: the one we loaded, with the stored dtype updated.
   json config = model.config().source;
   if (!config.is_object() || config.empty())
-    throw std::runtime_error(dir + ": save_qwen25vl: the model has no source config.json to write back");
+    throw std::runtime_error(dir +
+                             ": save_qwen25vl: the model has no source config.json to write back");
   for (const char* key : {"torch_dtype", "dtype"})
     if (config.contains(key)) config[key] = hf_dtype_name(options.dtype);
-  if (!config.contains("torch_dtype") && !config.contains("dtype")) config["torch_dtype"] = hf_dtype_name(options.dtype);
+  if (!config.contains("torch_dtype") && !config.contains("dtype"))
+    config["torch_dtype"] = hf_dtype_name(options.dtype);
   write_file_atomic((root / "config.json").string(), config.dump(2) + "\n");
   if (!options.source_dir.empty() && fs::absolute(options.source_dir) != fs::absolute(root)) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",

@@ -22,12 +22,16 @@ double bicubic_aa_filter(double x) {
   return 0.0;
 }
 
-// For each output index along one axis: the first input index and the
-// normalised weights of the input samples it averages. When shrinking, the
-// filter is stretched by the scale (that is the antialiasing).
+// For each output index along one axis: the first input index and the integer
+// weights (fixed point with `precision` fractional bits) of the input samples
+// it averages. When shrinking, the filter is stretched by the scale (that is
+// the antialiasing). This is torch's uint8 antialiased path (as Pillow's):
+// normalised double weights, quantised to int16 with the most precision that
+// keeps the largest weight below 2^15.
 struct AxisTaps {
   std::vector<int64_t> first;
-  std::vector<std::vector<double>> weights;
+  std::vector<std::vector<int64_t>> weights;
+  int precision = 0;
 };
 
 AxisTaps axis_taps(int64_t in_size, int64_t out_size) {
@@ -35,6 +39,8 @@ AxisTaps axis_taps(int64_t in_size, int64_t out_size) {
   double scale = static_cast<double>(in_size) / out_size;
   double support = scale >= 1.0 ? 2.0 * scale : 2.0;
   double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+  std::vector<std::vector<double>> real;
+  double w_max = 0;
   for (int64_t i = 0; i < out_size; ++i) {
     double center = scale * (i + 0.5);
     int64_t lo = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
@@ -45,43 +51,69 @@ AxisTaps axis_taps(int64_t in_size, int64_t out_size) {
       w.push_back(bicubic_aa_filter((j - center + 0.5) * invscale));
       total += w.back();
     }
-    for (double& x : w) x = total != 0 ? x / total : 0;
+    for (double& x : w) {
+      x = total != 0 ? x / total : 0;
+      w_max = std::max(w_max, x);
+    }
     taps.first.push_back(lo);
-    taps.weights.push_back(std::move(w));
+    real.push_back(std::move(w));
+  }
+  while (taps.precision < 15 &&
+         static_cast<int64_t>(0.5 + w_max * static_cast<double>(1 << (taps.precision + 1))) <
+             (1 << 15))
+    ++taps.precision;
+  for (const std::vector<double>& w : real) {
+    std::vector<int64_t> q;
+    for (double x : w)
+      q.push_back(static_cast<int64_t>(x * static_cast<double>(1 << taps.precision) +
+                                       (x < 0 ? -0.5 : 0.5)));
+    taps.weights.push_back(std::move(q));
   }
   return taps;
+}
+
+// sum(w * v) in fixed point, rounded (ties up) and clamped to a byte.
+uint8_t fixed_point_round(int64_t acc, int precision) {
+  int64_t v = (acc + (int64_t{1} << (precision - 1))) >> precision;
+  return static_cast<uint8_t>(std::clamp<int64_t>(v, 0, 255));
 }
 
 }  // namespace
 
 Image qwen25vl_resize_bicubic(const Image& image, int out_width, int out_height) {
   if (out_width <= 0 || out_height <= 0 || image.width <= 0 || image.height <= 0)
-    throw std::runtime_error("qwen25vl_resize_bicubic: bad size " + std::to_string(image.width) + "x" +
-                             std::to_string(image.height) + " -> " + std::to_string(out_width) + "x" +
-                             std::to_string(out_height));
-  AxisTaps tx = axis_taps(image.width, out_width), ty = axis_taps(image.height, out_height);
-  // Horizontal pass into floats, then vertical, then clamp and round once (as
-  // torchvision does for uint8 bicubic: computed in float, rounded at the end).
-  std::vector<double> mid(static_cast<size_t>(image.height) * out_width * 3);
-  for (int y = 0; y < image.height; ++y)
-    for (int x = 0; x < out_width; ++x)
-      for (int c = 0; c < 3; ++c) {
-        double s = 0;
-        for (size_t k = 0; k < tx.weights[x].size(); ++k)
-          s += tx.weights[x][k] * image.rgb[image.offset(static_cast<int>(tx.first[x] + k), y) + c];
-        mid[(static_cast<size_t>(y) * out_width + x) * 3 + c] = s;
-      }
+    throw std::runtime_error("qwen25vl_resize_bicubic: bad size " + std::to_string(image.width) +
+                             "x" + std::to_string(image.height) + " -> " +
+                             std::to_string(out_width) + "x" + std::to_string(out_height));
+  // Horizontal pass (skipped when the width is unchanged) rounded to bytes,
+  // then the vertical pass, as torch's uint8 kernel.
+  Image mid = image;
+  if (out_width != image.width) {
+    AxisTaps tx = axis_taps(image.width, out_width);
+    mid.width = out_width;
+    mid.rgb.assign(static_cast<size_t>(image.height) * out_width * 3, 0);
+    for (int y = 0; y < image.height; ++y)
+      for (int x = 0; x < out_width; ++x)
+        for (int c = 0; c < 3; ++c) {
+          int64_t acc = 0;
+          for (size_t k = 0; k < tx.weights[x].size(); ++k)
+            acc += tx.weights[x][k] *
+                   image.rgb[image.offset(static_cast<int>(tx.first[x] + k), y) + c];
+          mid.rgb[mid.offset(x, y) + c] = fixed_point_round(acc, tx.precision);
+        }
+  }
+  if (out_height == image.height) return mid;
+  AxisTaps ty = axis_taps(image.height, out_height);
   Image out;
   out.width = out_width, out.height = out_height;
   out.rgb.resize(static_cast<size_t>(out_width) * out_height * 3);
   for (int y = 0; y < out_height; ++y)
     for (int x = 0; x < out_width; ++x)
       for (int c = 0; c < 3; ++c) {
-        double s = 0;
+        int64_t acc = 0;
         for (size_t k = 0; k < ty.weights[y].size(); ++k)
-          s += ty.weights[y][k] * mid[((ty.first[y] + k) * out_width + x) * 3 + c];
-        s = std::nearbyint(std::clamp(s, 0.0, 255.0));
-        out.rgb[out.offset(x, y) + c] = static_cast<uint8_t>(s);
+          acc += ty.weights[y][k] * mid.rgb[mid.offset(x, static_cast<int>(ty.first[y] + k)) + c];
+        out.rgb[out.offset(x, y) + c] = fixed_point_round(acc, ty.precision);
       }
   return out;
 }
@@ -91,10 +123,11 @@ std::array<int64_t, 2> qwen25vl_smart_resize(int64_t height, int64_t width, int6
   if (height <= 0 || width <= 0 || factor <= 0)
     throw std::runtime_error("qwen25vl_smart_resize: bad size " + std::to_string(height) + "x" +
                              std::to_string(width));
-  double h = static_cast<double>(height), w = static_cast<double>(width), f = static_cast<double>(factor);
+  double h = static_cast<double>(height), w = static_cast<double>(width),
+         f = static_cast<double>(factor);
   if (std::max(h, w) / std::min(h, w) > 200)
-    throw std::runtime_error("qwen25vl_smart_resize: aspect ratio of " + std::to_string(height) + "x" +
-                             std::to_string(width) + " is above 200");
+    throw std::runtime_error("qwen25vl_smart_resize: aspect ratio of " + std::to_string(height) +
+                             "x" + std::to_string(width) + " is above 200");
   // Python's round() rounds halves to even: nearbyint in the default mode does too.
   int64_t hb = static_cast<int64_t>(std::nearbyint(h / f)) * factor;
   int64_t wb = static_cast<int64_t>(std::nearbyint(w / f)) * factor;
@@ -110,13 +143,15 @@ std::array<int64_t, 2> qwen25vl_smart_resize(int64_t height, int64_t width, int6
   return {hb, wb};
 }
 
-Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images, const Qwen25VLImageConfig& cfg) {
+Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images,
+                                   const Qwen25VLImageConfig& cfg) {
   const int64_t P = cfg.patch_size, T = cfg.temporal_patch_size, m = cfg.merge_size;
   const int64_t patch_dim = 3 * T * P * P;
   Qwen25VLPixels out;
   std::vector<float> values;
   for (const Image& source : images) {
-    auto [H, W] = qwen25vl_smart_resize(source.height, source.width, P * m, cfg.min_pixels, cfg.max_pixels);
+    auto [H, W] =
+        qwen25vl_smart_resize(source.height, source.width, P * m, cfg.min_pixels, cfg.max_pixels);
     Image resized = (H == source.height && W == source.width)
                         ? source
                         : qwen25vl_resize_bicubic(source, static_cast<int>(W), static_cast<int>(H));
@@ -133,8 +168,11 @@ Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images, const Qwen2
               for (int64_t t = 0; t < T; ++t)
                 for (int64_t y = 0; y < P; ++y)
                   for (int64_t x = 0; x < P; ++x) {
-                    double v = resized.rgb[resized.offset(static_cast<int>(px0 + x), static_cast<int>(py0 + y)) + c];
-                    values.push_back(static_cast<float>((v / 255.0 - cfg.image_mean[c]) / cfg.image_std[c]));
+                    double v = resized.rgb[resized.offset(static_cast<int>(px0 + x),
+                                                          static_cast<int>(py0 + y)) +
+                                           c];
+                    values.push_back(
+                        static_cast<float>((v / 255.0 - cfg.image_mean[c]) / cfg.image_std[c]));
                   }
             }
           }
@@ -148,7 +186,8 @@ Qwen25VLPixels qwen25vl_preprocess(const std::vector<Image>& images, const Qwen2
 Qwen25VLImageConfig load_qwen25vl_image_config(const std::string& dir) {
   namespace fs = std::filesystem;
   Qwen25VLImageConfig cfg;
-  fs::path pre = fs::path(dir) / "preprocessor_config.json", proc = fs::path(dir) / "processor_config.json";
+  fs::path pre = fs::path(dir) / "preprocessor_config.json",
+           proc = fs::path(dir) / "processor_config.json";
   json j;
   std::string path;
   for (const fs::path& p : {pre, proc}) {
@@ -192,11 +231,13 @@ Qwen25VLImageConfig load_qwen25vl_image_config(const std::string& dir) {
   }
   if (cfg.min_pixels <= 0 || cfg.max_pixels < cfg.min_pixels || cfg.patch_size <= 0 ||
       cfg.temporal_patch_size <= 0 || cfg.merge_size <= 0)
-    throw std::runtime_error(path + ": need 0 < min_pixels <= max_pixels and positive patch/merge sizes");
+    throw std::runtime_error(path +
+                             ": need 0 < min_pixels <= max_pixels and positive patch/merge sizes");
   return cfg;
 }
 
-std::string qwen25vl_chat_prompt(const std::string& user_text, const std::vector<int64_t>& image_tokens,
+std::string qwen25vl_chat_prompt(const std::string& user_text,
+                                 const std::vector<int64_t>& image_tokens,
                                  const std::string& system) {
   std::string s = "<|im_start|>system\n" + system + "<|im_end|>\n<|im_start|>user\n";
   for (int64_t n : image_tokens) {

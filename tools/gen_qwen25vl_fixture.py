@@ -31,7 +31,7 @@ fullatt_block_indexes = [1]), width 32, 2 heads, SwiGLU 48, window 112 pixels;
 decoder 2 layers, hidden 64, 4 heads, 2 KV heads (head_dim 16, mrope_section
 [2, 3, 3]), tied embeddings as in the 3B model. The image gives a 12 x 10
 patch grid = 6 x 5 merged tokens, so the 4 x 4 merged-token windows are
-padded on both sides (4 windows of 16, 4, 8 and 2 tokens... in window order).
+padded on both sides (4 windows of 16, 4, 8 and 2 merged tokens).
 
 The vocabulary is tiny: the first 256 byte-level tokens of the real Qwen2
 tokenizer plus its first 200 merges, then the Qwen2 special tokens

@@ -1,11 +1,10 @@
 // gelu_erf against an independent float64 reference: erf from its Taylor
 // series summed in long double (not std::erf), plus a few known values.
-#include "runtime/ops_gelu_erf.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "runtime/ops_gelu_erf.h"
 #include "tests/runtime/test_util.h"
 
 namespace visplay {
@@ -30,8 +29,8 @@ TEST(GeluErf, MatchesSeriesReferenceF32AndF64) {
   EXPECT_TRUE(test::all_close(gelu_erf(x64.to(DType::f32)), ref, 1e-6, 1e-7));
   // Known values: Phi(1) = 0.841344746068543, so gelu(1) = 0.841344746068543.
   Tensor known = Tensor::from_vector<double>({1.0, -1.0, 0.0}, {3});
-  EXPECT_TRUE(test::all_close(gelu_erf(known), {0.841344746068543, -0.158655253931457, 0.0},
-                              1e-12, 1e-14));
+  EXPECT_TRUE(
+      test::all_close(gelu_erf(known), {0.841344746068543, -0.158655253931457, 0.0}, 1e-12, 1e-14));
   // Differs from the tanh form (the runtime's gelu), so a mix-up shows.
   Tensor far = Tensor::from_vector<double>({-2.5}, {1});
   EXPECT_GT(std::fabs(gelu_erf(far).item() - gelu(far).item()), 1e-4);
