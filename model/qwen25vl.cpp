@@ -8,9 +8,11 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "model/sampler.h"
 #include "model/vlm.h"
 #include "runtime/ops.h"
 #include "runtime/ops_gelu_erf.h"
+#include "runtime/random.h"
 
 namespace visplay {
 namespace {
@@ -487,9 +489,11 @@ Tensor Qwen25VL::rope_index(const Tensor& input_ids, const Tensor& attention_mas
 }
 
 // One decoder layer: RMSNorm, q/k/v (bias), M-RoPE via the angle tables, GQA
-// causal attention with the padding key mask, o_proj; RMSNorm, SwiGLU.
+// causal attention with the padding key mask, o_proj; RMSNorm, SwiGLU. With a
+// cache, the new keys/values are written at cache->length and the queries
+// attend to every slot written so far (causal, aligned to the end).
 Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
-                               const Tensor& key_mask) const {
+                               const Tensor& key_mask, Qwen25VLCache* cache) const {
   const DecoderConfig& t = config_.text;
   std::string p = "model.layers." + std::to_string(layer) + ".";
   const ParamStore& P = params_;
@@ -501,10 +505,20 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
                  .reshape({B, S, t.num_key_value_heads, hd});
   Tensor v = linear(h, P.get(p + "self_attn.v_proj.weight"), P.get(p + "self_attn.v_proj.bias"))
                  .reshape({B, S, t.num_key_value_heads, hd});
+  q = apply_rotary(q, cos, sin);
+  k = apply_rotary(k, cos, sin);
   AttentionOptions opt;
   opt.causal = true;
   opt.key_mask = key_mask;
-  Tensor a = attention(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, opt);
+  if (cache) {
+    int64_t end = cache->length + S;
+    cache->k[layer].slice(1, cache->length, end).copy_(k);
+    cache->v[layer].slice(1, cache->length, end).copy_(v);
+    k = cache->k[layer].slice(1, 0, end);
+    v = cache->v[layer].slice(1, 0, end);
+    opt.key_mask = cache->key_mask.slice(1, 0, end).contiguous();
+  }
+  Tensor a = attention(q, k, v, opt);
   Tensor x1 = add(x, linear(a.reshape({B, S, t.num_attention_heads * hd}),
                             P.get(p + "self_attn.o_proj.weight")));
   Tensor h2 = rmsnorm(x1, P.get(p + "post_attention_layernorm.weight"), t.rms_norm_eps);
@@ -514,33 +528,35 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
   return add(x1, mlp);
 }
 
-Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_mask,
-                               const Tensor& pixel_values,
-                               const std::vector<std::array<int64_t, 3>>& grids) const {
+Tensor Qwen25VL::embed(const Tensor& input_ids, const Tensor& pixel_values,
+                       const std::vector<std::array<int64_t, 3>>& grids) const {
   const DecoderConfig& t = config_.text;
-  const char* where = "Qwen25VL::hidden_states";
-  int64_t B = input_ids.size(0), S = input_ids.size(1), hd = t.head_dim();
-  Tensor positions = rope_index(input_ids, attention_mask, grids);  // also checks the pad count
+  const char* where = "Qwen25VL::embed";
   const Tensor& embed_w = params_.get("model.embed_tokens.weight");
-  // Token embeddings with image-pad rows replaced: a row lookup into
-  // [embedding table; visual tokens], so gradients reach both.
   std::vector<int64_t> ids = input_ids.to_vector<int64_t>();
   for (int64_t id : ids)
     if (id < 0 || id >= t.vocab_size)
       throw std::runtime_error(std::string(where) + ": token id " + std::to_string(id) +
                                " outside the vocabulary of " + std::to_string(t.vocab_size));
-  Tensor x;
-  if (!grids.empty()) {
-    if (!pixel_values.defined())
-      throw std::runtime_error(std::string(where) + ": image grids given without pixel_values");
-    Tensor visual = encode_images(pixel_values, grids).to(embed_w.dtype());
-    int64_t k = 0;
-    for (int64_t& id : ids)
-      if (id == config_.image_token_id) id = t.vocab_size + k++;
-    x = embedding(concat({embed_w, visual}, 0), Tensor::from_vector(ids, {B, S}));
-  } else {
-    x = embedding(embed_w, Tensor::from_vector(ids, {B, S}));
-  }
+  if (grids.empty()) return embedding(embed_w, Tensor::from_vector(ids, input_ids.shape()));
+  if (!pixel_values.defined())
+    throw std::runtime_error(std::string(where) + ": image grids given without pixel_values");
+  // A row lookup into [embedding table; visual tokens], so gradients reach both.
+  Tensor visual = encode_images(pixel_values, grids).to(embed_w.dtype());
+  int64_t k = 0;
+  for (int64_t& id : ids)
+    if (id == config_.image_token_id) id = t.vocab_size + k++;
+  if (k != visual.size(0))
+    throw std::runtime_error(std::string(where) + ": " + std::to_string(k) +
+                             " image-pad tokens for " + std::to_string(visual.size(0)) +
+                             " visual tokens");
+  return embedding(concat({embed_w, visual}, 0), Tensor::from_vector(ids, input_ids.shape()));
+}
+
+Tensor Qwen25VL::decode(Tensor x, const std::vector<int64_t>& pos, const Tensor& key_mask,
+                        Qwen25VLCache* cache) const {
+  const DecoderConfig& t = config_.text;
+  int64_t B = x.size(0), S = x.size(1), hd = t.head_dim();
   // M-RoPE angle tables [B, S, 1, hd]: frequency j uses position component
   // section(j) (temporal, height, width by mrope_section), both halves alike.
   std::vector<float> inv = inverse_frequencies(t.rope_theta, hd);
@@ -549,7 +565,6 @@ Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_
     while (j >= end) end += config_.mrope_section[++c];
     comp[j] = c;
   }
-  std::vector<int64_t> pos = positions.to_vector<int64_t>();
   std::vector<float> cos_t(B * S * hd), sin_t(B * S * hd);
   for (int64_t r = 0; r < B * S; ++r)
     for (int64_t j = 0; j < hd / 2; ++j) {
@@ -561,16 +576,117 @@ Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_
     }
   Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}).to(x.dtype());
   Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}).to(x.dtype());
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l)
+    x = decoder_layer(l, x, cos, sin, key_mask, cache);
+  if (cache) cache->length += S;
+  return rmsnorm(x, params_.get("model.norm.weight"), t.rms_norm_eps);
+}
+
+Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_mask,
+                               const Tensor& pixel_values,
+                               const std::vector<std::array<int64_t, 3>>& grids) const {
+  Tensor positions = rope_index(input_ids, attention_mask, grids);  // checks the pad runs
   Tensor key_mask =
       attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
-  for (int64_t l = 0; l < t.num_hidden_layers; ++l) x = decoder_layer(l, x, cos, sin, key_mask);
-  return rmsnorm(x, params_.get("model.norm.weight"), t.rms_norm_eps);
+  return decode(embed(input_ids, pixel_values, grids), positions.to_vector<int64_t>(), key_mask,
+                nullptr);
 }
 
 Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask,
                         const Tensor& pixel_values,
                         const std::vector<std::array<int64_t, 3>>& grids) const {
   return linear(hidden_states(input_ids, attention_mask, pixel_values, grids), head_weight());
+}
+
+Tensor Qwen25VL::prefill(const Tensor& input_ids, const Tensor& attention_mask,
+                         const Tensor& pixel_values,
+                         const std::vector<std::array<int64_t, 3>>& grids, int64_t capacity,
+                         Qwen25VLCache* cache) const {
+  const DecoderConfig& t = config_.text;
+  int64_t B = input_ids.size(0), S = input_ids.size(1);
+  if (capacity < S)
+    throw std::runtime_error("Qwen25VL::prefill: capacity " + std::to_string(capacity) +
+                             " is below the prompt length " + std::to_string(S));
+  Tensor positions = rope_index(input_ids, attention_mask, grids);
+  std::vector<int64_t> pos = positions.to_vector<int64_t>();
+  Tensor mask = attention_mask.defined() ? attention_mask.to(DType::i32).contiguous()
+                                         : Tensor::ones({B, S}, DType::i32);
+  DType dt = params_.get("model.embed_tokens.weight").dtype();
+  *cache = Qwen25VLCache();
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
+    cache->k.push_back(Tensor::zeros({B, capacity, t.num_key_value_heads, t.head_dim()}, dt));
+    cache->v.push_back(Tensor::zeros({B, capacity, t.num_key_value_heads, t.head_dim()}, dt));
+  }
+  cache->key_mask = Tensor::zeros({B, capacity}, DType::i32);
+  cache->key_mask.slice(1, 0, S).copy_(mask);
+  std::vector<int64_t> m = mask.to_vector<int64_t>();
+  cache->next_position.assign(B, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s)
+      if (m[b * S + s])
+        for (int64_t c = 0; c < 3; ++c)
+          cache->next_position[b] = std::max(cache->next_position[b], pos[(c * B + b) * S + s] + 1);
+  Tensor h = decode(embed(input_ids, pixel_values, grids), pos, Tensor(), cache);
+  return linear(h.slice(1, S - 1, S).reshape({B, t.hidden_size}), head_weight());
+}
+
+Tensor Qwen25VL::decode_step(const std::vector<int64_t>& tokens, Qwen25VLCache* cache) const {
+  const DecoderConfig& t = config_.text;
+  int64_t B = static_cast<int64_t>(tokens.size());
+  if (!cache || cache->key_mask.size(0) != B)
+    throw std::runtime_error("Qwen25VL::decode_step: " + std::to_string(B) +
+                             " tokens for a cache of " +
+                             std::to_string(cache ? cache->key_mask.size(0) : 0) + " rows");
+  if (cache->length >= cache->key_mask.size(1))
+    throw std::runtime_error("Qwen25VL::decode_step: the cache is full (" +
+                             std::to_string(cache->length) + " slots)");
+  cache->key_mask.slice(1, cache->length, cache->length + 1).fill_(1);
+  std::vector<int64_t> pos(3 * B);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t b = 0; b < B; ++b) pos[c * B + b] = cache->next_position[b];
+  for (int64_t b = 0; b < B; ++b) ++cache->next_position[b];
+  Tensor x = embed(Tensor::from_vector(tokens, {B, 1}), Tensor(), {});
+  Tensor h = decode(x, pos, Tensor(), cache);
+  return linear(h.reshape({B, t.hidden_size}), head_weight());
+}
+
+std::vector<std::vector<int64_t>> qwen25vl_generate(
+    const Qwen25VL& model, const Tensor& input_ids, const Tensor& attention_mask,
+    const Tensor& pixel_values, const std::vector<std::array<int64_t, 3>>& grids,
+    const SamplingOptions& options, const std::vector<uint64_t>& seeds) {
+  NoGradGuard no_grad;
+  int64_t B = input_ids.size(0), S = input_ids.size(1), V = model.config().text.vocab_size;
+  if (static_cast<int64_t>(seeds.size()) != B)
+    throw std::runtime_error("qwen25vl_generate: " + std::to_string(seeds.size()) + " seeds for " +
+                             std::to_string(B) + " rows");
+  SamplingOptions opt = options;
+  opt.banned_tokens.push_back(model.config().image_token_id);
+  std::vector<Rng> rngs;
+  for (uint64_t s : seeds) rngs.emplace_back(s);
+  Qwen25VLCache cache;
+  Tensor logits = model.prefill(input_ids, attention_mask, pixel_values, grids,
+                                S + std::max<int64_t>(options.max_new_tokens, 1), &cache);
+  std::vector<std::vector<int64_t>> out(B);
+  std::vector<bool> done(B, false);
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    Tensor lf = logits.to(DType::f32).contiguous();
+    const float* pl = lf.data<float>();
+    std::vector<int64_t> next(B, 0);
+    bool any = false;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;  // finished rows keep decoding a dummy token, ignored
+      float lp = 0;
+      next[b] = sample_token(pl + b * V, V, opt, rngs[b], &lp);
+      out[b].push_back(next[b]);
+      if (std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[b]) !=
+          opt.stop_tokens.end())
+        done[b] = true;
+      any = any || !done[b];
+    }
+    if (!any || step + 1 == options.max_new_tokens) break;
+    logits = model.decode_step(next, &cache);
+  }
+  return out;
 }
 
 }  // namespace visplay

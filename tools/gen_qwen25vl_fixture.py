@@ -25,6 +25,8 @@ What it makes, under tests/model/fixtures/:
       input_ids           I64 [1, S]       the processor's chat prompt with the image
       position_ids        I64 [3, 1, S]    get_rope_index (M-RoPE t/h/w)
       logits              F32 [1, S, V]    the whole model (run in float64)
+      greedy_tokens       I64 [1, n]       model.generate(do_sample=False), n <= 10 (KV cache,
+                                           M-RoPE positions continuing after the image)
 
 The model: vision depth 2 (layer 0 window attention, layer 1 full attention:
 fullatt_block_indexes = [1]), width 32, 2 heads, SwiGLU 48, window 112 pixels;
@@ -227,6 +229,9 @@ def main():
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                     pixel_values=pixel_values, image_grid_thw=grid,
                     mm_token_type_ids=inputs["mm_token_type_ids"])
+        generated = model.generate(**{**inputs, "pixel_values": pixel_values}, max_new_tokens=10,
+                                   do_sample=False)
+        greedy = generated[:, inputs["input_ids"].shape[1]:]
 
     tensors = {
         "pixel_values": inputs["pixel_values"].to(torch.float32).contiguous(),
@@ -237,6 +242,7 @@ def main():
         "input_ids": inputs["input_ids"].to(torch.int64).contiguous(),
         "position_ids": position_ids.to(torch.int64).contiguous(),
         "logits": out.logits.to(torch.float32).contiguous(),
+        "greedy_tokens": greedy.to(torch.int64).contiguous(),
     }
     save_file(tensors, os.path.join(OUT, "qwen25vl_tiny_expected.safetensors"),
               metadata={"prompt": prompt})

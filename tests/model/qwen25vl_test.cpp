@@ -14,6 +14,7 @@
 
 #include "model/image.h"
 #include "model/safetensors.h"
+#include "model/sampler.h"
 #include "model/tokenizer.h"
 #include "runtime/ops.h"
 #include "tests/runtime/test_util.h"
@@ -296,6 +297,61 @@ TEST(Qwen25VL, LossGradientReachesTheVisionTower) {
     for (double v : g.to_vector<double>()) norm += v * v;
     EXPECT_GT(norm, 0) << name;
     EXPECT_TRUE(std::isfinite(norm)) << name;
+  }
+}
+
+}  // namespace
+}  // namespace visplay
+
+namespace visplay {
+namespace {
+
+TEST(Qwen25VL, GreedyGenerationMatchesTransformers) {
+  Fixture f;
+  SamplingOptions opt;
+  opt.greedy = true;
+  std::vector<int64_t> want = f.expected.load("greedy_tokens").to_vector<int64_t>();
+  opt.max_new_tokens = static_cast<int64_t>(want.size());
+  std::vector<std::vector<int64_t>> got = qwen25vl_generate(
+      f.model, f.expected.load("input_ids"), Tensor(), f.expected.load("pixel_values"),
+      grids_of(f.expected.load("image_grid_thw")), opt, {7});
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], want);
+}
+
+// The KV-cache path (prefill + one token at a time, M-RoPE positions continuing
+// after the image, left padding) gives the full forward's logits.
+TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
+  Fixture f;
+  NoGradGuard no_grad;
+  std::vector<int64_t> prompt = f.expected.load("input_ids").to_vector<int64_t>();
+  std::vector<int64_t> next = {17, 300, 5, 458};
+  int64_t S = static_cast<int64_t>(prompt.size()), pad = 3;
+  // Row 0: the prompt left padded by `pad`; row 1: `pad` more text tokens in front.
+  std::vector<int64_t> row1(prompt);
+  row1.insert(row1.begin(), {100, 101, 102});
+  std::vector<int64_t> ids(2 * (S + pad), 0), mask(2 * (S + pad), 0);
+  for (int64_t s = 0; s < S; ++s) ids[pad + s] = prompt[s], mask[pad + s] = 1;
+  for (int64_t s = 0; s < S + pad; ++s) ids[(S + pad) + s] = row1[s], mask[(S + pad) + s] = 1;
+  Tensor pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  Qwen25VLCache cache;
+  Tensor logits = f.model.prefill(
+      Tensor::from_vector(ids, {2, S + pad}), Tensor::from_vector(mask, {2, S + pad}),
+      concat({pixels, pixels}, 0), {grid[0], grid[0]}, S + pad + 8, &cache);
+  std::vector<std::vector<int64_t>> rows = {prompt, row1};
+  for (size_t step = 0; step <= next.size(); ++step) {
+    for (int64_t r = 0; r < 2; ++r) {
+      std::vector<int64_t> seq = rows[r];
+      seq.insert(seq.end(), next.begin(), next.begin() + step);
+      int64_t L = static_cast<int64_t>(seq.size());
+      Tensor full = f.model.logits(Tensor::from_vector(seq, {1, L}), Tensor(), pixels, grid);
+      Tensor want = full.slice(1, L - 1, L).reshape({-1});
+      EXPECT_TRUE(test::all_close(logits.slice(0, r, r + 1).reshape({-1}), want.to_vector<double>(),
+                                  1e-4, 1e-5))
+          << "row " << r << " step " << step;
+    }
+    if (step < next.size()) logits = f.model.decode_step({next[step], next[step]}, &cache);
   }
 }
 
