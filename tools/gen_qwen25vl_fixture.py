@@ -5,6 +5,7 @@ Run by developers only (never in CI), with PyPI's torch + transformers +
 safetensors + pillow, e.g.:
 
     /tmp/hfvenv/bin/python tools/gen_qwen25vl_fixture.py
+    /tmp/hfvenv/bin/python tools/gen_qwen25vl_fixture.py --check DIR   # see check()
 
 What it makes, under tests/model/fixtures/:
 
@@ -252,5 +253,34 @@ def main():
     print("logits std", out.logits.std().item())
 
 
+def check(saved_dir):
+    """Loads a directory written by `visplay qwen25vl convert` with transformers
+    (model and processor) and compares its logits with the fixture's."""
+    from safetensors.torch import load_file
+    from transformers import AutoProcessor
+    expected = load_file(os.path.join(OUT, "qwen25vl_tiny_expected.safetensors"))
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        saved_dir, dtype=torch.float64, attn_implementation="eager").eval()
+    processor = AutoProcessor.from_pretrained(saved_dir)
+    image = Image.open(os.path.join(OUT, "qwen25vl_image.png"))
+    messages = [{"role": "user", "content": [
+        {"type": "image"},
+        {"type": "text", "text": "What is in the picture? Answer in one word, then\n\\boxed{x}."}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[prompt], images=[image], return_tensors="pt")
+    assert torch.equal(inputs["input_ids"], expected["input_ids"]), "input_ids differ"
+    with torch.no_grad():
+        out = model(**{**inputs, "pixel_values": inputs["pixel_values"].to(torch.float64)})
+    ref = expected["logits"].to(torch.float64)
+    rel = ((out.logits - ref).abs().max() / ref.abs().max()).item()
+    print(f"{saved_dir}: loads in transformers {__import__('transformers').__version__}; "
+          f"logits relative error vs the fixture {rel:.2e}")
+    assert rel < 1e-6, rel
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        check(sys.argv[2])
+    else:
+        main()
