@@ -26,6 +26,10 @@ What it makes, under tests/model/fixtures/:
       input_ids           I64 [1, S]       the processor's chat prompt with the image
       position_ids        I64 [3, 1, S]    get_rope_index (M-RoPE t/h/w)
       logits              F32 [1, S, V]    the whole model (run in float64)
+      two_input_ids       I64 [1, S2]      a prompt with two images (small, then the test image)
+      two_grid_thw        I64 [2, 3]       (its pixel values are small_pixel_values ++ pixel_values)
+      two_vision_output   F32 [34, 64]     the vision tower on both images at once
+      two_logits_tail     F32 [1, 24, V]   the logits of its last 24 positions
       greedy_tokens       I64 [1, n]       model.generate(do_sample=False), n <= 10 (KV cache,
                                            M-RoPE positions continuing after the image)
 
@@ -234,6 +238,20 @@ def main():
                                    do_sample=False)
         greedy = generated[:, inputs["input_ids"].shape[1]:]
 
+    # Two images in one prompt (the small one first): the window index and the
+    # full-attention spans per image, and M-RoPE restarting after each image.
+    messages2 = [{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": "and"}, {"type": "image"},
+        {"type": "text", "text": "Which one has more red?"}]}]
+    prompt2 = processor.apply_chat_template(messages2, add_generation_prompt=True, tokenize=False)
+    inputs2 = processor(text=[prompt2], images=[small, image], return_tensors="pt")
+    with torch.no_grad():
+        pv2 = inputs2["pixel_values"].to(torch.float64)
+        vision2 = model.model.visual(pv2, grid_thw=inputs2["image_grid_thw"]).pooler_output
+        out2 = model(input_ids=inputs2["input_ids"], attention_mask=inputs2["attention_mask"],
+                     pixel_values=pv2, image_grid_thw=inputs2["image_grid_thw"],
+                     mm_token_type_ids=inputs2["mm_token_type_ids"])
+
     tensors = {
         "pixel_values": inputs["pixel_values"].to(torch.float32).contiguous(),
         "image_grid_thw": grid.to(torch.int64).contiguous(),
@@ -244,6 +262,10 @@ def main():
         "position_ids": position_ids.to(torch.int64).contiguous(),
         "logits": out.logits.to(torch.float32).contiguous(),
         "greedy_tokens": greedy.to(torch.int64).contiguous(),
+        "two_input_ids": inputs2["input_ids"].to(torch.int64).contiguous(),
+        "two_grid_thw": inputs2["image_grid_thw"].to(torch.int64).contiguous(),
+        "two_vision_output": vision2.to(torch.float32).contiguous(),
+        "two_logits_tail": out2.logits[:, -24:].to(torch.float32).contiguous(),
     }
     save_file(tensors, os.path.join(OUT, "qwen25vl_tiny_expected.safetensors"),
               metadata={"prompt": prompt})

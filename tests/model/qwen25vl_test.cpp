@@ -357,3 +357,58 @@ TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
 
 }  // namespace
 }  // namespace visplay
+
+namespace visplay {
+namespace {
+
+// Two images of different sizes in one prompt: per-image window indices and
+// full-attention spans in the vision tower, M-RoPE restarting after each image.
+TEST(Qwen25VL, TwoImagesInOnePromptMatchTransformers) {
+  Fixture f;
+  auto grids = grids_of(f.expected.load("two_grid_thw"));
+  ASSERT_EQ(grids.size(), 2u);
+  EXPECT_EQ(grids[0], grids_of(f.expected.load("small_grid_thw"))[0]);
+  EXPECT_EQ(grids[1], grids_of(f.expected.load("image_grid_thw"))[0]);
+  // Our own preprocessing of both images gives the processor's pixels (tested
+  // above), so the batch is the two processed images back to back.
+  Qwen25VLPixels px = qwen25vl_preprocess(
+      {load_image(kFixtures + "qwen25vl_small.png"), load_image(kFixtures + "qwen25vl_image.png")},
+      load_qwen25vl_image_config(kModelDir));
+  EXPECT_EQ(px.grids, grids);
+  EXPECT_TRUE(test::all_close(
+      px.pixel_values,
+      concat({f.expected.load("small_pixel_values"), f.expected.load("pixel_values")}, 0)
+          .to_vector<double>(),
+      0, 2e-6));
+  NoGradGuard no_grad;
+  Tensor vision = f.model.encode_images(px.pixel_values, grids);
+  Tensor want_vision = f.expected.load("two_vision_output");
+  ASSERT_EQ(vision.shape(), want_vision.shape());
+  EXPECT_LT(relative_error(vision, want_vision), 1e-4);
+  Tensor ids = f.expected.load("two_input_ids");
+  int64_t S = ids.size(1);
+  Tensor logits = f.model.logits(ids, Tensor(), px.pixel_values, grids);
+  Tensor want = f.expected.load("two_logits_tail");
+  Tensor tail = logits.slice(1, S - want.size(1), S);
+  double rel = relative_error(tail, want);
+  RecordProperty("two_images_logits_relative_error", std::to_string(rel));
+  EXPECT_LT(rel, 1e-4);
+}
+
+// bf16 weights (as stored): the logits stay close to the f32 reference.
+TEST(Qwen25VL, Bf16WeightsGiveCloseLogits) {
+  Fixture f;
+  Qwen25VL m16 = load_qwen25vl(kModelDir, DType::bf16);
+  EXPECT_EQ(m16.params().get("model.layers.0.mlp.up_proj.weight").dtype(), DType::bf16);
+  NoGradGuard no_grad;
+  Tensor got = m16.logits(f.expected.load("input_ids"), Tensor(), f.expected.load("pixel_values"),
+                          grids_of(f.expected.load("image_grid_thw")));
+  Tensor want = f.expected.load("logits");
+  double rel = relative_error(got, want);
+  RecordProperty("bf16_logits_relative_error", std::to_string(rel));
+  EXPECT_LT(rel, 5e-2);
+  EXPECT_GT(rel, 0.0);  // it did compute in bf16
+}
+
+}  // namespace
+}  // namespace visplay
