@@ -598,6 +598,14 @@ Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask,
   return linear(hidden_states(input_ids, attention_mask, pixel_values, grids), head_weight());
 }
 
+TokenLogprobs Qwen25VL::token_logprobs(const Tensor& input_ids, const Tensor& attention_mask,
+                                       const Tensor& pixel_values,
+                                       const std::vector<std::array<int64_t, 3>>& grids,
+                                       const Tensor& targets) const {
+  Tensor h = hidden_states(input_ids, attention_mask, pixel_values, grids);
+  return visplay::token_logprobs(h, head_weight(), targets);
+}
+
 Tensor Qwen25VL::prefill(const Tensor& input_ids, const Tensor& attention_mask,
                          const Tensor& pixel_values,
                          const std::vector<std::array<int64_t, 3>>& grids, int64_t capacity,

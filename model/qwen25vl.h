@@ -34,6 +34,7 @@
 #include "model/config.h"
 #include "model/image.h"
 #include "model/params.h"
+#include "runtime/ops.h"
 #include "runtime/tensor.h"
 
 namespace visplay {
@@ -171,6 +172,12 @@ class Qwen25VL {
                        const std::vector<std::array<int64_t, 3>>& grids) const;
 
   const Tensor& head_weight() const;
+  // log p(targets[b, s] | tokens <= s) [B, S] through the fused LM-head op
+  // (never materialising the logits), plus the entropies: what GRPO scores.
+  TokenLogprobs token_logprobs(const Tensor& input_ids, const Tensor& attention_mask,
+                               const Tensor& pixel_values,
+                               const std::vector<std::array<int64_t, 3>>& grids,
+                               const Tensor& targets) const;
 
   // ---- incremental decoding (use under NoGradGuard) ----
   // Runs the prompt batch into a new cache with room for `capacity` tokens in

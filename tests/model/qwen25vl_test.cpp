@@ -412,3 +412,79 @@ TEST(Qwen25VL, Bf16WeightsGiveCloseLogits) {
 
 }  // namespace
 }  // namespace visplay
+
+namespace visplay {
+namespace {
+
+// The fused log-prob path gives log_softmax(logits)[target].
+TEST(Qwen25VL, TokenLogprobsMatchLogSoftmaxOfLogits) {
+  Fixture f;
+  NoGradGuard no_grad;
+  Tensor ids = f.expected.load("input_ids"), pixels = f.expected.load("pixel_values");
+  auto grids = grids_of(f.expected.load("image_grid_thw"));
+  int64_t S = ids.size(1), V = f.model.config().text.vocab_size;
+  std::vector<int64_t> targets(S);
+  for (int64_t s = 0; s < S; ++s) targets[s] = (s * 37 + 11) % V;
+  TokenLogprobs lp =
+      f.model.token_logprobs(ids, Tensor(), pixels, grids, Tensor::from_vector(targets, {1, S}));
+  std::vector<double> logits = f.model.logits(ids, Tensor(), pixels, grids).to_vector<double>();
+  std::vector<double> want(S);
+  for (int64_t s = 0; s < S; ++s) {
+    double m = -INFINITY, z = 0;
+    for (int64_t v = 0; v < V; ++v) m = std::max(m, logits[s * V + v]);
+    for (int64_t v = 0; v < V; ++v) z += std::exp(logits[s * V + v] - m);
+    want[s] = logits[s * V + targets[s]] - m - std::log(z);
+  }
+  EXPECT_TRUE(test::all_close(lp.logprobs, want, 1e-5, 1e-5));
+}
+
+// The backward of the whole model (window regrouping, 2-D rotary, merger,
+// image-pad lookup, M-RoPE) against central differences, in float64.
+TEST(Qwen25VL, GradientsMatchFiniteDifferencesInFloat64) {
+  Fixture f;
+  for (const std::string& name : f.model.params().names())
+    f.model.params().set(name, f.model.params().get(name).to(DType::f64));
+  f.model.params().set_requires_grad(true);
+  Tensor ids = f.expected.load("input_ids"),
+         pixels = f.expected.load("pixel_values").to(DType::f64);
+  auto grids = grids_of(f.expected.load("image_grid_thw"));
+  int64_t S = ids.size(1);
+  // L = sum(logits * R) with a fixed random R: every logit counts with its own weight.
+  Tensor weights = test::random_tensor({1, S, f.model.config().text.vocab_size}, 21, DType::f64);
+  auto loss_fn = [&] { return sum(mul(f.model.logits(ids, Tensor(), pixels, grids), weights)); };
+  loss_fn().backward();
+  struct Probe {
+    const char* name;
+    int64_t index;
+  };
+  const int64_t E = 32;  // vision width: qkv rows [0, E) are q, [E, 2E) are k
+  for (Probe p : {Probe{"visual.patch_embed.proj.weight", 1000},
+                  Probe{"visual.blocks.0.attn.qkv.weight", 5 * E + 3},
+                  Probe{"visual.blocks.0.attn.qkv.weight", (E + 7) * E + 1},
+                  Probe{"visual.blocks.1.attn.qkv.weight", (E + 2) * E + 9},
+                  Probe{"visual.merger.ln_q.weight", 4}, Probe{"visual.merger.mlp.0.weight", 777},
+                  Probe{"model.layers.0.self_attn.k_proj.weight", 300},
+                  Probe{"model.layers.1.self_attn.q_proj.bias", 13}}) {
+    Tensor w = f.model.params().get(p.name);
+    double analytic = w.grad().to_vector<double>()[p.index];
+    double* value = w.data<double>() + p.index;
+    const double h = 1e-5, saved = *value;
+    double up, down;
+    {
+      NoGradGuard g;
+      *value = saved + h;
+      up = loss_fn().item();
+      *value = saved - h;
+      down = loss_fn().item();
+      *value = saved;
+    }
+    double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(analytic, numeric, 1e-6 + 1e-5 * std::fabs(numeric))
+        << p.name << "[" << p.index << "]";
+    EXPECT_GT(std::fabs(numeric), 1e-6)
+        << p.name << "[" << p.index << "] has no effect: a useless probe";
+  }
+}
+
+}  // namespace
+}  // namespace visplay
