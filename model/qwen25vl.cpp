@@ -75,6 +75,37 @@ Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   return add(mul(x, cos), mul(rotated, sin));
 }
 
+// Bidirectional attention inside each of several consecutive segments of rows
+// (windows, or image frames) of q, k, v [1, N, H, D], as one call: the rows are
+// gathered into a padded batch [segments, longest, H, D] (padding rows read an
+// appended zero row), a key mask hides the padding keys, and the real rows are
+// gathered back. Differentiable (the gathers are embedding lookups).
+Tensor segment_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const std::vector<int64_t>& segments) {
+  int64_t N = q.size(1), H = q.size(2), D = q.size(3), W = static_cast<int64_t>(segments.size());
+  int64_t L = *std::max_element(segments.begin(), segments.end());
+  std::vector<int64_t> gather(W * L, N), back(N);
+  std::vector<int32_t> mask(W * L, 0);
+  for (int64_t w = 0, start = 0; w < W; start += segments[w], ++w)
+    for (int64_t i = 0; i < segments[w]; ++i) {
+      gather[w * L + i] = start + i;
+      back[start + i] = w * L + i;
+      mask[w * L + i] = 1;
+    }
+  Tensor gather_ids = Tensor::from_vector(gather, {W * L});
+  auto batch = [&](const Tensor& t) {
+    Tensor rows =
+        concat({t.reshape({N, H * D}), Tensor::zeros({1, H * D}, t.dtype(), t.device())}, 0);
+    return embedding(rows, gather_ids).reshape({W, L, H, D});
+  };
+  AttentionOptions opt;
+  opt.causal = false;
+  opt.key_mask = Tensor::from_vector(mask, {W, L}, DType::i32);
+  Tensor out = attention(batch(q), batch(k), batch(v), opt);
+  return embedding(out.reshape({W * L, H * D}), Tensor::from_vector(back, {N}))
+      .reshape({1, N, H, D});
+}
+
 // Inverse frequencies as the reference computes them: in float32,
 // 1 / base^(2i / dim) for i < dim / 2.
 std::vector<float> inverse_frequencies(double base, int64_t dim) {
@@ -327,19 +358,8 @@ Tensor Qwen25VL::vision_block(int64_t layer, const Tensor& x, const Tensor& cos,
   Tensor vv = qkv.slice(2, 2, 3).reshape({1, N, H, hd});
   AttentionOptions opt;
   opt.causal = false;
-  Tensor attn;
-  if (segments.size() == 1) {
-    attn = attention(q, k, vv, opt);
-  } else {
-    std::vector<Tensor> parts;
-    int64_t start = 0;
-    for (int64_t len : segments) {
-      parts.push_back(attention(q.slice(1, start, start + len), k.slice(1, start, start + len),
-                                vv.slice(1, start, start + len), opt));
-      start += len;
-    }
-    attn = concat(parts, 1);
-  }
+  Tensor attn =
+      segments.size() == 1 ? attention(q, k, vv, opt) : segment_attention(q, k, vv, segments);
   Tensor out =
       linear(attn.reshape({N, E}), P.get(p + "attn.proj.weight"), P.get(p + "attn.proj.bias"));
   Tensor x1 = add(x, out);
