@@ -280,6 +280,21 @@ Qwen25VLConfig load_qwen25vl_config(const std::string& path) {
   return qwen25vl_config_from_json(j, path);
 }
 
+int64_t qwen25vl_parameter_count(const Qwen25VLConfig& c) {
+  const DecoderConfig& t = c.text;
+  int64_t D = t.hidden_size, I = t.intermediate_size, hd = t.head_dim();
+  int64_t q = t.num_attention_heads * hd, kv = t.num_key_value_heads * hd;
+  int64_t layer = 2 * D + (D * q + q) + 2 * (D * kv + kv) + q * D + 3 * D * I;
+  int64_t decoder =
+      t.num_hidden_layers * layer + D + t.vocab_size * D * (t.tie_word_embeddings ? 1 : 2);
+  const Qwen25VLVisionConfig& v = c.vision;
+  int64_t E = v.hidden_size, VI = v.intermediate_size, M = E * v.merge_unit();
+  int64_t block = 2 * E + (3 * E * E + 3 * E) + (E * E + E) + 2 * (E * VI + VI) + (VI * E + E);
+  int64_t vision = E * v.patch_dim() + v.depth * block + E + (M * M + M) +
+                   (v.out_hidden_size * M + v.out_hidden_size);
+  return decoder + vision;
+}
+
 // ---------------------------------------------------------------- model
 
 Qwen25VL::Qwen25VL(Qwen25VLConfig config) : config_(std::move(config)) { register_parameters(); }

@@ -80,6 +80,10 @@ struct Qwen25VLConfig {
 Qwen25VLConfig qwen25vl_config_from_json(const nlohmann::json& j, const std::string& where);
 Qwen25VLConfig load_qwen25vl_config(const std::string& path);
 
+// Parameters the config implies (tied embeddings counted once), without
+// building the model: 3,754,622,976 for Qwen2.5-VL-3B, 8,292,166,656 for 7B.
+int64_t qwen25vl_parameter_count(const Qwen25VLConfig& config);
+
 // ---- image preprocessing (Qwen2VLImageProcessor) ----
 
 struct Qwen25VLImageConfig {

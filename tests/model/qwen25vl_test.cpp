@@ -488,3 +488,53 @@ TEST(Qwen25VL, GradientsMatchFiniteDifferencesInFloat64) {
 
 }  // namespace
 }  // namespace visplay
+
+namespace visplay {
+namespace {
+
+// The released config.json files (their size-setting fields, in the released
+// layout) parse, and imply the parameter counts transformers reports for them
+// (tools/qwen25vl_memory_plan.py builds them on the meta device): 3B and 7B.
+TEST(Qwen25VL, ReleasedConfigsParseWithTheirParameterCounts) {
+  const char* three_b = R"({
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+    "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 11008, "max_position_embeddings": 128000, "max_window_layers": 70,
+    "model_type": "qwen2_5_vl", "num_attention_heads": 16, "num_hidden_layers": 36,
+    "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+    "tie_word_embeddings": true, "torch_dtype": "bfloat16", "use_cache": true, "use_sliding_window": false,
+    "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+      "num_heads": 16, "in_chans": 3, "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2,
+      "spatial_patch_size": 14, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+      "tokens_per_second": 2, "temporal_patch_size": 2},
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}, "vocab_size": 151936})";
+  Qwen25VLConfig c = qwen25vl_config_from_json(nlohmann::json::parse(three_b), "3b");
+  EXPECT_EQ(c.mrope_section, (std::vector<int64_t>{16, 24, 24}));
+  EXPECT_EQ(c.vision.fullatt_block_indexes, (std::vector<int64_t>{7, 15, 23, 31}));
+  EXPECT_EQ(c.image_token_id, 151655);
+  EXPECT_DOUBLE_EQ(c.text.rope_theta, 1e6);
+  EXPECT_EQ(qwen25vl_parameter_count(c), 3754622976LL);
+  // 7B: wider, fewer layers, 4 KV heads, untied head.
+  nlohmann::json seven = nlohmann::json::parse(three_b);
+  seven["hidden_size"] = 3584, seven["intermediate_size"] = 18944, seven["num_hidden_layers"] = 28;
+  seven["num_attention_heads"] = 28, seven["num_key_value_heads"] = 4, seven["vocab_size"] = 152064;
+  seven["tie_word_embeddings"] = false, seven["vision_config"]["out_hidden_size"] = 3584;
+  EXPECT_EQ(qwen25vl_parameter_count(qwen25vl_config_from_json(seven, "7b")), 8292166656LL);
+  // The formula agrees with the parameters the model registers.
+  Fixture f;
+  EXPECT_EQ(qwen25vl_parameter_count(f.model.config()), f.model.params().numel());
+  // A sliding-window config is refused by name.
+  nlohmann::json sliding = nlohmann::json::parse(three_b);
+  sliding["use_sliding_window"] = true;
+  try {
+    qwen25vl_config_from_json(sliding, "cfg.json");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("use_sliding_window"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace visplay
