@@ -538,3 +538,31 @@ TEST(Qwen25VL, ReleasedConfigsParseWithTheirParameterCounts) {
 
 }  // namespace
 }  // namespace visplay
+
+namespace visplay {
+namespace {
+
+// Sampling: the same seed gives the same tokens, another seed other tokens; a
+// stop token ends the row and is kept.
+TEST(Qwen25VL, SamplingIsSeededAndStops) {
+  Fixture f;
+  Tensor ids = f.expected.load("input_ids"), pixels = f.expected.load("pixel_values");
+  auto grids = grids_of(f.expected.load("image_grid_thw"));
+  SamplingOptions opt;
+  opt.temperature = 1.5;
+  opt.max_new_tokens = 12;
+  auto a = qwen25vl_generate(f.model, ids, Tensor(), pixels, grids, opt, {1});
+  auto b = qwen25vl_generate(f.model, ids, Tensor(), pixels, grids, opt, {1});
+  auto c = qwen25vl_generate(f.model, ids, Tensor(), pixels, grids, opt, {2});
+  ASSERT_EQ(a[0].size(), 12u);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  for (int64_t t : a[0]) EXPECT_NE(t, f.model.config().image_token_id);
+  opt.stop_tokens = {a[0][4]};
+  auto stopped = qwen25vl_generate(f.model, ids, Tensor(), pixels, grids, opt, {1});
+  size_t first = std::find(a[0].begin(), a[0].end(), a[0][4]) - a[0].begin();
+  EXPECT_EQ(stopped[0], std::vector<int64_t>(a[0].begin(), a[0].begin() + first + 1));
+}
+
+}  // namespace
+}  // namespace visplay

@@ -4,9 +4,11 @@
 //       check that our loader and writer agree with transformers).
 //   visplay qwen25vl generate --model DIR --image FILE --prompt TEXT [--max-new-tokens N]
 //       [--greedy | --temperature T --top-p P --top-k K] [--seed S] [--system TEXT]
+//       [--max-pixels N]
 //       the instruct chat template with the image, decoded with the KV cache.
 #include "model/qwen25vl.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -30,7 +32,7 @@ struct ConvertArgs {
 
 struct GenerateArgs {
   std::string model, image, prompt, system = "You are a helpful assistant.";
-  int64_t max_new_tokens = 128, top_k = 0;
+  int64_t max_new_tokens = 128, top_k = 0, max_pixels = 0;
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
   bool greedy = false;
@@ -55,6 +57,7 @@ void run_generate(const GenerateArgs& a) {
   std::unique_ptr<visplay::Tokenizer> tok =
       visplay::load_tokenizer((fs::path(a.model) / "tokenizer.json").string());
   visplay::Qwen25VLImageConfig icfg = visplay::load_qwen25vl_image_config(a.model);
+  if (a.max_pixels > 0) icfg.max_pixels = std::max(a.max_pixels, icfg.min_pixels);
   visplay::Qwen25VLPixels px = visplay::qwen25vl_preprocess({visplay::load_image(a.image)}, icfg);
   const auto& g = px.grids[0];
   int64_t image_tokens = g[0] * g[1] * g[2] / (icfg.merge_size * icfg.merge_size);
@@ -110,6 +113,9 @@ void setup_qwen25vl(CLI::App& app) {
   g->add_option("--image", gen->image, "PNG or JPEG")->required();
   g->add_option("--prompt", gen->prompt, "User text after the image")->required();
   g->add_option("--system", gen->system, "System message");
+  g->add_option("--max-pixels", gen->max_pixels,
+                "Cap the image area (pixels) below preprocessor_config.json's max_pixels")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   g->add_option("--max-new-tokens", gen->max_new_tokens)->check(CLI::Range(1, 1 << 20));
   g->add_option("--temperature", gen->temperature);
   g->add_option("--top-k", gen->top_k);
