@@ -75,6 +75,7 @@ template <class C, class F>
 void visit_fields(C& c, F&& f) {
   f("iterations", c.iterations);
   f("seed", c.seed);
+  f("checkpoint_every", c.checkpoint_every);
   f("questioner.group_size", c.questioner.group_size);
   f("questioner.steps", c.questioner.steps);
   visit_sampling(c.questioner.rollout, "questioner.rollout", f);
@@ -278,6 +279,7 @@ ReasonerRewardOptions RewardConfig::reasoner_options() const {
 void VisPlayConfig::validate() const {
   check_at_least("iterations", iterations, 1);
   check_at_least<int64_t>("seed", seed, 0);
+  check_at_least("checkpoint_every", checkpoint_every, 1);
   check_at_least("questioner.group_size", questioner.group_size, 2);
   check_at_least("questioner.steps", questioner.steps, 0);
   check_sampling(questioner.rollout, "questioner.rollout");
