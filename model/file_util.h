@@ -13,6 +13,10 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 // Writes several pieces back to back (avoids building one big buffer).
 void write_file_atomic(const std::string& path, const std::string_view* pieces, size_t count);
 
+// Removes the temporary files ("<name>.tmp.<pid>") that writes killed before their rename left
+// in `dir` (not recursive). Call it only on a folder no other process is writing to.
+void remove_stale_temporaries(const std::string& dir);
+
 // fsyncs a folder, so that a rename inside it survives a power loss. Throws naming the folder.
 void fsync_directory(const std::string& dir);
 

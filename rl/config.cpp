@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "model/file_util.h"
+
 namespace visplay::rl {
 namespace {
 
@@ -384,11 +386,14 @@ VisPlayConfig VisPlayConfig::load(const std::string& path) {
   }
 }
 
+// Atomic (temporary file, fsync, rename): a run killed while saving keeps the old file, and
+// `evolve --resume` reads it back.
 void VisPlayConfig::save(const std::string& path) const {
-  std::ofstream out(path);
-  if (!out) throw std::runtime_error("config file '" + path + "': cannot open for writing");
-  out << to_json().dump(2) << "\n";
-  if (!out.flush()) throw std::runtime_error("config file '" + path + "': write failed");
+  try {
+    write_file_atomic(path, to_json().dump(2) + "\n");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("config file '" + path + "': " + e.what());
+  }
 }
 
 }  // namespace visplay::rl

@@ -182,16 +182,6 @@ T info_field(const nlohmann::json& info, const char* key, const std::string& pat
   }
 }
 
-// Removes temporary files a killed write left behind ("<name>.tmp.<pid>").
-void remove_stale_temporaries(const fs::path& dir) {
-  if (!fs::is_directory(dir)) return;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().find(".tmp.") != std::string::npos) {
-      std::error_code ec;
-      fs::remove(entry.path(), ec);
-    }
-  }
-}
 
 nlohmann::json optional_json(const std::optional<std::string>& s) {
   return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
@@ -333,7 +323,12 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
 
   fs::create_directories(opt.out_dir);
-  remove_stale_temporaries(opt.out_dir);
+  // Temporary files of writes that a kill interrupted (in the folder and the open iteration).
+  const fs::path open_iteration = fs::path(opt.out_dir) / ("iter-" + std::to_string(start));
+  for (const fs::path& dir : {fs::path(opt.out_dir), open_iteration, open_iteration / "questioner",
+                              open_iteration / "reasoner"}) {
+    if (fs::is_directory(dir)) remove_stale_temporaries(dir.string());
+  }
   cfg.save((fs::path(opt.out_dir) / "config.json").string());
   // Metrics logged after the saved state belong to work that is redone: drop them.
   const std::string metrics_path = (fs::path(opt.out_dir) / "metrics.jsonl").string();

@@ -113,14 +113,15 @@ TEST(Resume, RunKilledAtRandomPointsEqualsUninterruptedRun) {
   // The reasoner phase must really train in both iterations, or half the loop is untested.
   for (const nlohmann::json& s : straight.summaries) ASSERT_EQ(s["reasoner_phase"], "trained");
 
-  // Kill at a seeded random point 7..14 events into each attempt: at least one state is saved
-  // per attempt (at most 6 events separate two state writes), so the run always progresses.
+  // Kill at a seeded random point 8..15 events into each attempt: at least one state is saved
+  // per attempt (the config.json write at the start, then at most 6 events up to the next
+  // state write), so the run always progresses.
   o.out_dir = (w.root / "killed").string();
   Rng rng(20261129);
   int kills = 0, mid_write_kills = 0;
   for (int attempt = 0;; ++attempt) {
     ASSERT_LT(attempt, 40) << "the killed run does not progress";
-    const int64_t kill_at = 7 + rng.randint(0, 8);
+    const int64_t kill_at = 8 + rng.randint(0, 8);
     const int status = run_child(o, kill_at);
     if (WIFEXITED(status)) {
       ASSERT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt << " failed";
@@ -139,6 +140,10 @@ TEST(Resume, RunKilledAtRandomPointsEqualsUninterruptedRun) {
   EXPECT_GE(kills, 3);
   EXPECT_GE(mid_write_kills, 1);
   EXPECT_EQ(last_complete_iteration(o.out_dir), 2);
+  // Resumes cleaned up what the killed writes left behind.
+  for (const auto& e : fs::recursive_directory_iterator(o.out_dir)) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  }
 
   for (const char* file : {"iter-1/questioner/model.safetensors", "iter-1/reasoner/model.safetensors",
                            "iter-2/questioner/model.safetensors", "iter-2/reasoner/model.safetensors",
@@ -174,9 +179,9 @@ TEST(Resume, ChangedConfigurationIsRefused) {
   o.model_dir = (w.root / "model").string();
   o.images_dir = (w.root / "images").string();
   o.out_dir = (w.root / "out").string();
-  // Killed after the third questioner step (events: step 1, step 2, the state write, step 3):
-  // the state of step 2 is on disk (checkpoint_every 2).
-  const int status = run_child(o, 4);
+  // Killed after the third questioner step (events: the config.json write, step 1, step 2, the
+  // state write, step 3): the state of step 2 is on disk (checkpoint_every 2).
+  const int status = run_child(o, 5);
   ASSERT_TRUE(WIFSIGNALED(status)) << status;
   const nlohmann::json info = read_train_state_info(evolve_state_path(o.out_dir));
   EXPECT_EQ(info["phase"], "questioner");
