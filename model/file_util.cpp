@@ -32,7 +32,8 @@ void remove_stale_temporaries(const std::string& dir) {
 
 void fsync_directory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(dir + ": cannot open the folder to fsync it: " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error(dir + ": cannot open the folder to fsync it: " + std::strerror(errno));
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);

@@ -149,8 +149,8 @@ std::string first_config_difference(const nlohmann::json& saved, const nlohmann:
       for (char& ch : key) {
         if (ch == '/') ch = '.';
       }
-      return key + " (saved " + (a.contains(it.key()) ? a[it.key()].dump() : "nothing") +
-             ", now " + it.value().dump() + ")";
+      return key + " (saved " + (a.contains(it.key()) ? a[it.key()].dump() : "nothing") + ", now " +
+             it.value().dump() + ")";
     }
   }
   for (auto it = a.begin(); it != a.end(); ++it) {
@@ -177,11 +177,10 @@ T info_field(const nlohmann::json& info, const char* key, const std::string& pat
   try {
     return info.at(key).get<T>();
   } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": training state field \"" + std::string(key) + "\" = " +
-                             info.at(key).dump() + " has the wrong type");
+    throw std::runtime_error(path + ": training state field \"" + std::string(key) +
+                             "\" = " + info.at(key).dump() + " has the wrong type");
   }
 }
-
 
 nlohmann::json optional_json(const std::optional<std::string>& s) {
   return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
@@ -254,8 +253,9 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   const bool has_state = fs::exists(state_path);
   if ((done > 0 || has_state) && !opt.resume) {
     throw std::runtime_error("output folder " + opt.out_dir + " already holds " +
-                             (done > 0 ? "iteration " + std::to_string(done)
-                                       : std::string("a training state (train_state.safetensors)")) +
+                             (done > 0
+                                  ? "iteration " + std::to_string(done)
+                                  : std::string("a training state (train_state.safetensors)")) +
                              "; pass --resume to continue it or choose another folder");
   }
   const int start = opt.resume ? done + 1 : 1;
@@ -286,14 +286,14 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     }
   }
   if (at.mid_iteration()) {
-    const std::string diff =
-        first_config_difference(info_field<nlohmann::json>(at.info, "config", state_path),
-                                resumable_config(cfg));
+    const std::string diff = first_config_difference(
+        info_field<nlohmann::json>(at.info, "config", state_path), resumable_config(cfg));
     if (!diff.empty()) {
-      throw std::runtime_error("evolve --resume: the configuration differs from the saved state's (" +
-                               state_path + ") in " + diff +
-                               "; resume with the same configuration (only iterations and "
-                               "checkpoint_every may change)");
+      throw std::runtime_error(
+          "evolve --resume: the configuration differs from the saved state's (" + state_path +
+          ") in " + diff +
+          "; resume with the same configuration (only iterations and "
+          "checkpoint_every may change)");
     }
   }
   // The base checkpoint: --model, or the one the saved state names.
@@ -309,7 +309,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   }
   // Past the questioner phase its result is iter-K/questioner (written when the phase ended).
   if (at.mid_iteration() && at.phase != "questioner") {
-    questioner_dir = (fs::path(opt.out_dir) / ("iter-" + std::to_string(start)) / "questioner").string();
+    questioner_dir =
+        (fs::path(opt.out_dir) / ("iter-" + std::to_string(start)) / "questioner").string();
   }
   const std::string tokenizer_file = (fs::path(questioner_dir) / "tokenizer.json").string();
   if (!fs::exists(tokenizer_file)) {
@@ -380,8 +381,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       " parameters per role");
   if (at.mid_iteration()) {
     say("evolve: resuming iteration " + std::to_string(start) + " in the " + at.phase +
-        " phase after " + std::to_string(at.step) + (at.phase == "silver" ? " candidates" : " steps") +
-        " (" + state_path + ")");
+        " phase after " + std::to_string(at.step) +
+        (at.phase == "silver" ? " candidates" : " steps") + " (" + state_path + ")");
   }
   log.write({{"event", "start"},
              {"images", images.paths.size()},
@@ -413,11 +414,12 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       // weights and the optimizer come from the state.
       if (resume_step > 0) {
         load_train_state(state_path, &questioner, &trainer.optimizer());
-        trainer.set_nonfinite_in_a_row(info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
+        trainer.set_nonfinite_in_a_row(
+            info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
-      RewardFn reward = make_questioner_reward(reasoner, setup, cfg,
-                                               mix_seed(seed, it, kQuestionerReward),
-                                               static_cast<uint64_t>(resume_step));
+      RewardFn reward =
+          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward),
+                                 static_cast<uint64_t>(resume_step));
       const std::vector<int64_t> ids =
           build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
       const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
@@ -637,7 +639,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     };
     // Measured on the phase's starting weights: a run resumed inside the phase has it saved.
     nlohmann::json accuracy_before =
-        !skip_reason.empty()       ? nlohmann::json(nullptr)
+        !skip_reason.empty() ? nlohmann::json(nullptr)
         : resume_phase == "reasoner" && resume_step > 0
             ? info_field<nlohmann::json>(at.info, "accuracy_before", state_path)
             : kept_accuracy(reasoner);
@@ -656,7 +658,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       const int64_t first_step = resume_phase == "reasoner" ? resume_step : 0;
       if (first_step > 0) {
         load_train_state(state_path, &reasoner, &trainer.optimizer());
-        trainer.set_nonfinite_in_a_row(info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
+        trainer.set_nonfinite_in_a_row(
+            info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
       const std::vector<size_t> order =
           permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));

@@ -232,8 +232,8 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
         throw std::runtime_error(
             "pretrain --resume: option " + it.key() + " = " + it.value().dump() +
             " differs from the saved state's " +
-            (saved.contains(it.key()) ? saved[it.key()].dump() : std::string("(missing)")) +
-            " (" + o.state_path + "); resume with the same options");
+            (saved.contains(it.key()) ? saved[it.key()].dump() : std::string("(missing)")) + " (" +
+            o.state_path + "); resume with the same options");
       }
     }
     load_train_state(o.state_path, &model, &optimizer);

@@ -83,8 +83,8 @@ struct PretrainStep {
 };
 
 struct PretrainResult {
-  int64_t first_step = 0;  // > 0 when resumed from a saved state
-  std::vector<PretrainStep> steps;  // the steps this call ran
+  int64_t first_step = 0;                              // > 0 when resumed from a saved state
+  std::vector<PretrainStep> steps;                     // the steps this call ran
   std::vector<std::pair<int64_t, double>> validation;  // (step, greedy accuracy)
   double seconds = 0;
 };

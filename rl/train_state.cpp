@@ -62,9 +62,10 @@ nlohmann::json parse_info(const SafetensorsFile& file) {
   const auto& meta = file.metadata();
   auto format = meta.find("format");
   if (format == meta.end() || format->second != kFormat) {
-    throw std::runtime_error(file.path() + ": not a visplay training state (metadata \"format\" is " +
-                             (format == meta.end() ? std::string("missing") : "'" + format->second + "'") +
-                             ", expected '" + kFormat + "')");
+    throw std::runtime_error(
+        file.path() + ": not a visplay training state (metadata \"format\" is " +
+        (format == meta.end() ? std::string("missing") : "'" + format->second + "'") +
+        ", expected '" + kFormat + "')");
   }
   auto info = meta.find("info");
   if (info == meta.end()) throw std::runtime_error(file.path() + ": metadata has no \"info\"");
@@ -126,7 +127,8 @@ void load_train_state(const std::string& path, VLM* model, AdamW* optimizer) {
   parse_info(file);
   const auto& meta = file.metadata();
   if (model) {
-    if (!meta.count("weights")) throw std::runtime_error(path + ": training state holds no weights");
+    if (!meta.count("weights"))
+      throw std::runtime_error(path + ": training state holds no weights");
     ParamStore& params = model->params();
     for (const std::string& name : params.names()) {
       load_into(file, "weights." + name, params.get(name));
@@ -163,16 +165,17 @@ nlohmann::json silver_set_to_json(const SilverSet& set) {
   for (const SilverQuestion& q : set.questions) {
     nlohmann::json votes = nlohmann::json::array();
     for (const auto& v : q.votes) votes.push_back(v ? nlohmann::json(*v) : nlohmann::json(nullptr));
-    questions.push_back({{"image", q.image},
-                         {"output", q.output},
-                         {"valid", q.valid},
-                         {"question", q.question},
-                         {"has_label", q.has_label},
-                         {"label", q.label},
-                         {"confidence", q.confidence},
-                         {"kept", q.kept},
-                         {"votes", votes},
-                         {"greedy", q.greedy ? nlohmann::json(*q.greedy) : nlohmann::json(nullptr)}});
+    questions.push_back(
+        {{"image", q.image},
+         {"output", q.output},
+         {"valid", q.valid},
+         {"question", q.question},
+         {"has_label", q.has_label},
+         {"label", q.label},
+         {"confidence", q.confidence},
+         {"kept", q.kept},
+         {"votes", votes},
+         {"greedy", q.greedy ? nlohmann::json(*q.greedy) : nlohmann::json(nullptr)}});
   }
   return {{"questions", questions},
           {"kept", set.kept},

@@ -85,8 +85,8 @@ std::vector<std::string> logged(const fs::path& path) {
 
 TEST(PretrainResume, KilledAtRandomPointsEqualsUninterruptedRun) {
   testing::use_one_thread();
-  const fs::path root = fs::temp_directory_path() /
-                        ("visplay_pretrain_resume_test_" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("visplay_pretrain_resume_test_" + std::to_string(::getpid()));
   fs::remove_all(root);
   fs::create_directories(root / "straight");
   fs::create_directories(root / "killed");

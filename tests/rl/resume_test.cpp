@@ -66,7 +66,7 @@ VisPlayConfig kill_test_config(const World& w) {
   c.iterations = 2;
   c.questioner.steps = 3;
   c.reasoner.steps = 3;
-  c.checkpoint_every = 2;  // kills between saves lose a step that must be redone identically
+  c.checkpoint_every = 2;        // kills between saves lose a step that must be redone identically
   c.grpo.generation_batch = 10;  // 2 candidates per silver chunk: 3 chunks per phase
   return c;
 }
@@ -145,9 +145,10 @@ TEST(Resume, RunKilledAtRandomPointsEqualsUninterruptedRun) {
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   }
 
-  for (const char* file : {"iter-1/questioner/model.safetensors", "iter-1/reasoner/model.safetensors",
-                           "iter-2/questioner/model.safetensors", "iter-2/reasoner/model.safetensors",
-                           "iter-1/silver.jsonl", "iter-2/silver.jsonl"}) {
+  for (const char* file :
+       {"iter-1/questioner/model.safetensors", "iter-1/reasoner/model.safetensors",
+        "iter-2/questioner/model.safetensors", "iter-2/reasoner/model.safetensors",
+        "iter-1/silver.jsonl", "iter-2/silver.jsonl"}) {
     const std::string a = file_bytes(w.root / "straight" / file);
     const std::string b = file_bytes(w.root / "killed" / file);
     ASSERT_FALSE(a.empty()) << file;

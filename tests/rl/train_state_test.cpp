@@ -268,8 +268,10 @@ TEST(TrainState, NanGuardLeavesTheLastGoodStateIntact) {
   const std::vector<double> good = {1.0, 0.0, 0.25};
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const std::vector<double> bad = {nan, 0.0, 0.25};
-  ASSERT_EQ(trainer.train_on(prompts, fixed_rollouts(model, prompts, responses), 3, good).updates, 1);
-  ASSERT_EQ(trainer.train_on(prompts, fixed_rollouts(model, prompts, responses), 3, good).updates, 1);
+  ASSERT_EQ(trainer.train_on(prompts, fixed_rollouts(model, prompts, responses), 3, good).updates,
+            1);
+  ASSERT_EQ(trainer.train_on(prompts, fixed_rollouts(model, prompts, responses), 3, good).updates,
+            1);
   const std::string good_weights = bytes_of(model.params().tensors());
   // One skipped update, then the state (skip counter 1) is saved.
   GrpoStepStats st = trainer.train_on(prompts, fixed_rollouts(model, prompts, responses), 3, bad);

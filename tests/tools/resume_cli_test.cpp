@@ -126,10 +126,9 @@ class ResumeCli : public ::testing::Test {
 };
 
 TEST_F(ResumeCli, PretrainKilledAndResumedEqualsUninterrupted) {
-  const std::vector<std::string> common = {"pretrain", "--size",         "tiny", "--steps", "40",
-                                           "--batch",  "2",              "--seed", "5",
-                                           "--eval-every", "15", "--eval-questions", "4",
-                                           "--state-every", "2"};
+  const std::vector<std::string> common = {
+      "pretrain", "--size",       "tiny", "--steps",          "40", "--batch",       "2", "--seed",
+      "5",        "--eval-every", "15",   "--eval-questions", "4",  "--state-every", "2"};
   std::vector<std::string> straight = common, killed = common;
   straight.insert(straight.end(), {"--out", path("straight")});
   killed.insert(killed.end(), {"--out", path("killed")});
@@ -153,9 +152,9 @@ TEST_F(ResumeCli, EvolveKilledAndResumedWithoutConfigEqualsUninterrupted) {
                            dir_ / "base.log")),
             0)
       << read_all(dir_ / "base.log");
-  ASSERT_EQ(wait_for(start({"world", "--out", path("images"), "--scenes", "4", "--seed", "3",
-                            "--unlabeled"},
-                           dir_ / "world.log")),
+  ASSERT_EQ(wait_for(start(
+                {"world", "--out", path("images"), "--scenes", "4", "--seed", "3", "--unlabeled"},
+                dir_ / "world.log")),
             0)
       << read_all(dir_ / "world.log");
   std::ofstream(path("config.json")) << R"({
@@ -168,9 +167,10 @@ TEST_F(ResumeCli, EvolveKilledAndResumedWithoutConfigEqualsUninterrupted) {
     "grpo": {"prompts_per_step": 2, "prompts_per_update": 2, "micro_batch_size": 4, "lr": 0.001}
   })";
   auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"evolve", "--quiet", "--config", path("config.json"),
-                                    "--model", path("base"), "--images", path("images"),
-                                    "--out", path(out), "--checkpoint-every", "1"};
+    return std::vector<std::string>{
+        "evolve",  "--quiet",    "--config",           path("config.json"),
+        "--model", path("base"), "--images",           path("images"),
+        "--out",   path(out),    "--checkpoint-every", "1"};
   };
   EXPECT_EQ(run_with_kills(args("straight"), dir_ / "none", dir_ / "straight.log", 0), 0);
   // The first attempt is killed with its config; the resumes get only --images and --out.
@@ -185,8 +185,8 @@ TEST_F(ResumeCli, EvolveKilledAndResumedWithoutConfigEqualsUninterrupted) {
   ::kill(pid, SIGKILL);
   ASSERT_TRUE(WIFSIGNALED(wait_for(pid)));
   const int kills = run_with_kills(
-      {"evolve", "--quiet", "--resume", "--images", path("images"), "--out", path("killed")},
-      state, dir_ / "killed.log", 2);
+      {"evolve", "--quiet", "--resume", "--images", path("images"), "--out", path("killed")}, state,
+      dir_ / "killed.log", 2);
   std::cout << "evolve CLI: " << 1 + kills << " kills" << std::endl;
   for (const char* role : {"questioner", "reasoner"}) {
     const std::string a = read_all(dir_ / "straight" / "iter-1" / role / "model.safetensors");
