@@ -489,7 +489,6 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
                                  " is not a multiple of the chunk size " + std::to_string(chunk));
       }
       if (bar && first > 0) bar->set(static_cast<int64_t>(first));
-      int64_t chunks_done = 0;
       for (size_t begin = first; begin < candidates; begin += chunk) {
         const size_t end = std::min(candidates, begin + chunk);
         std::vector<Tensor> pixels;
@@ -510,7 +509,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->set(static_cast<int64_t>(end));
         }
         if (opt.after_step) opt.after_step(it, "silver", static_cast<int64_t>(end));
-        if (++chunks_done % every == 0 && end < candidates) {
+        if ((begin / chunk + 1) % every == 0 && end < candidates) {
           save_state(it, "silver", static_cast<int64_t>(end), summary,
                      {{"data_position", end}, {"silver", silver_set_to_json(silver)}}, nullptr,
                      nullptr);
