@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "model/file_util.h"
+
 namespace visplay::rl {
 namespace {
 
@@ -75,6 +77,7 @@ template <class C, class F>
 void visit_fields(C& c, F&& f) {
   f("iterations", c.iterations);
   f("seed", c.seed);
+  f("checkpoint_every", c.checkpoint_every);
   f("questioner.group_size", c.questioner.group_size);
   f("questioner.steps", c.questioner.steps);
   visit_sampling(c.questioner.rollout, "questioner.rollout", f);
@@ -278,6 +281,7 @@ ReasonerRewardOptions RewardConfig::reasoner_options() const {
 void VisPlayConfig::validate() const {
   check_at_least("iterations", iterations, 1);
   check_at_least<int64_t>("seed", seed, 0);
+  check_at_least("checkpoint_every", checkpoint_every, 1);
   check_at_least("questioner.group_size", questioner.group_size, 2);
   check_at_least("questioner.steps", questioner.steps, 0);
   check_sampling(questioner.rollout, "questioner.rollout");
@@ -382,11 +386,14 @@ VisPlayConfig VisPlayConfig::load(const std::string& path) {
   }
 }
 
+// Atomic (temporary file, fsync, rename): a run killed while saving keeps the old file, and
+// `evolve --resume` reads it back.
 void VisPlayConfig::save(const std::string& path) const {
-  std::ofstream out(path);
-  if (!out) throw std::runtime_error("config file '" + path + "': cannot open for writing");
-  out << to_json().dump(2) << "\n";
-  if (!out.flush()) throw std::runtime_error("config file '" + path + "': write failed");
+  try {
+    write_file_atomic(path, to_json().dump(2) + "\n");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("config file '" + path + "': " + e.what());
+  }
 }
 
 }  // namespace visplay::rl

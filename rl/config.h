@@ -130,6 +130,9 @@ struct PromptConfig {
 struct VisPlayConfig {
   int iterations = 3;
   int64_t seed = 1234;
+  // The crash-safe training state (OUT/state/train_state.safetensors, docs/reliability.md) is
+  // written every this many GRPO steps or silver-label chunks, and at the end of every phase.
+  int checkpoint_every = 5;
   QuestionerConfig questioner;
   ReasonerConfig reasoner;
   UncertaintyConfig uncertainty;

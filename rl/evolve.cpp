@@ -15,12 +15,14 @@
 #include "data/benchmark.h"
 #include "data/shapeworld.h"
 #include "model/checkpoint.h"
+#include "model/file_util.h"
 #include "model/image.h"
 #include "model/tokenizer.h"
 #include "rl/diagnostics.h"
 #include "rl/grpo_trainer.h"
 #include "rl/role_rewards.h"
 #include "rl/roles.h"
+#include "rl/train_state.h"
 #include "runtime/metrics_log.h"
 #include "runtime/progress.h"
 #include "runtime/random.h"
@@ -126,15 +128,58 @@ std::string step_line(int iteration, int iterations, const std::string& phase, i
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-    out << text;
-    if (!out) throw std::runtime_error("error writing " + tmp.string());
+  write_file_atomic(path.string(), text);
+}
+
+// The training-state keys that may change between a kill and its resume without changing what
+// is computed: how far to go and how often to save.
+nlohmann::json resumable_config(const VisPlayConfig& cfg) {
+  nlohmann::json j = cfg.to_json();
+  j.erase("iterations");
+  j.erase("checkpoint_every");
+  return j;
+}
+
+// The first key (dotted) whose value differs between two configs, "" when they agree.
+std::string first_config_difference(const nlohmann::json& saved, const nlohmann::json& now) {
+  const nlohmann::json a = saved.flatten(), b = now.flatten();
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    if (!a.contains(it.key()) || a[it.key()] != it.value()) {
+      std::string key = it.key().substr(1);
+      for (char& ch : key) {
+        if (ch == '/') ch = '.';
+      }
+      return key + " (saved " + (a.contains(it.key()) ? a[it.key()].dump() : "nothing") + ", now " +
+             it.value().dump() + ")";
+    }
   }
-  fs::rename(tmp, path);
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    if (!b.contains(it.key())) return it.key().substr(1) + " (only in the saved state)";
+  }
+  return "";
+}
+
+// Where a resumed run continues: the saved state's position inside an iteration, or the start
+// of the iteration after the last complete one.
+struct ResumePoint {
+  int iteration = 1;
+  std::string phase = "questioner";  // questioner | silver | reasoner
+  int64_t step = 0;                  // steps (or candidates) of the phase already done
+  nlohmann::json info;               // the state's info; null when starting fresh
+  bool mid_iteration() const { return !info.is_null() && (phase != "questioner" || step > 0); }
+};
+
+template <class T>
+T info_field(const nlohmann::json& info, const char* key, const std::string& path) {
+  if (!info.contains(key)) {
+    throw std::runtime_error(path + ": training state has no field \"" + std::string(key) + "\"");
+  }
+  try {
+    return info.at(key).get<T>();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": training state field \"" + std::string(key) +
+                             "\" = " + info.at(key).dump() + " has the wrong type");
+  }
 }
 
 nlohmann::json optional_json(const std::optional<std::string>& s) {
@@ -168,6 +213,10 @@ VisPlayConfig shapeworld_evolve_config() {
   return c;
 }
 
+std::string evolve_state_path(const std::string& out_dir) {
+  return (fs::path(out_dir) / "train_state.safetensors").string();
+}
+
 int last_complete_iteration(const std::string& out_dir) {
   int last = 0;
   if (!fs::is_directory(out_dir)) return 0;
@@ -197,21 +246,71 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     if (console) *console << line << std::endl;
   };
 
-  // ---- starting point: the base checkpoint, or the last complete iteration ----
+  // ---- starting point: the base checkpoint, the last complete iteration, or the saved
+  // training state inside the iteration after it ----
   const int done = last_complete_iteration(opt.out_dir);
-  if (done > 0 && !opt.resume) {
-    throw std::runtime_error("output folder " + opt.out_dir + " already holds iteration " +
-                             std::to_string(done) + "; pass --resume to continue it or choose " +
-                             "another folder");
+  const std::string state_path = evolve_state_path(opt.out_dir);
+  const bool has_state = fs::exists(state_path);
+  if ((done > 0 || has_state) && !opt.resume) {
+    throw std::runtime_error("output folder " + opt.out_dir + " already holds " +
+                             (done > 0
+                                  ? "iteration " + std::to_string(done)
+                                  : std::string("a training state (train_state.safetensors)")) +
+                             "; pass --resume to continue it or choose another folder");
   }
   const int start = opt.resume ? done + 1 : 1;
-  std::string questioner_dir = opt.model_dir, reasoner_dir = opt.model_dir;
+  ResumePoint at;
+  at.iteration = start;
+  if (opt.resume && has_state) {
+    nlohmann::json info = read_train_state_info(state_path);
+    if (info.value("kind", "") != "evolve") {
+      throw std::runtime_error(state_path + ": not an evolve training state (kind " +
+                               info.value("kind", std::string("missing")) + ")");
+    }
+    const int state_iteration = info_field<int>(info, "iteration", state_path);
+    if (state_iteration > done + 1) {
+      throw std::runtime_error(state_path + ": the state is in iteration " +
+                               std::to_string(state_iteration) + " but the last complete one is " +
+                               std::to_string(done) + " (iter-" + std::to_string(done + 1) +
+                               "/summary.json or an earlier one is missing)");
+    }
+    // An older state (killed between summary.json and the next state) is superseded by the
+    // complete iteration.
+    if (state_iteration == done + 1) {
+      at.info = info;
+      at.phase = info_field<std::string>(info, "phase", state_path);
+      at.step = info_field<int64_t>(info, "step", state_path);
+      if (at.phase != "questioner" && at.phase != "silver" && at.phase != "reasoner") {
+        throw std::runtime_error(state_path + ": unknown phase '" + at.phase + "'");
+      }
+    }
+  }
+  if (at.mid_iteration()) {
+    const std::string diff = first_config_difference(
+        info_field<nlohmann::json>(at.info, "config", state_path), resumable_config(cfg));
+    if (!diff.empty()) {
+      throw std::runtime_error(
+          "evolve --resume: the configuration differs from the saved state's (" + state_path +
+          ") in " + diff +
+          "; resume with the same configuration (only iterations and "
+          "checkpoint_every may change)");
+    }
+  }
+  // The base checkpoint: --model, or the one the saved state names.
+  std::string base_dir = opt.model_dir;
+  if (base_dir.empty() && !at.info.is_null()) base_dir = at.info.value("model_dir", "");
+  std::string questioner_dir = base_dir, reasoner_dir = base_dir;
   if (start > 1) {
     const fs::path prev = fs::path(opt.out_dir) / ("iter-" + std::to_string(start - 1));
     questioner_dir = (prev / "questioner").string();
     reasoner_dir = (prev / "reasoner").string();
-  } else if (opt.model_dir.empty()) {
+  } else if (base_dir.empty()) {
     throw std::runtime_error("evolve: no starting checkpoint (--model DIR)");
+  }
+  // Past the questioner phase its result is iter-K/questioner (written when the phase ended).
+  if (at.mid_iteration() && at.phase != "questioner") {
+    questioner_dir =
+        (fs::path(opt.out_dir) / ("iter-" + std::to_string(start)) / "questioner").string();
   }
   const std::string tokenizer_file = (fs::path(questioner_dir) / "tokenizer.json").string();
   if (!fs::exists(tokenizer_file)) {
@@ -225,8 +324,47 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
 
   fs::create_directories(opt.out_dir);
+  // Temporary files of writes that a kill interrupted (in the folder and the open iteration).
+  const fs::path open_iteration = fs::path(opt.out_dir) / ("iter-" + std::to_string(start));
+  for (const fs::path& dir : {fs::path(opt.out_dir), open_iteration, open_iteration / "questioner",
+                              open_iteration / "reasoner"}) {
+    if (fs::is_directory(dir)) remove_stale_temporaries(dir.string());
+  }
   cfg.save((fs::path(opt.out_dir) / "config.json").string());
-  MetricsLog log((fs::path(opt.out_dir) / "metrics.jsonl").string(), /*truncate=*/!opt.resume);
+  // Metrics logged after the saved state belong to work that is redone: drop them.
+  const std::string metrics_path = (fs::path(opt.out_dir) / "metrics.jsonl").string();
+  if (!at.info.is_null() && fs::exists(metrics_path)) {
+    const uintmax_t saved = info_field<uintmax_t>(at.info, "metrics_bytes", state_path);
+    if (fs::file_size(metrics_path) > saved) fs::resize_file(metrics_path, saved);
+  }
+  MetricsLog log(metrics_path, /*truncate=*/!opt.resume);
+  const std::string base_dir_abs = base_dir.empty() ? "" : fs::absolute(base_dir).string();
+  const int every = cfg.checkpoint_every;
+  // Writes the training state; `position` adds the phase's own fields (data position, RNG
+  // counters, the silver set, ...). `summary` is the iteration's summary so far.
+  auto save_state = [&](int iteration, const std::string& phase, int64_t step,
+                        const nlohmann::json& summary_so_far, const nlohmann::json& position,
+                        const VLM* model, GrpoTrainer* trainer) {
+    nlohmann::json info = {{"kind", "evolve"},
+                           {"iteration", iteration},
+                           {"phase", phase},
+                           {"step", step},
+                           {"seed", cfg.seed},
+                           {"config", resumable_config(cfg)},
+                           {"model_dir", base_dir_abs},
+                           {"threads", cpu_thread_count()},
+                           {"metrics_bytes", fs::file_size(metrics_path)},
+                           {"summary", summary_so_far}};
+    for (auto it = position.begin(); it != position.end(); ++it) info[it.key()] = it.value();
+    if (trainer) info["nonfinite_in_a_row"] = trainer->nonfinite_in_a_row();
+    save_train_state(state_path, info, model, trainer ? &trainer->optimizer() : nullptr);
+  };
+  if (!at.info.is_null() && at.info.value("threads", 0) != cpu_thread_count()) {
+    say("evolve: warning: the saved state was made with " +
+        std::to_string(at.info.value("threads", 0)) + " CPU threads, this run has " +
+        std::to_string(cpu_thread_count()) +
+        "; the result is not guaranteed bit-identical to an uninterrupted run");
+  }
 
   EvolveResult result;
   result.first_iteration = start;
@@ -241,12 +379,19 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       ", iterations " + std::to_string(start) + ".." + std::to_string(iterations) +
       ", chat format " + setup.format.name + ", " + std::to_string(questioner.params().numel()) +
       " parameters per role");
+  if (at.mid_iteration()) {
+    say("evolve: resuming iteration " + std::to_string(start) + " in the " + at.phase +
+        " phase after " + std::to_string(at.step) +
+        (at.phase == "silver" ? " candidates" : " steps") + " (" + state_path + ")");
+  }
   log.write({{"event", "start"},
              {"images", images.paths.size()},
              {"oracle", images.has_oracle()},
              {"first_iteration", start},
              {"iterations", iterations},
              {"parameters", questioner.params().numel()},
+             {"resume", at.mid_iteration() ? nlohmann::json{{"phase", at.phase}, {"step", at.step}}
+                                           : nlohmann::json(nullptr)},
              {"config", cfg.to_json()}});
 
   const size_t n_images = images.paths.size();
@@ -254,14 +399,27 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     const auto t_iter = Clock::now();
     const fs::path iter_dir = fs::path(opt.out_dir) / ("iter-" + std::to_string(it));
     fs::create_directories(iter_dir);
+    // Inside the iteration a saved state continues from (first iteration of a resumed run).
+    const bool resumed = it == start && at.mid_iteration();
+    const std::string resume_phase = resumed ? at.phase : "questioner";
+    const int64_t resume_step = resumed ? at.step : 0;
     nlohmann::json summary = {{"iteration", it}};
+    if (resumed) summary = info_field<nlohmann::json>(at.info, "summary", state_path);
 
     // ---- phase 1: Questioner GRPO against the frozen Reasoner ----
     const auto t_q = Clock::now();
-    {
+    if (resume_phase == "questioner") {
       GrpoTrainer trainer(questioner, cfg.grpo);
+      // The trainer's reference is the phase's starting weights (loaded above); the trained
+      // weights and the optimizer come from the state.
+      if (resume_step > 0) {
+        load_train_state(state_path, &questioner, &trainer.optimizer());
+        trainer.set_nonfinite_in_a_row(
+            info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
+      }
       RewardFn reward =
-          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward));
+          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward),
+                                 static_cast<uint64_t>(resume_step));
       const std::vector<int64_t> ids =
           build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
       const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
@@ -270,7 +428,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           to_sampling_options(cfg.questioner.rollout, setup.stop_token);
       auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " questioner GRPO",
                           cfg.questioner.steps, "step");
-      for (int s = 0; s < cfg.questioner.steps; ++s) {
+      if (bar && resume_step > 0) bar->set(resume_step);
+      for (int s = static_cast<int>(resume_step); s < cfg.questioner.steps; ++s) {
         std::vector<PromptInput> prompts(per_step);
         for (size_t i = 0; i < per_step; ++i) {
           prompts[i] = {ids, images.load(order[(s * per_step + i) % n_images])};
@@ -289,9 +448,21 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->set_field("valid", num(st.reward_metrics, "valid_fraction"), 2);
           bar->advance();
         }
+        if (opt.after_step) opt.after_step(it, "questioner", s + 1);
+        if ((s + 1) % every == 0 && s + 1 < cfg.questioner.steps) {
+          // Data position: the next prompt is order[(s + 1) * per_step]; the reward's RNG
+          // stream has made s + 1 calls; every other seed derives from (seed, iteration, step).
+          save_state(it, "questioner", s + 1, summary,
+                     {{"data_position", static_cast<uint64_t>(s + 1) * per_step},
+                      {"rng", {{"questioner_reward_calls", s + 1}}}},
+                     &questioner, &trainer);
+        }
       }
+      summary["questioner_seconds"] = seconds_since(t_q);
+      // Phase end: the new Questioner is final for this iteration.
+      save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+      save_state(it, "silver", 0, summary, nlohmann::json::object(), nullptr, nullptr);
     }
-    summary["questioner_seconds"] = seconds_since(t_q);
 
     // ---- phase 2: silver labels ----
     const auto t_d = Clock::now();
@@ -300,12 +471,25 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         n_images, mix_seed(seed, cfg.data.same_images_every_iteration ? 0 : it, kCandidates));
     SilverSet silver;
     silver.confidence_histogram.assign(static_cast<size_t>(cfg.data.vote_samples) + 1, 0);
-    {
+    // Past this phase the whole silver set comes from the state (nothing is logged again);
+    // inside it, the chunks done so far.
+    const bool silver_restored = resume_phase == "reasoner";
+    if (resume_phase != "questioner" && (silver_restored || resume_step > 0)) {
+      silver = silver_set_from_json(info_field<nlohmann::json>(at.info, "silver", state_path),
+                                    state_path + ": silver");
+    }
+    if (!silver_restored) {
       const size_t chunk = std::max<size_t>(
           1, static_cast<size_t>(cfg.grpo.generation_batch / cfg.data.vote_samples));
       auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " silver labels",
                           static_cast<int64_t>(candidates), "img");
-      for (size_t begin = 0; begin < candidates; begin += chunk) {
+      const size_t first = resume_phase == "silver" ? static_cast<size_t>(resume_step) : 0;
+      if (first % chunk != 0 && first < candidates) {
+        throw std::runtime_error(state_path + ": silver position " + std::to_string(first) +
+                                 " is not a multiple of the chunk size " + std::to_string(chunk));
+      }
+      if (bar && first > 0) bar->set(static_cast<int64_t>(first));
+      for (size_t begin = first; begin < candidates; begin += chunk) {
         const size_t end = std::min(candidates, begin + chunk);
         std::vector<Tensor> pixels;
         for (size_t c = begin; c < end; ++c) pixels.push_back(images.load(cand_order[c]));
@@ -324,9 +508,15 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->set_field("kept", std::to_string(silver.kept));
           bar->set(static_cast<int64_t>(end));
         }
+        if (opt.after_step) opt.after_step(it, "silver", static_cast<int64_t>(end));
+        if ((begin / chunk + 1) % every == 0 && end < candidates) {
+          save_state(it, "silver", static_cast<int64_t>(end), summary,
+                     {{"data_position", end}, {"silver", silver_set_to_json(silver)}}, nullptr,
+                     nullptr);
+        }
       }
+      silver.seconds = seconds_since(t_d);
     }
-    silver.seconds = seconds_since(t_d);
     const double kept_fraction =
         candidates > 0 ? static_cast<double>(silver.kept) / static_cast<double>(candidates) : 0.0;
     int64_t valid = 0;
@@ -348,8 +538,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       data_rec["oracle"] =
           silver_diagnostics(silver, oracle, AnswerOptions{cfg.rewards.answer_no_rule});
     }
-    log.write(data_rec);
-    {
+    if (!silver_restored) log.write(data_rec);
+    if (!silver_restored) {
       std::string hist;
       for (size_t k = 0; k < silver.confidence_histogram.size(); ++k) {
         hist += (k ? " " : "") + std::to_string(silver.confidence_histogram[k]);
@@ -374,7 +564,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       }
       say(line);
     }
-    {
+    if (!silver_restored) {
       std::string lines;
       for (size_t i = 0; i < silver.questions.size(); ++i) {
         const SilverQuestion& q = silver.questions[i];
@@ -402,6 +592,11 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     summary["confidence_histogram"] = silver.confidence_histogram;
     summary["data_seconds"] = silver.seconds;
     if (data_rec.contains("oracle")) summary["oracle"] = data_rec["oracle"];
+    // Phase end: the silver set is final for this iteration.
+    if (!silver_restored) {
+      save_state(it, "reasoner", 0, summary, {{"silver", silver_set_to_json(silver)}}, nullptr,
+                 nullptr);
+    }
 
     // ---- phase 3: Reasoner GRPO on the kept questions ----
     const auto t_r = Clock::now();
@@ -441,7 +636,12 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           oracle_accuracy(first, kept_oracle, AnswerOptions{cfg.rewards.answer_no_rule});
       return acc ? nlohmann::json(*acc) : nlohmann::json(nullptr);
     };
-    nlohmann::json accuracy_before = skip_reason.empty() ? kept_accuracy(reasoner) : nullptr;
+    // Measured on the phase's starting weights: a run resumed inside the phase has it saved.
+    nlohmann::json accuracy_before =
+        !skip_reason.empty() ? nlohmann::json(nullptr)
+        : resume_phase == "reasoner" && resume_step > 0
+            ? info_field<nlohmann::json>(at.info, "accuracy_before", state_path)
+            : kept_accuracy(reasoner);
     if (!skip_reason.empty()) {
       log.write({{"event", "phase"},
                  {"iteration", it},
@@ -454,13 +654,20 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       summary["reasoner_skip_reason"] = skip_reason;
     } else {
       GrpoTrainer trainer(reasoner, cfg.grpo);
+      const int64_t first_step = resume_phase == "reasoner" ? resume_step : 0;
+      if (first_step > 0) {
+        load_train_state(state_path, &reasoner, &trainer.optimizer());
+        trainer.set_nonfinite_in_a_row(
+            info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
+      }
       const std::vector<size_t> order =
           permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, kept.size());
       const SamplingOptions sampling = to_sampling_options(cfg.reasoner.rollout, setup.stop_token);
       auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " reasoner GRPO",
                           cfg.reasoner.steps, "step");
-      for (int s = 0; s < cfg.reasoner.steps; ++s) {
+      if (bar && first_step > 0) bar->set(first_step);
+      for (int s = static_cast<int>(first_step); s < cfg.reasoner.steps; ++s) {
         std::vector<PromptInput> prompts(per_step);
         std::vector<std::string> labels(per_step);
         for (size_t i = 0; i < per_step; ++i) {
@@ -485,6 +692,14 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->set_field("reward", st.reward_mean, 3);
           bar->advance();
         }
+        if (opt.after_step) opt.after_step(it, "reasoner", s + 1);
+        if ((s + 1) % every == 0 && s + 1 < cfg.reasoner.steps) {
+          save_state(it, "reasoner", s + 1, summary,
+                     {{"data_position", static_cast<uint64_t>(s + 1) * per_step},
+                      {"silver", silver_set_to_json(silver)},
+                      {"accuracy_before", accuracy_before}},
+                     &reasoner, &trainer);
+        }
       }
       summary["reasoner_phase"] = "trained";
     }
@@ -499,14 +714,15 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           " -> " + (after.is_number() ? fmt("%.3f", after.get<double>()) : "n/a"));
     }
 
-    // ---- checkpoints, then the completion marker ----
-    save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+    // ---- the Reasoner's checkpoint, then the completion marker, then the next position ----
     save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
     summary["seconds"] = seconds_since(t_iter);
     nlohmann::json rec = summary;
     rec["event"] = "iteration";
     log.write(rec);
     write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    save_state(it + 1, "questioner", 0, {{"iteration", it + 1}}, nlohmann::json::object(), nullptr,
+               nullptr);
     say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) + "] done in " +
         fmt("%.1f", summary["seconds"].get<double>()) + " s; checkpoints in " + iter_dir.string());
     result.summaries.push_back(summary);

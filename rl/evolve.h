@@ -7,16 +7,24 @@
 // Output folder:
 //   config.json             the effective configuration
 //   metrics.jsonl           one record per step / phase / iteration ("event" says which)
-//   iter-K/questioner/      checkpoint (model.safetensors, config.json, tokenizer.json)
+//   iter-K/questioner/      checkpoint (model.safetensors, config.json, tokenizer.json),
+//                           written when the questioner phase ends
 //   iter-K/reasoner/        checkpoint
 //   iter-K/silver.jsonl     the candidate questions, their votes, labels, c, kept
-//   iter-K/summary.json     written last: marks iteration K complete (resume starts after it)
+//   iter-K/summary.json     written last: marks iteration K complete
+//   train_state.safetensors the crash-safe training state (rl/train_state.h): the loop position
+//                           (iteration, phase, step, data position), the trained role's
+//                           weights and AdamW state, RNG stream counters, the silver set of the
+//                           current iteration; written atomically every config.checkpoint_every
+//                           steps (or silver chunks) and at each phase end. --resume continues
+//                           from it bit-exactly (docs/reliability.md).
 // When the images folder has a ShapeWorld scenes.jsonl, oracle diagnostics are logged per
 // iteration (silver-label accuracy, question validity, Reasoner accuracy, self-consistency
 // margin); they never feed training.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -32,9 +40,13 @@ struct EvolveOptions {
   std::string images_dir;  // images (recursively), or a ShapeWorld folder with scenes.jsonl
   std::string out_dir;
   int iterations = -1;               // iterations to reach in total; -1 = config.iterations
-  bool resume = false;               // continue after the last complete iteration in out_dir
+  bool resume = false;               // continue from the training state (or last iteration)
   std::ostream* console = nullptr;   // one line per step and phase; nullptr = silent
   std::ostream* progress = nullptr;  // progress bars with ETA; nullptr = none
+  // Called after every GRPO step (phase "questioner" / "reasoner", step = steps done) and every
+  // silver-label chunk (phase "silver", step = candidates done), before the state is saved.
+  // Tests use it to kill the process at a chosen point; nullptr = none.
+  std::function<void(int iteration, const std::string& phase, int64_t step)> after_step;
 };
 
 struct EvolveResult {
@@ -50,10 +62,14 @@ struct EvolveResult {
 VisPlayConfig shapeworld_evolve_config();
 
 // Runs the loop. Throws std::runtime_error naming the file or option on bad input (missing
-// checkpoint or tokenizer, no images, out_dir already holding iterations without resume).
+// checkpoint or tokenizer, no images, out_dir already holding a run without resume, a resumed
+// run whose configuration differs from the saved state's).
 EvolveResult run_evolve(const EvolveOptions& options);
 
 // The last K for which out_dir/iter-K/summary.json exists (0 when none).
 int last_complete_iteration(const std::string& out_dir);
+
+// out_dir/train_state.safetensors.
+std::string evolve_state_path(const std::string& out_dir);
 
 }  // namespace visplay::rl

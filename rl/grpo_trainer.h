@@ -79,6 +79,10 @@ class GrpoTrainer {
   const VLM* reference() const { return reference_.get(); }
   AdamW& optimizer() { return *optimizer_; }
   const GrpoConfig& config() const { return config_; }
+  // Updates skipped in a row for a non-finite loss or gradient norm (part of a saved training
+  // state, so that a resumed run stops exactly where an uninterrupted one would).
+  int64_t nonfinite_in_a_row() const { return nonfinite_in_a_row_; }
+  void set_nonfinite_in_a_row(int64_t n) { nonfinite_in_a_row_ = n; }
 
  private:
   VLM& policy_;

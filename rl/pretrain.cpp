@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
 
 #include "model/sampler.h"
+#include "rl/train_state.h"
 #include "runtime/optim.h"
 #include "runtime/progress.h"
 
@@ -174,12 +176,34 @@ Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch) {
   return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, batch.response_tokens)));
 }
 
+namespace {
+
+// The options that decide the trained weights: a resumed run must use the same ones.
+nlohmann::json pretrain_state_options(const PretrainOptions& o) {
+  return {{"steps", o.steps},
+          {"batch_size", o.batch_size},
+          {"scenes", o.scenes},
+          {"seed", o.seed},
+          {"lr", o.lr},
+          {"min_lr", o.min_lr},
+          {"warmup", o.warmup},
+          {"weight_decay", o.weight_decay},
+          {"grad_clip", o.grad_clip},
+          {"mix", {o.mix.questioner, o.mix.reasoner_trace, o.mix.reasoner_direct}}};
+}
+
+}  // namespace
+
 PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOptions& o,
                         MetricsLog* log, std::ostream* progress) {
   if (o.steps <= 0 || o.batch_size <= 0 || o.scenes <= 0) {
     throw std::runtime_error("pretrain: steps, batch_size and scenes must be positive (got " +
                              std::to_string(o.steps) + ", " + std::to_string(o.batch_size) + ", " +
                              std::to_string(o.scenes) + ")");
+  }
+  if (!o.state_path.empty() && o.state_every <= 0) {
+    throw std::runtime_error("pretrain: state_every = " + std::to_string(o.state_every) +
+                             " must be positive");
   }
   const auto start = std::chrono::steady_clock::now();
   model.params().set_requires_grad(true);
@@ -194,7 +218,57 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
 
   PretrainResult result;
   double smoothed = 0;
-  for (int64_t step = 0; step < o.steps; ++step) {
+  // Resume: weights, optimizer, position and history from the saved state; the metrics
+  // logged after it belong to steps that are redone, so they are cut off.
+  const nlohmann::json state_options = pretrain_state_options(o);
+  if (o.resume && !o.state_path.empty() && std::filesystem::exists(o.state_path)) {
+    const nlohmann::json info = read_train_state_info(o.state_path);
+    if (info.value("kind", "") != "pretrain") {
+      throw std::runtime_error(o.state_path + ": not a pretrain training state");
+    }
+    const nlohmann::json saved = info.value("options", nlohmann::json::object());
+    for (auto it = state_options.begin(); it != state_options.end(); ++it) {
+      if (!saved.contains(it.key()) || saved[it.key()] != it.value()) {
+        throw std::runtime_error(
+            "pretrain --resume: option " + it.key() + " = " + it.value().dump() +
+            " differs from the saved state's " +
+            (saved.contains(it.key()) ? saved[it.key()].dump() : std::string("(missing)")) + " (" +
+            o.state_path + "); resume with the same options");
+      }
+    }
+    load_train_state(o.state_path, &model, &optimizer);
+    result.first_step = info.at("step").get<int64_t>();
+    smoothed = info.at("smoothed_loss").get<double>();
+    for (const nlohmann::json& v : info.at("validation")) {
+      result.validation.push_back({v.at(0).get<int64_t>(), v.at(1).get<double>()});
+    }
+    if (log && std::filesystem::exists(log->path())) {
+      const uintmax_t bytes = info.at("metrics_bytes").get<uintmax_t>();
+      if (std::filesystem::file_size(log->path()) > bytes) {
+        std::filesystem::resize_file(log->path(), bytes);
+      }
+    }
+    if (info.value("threads", 0) != cpu_thread_count() && progress) {
+      *progress << "pretrain: warning: the saved state was made with " << info.value("threads", 0)
+                << " CPU threads, this run has " << cpu_thread_count()
+                << "; the result is not guaranteed bit-identical" << std::endl;
+    }
+    if (bar) bar->set(result.first_step);
+  }
+  auto save_state = [&](int64_t steps_done) {
+    nlohmann::json validation_so_far = nlohmann::json::array();
+    for (const auto& [at, acc] : result.validation) validation_so_far.push_back({at, acc});
+    const nlohmann::json info = {
+        {"kind", "pretrain"},
+        {"step", steps_done},
+        {"options", state_options},
+        {"smoothed_loss", smoothed},
+        {"validation", validation_so_far},
+        {"threads", cpu_thread_count()},
+        {"metrics_bytes", log ? std::filesystem::file_size(log->path()) : uintmax_t{0}}};
+    save_train_state(o.state_path, info, &model, &optimizer);
+  };
+  for (int64_t step = result.first_step; step < o.steps; ++step) {
     std::vector<sft::Example> examples;
     for (int64_t i = 0; i < o.batch_size; ++i) {
       const uint64_t index = static_cast<uint64_t>((step * o.batch_size + i) % o.scenes);
@@ -246,6 +320,8 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
       bar->set_field("loss", smoothed, 4);
       bar->set(step + 1);
     }
+    if (o.after_step) o.after_step(step + 1);
+    if (!o.state_path.empty() && ((step + 1) % o.state_every == 0 || last)) save_state(step + 1);
   }
   if (bar) bar->finish();
   model.params().set_requires_grad(false);

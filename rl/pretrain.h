@@ -59,6 +59,19 @@ struct PretrainOptions {
   int64_t eval_batch = 120;
   // Called after each validation (e.g. to save the checkpoint so far), when set.
   std::function<void(const VLM& model, int64_t step, double accuracy)> on_validation;
+  // Crash-safe training state (rl/train_state.h), when state_path is not empty: the weights,
+  // the AdamW moments and step, the step reached, the validation history and the metrics log
+  // length, written atomically every state_every steps and after the last step. With resume
+  // and an existing state file, training continues from the state's step and ends bit-identical
+  // to an uninterrupted run (same options and CPU thread count). Options that decide the
+  // weights must equal the state's (an error names the first that differs); the eval_* options
+  // and state_every may change.
+  std::string state_path;
+  int64_t state_every = 50;
+  bool resume = false;
+  // Called after every step (steps done so far), before the state is saved; tests kill the
+  // process here.
+  std::function<void(int64_t steps_done)> after_step;
 };
 
 struct PretrainStep {
@@ -70,7 +83,8 @@ struct PretrainStep {
 };
 
 struct PretrainResult {
-  std::vector<PretrainStep> steps;
+  int64_t first_step = 0;                              // > 0 when resumed from a saved state
+  std::vector<PretrainStep> steps;                     // the steps this call ran
   std::vector<std::pair<int64_t, double>> validation;  // (step, greedy accuracy)
   double seconds = 0;
 };

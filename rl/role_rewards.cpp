@@ -108,8 +108,8 @@ std::vector<std::vector<std::string>> answer_questions(const VLM& reasoner, cons
 // Decode and parse every rollout, let the frozen Reasoner answer each valid question m times
 // directly (one batched call), vote, then combine uncertainty and diversity per image group.
 RewardFn make_questioner_reward(const VLM& reasoner, const RoleSetup& setup,
-                                const VisPlayConfig& config, uint64_t seed) {
-  auto calls = std::make_shared<uint64_t>(0);
+                                const VisPlayConfig& config, uint64_t seed, uint64_t first_call) {
+  auto calls = std::make_shared<uint64_t>(first_call);
   return [&reasoner, setup, config, seed, calls](const std::vector<PromptInput>& prompts,
                                                  const std::vector<Generation>& rollouts,
                                                  int64_t group_size) {

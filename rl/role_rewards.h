@@ -63,11 +63,12 @@ std::vector<std::vector<std::string>> answer_questions(const VLM& reasoner, cons
                                                        uint64_t seed);
 
 // The Questioner's GRPO reward against a frozen Reasoner. `reasoner` must outlive the returned
-// callback; each call uses the next seed of a sequence started from `seed`. Metrics:
-// valid_fraction, r_unc_mean, r_div_mean, confidence_mean, cluster_size_mean,
-// oracle_answer_seconds.
+// callback; call k (counted from first_call: a resumed run passes the calls already made) uses
+// seed mix_seed(seed, k). Metrics: valid_fraction, r_unc_mean, r_div_mean, confidence_mean,
+// cluster_size_mean, oracle_answer_seconds.
 RewardFn make_questioner_reward(const VLM& reasoner, const RoleSetup& setup,
-                                const VisPlayConfig& config, uint64_t seed);
+                                const VisPlayConfig& config, uint64_t seed,
+                                uint64_t first_call = 0);
 
 // One candidate question of the data-building phase.
 struct SilverQuestion {

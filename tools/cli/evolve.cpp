@@ -1,6 +1,7 @@
 // `visplay evolve`: the VisPlay self-evolution loop (rl/evolve.h) from a starting checkpoint on
 // a folder of unlabeled images. One console line per GRPO step, progress bars with ETA on
-// stderr, metrics in OUT/metrics.jsonl, checkpoints per role per iteration in OUT/iter-K/.
+// stderr, metrics in OUT/metrics.jsonl, checkpoints per role per iteration in OUT/iter-K/, the
+// crash-safe training state in OUT/train_state.safetensors (--resume continues from it).
 #include "rl/evolve.h"
 
 #include <filesystem>
@@ -23,13 +24,19 @@ struct EvolveCliOptions {
   std::string images;
   std::string out;
   int iterations = -1;
+  int checkpoint_every = -1;  // -1: the config's checkpoint_every
   bool resume = false;
   bool quiet = false;
 };
 
 // The preset's values, then every key of the config file on top (a JSON merge patch), then
-// validation; errors name the file.
+// validation; errors name the file. With --resume and no --config: OUT/config.json.
 visplay::rl::VisPlayConfig load_config(const EvolveCliOptions& opts) {
+  // A resumed run without --config continues with the configuration the run saved.
+  const std::filesystem::path saved = std::filesystem::path(opts.out) / "config.json";
+  if (opts.resume && opts.config.empty() && std::filesystem::exists(saved)) {
+    return visplay::rl::VisPlayConfig::load(saved.string());
+  }
   std::string preset = opts.preset;
   if (preset == "auto") {
     preset = "paper";
@@ -85,12 +92,18 @@ void setup_evolve(CLI::App& app) {
   cmd->add_option("--iterations", opts->iterations,
                   "Total iterations to reach (default: the config's `iterations`)")
       ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--checkpoint-every", opts->checkpoint_every,
+                  "Save the crash-safe training state every N GRPO steps / silver chunks (and "
+                  "at each phase end); default: the config's checkpoint_every (5)")
+      ->check(CLI::Range(1, 1000000));
   cmd->add_flag("--resume", opts->resume,
-                "Continue after the last complete iteration found in --out");
+                "Continue a killed or finished run in --out from its saved training state "
+                "(bit-exact on the same machine and thread count; docs/reliability.md)");
   cmd->add_flag("--quiet", opts->quiet, "No per-step lines and no progress bars");
   cmd->callback([opts] {
     visplay::rl::EvolveOptions o;
     o.config = load_config(*opts);
+    if (opts->checkpoint_every > 0) o.config.checkpoint_every = opts->checkpoint_every;
     o.model_dir = opts->model;
     o.images_dir = opts->images;
     o.out_dir = opts->out;

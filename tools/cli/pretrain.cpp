@@ -12,6 +12,7 @@
 #include <string>
 
 #include "model/checkpoint.h"
+#include "model/file_util.h"
 #include "model/shapeworld_vocab.h"
 #include "tools/cli/command.h"
 
@@ -21,12 +22,21 @@ struct PretrainCliOptions {
   std::string out;
   std::string size = "base";
   std::string init;  // continue from this checkpoint instead of fresh weights
+  bool resume = false;
   visplay::rl::PretrainOptions train;
 };
 
 void run_pretrain(const PretrainCliOptions& o) {
   using namespace visplay;
   std::filesystem::create_directories(o.out);
+  // The crash-safe training state; a run that left one is continued only on request.
+  const std::string state_path = o.out + "/train_state.safetensors";
+  const bool resuming = o.resume && std::filesystem::exists(state_path);
+  if (!o.resume && std::filesystem::exists(state_path)) {
+    throw std::runtime_error(o.out + " holds the training state of an earlier run (" + state_path +
+                             "); pass --resume to continue it, or choose another folder");
+  }
+  remove_stale_temporaries(o.out);
   auto tokenizer = make_shapeworld_tokenizer();
   VLM model = o.init.empty() ? VLM(rl::shapeworld_model_config(*tokenizer, o.size))
                              : load_checkpoint(o.init);
@@ -41,11 +51,14 @@ void run_pretrain(const PretrainCliOptions& o) {
               static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
               static_cast<unsigned long long>(o.train.seed));
   std::fflush(stdout);
-  MetricsLog log(o.out + "/metrics.jsonl", /*truncate=*/true);
+  if (resuming) std::printf("pretrain: resuming from %s\n", state_path.c_str());
+  MetricsLog log(o.out + "/metrics.jsonl", /*truncate=*/!resuming);
   write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
   // The checkpoint so far is saved at every validation, so a long run that is stopped
   // early still leaves a loadable model.
   rl::PretrainOptions train = o.train;
+  train.state_path = state_path;
+  train.resume = resuming;
   train.on_validation = [&](const VLM& m, int64_t, double) { save_checkpoint(o.out, m); };
   rl::PretrainResult result = rl::pretrain(model, *tokenizer, train, &log, &std::cerr);
   save_checkpoint(o.out, model);
@@ -53,6 +66,7 @@ void run_pretrain(const PretrainCliOptions& o) {
       {"command", "visplay pretrain"},
       {"size", o.size},
       {"init", o.init.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.init)},
+      {"resumed_from_step", result.first_step},
       {"parameters", model.params().numel()},
       {"steps", o.train.steps},
       {"batch_size", o.train.batch_size},
@@ -112,6 +126,13 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_option("--init", opts->init,
                   "Continue from this checkpoint (a new warmup + cosine cycle) instead of "
                   "fresh weights");
+  cmd->add_option("--state-every", opts->train.state_every,
+                  "Save the crash-safe training state (OUT/train_state.safetensors: weights, "
+                  "AdamW moments, step) every N steps and at the end")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--resume", opts->resume,
+                "Continue the run in --out from its training state, bit-exactly (same options "
+                "and thread count; docs/reliability.md)");
   cmd->add_option("--size", opts->size, "Model size preset")
       ->check(CLI::IsMember({"base", "tiny"}));
   cmd->callback([opts] { run_pretrain(*opts); });
