@@ -197,9 +197,11 @@ TEST(Qwen25VL, LeftPaddedBatchMatchesSingleRows) {
     single = f.model.logits(ids, Tensor(), pixels, grid);
   }
   std::vector<double> want = single.to_vector<double>();
+  // Batched and single-row GEMMs block (and so round) differently in OpenBLAS with more
+  // than one thread: f32 rounding, well inside the 1e-4 parity bar.
   for (int64_t r = 0; r < 2; ++r) {
     Tensor part = got.slice(0, r, r + 1).slice(1, pad, S + pad);
-    EXPECT_TRUE(test::all_close(part, want, 1e-5, 1e-5)) << "row " << r;
+    EXPECT_TRUE(test::all_close(part, want, 1e-4, 1e-4)) << "row " << r;
   }
 }
 
