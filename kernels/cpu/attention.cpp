@@ -1,5 +1,7 @@
 #include "kernels/cpu/attention.h"
+
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -37,6 +39,24 @@ inline T dot(const T* a, const T* b, int64_t n) {
   return acc;
 }
 
+// Additive mask of keys [j0, j0 + n) for query i: 0 where visible, -inf
+// where not. Branch-free, so the loops that add it vectorise; `key_bias` is
+// the padding part (0 / -inf per key) already gathered for the tile.
+template <class T>
+inline void visibility_bias(const AttentionShape& s, const T* key_bias, int64_t i, int64_t j0,
+                            int64_t n, T* bias) {
+  int64_t last = s.causal ? i + (s.Sk - s.Sq) - j0 : n;  // keys past this tile offset are hidden
+  for (int64_t j = 0; j < n; ++j) bias[j] = j > last ? static_cast<T>(-INFINITY) : key_bias[j];
+}
+
+// The padding part of the mask for keys [j0, j0 + n) of batch row b.
+template <class T>
+inline void key_padding_bias(const AttentionShape& s, const int32_t* key_mask, int64_t b,
+                             int64_t j0, int64_t n, T* key_bias) {
+  for (int64_t j = 0; j < n; ++j)
+    key_bias[j] = key_mask && key_mask[b * s.Sk + j0 + j] == 0 ? static_cast<T>(-INFINITY) : T(0);
+}
+
 // The last key index (exclusive) any query in [i0, i1) can see.
 inline int64_t key_end(const AttentionShape& s, int64_t i1) {
   return s.causal ? std::min(s.Sk, i1 + (s.Sk - s.Sq)) : s.Sk;
@@ -71,35 +91,29 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
             const T* kj = k + rows.kv_off(b, j, hk);
             for (int64_t d = 0; d < s.D; ++d) k_t[d * kBlockK + (j - j0)] = kj[d];
           }
+          T key_bias[kBlockK];
+          key_padding_bias(s, key_mask, b, j0, nk, key_bias);
           for (int64_t i = i0; i < i1; ++i) {
             const T* qi = q + rows.q_off(b, i, h);
             T* sc = scores[i - i0];
             for (int64_t j = 0; j < nk; ++j) sc[j] = T(0);
-            for (int64_t d = 0; d < s.D; ++d) {
-              T qd = qi[d];
-              const T* kt = k_t.data() + d * kBlockK;
-              for (int64_t j = 0; j < nk; ++j) sc[j] += qd * kt[j];
-            }
+            accumulate_rows(sc, nk, qi, k_t.data(), kBlockK, s.D);
+            T bias[kBlockK], p[kBlockK];
+            visibility_bias(s, key_bias, i, j0, nk, bias);
             T tile_max = -INFINITY;
-            for (int64_t j = j0; j < j1; ++j) {
-              sc[j - j0] = key_visible(s, key_mask, b, i, j) ? sc[j - j0] * scale
-                                                              : static_cast<T>(-INFINITY);
-              tile_max = std::max(tile_max, sc[j - j0]);
-            }
+            for (int64_t j = 0; j < nk; ++j) sc[j] = sc[j] * scale + bias[j];
+            for (int64_t j = 0; j < nk; ++j) tile_max = std::max(tile_max, sc[j]);
             if (tile_max == -INFINITY) continue;  // nothing visible in this tile
             // Online softmax: rescale what was accumulated under the old max.
             T new_max = std::max(row_max[i - i0], tile_max);
-            T correction = std::exp(row_max[i - i0] - new_max);
-            T* ai = acc.data() + (i - i0) * s.D;
-            row_sum[i - i0] *= correction;
+            T correction = k_exp(row_max[i - i0] - new_max);
+            for (int64_t j = 0; j < nk; ++j) p[j] = k_exp(sc[j] - new_max);  // hidden keys: 0
+            T* __restrict ai = acc.data() + (i - i0) * s.D;
+            T tile_sum = 0;
+            for (int64_t j = 0; j < nk; ++j) tile_sum += p[j];
+            row_sum[i - i0] = row_sum[i - i0] * correction + tile_sum;
             for (int64_t d = 0; d < s.D; ++d) ai[d] *= correction;
-            for (int64_t j = j0; j < j1; ++j) {
-              if (sc[j - j0] == -INFINITY) continue;
-              T p = std::exp(sc[j - j0] - new_max);
-              row_sum[i - i0] += p;
-              const T* vj = v + rows.kv_off(b, j, hk);
-              for (int64_t d = 0; d < s.D; ++d) ai[d] += p * vj[d];
-            }
+            accumulate_rows(ai, s.D, p, v + rows.kv_off(b, j0, hk), s.Hkv * s.D, nk);
             row_max[i - i0] = new_max;
           }
         }
@@ -159,29 +173,24 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
               v_t[d * kBlockK + (j - j0)] = vj[d];
             }
           }
+          T key_bias[kBlockK];
+          key_padding_bias(s, key_mask, b, j0, nk, key_bias);
           for (int64_t i = i0; i < i1; ++i) {
             T l = lse[rows.lse_off(b, h, i)];
             if (l == -INFINITY) continue;  // the row sees no key: zero gradient
             const T* qi = q + rows.q_off(b, i, h);
             const T* doi = dout + rows.q_off(b, i, h);
             for (int64_t j = 0; j < nk; ++j) sc[j] = T(0), dp[j] = T(0);
-            for (int64_t d = 0; d < s.D; ++d) {
-              T qd = qi[d], dd = doi[d];
-              const T* kt = k_t.data() + d * kBlockK;
-              const T* vt = v_t.data() + d * kBlockK;
-              for (int64_t j = 0; j < nk; ++j) {
-                sc[j] += qd * kt[j];
-                dp[j] += dd * vt[j];
-              }
-            }
+            accumulate_rows(sc, nk, qi, k_t.data(), kBlockK, s.D);
+            accumulate_rows(dp, nk, doi, v_t.data(), kBlockK, s.D);
             T di = delta[rows.lse_off(b, h, i)];
-            T* dqi = dq + rows.q_off(b, i, h);
-            for (int64_t j = 0; j < nk; ++j) {
-              if (!key_visible(s, key_mask, b, i, j0 + j)) continue;
-              T ds = std::exp(sc[j] * scale - l) * (dp[j] - di) * scale;
-              const T* kj = k + rows.kv_off(b, j0 + j, hk);
-              for (int64_t d = 0; d < s.D; ++d) dqi[d] += ds * kj[d];
-            }
+            T* __restrict dqi = dq + rows.q_off(b, i, h);
+            T bias[kBlockK], ds[kBlockK];
+            visibility_bias(s, key_bias, i, j0, nk, bias);
+            // Hidden keys get p = exp(-inf) = 0, so ds = 0 (vectorised).
+            for (int64_t j = 0; j < nk; ++j)
+              ds[j] = k_exp(sc[j] * scale - l + bias[j]) * (dp[j] - di) * scale;
+            accumulate_rows(dqi, s.D, ds, k + rows.kv_off(b, j0, hk), s.Hkv * s.D, nk);
           }
         }
       }
@@ -205,6 +214,9 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
           for (int64_t i0 = i_start; i0 < s.Sq; i0 += kBlockK) {
             int64_t i1 = std::min(s.Sq, i0 + kBlockK), nq = i1 - i0;
+            // Per query of the tile: its lse (+inf for a row that sees no
+            // key, so its p is exp(-inf) = 0) and its delta.
+            T lse_t[kBlockK], delta_t[kBlockK];
             for (int64_t i = i0; i < i1; ++i) {
               const T* qi = q + rows.q_off(b, i, h);
               const T* doi = dout + rows.q_off(b, i, h);
@@ -212,33 +224,33 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
                 q_t[d * kBlockK + (i - i0)] = qi[d];
                 do_t[d * kBlockK + (i - i0)] = doi[d];
               }
+              T l = lse[rows.lse_off(b, h, i)];
+              lse_t[i - i0] = l == -INFINITY ? static_cast<T>(INFINITY) : l;
+              delta_t[i - i0] = delta[rows.lse_off(b, h, i)];
             }
             for (int64_t j = j0; j < j1; ++j) {
+              if (key_mask && key_mask[b * s.Sk + j] == 0) continue;  // a padding key: zero grads
               const T* kj = k + rows.kv_off(b, j, hk);
               const T* vj = v + rows.kv_off(b, j, hk);
               for (int64_t i = 0; i < nq; ++i) sc[i] = T(0), dp[i] = T(0);
-              for (int64_t d = 0; d < s.D; ++d) {
-                T kd = kj[d], vd = vj[d];
-                const T* qt = q_t.data() + d * kBlockK;
-                const T* dt = do_t.data() + d * kBlockK;
-                for (int64_t i = 0; i < nq; ++i) {
-                  sc[i] += kd * qt[i];
-                  dp[i] += vd * dt[i];
-                }
-              }
-              T* dkj = dk + rows.kv_off(b, j, hk);
-              T* dvj = dv + rows.kv_off(b, j, hk);
+              accumulate_rows(sc, nq, kj, q_t.data(), kBlockK, s.D);
+              accumulate_rows(dp, nq, vj, do_t.data(), kBlockK, s.D);
+              T* __restrict dkj = dk + rows.kv_off(b, j, hk);
+              T* __restrict dvj = dv + rows.kv_off(b, j, hk);
+              // Causal: local queries before `first` cannot see key j.
+              int64_t first = s.causal ? j - (s.Sk - s.Sq) - i0 : 0;
+              T p[kBlockK], ds[kBlockK];
               for (int64_t i = 0; i < nq; ++i) {
-                T l = lse[rows.lse_off(b, h, i0 + i)];
-                if (l == -INFINITY || !key_visible(s, key_mask, b, i0 + i, j)) continue;
-                T p = std::exp(sc[i] * scale - l);
-                T ds = p * (dp[i] - delta[rows.lse_off(b, h, i0 + i)]) * scale;
-                const T* qi = q + rows.q_off(b, i0 + i, h);
-                const T* doi = dout + rows.q_off(b, i0 + i, h);
-                for (int64_t d = 0; d < s.D; ++d) {
-                  dvj[d] += p * doi[d];
-                  dkj[d] += ds * qi[d];
-                }
+                T e = k_exp(sc[i] * scale - lse_t[i]);
+                p[i] = i < first ? T(0) : e;
+              }
+              for (int64_t i = 0; i < nq; ++i) ds[i] = p[i] * (dp[i] - delta_t[i]) * scale;
+              int64_t start = std::max<int64_t>(first, 0);
+              if (start < nq) {
+                accumulate_rows(dvj, s.D, p + start, dout + rows.q_off(b, i0 + start, h),
+                                s.H * s.D, nq - start);
+                accumulate_rows(dkj, s.D, ds + start, q + rows.q_off(b, i0 + start, h),
+                                s.H * s.D, nq - start);
               }
             }
           }
@@ -280,6 +292,60 @@ void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, co
         }
       }
     }
+}
+
+// The decode step's attention: scores by 8-lane dot products (vectorised
+// without reassociation), exp over the whole score row (vectorised), P.V with
+// the accumulators in registers. Scratch is per thread, allocated once per
+// call, never per (row, head).
+void decode_attention(const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* key_mask, float* out, int64_t B, int64_t H, int64_t Hkv,
+                      int64_t D, int64_t capacity, int64_t length, double scale) {
+  const int64_t group = H / Hkv;
+  const float scale_f = static_cast<float>(scale);
+  const int64_t work = B * H * length * D;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    std::vector<float> scores(length), probs(length), acc(D);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t hk = h / group;
+        const float* qi = q + (b * H + h) * D;
+        const float* k_row0 = k_cache + (b * capacity * Hkv + hk) * D;  // slot 0 of this kv head
+        const float* v_row0 = v_cache + (b * capacity * Hkv + hk) * D;
+        const int32_t* mask = key_mask + b * capacity;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < length; ++j) {
+          if (!mask[j]) {
+            scores[j] = -INFINITY;
+            continue;
+          }
+          const float* kj = k_row0 + j * Hkv * D;
+          float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          int64_t d = 0;
+          for (; d + 8 <= D; d += 8)
+            for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
+          for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
+          float dot8 = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                       ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+          scores[j] = dot8 * scale_f;
+          mx = std::max(mx, scores[j]);
+        }
+        float* oi = out + (b * H + h) * D;
+        if (mx == -INFINITY) {  // no visible key: zeros, like attention_forward
+          std::fill(oi, oi + D, 0.0f);
+          continue;
+        }
+        for (int64_t j = 0; j < length; ++j) probs[j] = fast_exp(scores[j] - mx);  // masked: 0
+        double z = 0;
+        for (int64_t j = 0; j < length; ++j) z += probs[j];
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        accumulate_rows(acc.data(), D, probs.data(), v_row0, Hkv * D, length);
+        const float inv = static_cast<float>(1.0 / z);
+        for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+      }
+  }
 }
 
 #define INSTANTIATE(T)                                                                        \

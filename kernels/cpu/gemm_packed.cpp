@@ -1,0 +1,165 @@
+// A packed, register-blocked f32 GEMM for the small and medium shapes of the
+// demo-size models (M in the tens to thousands, N and K in the hundreds).
+// At these sizes OpenBLAS's per-call overhead (thread dispatch, its own
+// packing buffers) and its AVX2 (Haswell) kernel on AVX-512 machines leave
+// most of the core idle; this kernel packs op(A) and op(B) into panels and
+// runs an MR x NR micro-kernel whose accumulators live in vector registers
+// (GCC vector extensions: zmm with AVX-512, pairs of ymm with AVX2).
+//
+// Determinism: every C element is one k-ordered chain of multiply-adds per
+// K block (blocks added in order), whatever the thread count: threads split
+// the output tiles, never the sum.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/parallel.h"
+
+namespace visplay::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kMR = 8;    // rows of C per micro-tile
+constexpr int64_t kNR = 32;   // columns of C per micro-tile (two 16-float vectors)
+constexpr int64_t kKC = 256;  // K block: an A sliver (8 x 256) stays in L1
+
+typedef float vec16 __attribute__((vector_size(64)));
+
+inline vec16 load16(const float* p) {
+  vec16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
+
+// op(A)[i0:i0+MR, k0:k0+kc] as kc groups of MR floats (zero rows past M).
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
+            int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) {
+    float* d = dst + k * kMR;
+    if (trans) {  // op(A)[i][k] = A[k][i]: MR consecutive floats
+      const float* src = A + (k0 + k) * lda + i0;
+      for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
+    } else {
+      for (int64_t r = 0; r < rows; ++r) d[r] = A[(i0 + r) * lda + k0 + k];
+    }
+    for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
+  }
+}
+
+// op(B)[k0:k0+kc, j0:j0+NR] as kc groups of NR floats (zero columns past N).
+void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t k0,
+            int64_t kc, float* dst) {
+  if (!trans) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (k0 + k) * ldb + j0;
+      float* d = dst + k * kNR;
+      std::memcpy(d, src, cols * sizeof(float));
+      for (int64_t c = cols; c < kNR; ++c) d[c] = 0.0f;
+    }
+    return;
+  }
+  // op(B)[k][j] = B[j][k]: read each B row once, scatter it down a column.
+  for (int64_t c = 0; c < cols; ++c) {
+    const float* src = B + (j0 + c) * ldb + k0;
+    for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = src[k];
+  }
+  for (int64_t c = cols; c < kNR; ++c)
+    for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = 0.0f;
+}
+
+// C[0:rows, 0:cols] = alpha * (Ap . Bp) + (first ? beta : 1) * C.
+// With beta == 0 on the first K block C is never read (it may hold NaNs).
+void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
+  vec16 acc[kMR][2];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{} , acc[r][1] = vec16{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float a = ap[r];
+      acc[r][0] += a * b0;
+      acc[r][1] += a * b1;
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  if (rows == kMR && cols == kNR) {
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float* cr = c + r * ldc;
+      vec16 y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
+      vec16 y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
+      if (beta != 0.0f) {
+        y0 += beta * load16(cr);
+        y1 += beta * load16(cr + 16);
+      }
+      store16(cr, y0);
+      store16(cr + 16, y1);
+    }
+    return;
+  }
+  float tile[kMR][kNR];
+  for (int64_t r = 0; r < kMR; ++r) {
+    store16(&tile[r][0], acc[r][0]);
+    store16(&tile[r][16], acc[r][1]);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
+      if (beta != 0.0f) y += beta * c[r * ldc + j];
+      c[r * ldc + j] = y;
+    }
+}
+
+}  // namespace
+
+void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                     int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta * C (never reading C when beta is 0)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
+  const int64_t kc_max = std::min(K, kKC);
+  // Packing scratch, reused across calls on this thread.
+  static thread_local std::vector<float> a_pack, b_pack;
+  if (static_cast<int64_t>(a_pack.size()) < m_tiles * kMR * kc_max)
+    a_pack.resize(m_tiles * kMR * kc_max);
+  if (static_cast<int64_t>(b_pack.size()) < n_tiles * kNR * kc_max)
+    b_pack.resize(n_tiles * kNR * kc_max);
+  float* ap_all = a_pack.data();
+  float* bp_all = b_pack.data();
+  const bool parallel = M * N * K > 64 * kParallelMinElements;
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const float block_beta = k0 == 0 ? beta : 1.0f;
+#pragma omp parallel if (parallel)
+    {
+#pragma omp for schedule(static) nowait
+      for (int64_t it = 0; it < m_tiles; ++it)
+        pack_a(trans_a, A, lda, it * kMR, std::min(kMR, M - it * kMR), k0, kc,
+               ap_all + it * kMR * kc);
+#pragma omp for schedule(static)
+      for (int64_t jt = 0; jt < n_tiles; ++jt)
+        pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
+               bp_all + jt * kNR * kc);
+      // Column panel outer (its packed B stays in L1), row slivers inner.
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t jt = 0; jt < n_tiles; ++jt)
+        for (int64_t it = 0; it < m_tiles; ++it) {
+          const int64_t i0 = it * kMR, j0 = jt * kNR;
+          micro_kernel(kc, ap_all + it * kMR * kc, bp_all + jt * kNR * kc, C + i0 * ldc + j0, ldc,
+                       std::min(kMR, M - i0), std::min(kNR, N - j0), alpha, block_beta);
+        }
+    }
+  }
+}
+
+}  // namespace visplay::kernels::cpu

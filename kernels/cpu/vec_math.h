@@ -1,0 +1,124 @@
+// Elementary functions for the CPU kernels' inner loops. libm's expf/tanhf are
+// scalar calls, so a loop that uses them never vectorises; these are branch-free
+// inline versions (Cody-Waite range reduction + polynomial, explicit fma) that
+// GCC turns into AVX-512/AVX2 code inside an ordinary `for` loop. They use only
+// IEEE operations with fixed rounding, so results are bit-identical run to run
+// and independent of the thread count.
+//
+// Accuracy (checked against double in tests/kernels/vec_math_test.cpp):
+// fast_exp within 2 ulp over the whole float range (subnormal results
+// included, overflow to +inf, exp(-inf) = 0, NaN propagates).
+//
+// The double overloads are plain libm: f64 runs are the reference path.
+#pragma once
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace visplay::kernels::cpu {
+
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2, exp(r) by its
+// degree-7 Taylor polynomial (truncation error < 5e-9 relative). 2^n is
+// applied in two halves so results down to the subnormal range stay exact.
+inline float fast_exp(float x) {
+  const float log2e = 1.44269504088896341f;
+  const float ln2_hi = 0.693145751953125f;        // the top bits of ln 2: n * ln2_hi is exact
+  const float ln2_lo = 1.42860682030941723212e-6f;  // ln 2 - ln2_hi
+  const float round_magic = 12582912.0f;          // 1.5 * 2^23: adding it rounds to an integer
+  float xc = x < -104.0f ? -104.0f : x;           // exp(-104) rounds to 0 in float
+  xc = xc > 89.0f ? 89.0f : xc;                    // exp(89) overflows to +inf below
+  float n = (std::fma(xc, log2e, round_magic)) - round_magic;
+  float r = std::fma(-n, ln2_hi, xc);
+  r = std::fma(-n, ln2_lo, r);
+  float p = 1.0f / 5040.0f;
+  p = std::fma(p, r, 1.0f / 720.0f);
+  p = std::fma(p, r, 1.0f / 120.0f);
+  p = std::fma(p, r, 1.0f / 24.0f);
+  p = std::fma(p, r, 1.0f / 6.0f);
+  p = std::fma(p, r, 0.5f);
+  p = std::fma(p, r, 1.0f);
+  p = std::fma(p, r, 1.0f);
+  int32_t ni = static_cast<int32_t>(n);  // in [-151, 129]
+  int32_t n1 = ni / 2, n2 = ni - n1;     // each in [-76, 65]: normal powers of two
+  float s1 = std::bit_cast<float>((n1 + 127) << 23);
+  float s2 = std::bit_cast<float>((n2 + 127) << 23);
+  float y = (p * s1) * s2;
+  return x != x ? x : y;  // NaN in, NaN out
+}
+
+// 1 / (1 + exp(-x)), accurate at both tails (no cancellation).
+inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|); for |x| < 0.25 an
+// odd polynomial instead, where 1 - e would cancel.
+inline float fast_tanh(float x) {
+  float ax = std::fabs(x);
+  float e = fast_exp(-2.0f * ax);
+  float big = (1.0f - e) / (1.0f + e);
+  // tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 (|x| < 0.25: error < 1e-9 relative)
+  float x2 = x * x;
+  float q = 62.0f / 2835.0f;
+  q = std::fma(q, x2, -17.0f / 315.0f);
+  q = std::fma(q, x2, 2.0f / 15.0f);
+  q = std::fma(q, x2, -1.0f / 3.0f);
+  float small = std::fma(q * x2, ax, ax);
+  float t = ax < 0.25f ? small : big;
+  return std::copysign(t, x);
+}
+
+// Overloads for the templated kernels: f32 takes the fast path, f64 stays on libm.
+inline float k_exp(float x) { return fast_exp(x); }
+inline double k_exp(double x) { return std::exp(x); }
+inline float k_tanh(float x) { return fast_tanh(x); }
+inline double k_tanh(double x) { return std::tanh(x); }
+inline float k_sigmoid(float x) { return fast_sigmoid(x); }
+inline double k_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// y[c] += sum_r w[r] * x[r * stride + c] for c < width, rows r in order (rows
+// with w[r] == 0 skipped). The accumulators stay in registers across the rows
+// (GCC vector extensions, 32-byte vectors: AVX2/AVX-512 with -march=native,
+// SSE pairs otherwise); a plain loop here would store and reload y for every
+// row, a store-forwarding chain that made attention's P.V and dQ/dK/dV loops
+// latency bound. Each y[c] sums in row order, so results are deterministic.
+template <class T>
+inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict w,
+                            const T* __restrict x, int64_t stride, int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T vec __attribute__((vector_size(32)));
+  auto load = [](const T* p) {
+    vec v;
+    std::memcpy(&v, p, sizeof(vec));
+    return v;
+  };
+  auto store = [](T* p, const vec& v) { std::memcpy(p, &v, sizeof(vec)); };
+  int64_t c0 = 0;
+  for (; c0 + 4 * L <= width; c0 += 4 * L) {
+    vec a0 = load(y + c0), a1 = load(y + c0 + L), a2 = load(y + c0 + 2 * L),
+        a3 = load(y + c0 + 3 * L);
+    for (int64_t r = 0; r < rows; ++r) {
+      T wr = w[r];
+      if (wr == T(0)) continue;
+      const T* xr = x + r * stride + c0;
+      a0 += wr * load(xr);
+      a1 += wr * load(xr + L);
+      a2 += wr * load(xr + 2 * L);
+      a3 += wr * load(xr + 3 * L);
+    }
+    store(y + c0, a0), store(y + c0 + L, a1), store(y + c0 + 2 * L, a2), store(y + c0 + 3 * L, a3);
+  }
+  for (; c0 + L <= width; c0 += L) {
+    vec a0 = load(y + c0);
+    for (int64_t r = 0; r < rows; ++r)
+      if (w[r] != T(0)) a0 += w[r] * load(x + r * stride + c0);
+    store(y + c0, a0);
+  }
+  for (; c0 < width; ++c0) {
+    T a = y[c0];
+    for (int64_t r = 0; r < rows; ++r)
+      if (w[r] != T(0)) a += w[r] * x[r * stride + c0];
+    y[c0] = a;
+  }
+}
+
+}  // namespace visplay::kernels::cpu
