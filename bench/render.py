@@ -52,8 +52,8 @@ def fmt(x):
     return f"{x:.3g}"
 
 
-def median_ms(entries):
-    return statistics.median(e["real_time"] * UNIT_TO_MS[e["time_unit"]] for e in entries)
+def median_ms(entries, key="real_time"):
+    return statistics.median(e[key] * UNIT_TO_MS[e["time_unit"]] for e in entries)
 
 
 STANDARD_KEYS = {"name", "family_index", "per_family_instance_index", "run_name", "run_type",
@@ -91,6 +91,8 @@ def compare(ours_files, torch_files):
         entries = runs[name]
         if key is None:
             return median_ms(entries)
+        if key == "cpu_time":
+            return median_ms(entries, "cpu_time")
         return statistics.median(e[key] for e in entries)
 
     def torch_median(key):
@@ -108,6 +110,16 @@ def compare(ours_files, torch_files):
         ("generation tokens/s", tokens, torch_scalar("generate_tokens_per_s"),
          tokens / torch_scalar("generate_tokens_per_s"), ""),
     ]
+    # Process CPU time: with one thread it is the work itself, robust to other
+    # processes taking the cores (wall time on a loaded machine is not).
+    if all("train_step_cpu_ms_all" in t for t in theirs):
+        train_cpu_ours, train_cpu_torch = ours("BM_vlm_train_step", "cpu_time"), torch_median("train_step_cpu_ms_all")
+        gen_cpu_ours, gen_cpu_torch = ours("BM_vlm_generate", "cpu_time"), torch_median("generate_cpu_ms_all")
+        rows += [
+            ("training step, process CPU ms", train_cpu_ours, train_cpu_torch,
+             train_cpu_torch / train_cpu_ours, ">= 1.5x"),
+            ("generation, process CPU ms", gen_cpu_ours, gen_cpu_torch, gen_cpu_torch / gen_cpu_ours, ">= 3x"),
+        ]
     mem = [
         ("training step: peak RSS over steady state, MiB", ours("BM_vlm_train_step", "peak_rss_MiB"),
          torch_scalar("train_peak_rss_MiB")),

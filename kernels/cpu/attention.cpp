@@ -62,11 +62,134 @@ inline int64_t key_end(const AttentionShape& s, int64_t i1) {
   return s.causal ? std::min(s.Sk, i1 + (s.Sk - s.Sq)) : s.Sk;
 }
 
+
+// Short sequences (Sq * Sk <= kWholeRowMaxScores, e.g. the demo model's 40
+// tokens or 64 patches): whole score rows instead of tiles. Per (batch, kv
+// head) K and V are transposed once and shared by the group's query heads;
+// the backward keeps P and dS for a head and computes scores once (the tiled
+// path recomputes them in each of its two passes). Threads split (batch, kv
+// head) pairs, which own their dq, dk and dv rows: no races, and each sum
+// runs in a fixed order whatever the thread count.
+constexpr int64_t kWholeRowMaxScores = 128 * 128;
+
+template <class T>
+void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+                            const int32_t* key_mask, T* out, T* lse) {
+  Rows rows{s};
+  const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D;
+  const T scale = static_cast<T>(s.scale);
+#pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+  {
+    std::vector<T> k_t(D * Sk), key_bias(Sk), sc(Sk), bias(Sk), acc(D);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+        for (int64_t j = 0; j < Sk; ++j) {
+          const T* kj = k + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d];
+        }
+        key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+          for (int64_t i = 0; i < s.Sq; ++i) {
+            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
+            const T* qi = q + rows.q_off(b, i, h);
+            T* oi = out + rows.q_off(b, i, h);
+            std::fill(sc.begin(), sc.begin() + nk, T(0));
+            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
+            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+            T m = -INFINITY;
+            for (int64_t j = 0; j < nk; ++j) sc[j] = sc[j] * scale + bias[j];
+            for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc[j]);
+            if (m == -INFINITY) {  // sees no key
+              std::fill(oi, oi + D, T(0));
+              lse[rows.lse_off(b, h, i)] = static_cast<T>(-INFINITY);
+              continue;
+            }
+            for (int64_t j = 0; j < nk; ++j) sc[j] = k_exp(sc[j] - m);  // hidden keys: 0
+            T sum = 0;
+            for (int64_t j = 0; j < nk; ++j) sum += sc[j];
+            std::fill(acc.begin(), acc.end(), T(0));
+            accumulate_rows(acc.data(), D, sc.data(), v + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
+            for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] / sum;
+            lse[rows.lse_off(b, h, i)] = m + std::log(sum);
+          }
+      }
+  }
+}
+
+template <class T>
+void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* key_mask, const T* out, const T* lse, const T* dout,
+                             T* dq, T* dk, T* dv) {
+  Rows rows{s};
+  const int64_t group = s.H / s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
+  const T scale = static_cast<T>(s.scale);
+#pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+  {
+    std::vector<T> k_t(D * Sk), v_t(D * Sk), key_bias(Sk), bias(Sk), sc(Sk), dp(Sk);
+    std::vector<T> p(Sq * Sk), ds(Sq * Sk), p_t(Sk * Sq), ds_t(Sk * Sq);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+        for (int64_t j = 0; j < Sk; ++j) {
+          const T* kj = k + rows.kv_off(b, j, hk);
+          const T* vj = v + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d], v_t[d * Sk + j] = vj[d];
+          std::fill(dk + rows.kv_off(b, j, hk), dk + rows.kv_off(b, j, hk) + D, T(0));
+          std::fill(dv + rows.kv_off(b, j, hk), dv + rows.kv_off(b, j, hk) + D, T(0));
+        }
+        key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+          // Rows of P and dS, and dq.
+          for (int64_t i = 0; i < Sq; ++i) {
+            T* p_i = p.data() + i * Sk;
+            T* ds_i = ds.data() + i * Sk;
+            T* dqi = dq + rows.q_off(b, i, h);
+            std::fill(p_i, p_i + Sk, T(0));
+            std::fill(ds_i, ds_i + Sk, T(0));
+            std::fill(dqi, dqi + D, T(0));
+            const T l = lse[rows.lse_off(b, h, i)];
+            if (l == -INFINITY) continue;  // the row sees no key: zero gradient
+            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
+            const T* qi = q + rows.q_off(b, i, h);
+            const T* doi = dout + rows.q_off(b, i, h);
+            const T di = dot(doi, out + rows.q_off(b, i, h), D);  // the softmax backward's row term
+            std::fill(sc.begin(), sc.begin() + nk, T(0));
+            std::fill(dp.begin(), dp.begin() + nk, T(0));
+            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
+            accumulate_rows(dp.data(), nk, doi, v_t.data(), Sk, D);
+            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+            for (int64_t j = 0; j < nk; ++j) p_i[j] = k_exp(sc[j] * scale - l + bias[j]);
+            for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp[j] - di) * scale;
+            accumulate_rows(dqi, D, ds_i, k + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
+          }
+          // dk_j += sum_i dS[i][j] q_i and dv_j += sum_i P[i][j] dO_i, from
+          // the transposed matrices so each key's weights are contiguous.
+          for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t j = 0; j < Sk; ++j) {
+              p_t[j * Sq + i] = p[i * Sk + j];
+              ds_t[j * Sq + i] = ds[i * Sk + j];
+            }
+          for (int64_t j = 0; j < Sk; ++j) {
+            accumulate_rows(dv + rows.kv_off(b, j, hk), D, p_t.data() + j * Sq,
+                            dout + rows.q_off(b, 0, h), s.H * D, Sq);
+            accumulate_rows(dk + rows.kv_off(b, j, hk), D, ds_t.data() + j * Sq,
+                            q + rows.q_off(b, 0, h), s.H * D, Sq);
+          }
+        }
+      }
+  }
+}
+
 }  // namespace
 
 template <class T>
 void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v,
                        const int32_t* key_mask, T* out, T* lse) {
+  if (s.Sq * s.Sk <= kWholeRowMaxScores) {
+    attention_forward_rows(s, q, k, v, key_mask, out, lse);
+    return;
+  }
   Rows rows{s};
   int64_t group = s.H / s.Hkv;
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
@@ -136,6 +259,10 @@ template <class T>
 void attention_backward(const AttentionShape& s, const T* q, const T* k, const T* v,
                         const int32_t* key_mask, const T* out, const T* lse, const T* dout, T* dq,
                         T* dk, T* dv) {
+  if (s.Sq * s.Sk <= kWholeRowMaxScores) {
+    attention_backward_rows(s, q, k, v, key_mask, out, lse, dout, dq, dk, dv);
+    return;
+  }
   Rows rows{s};
   int64_t group = s.H / s.Hkv;
   const T scale = static_cast<T>(s.scale);

@@ -36,16 +36,22 @@ inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 // op(A)[i0:i0+MR, k0:k0+kc] as kc groups of MR floats (zero rows past M).
 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
             int64_t kc, float* dst) {
-  for (int64_t k = 0; k < kc; ++k) {
-    float* d = dst + k * kMR;
-    if (trans) {  // op(A)[i][k] = A[k][i]: MR consecutive floats
+  if (trans) {  // op(A)[i][k] = A[k][i]: MR consecutive floats per k
+    for (int64_t k = 0; k < kc; ++k) {
       const float* src = A + (k0 + k) * lda + i0;
+      float* d = dst + k * kMR;
       for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
-    } else {
-      for (int64_t r = 0; r < rows; ++r) d[r] = A[(i0 + r) * lda + k0 + k];
+      for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
     }
-    for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
+    return;
   }
+  // Row by row: contiguous reads, MR-strided writes.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = A + (i0 + r) * lda + k0;
+    for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
+  }
+  for (int64_t r = rows; r < kMR; ++r)
+    for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = 0.0f;
 }
 
 // op(B)[k0:k0+kc, j0:j0+NR] as kc groups of NR floats (zero columns past N).

@@ -75,44 +75,51 @@ inline double k_tanh(double x) { return std::tanh(x); }
 inline float k_sigmoid(float x) { return fast_sigmoid(x); }
 inline double k_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+namespace detail {
+// N adjacent 32-byte column chunks of accumulate_rows, N independent
+// accumulator chains kept in registers across the rows.
+template <int N, class T>
+inline void accumulate_chunks(T* __restrict y, const T* __restrict w, const T* __restrict x,
+                              int64_t stride, int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T vec __attribute__((vector_size(32)));
+  vec acc[N];
+#pragma GCC unroll 4
+  for (int n = 0; n < N; ++n) std::memcpy(&acc[n], y + n * L, sizeof(vec));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T wr = w[r];
+    if (wr == T(0)) continue;
+    const T* xr = x + r * stride;
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) {
+      vec xv;
+      std::memcpy(&xv, xr + n * L, sizeof(vec));
+      acc[n] += wr * xv;
+    }
+  }
+#pragma GCC unroll 4
+  for (int n = 0; n < N; ++n) std::memcpy(y + n * L, &acc[n], sizeof(vec));
+}
+}  // namespace detail
+
 // y[c] += sum_r w[r] * x[r * stride + c] for c < width, rows r in order (rows
 // with w[r] == 0 skipped). The accumulators stay in registers across the rows
 // (GCC vector extensions, 32-byte vectors: AVX2/AVX-512 with -march=native,
-// SSE pairs otherwise); a plain loop here would store and reload y for every
-// row, a store-forwarding chain that made attention's P.V and dQ/dK/dV loops
-// latency bound. Each y[c] sums in row order, so results are deterministic.
+// SSE pairs otherwise), up to four independent chains per pass; a plain loop
+// here would store and reload y for every row, a store-forwarding chain that
+// made attention's P.V and dQ/dK/dV loops latency bound. Each y[c] sums in
+// row order, so results are deterministic.
 template <class T>
 inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict w,
                             const T* __restrict x, int64_t stride, int64_t rows) {
   constexpr int64_t L = 32 / sizeof(T);
-  typedef T vec __attribute__((vector_size(32)));
-  auto load = [](const T* p) {
-    vec v;
-    std::memcpy(&v, p, sizeof(vec));
-    return v;
-  };
-  auto store = [](T* p, const vec& v) { std::memcpy(p, &v, sizeof(vec)); };
   int64_t c0 = 0;
-  for (; c0 + 4 * L <= width; c0 += 4 * L) {
-    vec a0 = load(y + c0), a1 = load(y + c0 + L), a2 = load(y + c0 + 2 * L),
-        a3 = load(y + c0 + 3 * L);
-    for (int64_t r = 0; r < rows; ++r) {
-      T wr = w[r];
-      if (wr == T(0)) continue;
-      const T* xr = x + r * stride + c0;
-      a0 += wr * load(xr);
-      a1 += wr * load(xr + L);
-      a2 += wr * load(xr + 2 * L);
-      a3 += wr * load(xr + 3 * L);
-    }
-    store(y + c0, a0), store(y + c0 + L, a1), store(y + c0 + 2 * L, a2), store(y + c0 + 3 * L, a3);
-  }
-  for (; c0 + L <= width; c0 += L) {
-    vec a0 = load(y + c0);
-    for (int64_t r = 0; r < rows; ++r)
-      if (w[r] != T(0)) a0 += w[r] * load(x + r * stride + c0);
-    store(y + c0, a0);
-  }
+  for (; c0 + 4 * L <= width; c0 += 4 * L) detail::accumulate_chunks<4>(y + c0, w, x + c0, stride, rows);
+  const int64_t chunks = (width - c0) / L;
+  if (chunks == 3) detail::accumulate_chunks<3>(y + c0, w, x + c0, stride, rows);
+  if (chunks == 2) detail::accumulate_chunks<2>(y + c0, w, x + c0, stride, rows);
+  if (chunks == 1) detail::accumulate_chunks<1>(y + c0, w, x + c0, stride, rows);
+  c0 += chunks * L;
   for (; c0 < width; ++c0) {
     T a = y[c0];
     for (int64_t r = 0; r < rows; ++r)
