@@ -443,12 +443,36 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
         const float* v_row0 = v_cache + (b * capacity * Hkv + hk) * D;
         const int32_t* mask = key_mask + b * capacity;
         float mx = -INFINITY;
-        for (int64_t j = 0; j < length; ++j) {
+        const int64_t kv_stride = Hkv * D;
+        int64_t j0 = 0;
+        if (D % 8 == 0) {
+          // Eight keys per dot8_rows; a partial last group repeats its last
+          // key (a written slot) and drops the extra results.
+          for (; j0 < length; j0 += 8) {
+            float dots[8];
+            if (j0 + 8 <= length) {
+              dot8_rows(qi, k_row0 + j0 * kv_stride, kv_stride, D, dots);
+            } else {
+              float tail[8 * 64];  // D <= 64 here; larger D takes the loop below
+              if (D > 64) break;
+              for (int64_t r = 0; r < 8; ++r)
+                std::memcpy(tail + r * D, k_row0 + std::min(j0 + r, length - 1) * kv_stride,
+                            D * sizeof(float));
+              dot8_rows(qi, tail, D, D, dots);
+            }
+            for (int64_t r = 0; r < 8 && j0 + r < length; ++r) {
+              float sc = mask[j0 + r] ? dots[r] * scale_f : -INFINITY;
+              scores[j0 + r] = sc;
+              mx = std::max(mx, sc);
+            }
+          }
+        }
+        for (int64_t j = j0; j < length; ++j) {
           if (!mask[j]) {
             scores[j] = -INFINITY;
             continue;
           }
-          const float* kj = k_row0 + j * Hkv * D;
+          const float* kj = k_row0 + j * kv_stride;
           float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
           int64_t d = 0;
           for (; d + 8 <= D; d += 8)

@@ -10,6 +10,7 @@
 // K block (blocks added in order), whatever the thread count: threads split
 // the output tiles, never the sum.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -33,6 +34,36 @@ inline vec16 load16(const float* p) {
 }
 inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 
+typedef float vec8 __attribute__((vector_size(32)));
+typedef int32_t ivec8 __attribute__((vector_size(32)));
+
+// dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
+// three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
+// swap): the packing routines' transposes without scattered 4-byte stores.
+inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  vec8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
+  const ivec8 unpack_lo = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const ivec8 pair_lo = {0, 1, 8, 9, 4, 5, 12, 13}, pair_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+  const ivec8 lane_lo = {0, 1, 2, 3, 8, 9, 10, 11}, lane_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], unpack_lo);
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], unpack_hi);
+  }
+  for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
+    u[h + 0] = __builtin_shuffle(t[h + 0], t[h + 2], pair_lo);
+    u[h + 1] = __builtin_shuffle(t[h + 0], t[h + 2], pair_hi);
+    u[h + 2] = __builtin_shuffle(t[h + 1], t[h + 3], pair_lo);
+    u[h + 3] = __builtin_shuffle(t[h + 1], t[h + 3], pair_hi);
+  }
+  for (int c = 0; c < 4; ++c) {
+    vec8 lo = __builtin_shuffle(u[c], u[c + 4], lane_lo);  // column c
+    vec8 hi = __builtin_shuffle(u[c], u[c + 4], lane_hi);  // column c + 4
+    std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
+    std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
+  }
+}
+
 // op(A)[i0:i0+MR, k0:k0+kc] as kc groups of MR floats (zero rows past M).
 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
             int64_t kc, float* dst) {
@@ -45,13 +76,19 @@ void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, i
     }
     return;
   }
-  // Row by row: contiguous reads, MR-strided writes.
+  int64_t k_done = 0;
+  if (rows == kMR) {  // 8 x 8 blocks transposed in registers
+    for (; k_done + 8 <= kc; k_done += 8)
+      transpose8x8(A + i0 * lda + k0 + k_done, lda, dst + k_done * kMR, kMR);
+    if (k_done == kc) return;
+  }
+  // The rest row by row: contiguous reads, MR-strided writes.
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = A + (i0 + r) * lda + k0;
-    for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
+    for (int64_t k = k_done; k < kc; ++k) dst[k * kMR + r] = src[k];
   }
   for (int64_t r = rows; r < kMR; ++r)
-    for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = 0.0f;
+    for (int64_t k = k_done; k < kc; ++k) dst[k * kMR + r] = 0.0f;
 }
 
 // op(B)[k0:k0+kc, j0:j0+NR] as kc groups of NR floats (zero columns past N).
@@ -66,10 +103,15 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, i
     }
     return;
   }
-  // op(B)[k][j] = B[j][k]: read each B row once, scatter it down a column.
+  // op(B)[k][j] = B[j][k]: 8 x 8 blocks transposed in registers, then the
+  // leftover columns / k rows one element at a time.
+  const int64_t c_full = cols / 8 * 8, k_full = kc / 8 * 8;
+  for (int64_t c = 0; c < c_full; c += 8)
+    for (int64_t k = 0; k < k_full; k += 8)
+      transpose8x8(B + (j0 + c) * ldb + k0 + k, ldb, dst + k * kNR + c, kNR);
   for (int64_t c = 0; c < cols; ++c) {
     const float* src = B + (j0 + c) * ldb + k0;
-    for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = src[k];
+    for (int64_t k = c < c_full ? k_full : 0; k < kc; ++k) dst[k * kNR + c] = src[k];
   }
   for (int64_t c = cols; c < kNR; ++c)
     for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = 0.0f;

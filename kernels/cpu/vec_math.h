@@ -128,4 +128,38 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
   }
 }
 
+// out[r] = sum_d q[d] * x[r * stride + d] for 8 rows r, D a multiple of 8:
+// eight 8-lane partial-sum vectors, then one transpose-and-add tree that
+// reduces all eight at once (7 shuffle pairs for 8 dot products instead of a
+// horizontal sum per row). Each dot sums lanes as ((0+1)+(2+3))+((4+5)+(6+7)).
+inline void dot8_rows(const float* __restrict q, const float* __restrict x, int64_t stride,
+                      int64_t D, float* __restrict out) {
+  typedef float vec __attribute__((vector_size(32)));
+  typedef int32_t ivec __attribute__((vector_size(32)));
+  vec acc[8];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) acc[r] = vec{};
+  for (int64_t d = 0; d < D; d += 8) {
+    vec qv;
+    std::memcpy(&qv, q + d, sizeof(vec));
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      vec xv;
+      std::memcpy(&xv, x + r * stride + d, sizeof(vec));
+      acc[r] += qv * xv;
+    }
+  }
+  const ivec even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
+  const ivec lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+  const ivec lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+  vec s01 = __builtin_shuffle(acc[0], acc[1], even) + __builtin_shuffle(acc[0], acc[1], odd);
+  vec s23 = __builtin_shuffle(acc[2], acc[3], even) + __builtin_shuffle(acc[2], acc[3], odd);
+  vec s45 = __builtin_shuffle(acc[4], acc[5], even) + __builtin_shuffle(acc[4], acc[5], odd);
+  vec s67 = __builtin_shuffle(acc[6], acc[7], even) + __builtin_shuffle(acc[6], acc[7], odd);
+  vec s0123 = __builtin_shuffle(s01, s23, lo2) + __builtin_shuffle(s01, s23, hi2);
+  vec s4567 = __builtin_shuffle(s45, s67, lo2) + __builtin_shuffle(s45, s67, hi2);
+  vec total = __builtin_shuffle(s0123, s4567, lo4) + __builtin_shuffle(s0123, s4567, hi4);
+  std::memcpy(out, &total, sizeof(vec));
+}
+
 }  // namespace visplay::kernels::cpu
