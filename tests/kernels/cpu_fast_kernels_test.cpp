@@ -337,3 +337,66 @@ TEST(FastKernels, DecodeAttentionMatchesDouble) {
   EXPECT_TRUE(close_to(out, ref, 1e-5, 2e-6));
   for (int64_t i = 3 * H * D; i < 4 * H * D; ++i) EXPECT_EQ(out[i], 0.0f);  // the masked row
 }
+
+// Long sequences take the tiled (flash-style) path, short ones the whole-row
+// path. Queries are independent and dK/dV sum over them, so the tiled result
+// for 130 causal queries must equal the whole-row path run on two query
+// blocks ([0, 64) against keys [0, 64), [64, 130) against keys [0, 130)),
+// with the blocks' dK/dV added. f64, padding and GQA included.
+TEST(FastKernels, TiledAttentionMatchesWholeRowPathOnQueryBlocks) {
+  const int64_t B = 2, S = 130, H = 4, Hkv = 2, D = 8;
+  const double scale = 1 / std::sqrt(double(D));
+  auto qv = to_double(random_floats(B * S * H * D, 110, -2, 2));
+  auto kv = to_double(random_floats(B * S * Hkv * D, 111, -2, 2));
+  auto vv = to_double(random_floats(B * S * Hkv * D, 112));
+  auto dov = to_double(random_floats(B * S * H * D, 113));
+  std::vector<int32_t> mask(B * S, 1);
+  for (int64_t j = 0; j < 5; ++j) mask[1 * S + j] = 0;  // row 1 left-padded
+  const AttentionShape full{B, S, S, H, Hkv, D, true, scale};
+  ASSERT_GT(S * S, 128 * 128) << "must exercise the tiled path";
+  std::vector<double> out(qv.size()), lse(B * H * S), dq(qv.size()), dk(kv.size()), dv(kv.size());
+  attention_forward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(), lse.data());
+  attention_backward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(), lse.data(),
+                             dov.data(), dq.data(), dk.data(), dv.data());
+
+  std::vector<double> dk_ref(kv.size(), 0.0), dv_ref(kv.size(), 0.0);
+  const int64_t blocks[2][2] = {{0, 64}, {64, S}};
+  for (const auto& blk : blocks) {
+    const int64_t i0 = blk[0], nq = blk[1] - blk[0], nk = blk[1];
+    const AttentionShape s{B, nq, nk, H, Hkv, D, true, scale};
+    std::vector<double> q(B * nq * H * D), k(B * nk * Hkv * D), v(k.size()), dout(q.size());
+    std::vector<int32_t> m(B * nk);
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(&qv[(b * S + i0) * H * D], nq * H * D, &q[b * nq * H * D]);
+      std::copy_n(&dov[(b * S + i0) * H * D], nq * H * D, &dout[b * nq * H * D]);
+      std::copy_n(&kv[b * S * Hkv * D], nk * Hkv * D, &k[b * nk * Hkv * D]);
+      std::copy_n(&vv[b * S * Hkv * D], nk * Hkv * D, &v[b * nk * Hkv * D]);
+      std::copy_n(&mask[b * S], nk, &m[b * nk]);
+    }
+    std::vector<double> o(q.size()), l(B * H * nq), gq(q.size()), gk(k.size()), gv(k.size());
+    attention_forward<double>(s, q.data(), k.data(), v.data(), m.data(), o.data(), l.data());
+    attention_backward<double>(s, q.data(), k.data(), v.data(), m.data(), o.data(), l.data(),
+                               dout.data(), gq.data(), gk.data(), gv.data());
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t x = 0; x < nq * H * D; ++x) {
+        ASSERT_NEAR(out[(b * S + i0) * H * D + x], o[b * nq * H * D + x], 1e-12);
+        ASSERT_NEAR(dq[(b * S + i0) * H * D + x], gq[b * nq * H * D + x], 1e-11);
+      }
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < nq; ++i) {
+          double a = lse[(b * H + h) * S + i0 + i], e = l[(b * H + h) * nq + i];
+          if (a != e) {  // padded rows: both -inf
+            ASSERT_NEAR(a, e, 1e-12);
+          }
+        }
+      for (int64_t x = 0; x < nk * Hkv * D; ++x) {
+        dk_ref[b * S * Hkv * D + x] += gk[b * nk * Hkv * D + x];
+        dv_ref[b * S * Hkv * D + x] += gv[b * nk * Hkv * D + x];
+      }
+    }
+  }
+  for (size_t x = 0; x < dk.size(); ++x) {
+    ASSERT_NEAR(dk[x], dk_ref[x], 1e-11) << x;
+    ASSERT_NEAR(dv[x], dv_ref[x], 1e-11) << x;
+  }
+}
