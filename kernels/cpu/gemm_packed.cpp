@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t kMR = 8;    // rows of C per micro-tile
 constexpr int64_t kNR = 32;   // columns of C per micro-tile (two 16-float vectors)
 constexpr int64_t kKC = 256;  // K block: an A sliver (8 x 256) stays in L1
+constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
 
 typedef float vec16 __attribute__((vector_size(64)));
 
@@ -40,7 +41,7 @@ typedef int32_t ivec8 __attribute__((vector_size(32)));
 // dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
 // three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
 // swap): the packing routines' transposes without scattered 4-byte stores.
-inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   vec8 r[8], t[8], u[8];
   for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
   const ivec8 unpack_lo = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi = {2, 10, 3, 11, 6, 14, 7, 15};
@@ -163,6 +164,69 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
     }
 }
 
+// The transposed formulation's micro-kernel: rows of A read in place (row r
+// at a + r * lda, k contiguous; rows past `rows` repeat the last one and are
+// dropped), so a weight matrix used by few rows of activations is never
+// packed. The tile is C^T: element (r, j) goes to c[j * ldc + r].
+void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
+                                        const float* __restrict bp, float* c, int64_t ldc,
+                                        int64_t rows, int64_t cols, float alpha, float beta) {
+  const float* a_row[kMR];
+  for (int64_t r = 0; r < kMR; ++r) a_row[r] = a + std::min(r, rows - 1) * lda;
+  vec16 acc[kMR][2];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float av = a_row[r][k];
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+    bp += kNR;
+  }
+  float tile[kMR][kNR];
+  for (int64_t r = 0; r < kMR; ++r) {
+    store16(&tile[r][0], acc[r][0]);
+    store16(&tile[r][16], acc[r][1]);
+  }
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
+      if (beta != 0.0f) y += beta * c[j * ldc + r];
+      c[j * ldc + r] = y;
+    }
+}
+
+// C = alpha * A B^T + beta * C for few rows of A (M <= kFewRows) against a
+// larger row-major B [N, K] (a linear layer's weight during decoding), as
+// C^T = B A^T: the small A^T is packed into NR-wide panels and B's rows are
+// read in place by the micro-kernel. The packed path would re-pack all of B
+// on every call, which for M = 64 costs a fifth of the multiply itself.
+void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                      float* panel_buffer, bool parallel) {
+  const int64_t i_tiles = (M + kNR - 1) / kNR, j_tiles = (N + kMR - 1) / kMR;
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const float block_beta = k0 == 0 ? beta : 1.0f;
+    // A^T panels: [k][i0 .. i0 + NR), i.e. op(B) of the transposed problem.
+    for (int64_t it = 0; it < i_tiles; ++it)
+      pack_b(true, A, lda, it * kNR, std::min(kNR, M - it * kNR), k0, kc,
+             panel_buffer + it * kNR * kc);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+    for (int64_t jt = 0; jt < j_tiles; ++jt)
+      for (int64_t it = 0; it < i_tiles; ++it) {
+        const int64_t j0 = jt * kMR, i0 = it * kNR;
+        micro_kernel_direct_a_transposed_c(kc, B + j0 * ldb + k0, ldb,
+                                           panel_buffer + it * kNR * kc, C + i0 * ldc + j0, ldc,
+                                           std::min(kMR, N - j0), std::min(kNR, M - i0), alpha,
+                                           block_beta);
+      }
+  }
+}
+
 }  // namespace
 
 void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -172,6 +236,14 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
   if (K == 0) {  // C = beta * C (never reading C when beta is 0)
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const bool parallel = M * N * K > 64 * kParallelMinElements;
+  if (!trans_a && trans_b && M <= kFewRows && N >= 2 * M) {
+    static thread_local std::vector<float> panels;
+    const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
+    if (static_cast<int64_t>(panels.size()) < need) panels.resize(need);
+    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, panels.data(), parallel);
     return;
   }
   const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
@@ -184,7 +256,6 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     b_pack.resize(n_tiles * kNR * kc_max);
   float* ap_all = a_pack.data();
   float* bp_all = b_pack.data();
-  const bool parallel = M * N * K > 64 * kParallelMinElements;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     const float block_beta = k0 == 0 ? beta : 1.0f;

@@ -202,7 +202,8 @@ TEST(FastKernels, PackedGemmMatchesDoubleReference) {
   };
   const Case cases[] = {{1, 1, 1, 1.0f, 0.0f},     {8, 32, 16, 1.0f, 0.0f},
                         {13, 45, 7, 0.5f, 0.0f},   {37, 70, 300, 1.0f, 1.0f},
-                        {64, 277, 128, 1.0f, 0.0f}, {100, 33, 520, -1.5f, 0.25f}};
+                        {64, 277, 128, 1.0f, 0.0f}, {100, 33, 520, -1.5f, 0.25f},
+                        {20, 90, 300, 0.5f, -1.0f}};  // few rows x B^T: the transposed form
   for (const Case& c : cases)
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
