@@ -191,6 +191,14 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
     store16(&tile[r][0], acc[r][0]);
     store16(&tile[r][16], acc[r][1]);
   }
+  if (rows == kMR && alpha == 1.0f && beta == 0.0f) {
+    // Whole 8-wide rows of C: four 8 x 8 register transposes.
+    const int64_t full = cols / 8 * 8;
+    for (int64_t j = 0; j < full; j += 8) transpose8x8(&tile[0][j], kNR, c + j * ldc, ldc);
+    for (int64_t j = full; j < cols; ++j)
+      for (int64_t r = 0; r < kMR; ++r) c[j * ldc + r] = tile[r][j];
+    return;
+  }
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t r = 0; r < rows; ++r) {
       float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
