@@ -72,6 +72,10 @@ void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, i
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = A + (k0 + k) * lda + i0;
       float* d = dst + k * kMR;
+      if (rows == kMR) {
+        std::memcpy(d, src, kMR * sizeof(float));
+        continue;
+      }
       for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
       for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
     }
