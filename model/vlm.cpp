@@ -39,6 +39,23 @@ Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v
   return out;
 }
 
+// cache[:, t:t+S] = src for a [B, cap, Hkv, D] cache and src [B, S, Hkv, D]:
+// one memcpy per row when both are contiguous f32 on the CPU (every decode
+// step of every layer writes here), the general strided copy otherwise.
+void write_cache_slots(Tensor& cache, int64_t t, const Tensor& src) {
+  const int64_t S = src.size(1);
+  if (cache.device() != kCPU || src.device() != kCPU || cache.dtype() != DType::f32 ||
+      src.dtype() != DType::f32 || !cache.is_contiguous() || !src.is_contiguous()) {
+    cache.slice(1, t, t + S).copy_(src);
+    return;
+  }
+  const int64_t B = src.size(0), cap = cache.size(1), row = src.size(2) * src.size(3);
+  const float* from = src.data<float>();
+  float* to = cache.data<float>();
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(to + (b * cap + t) * row, from + b * S * row, S * row * sizeof(float));
+}
+
 }  // namespace
 
 std::string decoder_param_name(int64_t layer, const std::string& suffix) {
@@ -297,8 +314,8 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
     a = attention(q, k, v, opt);
   } else {
     int64_t t = cache->length;
-    cache->k[l].slice(1, t, t + S).copy_(k);
-    cache->v[l].slice(1, t, t + S).copy_(v);
+    write_cache_slots(cache->k[l], t, k);
+    write_cache_slots(cache->v[l], t, v);
     if (S == 1 && q.dtype() == DType::f32 && q.device() == kCPU) {
       a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
     } else if (S == 1) {
