@@ -449,6 +449,11 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
           // Eight keys per dot8_rows; a partial last group repeats its last
           // key (a written slot) and drops the extra results.
           for (; j0 < length; j0 += 8) {
+            // The P.V loop below reads these keys' value rows: start fetching
+            // them now (the cache is far larger than L2 during generation).
+            for (int64_t r = 0; r < 8 && j0 + r < length; ++r)
+              for (int64_t d = 0; d < D; d += 16)
+                __builtin_prefetch(v_row0 + (j0 + r) * kv_stride + d);
             float dots[8];
             if (j0 + 8 <= length) {
               dot8_rows(qi, k_row0 + j0 * kv_stride, kv_stride, D, dots);
