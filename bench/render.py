@@ -5,7 +5,8 @@
                                               every repetition in every file, and the
                                               median of each counter
   render.py compare --ours A.json [B.json ...] --torch T1.json [T2.json ...]
-                                              the side-by-side ratios of bench/compare.sh
+                    [--baseline X.json ...]   the side-by-side ratios of bench/compare.sh
+                                              (and against another build's vlm_bench)
 
 Standard library only, so it runs with any python3.
 """
@@ -80,7 +81,7 @@ def table(files):
     return "\n".join(lines)
 
 
-def compare(ours_files, torch_files):
+def compare(ours_files, torch_files, baseline_files=None):
     runs = repetitions(ours_files)
     theirs = []
     for path in torch_files:
@@ -144,6 +145,22 @@ def compare(ours_files, torch_files):
     for name, a, b, r, target in rows:
         met = "" if not target else (" (met)" if r >= float(target[3:-1]) else " (MISSED)")
         lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {r:.2f}x | {target}{met} |")
+    if baseline_files:
+        # The same vlm_bench work from another build, run in the same rounds.
+        base = repetitions(baseline_files)
+        lines += ["", "| work | baseline build | this build | speed-up over baseline | "
+                  "baseline vs PyTorch |", "|---|---|---|---|---|"]
+        pairs = [("training step, wall ms", "BM_vlm_train_step", "real_time", train_torch),
+                 ("generation, wall ms", "BM_vlm_generate", "real_time", gen_torch)]
+        if all("train_step_cpu_ms_all" in t for t in theirs):
+            pairs += [("training step, process CPU ms", "BM_vlm_train_step", "cpu_time",
+                       torch_median("train_step_cpu_ms_all")),
+                      ("generation, process CPU ms", "BM_vlm_generate", "cpu_time",
+                       torch_median("generate_cpu_ms_all"))]
+        for label, name, key, torch_ms in pairs:
+            b_ms, o_ms = median_ms(base[name], key), median_ms(runs[name], key)
+            lines.append(f"| {label} | {fmt(b_ms)} | {fmt(o_ms)} | {b_ms / o_ms:.2f}x | "
+                         f"{torch_ms / b_ms:.2f}x |")
     lines += ["", "| memory | visplay | PyTorch eager |", "|---|---|---|"]
     for name, a, b in mem:
         lines.append(f"| {name} | {fmt(a)} | {fmt(b)} |")
@@ -162,8 +179,10 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("--ours", nargs="+", required=True)
     c.add_argument("--torch", nargs="+", required=True)
+    c.add_argument("--baseline", nargs="+", help="vlm_bench JSON of another build, same rounds")
     args = ap.parse_args()
-    print(table(args.files) if args.cmd == "table" else compare(args.ours, args.torch))
+    print(table(args.files) if args.cmd == "table"
+          else compare(args.ours, args.torch, args.baseline))
 
 
 if __name__ == "__main__":
