@@ -87,7 +87,11 @@ void BM_evolve_iteration(benchmark::State& state) {
   state.counters["reasoner_steps"] = kReasonerSteps;
   state.counters["candidate_images"] = static_cast<double>(kCandidates);
 }
-BENCHMARK(BM_evolve_iteration)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_evolve_iteration)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1);
 
 }  // namespace
 
