@@ -28,7 +28,7 @@ def repetitions(files):
         for b in data["benchmarks"]:
             if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
                 continue
-            name = re.sub(r"/(real_time|iterations:\d+|repeats:\d+|min_time:[\d.s]+)", "",
+            name = re.sub(r"/(real_time|process_time|iterations:\d+|repeats:\d+|min_time:[\d.s]+)", "",
                           b.get("run_name", b["name"]))
             runs.setdefault(name, []).append(b)
     return runs
