@@ -1,11 +1,11 @@
 #include "model/sampler.h"
 
-#include "kernels/cpu/vec_math.h"
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay {
 
@@ -31,7 +31,8 @@ double sum_f32_in_f64(const float* e, int64_t n) {
     for (int u = 0; u < 8; ++u) lane[u] += e[i + u];
   double tail = 0;
   for (; i < n; ++i) tail += e[i];
-  return (((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))) +
+  return (((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+          ((lane[4] + lane[5]) + (lane[6] + lane[7]))) +
          tail;
 }
 

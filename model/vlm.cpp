@@ -1,12 +1,12 @@
 #include "model/vlm.h"
 
-#include "kernels/cpu/attention.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "kernels/cpu/attention.h"
 
 namespace visplay {
 

@@ -74,9 +74,15 @@ void binary_kernel(BinOp op, const Tensor& a, const Tensor& b, const Tensor& out
           for (int64_t j = 0; j < nb; ++j) po[r * nb + j] = f(pa[r * nb + j], pb[j]);
       };
       switch (op) {
-        case BinOp::add: run([](T x, T y) { return x + y; }); return;
-        case BinOp::sub: run([](T x, T y) { return x - y; }); return;
-        case BinOp::mul: run([](T x, T y) { return x * y; }); return;
+        case BinOp::add:
+          run([](T x, T y) { return x + y; });
+          return;
+        case BinOp::sub:
+          run([](T x, T y) { return x - y; });
+          return;
+        case BinOp::mul:
+          run([](T x, T y) { return x * y; });
+          return;
       }
     }
   }

@@ -1,17 +1,20 @@
 #include "kernels/cpu/activation.h"
 
-#include "kernels/cpu/parallel.h"
-#include "kernels/cpu/vec_math.h"
-
 #include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
 namespace {
 constexpr double kSqrt2OverPi = 0.7978845608028654;
 constexpr double kGeluCoef = 0.044715;
-template <class T> inline T sigmoid(T x) { return k_sigmoid(x); }
+template <class T>
+inline T sigmoid(T x) {
+  return k_sigmoid(x);
+}
 }  // namespace
 
 // GELU (tanh form) written as v * sigmoid(2u), since 0.5 (1 + tanh u) =

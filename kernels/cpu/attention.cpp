@@ -1,12 +1,12 @@
 #include "kernels/cpu/attention.h"
 
-#include "kernels/cpu/parallel.h"
-#include "kernels/cpu/vec_math.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
@@ -61,7 +61,6 @@ inline void key_padding_bias(const AttentionShape& s, const int32_t* key_mask, i
 inline int64_t key_end(const AttentionShape& s, int64_t i1) {
   return s.causal ? std::min(s.Sk, i1 + (s.Sk - s.Sq)) : s.Sk;
 }
-
 
 // Short sequences (Sq * Sk <= kWholeRowMaxScores, e.g. the demo model's 40
 // tokens or 64 patches): whole score rows instead of tiles. Per (batch, kv
@@ -194,7 +193,8 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
   int64_t group = s.H / s.Hkv;
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
   const T scale = static_cast<T>(s.scale);
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -268,11 +268,13 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   const T scale = static_cast<T>(s.scale);
   // delta[b,h,i] = dout_i . out_i, the softmax backward's row term.
   std::vector<T> delta(s.B * s.H * s.Sq);
-#pragma omp parallel for collapse(2) schedule(static) if (s.B * s.H * s.Sq * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (s.B * s.H * s.Sq * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t i = 0; i < s.Sq; ++i)
       for (int64_t h = 0; h < s.H; ++h)
-        delta[rows.lse_off(b, h, i)] = dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
+        delta[rows.lse_off(b, h, i)] =
+            dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
 
   // Both passes recompute scores tile by tile. Transposed (D, BLOCK) copies of
   // the other side's rows make the score and dP loops independent
@@ -280,7 +282,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
 
   // Pass 1: dq, one block of query rows against every key tile.
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -288,7 +291,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
         int64_t i0 = qb * kBlockQ, i1 = std::min(s.Sq, i0 + kBlockQ);
         std::vector<T> k_t(s.D * kBlockK), v_t(s.D * kBlockK);  // (D, BLOCK_K)
         T sc[kBlockK], dp[kBlockK];
-        for (int64_t i = i0; i < i1; ++i) std::fill(dq + rows.q_off(b, i, h), dq + rows.q_off(b, i, h) + s.D, T(0));
+        for (int64_t i = i0; i < i1; ++i)
+          std::fill(dq + rows.q_off(b, i, h), dq + rows.q_off(b, i, h) + s.D, T(0));
         int64_t kend = key_end(s, i1);
         for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
           int64_t j1 = std::min(kend, j0 + kBlockK), nk = j1 - j0;
@@ -325,7 +329,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   // Pass 2: dk and dv, one block of key rows against every query tile of the
   // query heads that share their kv head.
   int64_t k_blocks = (s.Sk + kBlockQ - 1) / kBlockQ;
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t hk = 0; hk < s.Hkv; ++hk)
       for (int64_t kb = 0; kb < k_blocks; ++kb) {
@@ -374,10 +379,10 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
               for (int64_t i = 0; i < nq; ++i) ds[i] = p[i] * (dp[i] - delta_t[i]) * scale;
               int64_t start = std::max<int64_t>(first, 0);
               if (start < nq) {
-                accumulate_rows(dvj, s.D, p + start, dout + rows.q_off(b, i0 + start, h),
-                                s.H * s.D, nq - start);
-                accumulate_rows(dkj, s.D, ds + start, q + rows.q_off(b, i0 + start, h),
-                                s.H * s.D, nq - start);
+                accumulate_rows(dvj, s.D, p + start, dout + rows.q_off(b, i0 + start, h), s.H * s.D,
+                                nq - start);
+                accumulate_rows(dkj, s.D, ds + start, q + rows.q_off(b, i0 + start, h), s.H * s.D,
+                                nq - start);
               }
             }
           }
@@ -504,14 +509,13 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
   }
 }
 
-#define INSTANTIATE(T)                                                                        \
-  template void attention_forward<T>(const AttentionShape&, const T*, const T*, const T*,     \
-                                     const int32_t*, T*, T*);                                 \
-  template void attention_backward<T>(const AttentionShape&, const T*, const T*, const T*,    \
-                                      const int32_t*, const T*, const T*, const T*, T*, T*,   \
-                                      T*);                                                    \
-  template void attention_forward_naive<T>(const AttentionShape&, const T*, const T*,         \
-                                           const T*, const int32_t*, T*);
+#define INSTANTIATE(T)                                                                           \
+  template void attention_forward<T>(const AttentionShape&, const T*, const T*, const T*,        \
+                                     const int32_t*, T*, T*);                                    \
+  template void attention_backward<T>(const AttentionShape&, const T*, const T*, const T*,       \
+                                      const int32_t*, const T*, const T*, const T*, T*, T*, T*); \
+  template void attention_forward_naive<T>(const AttentionShape&, const T*, const T*, const T*,  \
+                                           const int32_t*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

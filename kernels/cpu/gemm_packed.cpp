@@ -21,9 +21,9 @@ namespace visplay::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kMR = 8;    // rows of C per micro-tile
-constexpr int64_t kNR = 32;   // columns of C per micro-tile (two 16-float vectors)
-constexpr int64_t kKC = 256;  // K block: an A sliver (8 x 256) stays in L1
+constexpr int64_t kMR = 8;        // rows of C per micro-tile
+constexpr int64_t kNR = 32;       // columns of C per micro-tile (two 16-float vectors)
+constexpr int64_t kKC = 256;      // K block: an A sliver (8 x 256) stays in L1
 constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
 
 typedef float vec16 __attribute__((vector_size(64)));
@@ -41,7 +41,8 @@ typedef int32_t ivec8 __attribute__((vector_size(32)));
 // dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
 // three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
 // swap): the packing routines' transposes without scattered 4-byte stores.
-__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride,
+                                                        float* dst, int64_t dst_stride) {
   vec8 r[8], t[8], u[8];
   for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
   const ivec8 unpack_lo = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi = {2, 10, 3, 11, 6, 14, 7, 15};
@@ -128,7 +129,7 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
                   int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
   vec16 acc[kMR][2];
 #pragma GCC unroll 8
-  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{} , acc[r][1] = vec16{};
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
   for (int64_t k = 0; k < kc; ++k) {
     vec16 b0 = load16(bp), b1 = load16(bp + 16);
 #pragma GCC unroll 8
@@ -231,10 +232,9 @@ void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float*
     for (int64_t jt = 0; jt < j_tiles; ++jt)
       for (int64_t it = 0; it < i_tiles; ++it) {
         const int64_t j0 = jt * kMR, i0 = it * kNR;
-        micro_kernel_direct_a_transposed_c(kc, B + j0 * ldb + k0, ldb,
-                                           panel_buffer + it * kNR * kc, C + i0 * ldc + j0, ldc,
-                                           std::min(kMR, N - j0), std::min(kNR, M - i0), alpha,
-                                           block_beta);
+        micro_kernel_direct_a_transposed_c(kc, B + j0 * ldb + k0, ldb, panel_buffer + it * kNR * kc,
+                                           C + i0 * ldc + j0, ldc, std::min(kMR, N - j0),
+                                           std::min(kNR, M - i0), alpha, block_beta);
       }
   }
 }
@@ -281,7 +281,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
       for (int64_t jt = 0; jt < n_tiles; ++jt)
         pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
                bp_all + jt * kNR * kc);
-      // Column panel outer (its packed B stays in L1), row slivers inner.
+        // Column panel outer (its packed B stays in L1), row slivers inner.
 #pragma omp for collapse(2) schedule(static)
       for (int64_t jt = 0; jt < n_tiles; ++jt)
         for (int64_t it = 0; it < m_tiles; ++it) {

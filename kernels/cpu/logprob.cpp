@@ -16,12 +16,13 @@ namespace visplay::kernels::cpu {
 void token_logprobs_forward(const float* hidden, const float* weight, const int64_t* targets,
                             float* logprob, float* entropy, float* lse, int64_t N, int64_t D,
                             int64_t V, int64_t chunk) {
-  chunk = std::min(chunk, V);  // no scratch beyond the vocabulary
+  chunk = std::min(chunk, V);                                // no scratch beyond the vocabulary
   std::vector<float> logits(N * chunk), scratch(N * chunk);  // (N, chunk)
   std::vector<double> m(N, -INFINITY), s(N, 0.0), t(N, 0.0), target_logit(N, 0.0);
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     int64_t vc = std::min(chunk, V - v0);
-    gemm<float>(false, true, N, vc, D, 1.0f, hidden, D, weight + v0 * D, D, 0.0f, logits.data(), vc);
+    gemm<float>(false, true, N, vc, D, 1.0f, hidden, D, weight + v0 * D, D, 0.0f, logits.data(),
+                vc);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       float* z = logits.data() + n * vc;
@@ -56,14 +57,15 @@ void token_logprobs_forward(const float* hidden, const float* weight, const int6
 
 // dlogit[n, v] = dlogprob[n] * (onehot(target) - softmax)[v]
 void token_logprobs_backward(const float* hidden, const float* weight, const int64_t* targets,
-                             const float* lse, const float* dlogprob, float* dhidden, float* dweight,
-                             int64_t N, int64_t D, int64_t V, int64_t chunk) {
+                             const float* lse, const float* dlogprob, float* dhidden,
+                             float* dweight, int64_t N, int64_t D, int64_t V, int64_t chunk) {
   chunk = std::min(chunk, V);
   std::vector<float> dlogits(N * chunk);  // (N, chunk)
   if (dhidden) std::memset(dhidden, 0, N * D * sizeof(float));
   for (int64_t v0 = 0; v0 < V; v0 += chunk) {
     int64_t vc = std::min(chunk, V - v0);
-    gemm<float>(false, true, N, vc, D, 1.0f, hidden, D, weight + v0 * D, D, 0.0f, dlogits.data(), vc);
+    gemm<float>(false, true, N, vc, D, 1.0f, hidden, D, weight + v0 * D, D, 0.0f, dlogits.data(),
+                vc);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       float* z = dlogits.data() + n * vc;
@@ -74,9 +76,11 @@ void token_logprobs_backward(const float* hidden, const float* weight, const int
       if (tg >= v0 && tg < v0 + vc) z[tg - v0] += g;
     }
     if (dhidden)
-      gemm<float>(false, false, N, D, vc, 1.0f, dlogits.data(), vc, weight + v0 * D, D, 1.0f, dhidden, D);
+      gemm<float>(false, false, N, D, vc, 1.0f, dlogits.data(), vc, weight + v0 * D, D, 1.0f,
+                  dhidden, D);
     if (dweight)
-      gemm<float>(true, false, vc, D, N, 1.0f, dlogits.data(), vc, hidden, D, 0.0f, dweight + v0 * D, D);
+      gemm<float>(true, false, vc, D, N, 1.0f, dlogits.data(), vc, hidden, D, 0.0f,
+                  dweight + v0 * D, D);
   }
 }
 

@@ -1,9 +1,10 @@
-#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/rope.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
 
 namespace visplay::kernels::cpu {
 

@@ -23,11 +23,11 @@ namespace visplay::kernels::cpu {
 // applied in two halves so results down to the subnormal range stay exact.
 inline float fast_exp(float x) {
   const float log2e = 1.44269504088896341f;
-  const float ln2_hi = 0.693145751953125f;        // the top bits of ln 2: n * ln2_hi is exact
+  const float ln2_hi = 0.693145751953125f;          // the top bits of ln 2: n * ln2_hi is exact
   const float ln2_lo = 1.42860682030941723212e-6f;  // ln 2 - ln2_hi
-  const float round_magic = 12582912.0f;          // 1.5 * 2^23: adding it rounds to an integer
-  float xc = x < -104.0f ? -104.0f : x;           // exp(-104) rounds to 0 in float
-  xc = xc > 89.0f ? 89.0f : xc;                    // exp(89) overflows to +inf below
+  const float round_magic = 12582912.0f;            // 1.5 * 2^23: adding it rounds to an integer
+  float xc = x < -104.0f ? -104.0f : x;             // exp(-104) rounds to 0 in float
+  xc = xc > 89.0f ? 89.0f : xc;                     // exp(89) overflows to +inf below
   float n = (std::fma(xc, log2e, round_magic)) - round_magic;
   float r = std::fma(-n, ln2_hi, xc);
   r = std::fma(-n, ln2_lo, r);
@@ -114,7 +114,8 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
                             const T* __restrict x, int64_t stride, int64_t rows) {
   constexpr int64_t L = 32 / sizeof(T);
   int64_t c0 = 0;
-  for (; c0 + 4 * L <= width; c0 += 4 * L) detail::accumulate_chunks<4>(y + c0, w, x + c0, stride, rows);
+  for (; c0 + 4 * L <= width; c0 += 4 * L)
+    detail::accumulate_chunks<4>(y + c0, w, x + c0, stride, rows);
   const int64_t chunks = (width - c0) / L;
   if (chunks == 3) detail::accumulate_chunks<3>(y + c0, w, x + c0, stride, rows);
   if (chunks == 2) detail::accumulate_chunks<2>(y + c0, w, x + c0, stride, rows);

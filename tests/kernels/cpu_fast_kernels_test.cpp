@@ -90,8 +90,8 @@ TEST(VecMath, TanhAndSigmoidMatchDouble) {
     std::memcpy(&x, &bits, 4);
     if (!(std::fabs(x) < 30.0f)) continue;
     worst_tanh = std::max(worst_tanh, ulp_error(fast_tanh(x), std::tanh(static_cast<double>(x))));
-    worst_sig = std::max(worst_sig,
-                         ulp_error(fast_sigmoid(x), 1.0 / (1.0 + std::exp(-static_cast<double>(x)))));
+    worst_sig = std::max(
+        worst_sig, ulp_error(fast_sigmoid(x), 1.0 / (1.0 + std::exp(-static_cast<double>(x)))));
   }
   EXPECT_LE(worst_tanh, 4.0);
   EXPECT_LE(worst_sig, 4.0);
@@ -181,7 +181,8 @@ TEST(FastKernels, AdamWF32MatchesDouble) {
     for (int64_t i = 0; i < n; ++i) {
       md[i] = b1 * md[i] + (1 - b1) * g[i];
       vd[i] = b2 * vd[i] + (1 - b2) * double(g[i]) * g[i];
-      double update = (md[i] / (1 - std::pow(b1, step))) / (std::sqrt(vd[i] / (1 - std::pow(b2, step))) + eps);
+      double update =
+          (md[i] / (1 - std::pow(b1, step))) / (std::sqrt(vd[i] / (1 - std::pow(b2, step))) + eps);
       pd[i] -= lr * (update + wd * pd[i]);
     }
   }
@@ -200,8 +201,8 @@ TEST(FastKernels, PackedGemmMatchesDoubleReference) {
     int64_t M, N, K;
     float alpha, beta;
   };
-  const Case cases[] = {{1, 1, 1, 1.0f, 0.0f},     {8, 32, 16, 1.0f, 0.0f},
-                        {13, 45, 7, 0.5f, 0.0f},   {37, 70, 300, 1.0f, 1.0f},
+  const Case cases[] = {{1, 1, 1, 1.0f, 0.0f},      {8, 32, 16, 1.0f, 0.0f},
+                        {13, 45, 7, 0.5f, 0.0f},    {37, 70, 300, 1.0f, 1.0f},
                         {64, 277, 128, 1.0f, 0.0f}, {100, 33, 520, -1.5f, 0.25f},
                         {20, 90, 300, 0.5f, -1.0f}};  // few rows x B^T: the transposed form
   for (const Case& c : cases)
@@ -356,9 +357,10 @@ TEST(FastKernels, TiledAttentionMatchesWholeRowPathOnQueryBlocks) {
   const AttentionShape full{B, S, S, H, Hkv, D, true, scale};
   ASSERT_GT(S * S, 128 * 128) << "must exercise the tiled path";
   std::vector<double> out(qv.size()), lse(B * H * S), dq(qv.size()), dk(kv.size()), dv(kv.size());
-  attention_forward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(), lse.data());
-  attention_backward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(), lse.data(),
-                             dov.data(), dq.data(), dk.data(), dv.data());
+  attention_forward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(),
+                            lse.data());
+  attention_backward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(),
+                             lse.data(), dov.data(), dq.data(), dk.data(), dv.data());
 
   std::vector<double> dk_ref(kv.size(), 0.0), dv_ref(kv.size(), 0.0);
   const int64_t blocks[2][2] = {{0, 64}, {64, S}};
