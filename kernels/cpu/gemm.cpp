@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
 namespace visplay::kernels::cpu {
 
 // f32 up to ~640^3 multiply-adds goes to the packed kernel (gemm_packed.cpp),
@@ -11,7 +13,10 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  if (M * N * K <= kPackedGemmMaxWork) {
+  // The packing scratch is kept per thread: bound it too (<= 16 MiB per operand).
+  const int64_t k_block = std::min<int64_t>(K, 256);
+  if (M * N * K <= kPackedGemmMaxWork && M * k_block <= (int64_t(1) << 22) &&
+      N * k_block <= (int64_t(1) << 22)) {
     gemm_f32_packed(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
