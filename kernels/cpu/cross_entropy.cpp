@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
+
 namespace visplay::kernels::cpu {
 
 template <class T>
@@ -13,11 +15,13 @@ double cross_entropy_forward(const T* logits, const int64_t* targets, T* lse, in
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < N; ++r) {
     const T* x = logits + r * V;
-    double m = -INFINITY;
-    for (int64_t j = 0; j < V; ++j) m = std::max(m, static_cast<double>(x[j]));
+    // The max is one of the inputs, exact in T; exps in T (f32: the inline
+    // fast_exp, <= 2 ulp, instead of a libm call per element), sum in double.
+    T mt = -INFINITY;
+    for (int64_t j = 0; j < V; ++j) mt = std::max(mt, x[j]);
     double s = 0;
-    for (int64_t j = 0; j < V; ++j) s += std::exp(static_cast<double>(x[j]) - m);
-    double l = m + std::log(s);
+    for (int64_t j = 0; j < V; ++j) s += k_exp(x[j] - mt);
+    double l = static_cast<double>(mt) + std::log(s);
     lse[r] = static_cast<T>(l);
     if (targets[r] != ignore_index) row_loss[r] = l - static_cast<double>(x[targets[r]]);
   }
@@ -43,14 +47,15 @@ void cross_entropy_backward(const T* logits, const int64_t* targets, const T* ls
       continue;
     }
     const T* x = logits + r * V;
-    double l = lse[r];
-    for (int64_t j = 0; j < V; ++j) d[j] = static_cast<T>(scale * std::exp(x[j] - l));
+    const T l = lse[r];
+    const T scale_t = static_cast<T>(scale);
+    for (int64_t j = 0; j < V; ++j) d[j] = scale_t * k_exp(x[j] - l);
     d[targets[r]] -= static_cast<T>(scale);
   }
 }
 
-template double cross_entropy_forward<float>(const float*, const int64_t*, float*, int64_t,
-                                             int64_t, int64_t, int64_t*);
+template double cross_entropy_forward<float>(const float*, const int64_t*, float*, int64_t, int64_t,
+                                             int64_t, int64_t*);
 template double cross_entropy_forward<double>(const double*, const int64_t*, double*, int64_t,
                                               int64_t, int64_t, int64_t*);
 template void cross_entropy_backward<float>(const float*, const int64_t*, const float*, float*,

@@ -19,6 +19,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/logprob.h"
 #include "kernels/cpu/vec_math.h"
+#include "runtime/ops.h"
 #include "tests/kernels/reference.h"
 
 using namespace visplay::kernels::cpu;
@@ -402,4 +403,66 @@ TEST(FastKernels, TiledAttentionMatchesWholeRowPathOnQueryBlocks) {
     ASSERT_NEAR(dk[x], dk_ref[x], 1e-11) << x;
     ASSERT_NEAR(dv[x], dv_ref[x], 1e-11) << x;
   }
+}
+
+// Cross-entropy in f32 (fast exp, double sums) against float64, with an
+// ignored row; logits spread wide enough that exp underflows for some.
+TEST(FastKernels, CrossEntropyF32MatchesDouble) {
+  const int64_t N = 9, V = 277, ignore = -100;
+  std::vector<float> logits = random_floats(N * V, 120, -40.0f, 40.0f);
+  std::vector<int> t = random_ints(N, 121, 0, V - 1);
+  std::vector<int64_t> targets(t.begin(), t.end());
+  targets[4] = ignore;
+  std::vector<double> lse_ref(N), dref(N * V, 0.0);
+  double loss_ref = 0;
+  int64_t count_ref = 0;
+  const double scale = 0.37;
+  for (int64_t r = 0; r < N; ++r) {
+    double m = -INFINITY, s = 0;
+    for (int64_t j = 0; j < V; ++j) m = std::max(m, double(logits[r * V + j]));
+    for (int64_t j = 0; j < V; ++j) s += std::exp(double(logits[r * V + j]) - m);
+    lse_ref[r] = m + std::log(s);
+    if (targets[r] == ignore) continue;
+    loss_ref += lse_ref[r] - logits[r * V + targets[r]];
+    ++count_ref;
+    for (int64_t j = 0; j < V; ++j)
+      dref[r * V + j] =
+          scale * std::exp(logits[r * V + j] - lse_ref[r]) - (j == targets[r] ? scale : 0);
+  }
+  loss_ref /= count_ref;
+  auto lse = poisoned(N), dlogits = poisoned(N * V);
+  int64_t count = -1;
+  double loss =
+      cross_entropy_forward<float>(logits.data(), targets.data(), lse.data(), N, V, ignore, &count);
+  EXPECT_EQ(count, count_ref);
+  EXPECT_NEAR(loss, loss_ref, 1e-5 * std::fabs(loss_ref));
+  EXPECT_TRUE(close_to(lse, lse_ref, 1e-6, 1e-6));
+  cross_entropy_backward<float>(logits.data(), targets.data(), lse.data(), dlogits.data(), N, V,
+                                ignore, scale);
+  EXPECT_TRUE(close_to(dlogits, dref, 1e-5, 1e-7));
+}
+
+// The runtime's f32 log_softmax (fast exp, double sums) and its backward
+// against float64.
+TEST(FastKernels, LogSoftmaxF32MatchesDouble) {
+  const int64_t rows = 5, n = 277;
+  std::vector<float> xv = random_floats(rows * n, 130, -30.0f, 30.0f);
+  std::vector<float> gv = random_floats(rows * n, 131);
+  std::vector<double> y_ref(rows * n), dx_ref(rows * n);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -INFINITY, s = 0, gsum = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, double(xv[r * n + j]));
+    for (int64_t j = 0; j < n; ++j) s += std::exp(double(xv[r * n + j]) - m);
+    for (int64_t j = 0; j < n; ++j) gsum += gv[r * n + j];
+    for (int64_t j = 0; j < n; ++j) {
+      y_ref[r * n + j] = xv[r * n + j] - (m + std::log(s));
+      dx_ref[r * n + j] = gv[r * n + j] - std::exp(y_ref[r * n + j]) * gsum;
+    }
+  }
+  visplay::Tensor x = visplay::Tensor::from_vector(xv, {rows, n});
+  x.set_requires_grad();
+  visplay::Tensor y = visplay::log_softmax(x);
+  visplay::sum(visplay::mul(y, visplay::Tensor::from_vector(gv, {rows, n}))).backward();
+  EXPECT_TRUE(close_to(y.to_vector<float>(), y_ref, 1e-6, 2e-6));
+  EXPECT_TRUE(close_to(x.grad().to_vector<float>(), dx_ref, 1e-5, 2e-6));
 }
