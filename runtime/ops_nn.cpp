@@ -317,12 +317,12 @@ Tensor log_softmax(const Tensor& x) {
         T* po = out.data<T>();
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
-          // The max is one of the inputs (exact in T); exps in T (f32: the
-          // inline fast_exp instead of a libm call per element), sum in double.
+          // The max is one of the inputs (exact in T); f32 exps by the
+          // vectorised fast_exp (into the output row, overwritten below),
+          // summed in double.
           T mt = -INFINITY;
-          double s = 0;
           for (int64_t j = 0; j < n; ++j) mt = std::max(mt, px[r * n + j]);
-          for (int64_t j = 0; j < n; ++j) s += kc::k_exp(px[r * n + j] - mt);
+          double s = kc::sum_exp(px + r * n, n, mt, po + r * n);
           double lse = static_cast<double>(mt) + std::log(s);
           for (int64_t j = 0; j < n; ++j) po[r * n + j] = static_cast<T>(px[r * n + j] - lse);
         }

@@ -12,18 +12,21 @@ template <class T>
 double cross_entropy_forward(const T* logits, const int64_t* targets, T* lse, int64_t N, int64_t V,
                              int64_t ignore_index, int64_t* count_out) {
   std::vector<double> row_loss(N, 0.0);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r) {
-    const T* x = logits + r * V;
-    // The max is one of the inputs, exact in T; exps in T (f32: the inline
-    // fast_exp, <= 2 ulp, instead of a libm call per element), sum in double.
-    T mt = -INFINITY;
-    for (int64_t j = 0; j < V; ++j) mt = std::max(mt, x[j]);
-    double s = 0;
-    for (int64_t j = 0; j < V; ++j) s += k_exp(x[j] - mt);
-    double l = static_cast<double>(mt) + std::log(s);
-    lse[r] = static_cast<T>(l);
-    if (targets[r] != ignore_index) row_loss[r] = l - static_cast<double>(x[targets[r]]);
+#pragma omp parallel
+  {
+    std::vector<T> scratch(V);  // one row's exps, per thread
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < N; ++r) {
+      const T* x = logits + r * V;
+      // The max is one of the inputs, exact in T; exps in T (f32: the inline
+      // fast_exp, <= 2 ulp, instead of a libm call per element), sum in double.
+      T mt = -INFINITY;
+      for (int64_t j = 0; j < V; ++j) mt = std::max(mt, x[j]);
+      double s = sum_exp(x, V, mt, scratch.data());
+      double l = static_cast<double>(mt) + std::log(s);
+      lse[r] = static_cast<T>(l);
+      if (targets[r] != ignore_index) row_loss[r] = l - static_cast<double>(x[targets[r]]);
+    }
   }
   double total = 0;
   int64_t count = 0;

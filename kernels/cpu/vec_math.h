@@ -163,4 +163,25 @@ inline void dot8_rows(const float* __restrict q, const float* __restrict x, int6
   std::memcpy(out, &total, sizeof(vec));
 }
 
+// sum_j exp(x[j] - shift) in double. f32: the exps (fast_exp, vectorised) go to
+// `scratch` (n floats), then eight double lanes and a fixed tree add them;
+// f64: libm and a sequential sum (the reference path).
+inline double sum_exp(const float* x, int64_t n, float shift, float* scratch) {
+  for (int64_t j = 0; j < n; ++j) scratch[j] = fast_exp(x[j] - shift);
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; ++u) lane[u] += scratch[j + u];
+  double tail = 0;
+  for (; j < n; ++j) tail += scratch[j];
+  return (((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+          ((lane[4] + lane[5]) + (lane[6] + lane[7]))) +
+         tail;
+}
+inline double sum_exp(const double* x, int64_t n, double shift, double*) {
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j) s += std::exp(x[j] - shift);
+  return s;
+}
+
 }  // namespace visplay::kernels::cpu
