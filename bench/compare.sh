@@ -12,6 +12,9 @@
 #              REPS=5         Google Benchmark repetitions per round
 #              NICE=10        niceness of both (the machine is shared)
 #              OUT=bench/out  where the JSON files and compare.md go
+#              BASELINE=dir   another build folder (e.g. of an earlier commit): its
+#                             vlm_bench runs in every round too, and the table
+#                             gains its times and our speed-up over it
 #              OMP_WAIT_POLICY=passive   for both sides: with GOMP's default (spin
 #                             before sleeping) a 2-thread run on a machine loaded
 #                             beyond its cores spends most of its time in spinning
@@ -47,8 +50,15 @@ export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$t
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 "$build/bin/vlm_bench" --export "$out/export" >&2
-ours=() theirs=()
+ours=() theirs=() before=()
+baseline=${BASELINE:-}
 for ((r = 1; r <= rounds; ++r)); do
+  if [[ -n "$baseline" ]]; then
+    echo "round $r/$rounds: baseline $baseline (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    nice -n "$niceness" "$baseline/bin/vlm_bench" --benchmark_repetitions="$reps" \
+      --benchmark_format=json --benchmark_out="$out/baseline_vlm_bench.$r.json" > /dev/null
+    before+=("$out/baseline_vlm_bench.$r.json")
+  fi
   echo "round $r/$rounds: visplay (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   nice -n "$niceness" "$build/bin/vlm_bench" --benchmark_repetitions="$reps" \
     --benchmark_format=json --benchmark_out="$out/vlm_bench.$r.json" > /dev/null
@@ -59,7 +69,12 @@ for ((r = 1; r <= rounds; ++r)); do
   theirs+=("$out/torch_reference.$r.json")
 done
 {
-  python3 "$root/bench/render.py" compare --ours "${ours[@]}" --torch "${theirs[@]}"
+  if [[ -n "$baseline" ]]; then
+    python3 "$root/bench/render.py" compare --ours "${ours[@]}" --torch "${theirs[@]}" \
+      --baseline "${before[@]}"
+  else
+    python3 "$root/bench/render.py" compare --ours "${ours[@]}" --torch "${theirs[@]}"
+  fi
   echo
   echo "Threads $threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, nice $niceness; load average" \
     "$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."

@@ -5,7 +5,8 @@
                                               every repetition in every file, and the
                                               median of each counter
   render.py compare --ours A.json [B.json ...] --torch T1.json [T2.json ...]
-                                              the side-by-side ratios of bench/compare.sh
+                    [--baseline X.json ...]   the side-by-side ratios of bench/compare.sh
+                                              (and against another build's vlm_bench)
 
 Standard library only, so it runs with any python3.
 """
@@ -27,7 +28,7 @@ def repetitions(files):
         for b in data["benchmarks"]:
             if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
                 continue
-            name = re.sub(r"/(real_time|iterations:\d+|repeats:\d+|min_time:[\d.s]+)", "",
+            name = re.sub(r"/(real_time|process_time|iterations:\d+|repeats:\d+|min_time:[\d.s]+)", "",
                           b.get("run_name", b["name"]))
             runs.setdefault(name, []).append(b)
     return runs
@@ -52,8 +53,8 @@ def fmt(x):
     return f"{x:.3g}"
 
 
-def median_ms(entries):
-    return statistics.median(e["real_time"] * UNIT_TO_MS[e["time_unit"]] for e in entries)
+def median_ms(entries, key="real_time"):
+    return statistics.median(e[key] * UNIT_TO_MS[e["time_unit"]] for e in entries)
 
 
 STANDARD_KEYS = {"name", "family_index", "per_family_instance_index", "run_name", "run_type",
@@ -80,7 +81,7 @@ def table(files):
     return "\n".join(lines)
 
 
-def compare(ours_files, torch_files):
+def compare(ours_files, torch_files, baseline_files=None):
     runs = repetitions(ours_files)
     theirs = []
     for path in torch_files:
@@ -91,6 +92,8 @@ def compare(ours_files, torch_files):
         entries = runs[name]
         if key is None:
             return median_ms(entries)
+        if key == "cpu_time":
+            return median_ms(entries, "cpu_time")
         return statistics.median(e[key] for e in entries)
 
     def torch_median(key):
@@ -108,6 +111,16 @@ def compare(ours_files, torch_files):
         ("generation tokens/s", tokens, torch_scalar("generate_tokens_per_s"),
          tokens / torch_scalar("generate_tokens_per_s"), ""),
     ]
+    # Process CPU time: with one thread it is the work itself, robust to other
+    # processes taking the cores (wall time on a loaded machine is not).
+    if all("train_step_cpu_ms_all" in t for t in theirs):
+        train_cpu_ours, train_cpu_torch = ours("BM_vlm_train_step", "cpu_time"), torch_median("train_step_cpu_ms_all")
+        gen_cpu_ours, gen_cpu_torch = ours("BM_vlm_generate", "cpu_time"), torch_median("generate_cpu_ms_all")
+        rows += [
+            ("training step, process CPU ms", train_cpu_ours, train_cpu_torch,
+             train_cpu_torch / train_cpu_ours, ">= 1.5x"),
+            ("generation, process CPU ms", gen_cpu_ours, gen_cpu_torch, gen_cpu_torch / gen_cpu_ours, ">= 3x"),
+        ]
     mem = [
         ("training step: peak RSS over steady state, MiB", ours("BM_vlm_train_step", "peak_rss_MiB"),
          torch_scalar("train_peak_rss_MiB")),
@@ -132,6 +145,22 @@ def compare(ours_files, torch_files):
     for name, a, b, r, target in rows:
         met = "" if not target else (" (met)" if r >= float(target[3:-1]) else " (MISSED)")
         lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {r:.2f}x | {target}{met} |")
+    if baseline_files:
+        # The same vlm_bench work from another build, run in the same rounds.
+        base = repetitions(baseline_files)
+        lines += ["", "| work | baseline build | this build | speed-up over baseline | "
+                  "baseline vs PyTorch |", "|---|---|---|---|---|"]
+        pairs = [("training step, wall ms", "BM_vlm_train_step", "real_time", train_torch),
+                 ("generation, wall ms", "BM_vlm_generate", "real_time", gen_torch)]
+        if all("train_step_cpu_ms_all" in t for t in theirs):
+            pairs += [("training step, process CPU ms", "BM_vlm_train_step", "cpu_time",
+                       torch_median("train_step_cpu_ms_all")),
+                      ("generation, process CPU ms", "BM_vlm_generate", "cpu_time",
+                       torch_median("generate_cpu_ms_all"))]
+        for label, name, key, torch_ms in pairs:
+            b_ms, o_ms = median_ms(base[name], key), median_ms(runs[name], key)
+            lines.append(f"| {label} | {fmt(b_ms)} | {fmt(o_ms)} | {b_ms / o_ms:.2f}x | "
+                         f"{torch_ms / b_ms:.2f}x |")
     lines += ["", "| memory | visplay | PyTorch eager |", "|---|---|---|"]
     for name, a, b in mem:
         lines.append(f"| {name} | {fmt(a)} | {fmt(b)} |")
@@ -150,8 +179,10 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("--ours", nargs="+", required=True)
     c.add_argument("--torch", nargs="+", required=True)
+    c.add_argument("--baseline", nargs="+", help="vlm_bench JSON of another build, same rounds")
     args = ap.parse_args()
-    print(table(args.files) if args.cmd == "table" else compare(args.ours, args.torch))
+    print(table(args.files) if args.cmd == "table"
+          else compare(args.ours, args.torch, args.baseline))
 
 
 if __name__ == "__main__":

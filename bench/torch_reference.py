@@ -205,12 +205,15 @@ def generate(model, ids, mask, pixels, samples, new_tokens, gen):
 
 
 def timed(fn, reps):
-    times = []
+    """Wall-clock and process CPU seconds per repetition (CPU time is the
+    load-robust number on a shared machine when running one thread)."""
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main():
@@ -278,7 +281,7 @@ def main():
     step()  # warm-up: optimizer state exists from here on
     rss_before = status_bytes("VmRSS:")
     reset_peak_rss()
-    train_times = timed(step, args.reps)
+    train_times, train_cpu = timed(step, args.reps)
     train_peak = status_bytes("VmHWM:")
     for t in params:
         t.requires_grad_(False)
@@ -293,7 +296,7 @@ def main():
     assert toks.shape == (gi.shape[0] * meta_samples, new_tokens) and torch.isfinite(lps).all()
     gen_rss_before = status_bytes("VmRSS:")
     reset_peak_rss()
-    gen_times = timed(lambda: generate(model, gi, gm, gp, meta_samples, new_tokens, gen), args.gen_reps)
+    gen_times, gen_cpu = timed(lambda: generate(model, gi, gm, gp, meta_samples, new_tokens, gen), args.gen_reps)
     gen_peak = status_bytes("VmHWM:")
 
     mib = float(1 << 20)
@@ -308,10 +311,12 @@ def main():
         "grad_max_rel_diff": None if grad_rel is None else max(grad_rel.values()),
         "train_step_ms_median": 1e3 * statistics.median(train_times),
         "train_step_ms_all": [round(1e3 * t, 3) for t in train_times],
+        "train_step_cpu_ms_all": [round(1e3 * t, 3) for t in train_cpu],
         "train_peak_rss_MiB": (train_peak - rss_before) / mib,
         "train_rss_total_MiB": train_peak / mib,
         "generate_ms_median": 1e3 * statistics.median(gen_times),
         "generate_ms_all": [round(1e3 * t, 3) for t in gen_times],
+        "generate_cpu_ms_all": [round(1e3 * t, 3) for t in gen_cpu],
         "generate_tokens_per_s": tokens / statistics.median(gen_times),
         "generate_peak_rss_MiB": (gen_peak - gen_rss_before) / mib,
         "generate_rss_total_MiB": gen_peak / mib,

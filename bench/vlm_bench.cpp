@@ -89,7 +89,7 @@ void BM_vlm_train_step(benchmark::State& state) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(kTrainBatch * kTrainSeq),
                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_vlm_train_step)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_vlm_train_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 // prefill 8 prompts, share each prefix with its 8 samples, decode 32 tokens each.
 void BM_vlm_generate(benchmark::State& state) {
@@ -111,7 +111,7 @@ void BM_vlm_generate(benchmark::State& state) {
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(generated), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_vlm_generate)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_vlm_generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 // Everything the PyTorch reference needs to rebuild the model and check it.
 void export_for_reference(const std::string& dir) {

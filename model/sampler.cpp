@@ -5,6 +5,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "kernels/cpu/vec_math.h"
+
 namespace visplay {
 
 std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count) {
@@ -18,20 +20,60 @@ std::vector<uint64_t> derive_seeds(uint64_t base, int64_t count) {
   return out;
 }
 
-// Log-prob under the raw distribution is computed in double; the draw is an
+namespace {
+
+// sum of e[0, n) in double: eight lanes over consecutive elements and a fixed
+// tree at the end (the loop vectorises; the order is fixed, so deterministic).
+double sum_f32_in_f64(const float* e, int64_t n) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int u = 0; u < 8; ++u) lane[u] += e[i + u];
+  double tail = 0;
+  for (; i < n; ++i) tail += e[i];
+  return (((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+          ((lane[4] + lane[5]) + (lane[6] + lane[7]))) +
+         tail;
+}
+
+// The first index whose running sum of weights exceeds u (-1 if none):
+// whole blocks of eight are skipped by their sums, then the walk goes one
+// weight at a time (past the block too, should rounding leave u beyond it).
+int64_t inverse_cdf(const float* w, int64_t n, double u) {
+  double acc = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    double block = ((double(w[i]) + double(w[i + 1])) + (double(w[i + 2]) + double(w[i + 3]))) +
+                   ((double(w[i + 4]) + double(w[i + 5])) + (double(w[i + 6]) + double(w[i + 7])));
+    if (u < acc + block) break;
+    acc += block;
+  }
+  for (; i < n; ++i) {
+    acc += w[i];
+    if (u < acc) return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+// Log-prob under the raw distribution: exps in f32 (kernels' fast_exp,
+// vectorised, <= 2 ulp), their sum and the log in double. The draw is an
 // inverse-CDF walk over the (possibly truncated) candidates, so one uniform
 // number per token and the outcome depends only on this row and its rng.
+// Scratch is per thread and reused: no allocation per token on the plain
+// temperature path.
 int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptions& opt, Rng& rng,
                      float* logprob) {
-  // The log-prob normaliser comes from the raw logits; choices from a copy
-  // with the banned tokens at -inf.
-  double raw_max = -INFINITY;
-  for (int64_t i = 0; i < vocab; ++i) raw_max = std::max<double>(raw_max, raw_logits[i]);
-  double raw_sum = 0;
-  for (int64_t i = 0; i < vocab; ++i)
-    raw_sum += std::exp(static_cast<double>(raw_logits[i]) - raw_max);
+  static thread_local std::vector<float> exp_buf, masked;
+  if (static_cast<int64_t>(exp_buf.size()) < vocab) exp_buf.resize(vocab);
+  float* e = exp_buf.data();
+  float raw_max = -INFINITY;
+  for (int64_t i = 0; i < vocab; ++i) raw_max = std::max(raw_max, raw_logits[i]);
+  for (int64_t i = 0; i < vocab; ++i) e[i] = kernels::cpu::fast_exp(raw_logits[i] - raw_max);
+  double raw_sum = sum_f32_in_f64(e, vocab);
   double log_z = raw_max + std::log(raw_sum);
-  std::vector<float> masked;
+  // Choices come from a copy with the banned tokens at -inf.
   const float* logits = raw_logits;
   if (!opt.banned_tokens.empty()) {
     masked.assign(raw_logits, raw_logits + vocab);
@@ -39,7 +81,7 @@ int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptio
       if (b >= 0 && b < vocab) masked[b] = -INFINITY;
     logits = masked.data();
   }
-  double max_logit = -INFINITY;
+  float max_logit = -INFINITY;
   int64_t argmax = 0;
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] > max_logit) max_logit = logits[i], argmax = i;
@@ -53,18 +95,16 @@ int64_t sample_token(const float* raw_logits, int64_t vocab, const SamplingOptio
   double inv_t = 1.0 / opt.temperature;
   bool truncate = (opt.top_k > 0 && opt.top_k < vocab) || opt.top_p < 1.0;
   if (!truncate) {
-    // Plain temperature sampling in index order.
-    std::vector<double> w(vocab);
-    double total = 0;
-    for (int64_t i = 0; i < vocab; ++i) total += w[i] = std::exp((logits[i] - max_logit) * inv_t);
-    double u = rng.uniform() * total, acc = 0;
-    for (int64_t i = 0; i < vocab; ++i) {
-      acc += w[i];
-      if (u < acc) return finish(i);
-    }
+    // Plain temperature sampling in index order; banned tokens weigh exp(-inf) = 0.
+    const float inv_t_f = static_cast<float>(inv_t);
+    for (int64_t i = 0; i < vocab; ++i)
+      e[i] = kernels::cpu::fast_exp((logits[i] - max_logit) * inv_t_f);
+    double total = sum_f32_in_f64(e, vocab);
+    int64_t picked = inverse_cdf(e, vocab, rng.uniform() * total);
+    if (picked >= 0) return finish(picked);
     // Rounding left u past the last bucket: take the last nonzero one.
     for (int64_t i = vocab - 1; i >= 0; --i)
-      if (w[i] > 0) return finish(i);
+      if (e[i] > 0) return finish(i);
     return finish(argmax);
   }
   // Candidates sorted by logit (ties by index, so the order is deterministic).

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/attention.h"
+
 namespace visplay {
 
 namespace {
@@ -22,67 +24,36 @@ Tensor as_i64(const Tensor& t) {
 
 // Attention of one new query per row over a KV cache, on the host: the
 // runtime's attention op, fed the whole cache buffer, would score every slot
-// (written or not) and transpose each key tile for a single query, which made
-// it most of a decode step. Here each (row, head) reads only its written,
-// unmasked slots: scores, softmax and the weighted sum of values, in float
-// with a double normaliser. Rows never mix, so a row's result does not
-// depend on the rest of the batch. q [B, 1, H, D]; k, v [B, cap, Hkv, D];
-// key_mask [B, cap] i32; `length` slots written. Inference only (no autograd).
+// (written or not) and transpose each key tile for a single query. The kernel
+// (kernels::cpu::decode_attention) reads only the written, unmasked slots.
+// q [B, 1, H, D]; k, v [B, cap, Hkv, D]; key_mask [B, cap] i32; `length`
+// slots written. Inference only (no autograd).
 Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                const Tensor& key_mask, int64_t length) {
   Tensor qc = q.contiguous();
-  int64_t B = qc.size(0), H = qc.size(2), D = qc.size(3), cap = k.size(1), Hkv = k.size(2),
-          group = H / Hkv;
+  int64_t B = qc.size(0), H = qc.size(2), D = qc.size(3), cap = k.size(1), Hkv = k.size(2);
   Tensor out = Tensor::empty({B, 1, H, D});
-  const float* pq = qc.data<float>();
-  const float* pk = k.data<float>();
-  const float* pv = v.data<float>();
-  const int32_t* pm = key_mask.data<int32_t>();
-  float* po = out.data<float>();
-  float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-  int64_t work = B * H * length * D;
-#pragma omp parallel for collapse(2) schedule(static) if (work > (1 << 18))
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* qi = pq + (b * H + h) * D;
-      int64_t hk = h / group;
-      std::vector<float> scores(length);
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < length; ++j) {
-        if (!pm[b * cap + j]) {
-          scores[j] = -INFINITY;
-          continue;
-        }
-        const float* kj = pk + ((b * cap + j) * Hkv + hk) * D;
-        // Eight independent partial sums: vectorises without reassociation.
-        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t d = 0;
-        for (; d + 8 <= D; d += 8)
-          for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
-        for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
-        float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
-                    ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-        scores[j] = acc * scale;
-        mx = std::max(mx, scores[j]);
-      }
-      float* oi = po + (b * H + h) * D;
-      std::fill(oi, oi + D, 0.0f);
-      if (mx == -INFINITY) continue;  // no visible key: zeros, like the attention op
-      // Accumulate in a private buffer (no aliasing with v, so it vectorises).
-      std::vector<float> acc_buf(D, 0.0f);
-      float* __restrict acc = acc_buf.data();
-      double z = 0;
-      for (int64_t j = 0; j < length; ++j) {
-        if (scores[j] == -INFINITY) continue;
-        float p = std::exp(scores[j] - mx);
-        z += p;
-        const float* __restrict vj = pv + ((b * cap + j) * Hkv + hk) * D;
-        for (int64_t d = 0; d < D; ++d) acc[d] += p * vj[d];
-      }
-      float inv = static_cast<float>(1.0 / z);
-      for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
-    }
+  kernels::cpu::decode_attention(qc.data<float>(), k.data<float>(), v.data<float>(),
+                                 key_mask.data<int32_t>(), out.data<float>(), B, H, Hkv, D, cap,
+                                 length, 1.0 / std::sqrt(static_cast<double>(D)));
   return out;
+}
+
+// cache[:, t:t+S] = src for a [B, cap, Hkv, D] cache and src [B, S, Hkv, D]:
+// one memcpy per row when both are contiguous f32 on the CPU (every decode
+// step of every layer writes here), the general strided copy otherwise.
+void write_cache_slots(Tensor& cache, int64_t t, const Tensor& src) {
+  const int64_t S = src.size(1);
+  if (cache.device() != kCPU || src.device() != kCPU || cache.dtype() != DType::f32 ||
+      src.dtype() != DType::f32 || !cache.is_contiguous() || !src.is_contiguous()) {
+    cache.slice(1, t, t + S).copy_(src);
+    return;
+  }
+  const int64_t B = src.size(0), cap = cache.size(1), row = src.size(2) * src.size(3);
+  const float* from = src.data<float>();
+  float* to = cache.data<float>();
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(to + (b * cap + t) * row, from + b * S * row, S * row * sizeof(float));
 }
 
 }  // namespace
@@ -343,8 +314,8 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
     a = attention(q, k, v, opt);
   } else {
     int64_t t = cache->length;
-    cache->k[l].slice(1, t, t + S).copy_(k);
-    cache->v[l].slice(1, t, t + S).copy_(v);
+    write_cache_slots(cache->k[l], t, k);
+    write_cache_slots(cache->v[l], t, v);
     if (S == 1 && q.dtype() == DType::f32 && q.device() == kCPU) {
       a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
     } else if (S == 1) {

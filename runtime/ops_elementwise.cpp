@@ -55,22 +55,35 @@ void binary_kernel(BinOp op, const Tensor& a, const Tensor& b, const Tensor& out
   T* po = out.data<T>();
   int64_t n = out.numel();
   // Fast paths: same-shape contiguous, and a contiguous suffix-shaped b (bias).
+  // The op is chosen outside the loops so they vectorise.
   if (a.is_contiguous() && b.is_contiguous() && a.shape() == out.shape()) {
     int64_t nb = b.numel();
-    if (nb == n) {
-#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
-      for (int64_t i = 0; i < n; ++i) po[i] = apply(op, pa[i], pb[i]);
-      return;
-    }
     const Shape& sb = b.shape();
     bool suffix = sb.size() <= out.shape().size() &&
                   std::equal(sb.begin(), sb.end(), out.shape().end() - sb.size());
-    if (suffix && nb > 0) {
-      int64_t rows = n / nb;
+    if (nb == n || (suffix && nb > 0)) {
+      auto run = [&](auto f) {
+        if (nb == n) {
 #pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < nb; ++j) po[r * nb + j] = apply(op, pa[r * nb + j], pb[j]);
-      return;
+          for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+          return;
+        }
+        int64_t rows = n / nb;
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelMinElements)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < nb; ++j) po[r * nb + j] = f(pa[r * nb + j], pb[j]);
+      };
+      switch (op) {
+        case BinOp::add:
+          run([](T x, T y) { return x + y; });
+          return;
+        case BinOp::sub:
+          run([](T x, T y) { return x - y; });
+          return;
+        case BinOp::mul:
+          run([](T x, T y) { return x * y; });
+          return;
+      }
     }
   }
   const Shape& shape = out.shape();

@@ -8,6 +8,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/vec_math.h"
 #include "runtime/ops_common.h"
 #include "visplay/kernels/attention.h"
 #include "visplay/kernels/embedding.h"
@@ -316,10 +317,13 @@ Tensor log_softmax(const Tensor& x) {
         T* po = out.data<T>();
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; ++r) {
-          double m = -INFINITY, s = 0;
-          for (int64_t j = 0; j < n; ++j) m = std::max(m, double(px[r * n + j]));
-          for (int64_t j = 0; j < n; ++j) s += std::exp(double(px[r * n + j]) - m);
-          double lse = m + std::log(s);
+          // The max is one of the inputs (exact in T); f32 exps by the
+          // vectorised fast_exp (into the output row, overwritten below),
+          // summed in double.
+          T mt = -INFINITY;
+          for (int64_t j = 0; j < n; ++j) mt = std::max(mt, px[r * n + j]);
+          double s = kc::sum_exp(px + r * n, n, mt, po + r * n);
+          double lse = static_cast<double>(mt) + std::log(s);
           for (int64_t j = 0; j < n; ++j) po[r * n + j] = static_cast<T>(px[r * n + j] - lse);
         }
       },
@@ -333,7 +337,7 @@ Tensor log_softmax(const Tensor& x) {
           double s = 0;
           for (int64_t j = 0; j < n; ++j) s += pg[r * n + j];
           for (int64_t j = 0; j < n; ++j)
-            pd[r * n + j] = static_cast<T>(pg[r * n + j] - std::exp(double(py[r * n + j])) * s);
+            pd[r * n + j] = static_cast<T>(pg[r * n + j] - kc::k_exp(py[r * n + j]) * s);
         }
       });
 }

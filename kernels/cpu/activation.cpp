@@ -1,36 +1,45 @@
-#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/activation.h"
 
 #include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
 namespace {
 constexpr double kSqrt2OverPi = 0.7978845608028654;
 constexpr double kGeluCoef = 0.044715;
-template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <class T>
+inline T sigmoid(T x) {
+  return k_sigmoid(x);
+}
 }  // namespace
 
+// GELU (tanh form) written as v * sigmoid(2u), since 0.5 (1 + tanh u) =
+// sigmoid(2u): one exp per element, no cancellation near u = 0, and the f32
+// loop vectorises through fast_exp.
 template <class T>
 void gelu_forward(const T* x, T* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T v = x[i];
     T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
-    y[i] = T(0.5) * v * (T(1) + std::tanh(u));
+    y[i] = v * sigmoid(T(2) * u);
   }
 }
 
+// d/dv [v s(2u)] = s + v * 2 s (1 - s) * du/dv.
 template <class T>
 void gelu_backward(const T* dy, const T* x, T* dx, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     T v = x[i];
     T u = static_cast<T>(kSqrt2OverPi) * (v + static_cast<T>(kGeluCoef) * v * v * v);
-    T t = std::tanh(u);
+    T s = sigmoid(T(2) * u);
     T du = static_cast<T>(kSqrt2OverPi) * (T(1) + T(3) * static_cast<T>(kGeluCoef) * v * v);
-    dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
+    dx[i] = dy[i] * (s + T(2) * v * s * (T(1) - s) * du);
   }
 }
 
@@ -73,11 +82,9 @@ void softmax_forward(const T* x, T* y, int64_t rows, int64_t n) {
     T* yr = y + r * n;
     T m = -INFINITY;
     for (int64_t j = 0; j < n; ++j) m = std::max(m, xr[j]);
+    for (int64_t j = 0; j < n; ++j) yr[j] = k_exp(xr[j] - m);  // vectorises
     double sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      yr[j] = std::exp(xr[j] - m);
-      sum += yr[j];
-    }
+    for (int64_t j = 0; j < n; ++j) sum += yr[j];
     T inv = static_cast<T>(1.0 / sum);
     for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
   }

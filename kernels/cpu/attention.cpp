@@ -1,10 +1,12 @@
 #include "kernels/cpu/attention.h"
-#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
@@ -37,9 +39,145 @@ inline T dot(const T* a, const T* b, int64_t n) {
   return acc;
 }
 
+// Additive mask of keys [j0, j0 + n) for query i: 0 where visible, -inf
+// where not. Branch-free, so the loops that add it vectorise; `key_bias` is
+// the padding part (0 / -inf per key) already gathered for the tile.
+template <class T>
+inline void visibility_bias(const AttentionShape& s, const T* key_bias, int64_t i, int64_t j0,
+                            int64_t n, T* bias) {
+  int64_t last = s.causal ? i + (s.Sk - s.Sq) - j0 : n;  // keys past this tile offset are hidden
+  for (int64_t j = 0; j < n; ++j) bias[j] = j > last ? static_cast<T>(-INFINITY) : key_bias[j];
+}
+
+// The padding part of the mask for keys [j0, j0 + n) of batch row b.
+template <class T>
+inline void key_padding_bias(const AttentionShape& s, const int32_t* key_mask, int64_t b,
+                             int64_t j0, int64_t n, T* key_bias) {
+  for (int64_t j = 0; j < n; ++j)
+    key_bias[j] = key_mask && key_mask[b * s.Sk + j0 + j] == 0 ? static_cast<T>(-INFINITY) : T(0);
+}
+
 // The last key index (exclusive) any query in [i0, i1) can see.
 inline int64_t key_end(const AttentionShape& s, int64_t i1) {
   return s.causal ? std::min(s.Sk, i1 + (s.Sk - s.Sq)) : s.Sk;
+}
+
+// Short sequences (Sq * Sk <= kWholeRowMaxScores, e.g. the demo model's 40
+// tokens or 64 patches): whole score rows instead of tiles. Per (batch, kv
+// head) K and V are transposed once and shared by the group's query heads;
+// the backward keeps P and dS for a head and computes scores once (the tiled
+// path recomputes them in each of its two passes). Threads split (batch, kv
+// head) pairs, which own their dq, dk and dv rows: no races, and each sum
+// runs in a fixed order whatever the thread count.
+constexpr int64_t kWholeRowMaxScores = 128 * 128;
+
+template <class T>
+void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+                            const int32_t* key_mask, T* out, T* lse) {
+  Rows rows{s};
+  const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D;
+  const T scale = static_cast<T>(s.scale);
+#pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+  {
+    std::vector<T> k_t(D * Sk), key_bias(Sk), sc(Sk), bias(Sk), acc(D);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+        for (int64_t j = 0; j < Sk; ++j) {
+          const T* kj = k + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d];
+        }
+        key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+          for (int64_t i = 0; i < s.Sq; ++i) {
+            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
+            const T* qi = q + rows.q_off(b, i, h);
+            T* oi = out + rows.q_off(b, i, h);
+            std::fill(sc.begin(), sc.begin() + nk, T(0));
+            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
+            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+            T m = -INFINITY;
+            for (int64_t j = 0; j < nk; ++j) sc[j] = sc[j] * scale + bias[j];
+            for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc[j]);
+            if (m == -INFINITY) {  // sees no key
+              std::fill(oi, oi + D, T(0));
+              lse[rows.lse_off(b, h, i)] = static_cast<T>(-INFINITY);
+              continue;
+            }
+            for (int64_t j = 0; j < nk; ++j) sc[j] = k_exp(sc[j] - m);  // hidden keys: 0
+            T sum = 0;
+            for (int64_t j = 0; j < nk; ++j) sum += sc[j];
+            std::fill(acc.begin(), acc.end(), T(0));
+            accumulate_rows(acc.data(), D, sc.data(), v + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
+            for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] / sum;
+            lse[rows.lse_off(b, h, i)] = m + std::log(sum);
+          }
+      }
+  }
+}
+
+template <class T>
+void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* key_mask, const T* out, const T* lse, const T* dout,
+                             T* dq, T* dk, T* dv) {
+  Rows rows{s};
+  const int64_t group = s.H / s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
+  const T scale = static_cast<T>(s.scale);
+#pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+  {
+    std::vector<T> k_t(D * Sk), v_t(D * Sk), key_bias(Sk), bias(Sk), sc(Sk), dp(Sk);
+    std::vector<T> p(Sq * Sk), ds(Sq * Sk), p_t(Sk * Sq), ds_t(Sk * Sq);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+        for (int64_t j = 0; j < Sk; ++j) {
+          const T* kj = k + rows.kv_off(b, j, hk);
+          const T* vj = v + rows.kv_off(b, j, hk);
+          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d], v_t[d * Sk + j] = vj[d];
+          std::fill(dk + rows.kv_off(b, j, hk), dk + rows.kv_off(b, j, hk) + D, T(0));
+          std::fill(dv + rows.kv_off(b, j, hk), dv + rows.kv_off(b, j, hk) + D, T(0));
+        }
+        key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
+        for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+          // Rows of P and dS, and dq.
+          for (int64_t i = 0; i < Sq; ++i) {
+            T* p_i = p.data() + i * Sk;
+            T* ds_i = ds.data() + i * Sk;
+            T* dqi = dq + rows.q_off(b, i, h);
+            std::fill(p_i, p_i + Sk, T(0));
+            std::fill(ds_i, ds_i + Sk, T(0));
+            std::fill(dqi, dqi + D, T(0));
+            const T l = lse[rows.lse_off(b, h, i)];
+            if (l == -INFINITY) continue;  // the row sees no key: zero gradient
+            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
+            const T* qi = q + rows.q_off(b, i, h);
+            const T* doi = dout + rows.q_off(b, i, h);
+            const T di = dot(doi, out + rows.q_off(b, i, h), D);  // the softmax backward's row term
+            std::fill(sc.begin(), sc.begin() + nk, T(0));
+            std::fill(dp.begin(), dp.begin() + nk, T(0));
+            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
+            accumulate_rows(dp.data(), nk, doi, v_t.data(), Sk, D);
+            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+            for (int64_t j = 0; j < nk; ++j) p_i[j] = k_exp(sc[j] * scale - l + bias[j]);
+            for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp[j] - di) * scale;
+            accumulate_rows(dqi, D, ds_i, k + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
+          }
+          // dk_j += sum_i dS[i][j] q_i and dv_j += sum_i P[i][j] dO_i, from
+          // the transposed matrices so each key's weights are contiguous.
+          for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t j = 0; j < Sk; ++j) {
+              p_t[j * Sq + i] = p[i * Sk + j];
+              ds_t[j * Sq + i] = ds[i * Sk + j];
+            }
+          for (int64_t j = 0; j < Sk; ++j) {
+            accumulate_rows(dv + rows.kv_off(b, j, hk), D, p_t.data() + j * Sq,
+                            dout + rows.q_off(b, 0, h), s.H * D, Sq);
+            accumulate_rows(dk + rows.kv_off(b, j, hk), D, ds_t.data() + j * Sq,
+                            q + rows.q_off(b, 0, h), s.H * D, Sq);
+          }
+        }
+      }
+  }
 }
 
 }  // namespace
@@ -47,11 +185,16 @@ inline int64_t key_end(const AttentionShape& s, int64_t i1) {
 template <class T>
 void attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v,
                        const int32_t* key_mask, T* out, T* lse) {
+  if (s.Sq * s.Sk <= kWholeRowMaxScores) {
+    attention_forward_rows(s, q, k, v, key_mask, out, lse);
+    return;
+  }
   Rows rows{s};
   int64_t group = s.H / s.Hkv;
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
   const T scale = static_cast<T>(s.scale);
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -71,35 +214,29 @@ void attention_forward(const AttentionShape& s, const T* q, const T* k, const T*
             const T* kj = k + rows.kv_off(b, j, hk);
             for (int64_t d = 0; d < s.D; ++d) k_t[d * kBlockK + (j - j0)] = kj[d];
           }
+          T key_bias[kBlockK];
+          key_padding_bias(s, key_mask, b, j0, nk, key_bias);
           for (int64_t i = i0; i < i1; ++i) {
             const T* qi = q + rows.q_off(b, i, h);
             T* sc = scores[i - i0];
             for (int64_t j = 0; j < nk; ++j) sc[j] = T(0);
-            for (int64_t d = 0; d < s.D; ++d) {
-              T qd = qi[d];
-              const T* kt = k_t.data() + d * kBlockK;
-              for (int64_t j = 0; j < nk; ++j) sc[j] += qd * kt[j];
-            }
+            accumulate_rows(sc, nk, qi, k_t.data(), kBlockK, s.D);
+            T bias[kBlockK], p[kBlockK];
+            visibility_bias(s, key_bias, i, j0, nk, bias);
             T tile_max = -INFINITY;
-            for (int64_t j = j0; j < j1; ++j) {
-              sc[j - j0] = key_visible(s, key_mask, b, i, j) ? sc[j - j0] * scale
-                                                              : static_cast<T>(-INFINITY);
-              tile_max = std::max(tile_max, sc[j - j0]);
-            }
+            for (int64_t j = 0; j < nk; ++j) sc[j] = sc[j] * scale + bias[j];
+            for (int64_t j = 0; j < nk; ++j) tile_max = std::max(tile_max, sc[j]);
             if (tile_max == -INFINITY) continue;  // nothing visible in this tile
             // Online softmax: rescale what was accumulated under the old max.
             T new_max = std::max(row_max[i - i0], tile_max);
-            T correction = std::exp(row_max[i - i0] - new_max);
-            T* ai = acc.data() + (i - i0) * s.D;
-            row_sum[i - i0] *= correction;
+            T correction = k_exp(row_max[i - i0] - new_max);
+            for (int64_t j = 0; j < nk; ++j) p[j] = k_exp(sc[j] - new_max);  // hidden keys: 0
+            T* __restrict ai = acc.data() + (i - i0) * s.D;
+            T tile_sum = 0;
+            for (int64_t j = 0; j < nk; ++j) tile_sum += p[j];
+            row_sum[i - i0] = row_sum[i - i0] * correction + tile_sum;
             for (int64_t d = 0; d < s.D; ++d) ai[d] *= correction;
-            for (int64_t j = j0; j < j1; ++j) {
-              if (sc[j - j0] == -INFINITY) continue;
-              T p = std::exp(sc[j - j0] - new_max);
-              row_sum[i - i0] += p;
-              const T* vj = v + rows.kv_off(b, j, hk);
-              for (int64_t d = 0; d < s.D; ++d) ai[d] += p * vj[d];
-            }
+            accumulate_rows(ai, s.D, p, v + rows.kv_off(b, j0, hk), s.Hkv * s.D, nk);
             row_max[i - i0] = new_max;
           }
         }
@@ -122,16 +259,22 @@ template <class T>
 void attention_backward(const AttentionShape& s, const T* q, const T* k, const T* v,
                         const int32_t* key_mask, const T* out, const T* lse, const T* dout, T* dq,
                         T* dk, T* dv) {
+  if (s.Sq * s.Sk <= kWholeRowMaxScores) {
+    attention_backward_rows(s, q, k, v, key_mask, out, lse, dout, dq, dk, dv);
+    return;
+  }
   Rows rows{s};
   int64_t group = s.H / s.Hkv;
   const T scale = static_cast<T>(s.scale);
   // delta[b,h,i] = dout_i . out_i, the softmax backward's row term.
   std::vector<T> delta(s.B * s.H * s.Sq);
-#pragma omp parallel for collapse(2) schedule(static) if (s.B * s.H * s.Sq * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (s.B * s.H * s.Sq * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t i = 0; i < s.Sq; ++i)
       for (int64_t h = 0; h < s.H; ++h)
-        delta[rows.lse_off(b, h, i)] = dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
+        delta[rows.lse_off(b, h, i)] =
+            dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), s.D);
 
   // Both passes recompute scores tile by tile. Transposed (D, BLOCK) copies of
   // the other side's rows make the score and dP loops independent
@@ -139,7 +282,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
 
   // Pass 1: dq, one block of query rows against every key tile.
   int64_t q_blocks = (s.Sq + kBlockQ - 1) / kBlockQ;
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h)
       for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -147,7 +291,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
         int64_t i0 = qb * kBlockQ, i1 = std::min(s.Sq, i0 + kBlockQ);
         std::vector<T> k_t(s.D * kBlockK), v_t(s.D * kBlockK);  // (D, BLOCK_K)
         T sc[kBlockK], dp[kBlockK];
-        for (int64_t i = i0; i < i1; ++i) std::fill(dq + rows.q_off(b, i, h), dq + rows.q_off(b, i, h) + s.D, T(0));
+        for (int64_t i = i0; i < i1; ++i)
+          std::fill(dq + rows.q_off(b, i, h), dq + rows.q_off(b, i, h) + s.D, T(0));
         int64_t kend = key_end(s, i1);
         for (int64_t j0 = 0; j0 < kend; j0 += kBlockK) {
           int64_t j1 = std::min(kend, j0 + kBlockK), nk = j1 - j0;
@@ -159,29 +304,24 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
               v_t[d * kBlockK + (j - j0)] = vj[d];
             }
           }
+          T key_bias[kBlockK];
+          key_padding_bias(s, key_mask, b, j0, nk, key_bias);
           for (int64_t i = i0; i < i1; ++i) {
             T l = lse[rows.lse_off(b, h, i)];
             if (l == -INFINITY) continue;  // the row sees no key: zero gradient
             const T* qi = q + rows.q_off(b, i, h);
             const T* doi = dout + rows.q_off(b, i, h);
             for (int64_t j = 0; j < nk; ++j) sc[j] = T(0), dp[j] = T(0);
-            for (int64_t d = 0; d < s.D; ++d) {
-              T qd = qi[d], dd = doi[d];
-              const T* kt = k_t.data() + d * kBlockK;
-              const T* vt = v_t.data() + d * kBlockK;
-              for (int64_t j = 0; j < nk; ++j) {
-                sc[j] += qd * kt[j];
-                dp[j] += dd * vt[j];
-              }
-            }
+            accumulate_rows(sc, nk, qi, k_t.data(), kBlockK, s.D);
+            accumulate_rows(dp, nk, doi, v_t.data(), kBlockK, s.D);
             T di = delta[rows.lse_off(b, h, i)];
-            T* dqi = dq + rows.q_off(b, i, h);
-            for (int64_t j = 0; j < nk; ++j) {
-              if (!key_visible(s, key_mask, b, i, j0 + j)) continue;
-              T ds = std::exp(sc[j] * scale - l) * (dp[j] - di) * scale;
-              const T* kj = k + rows.kv_off(b, j0 + j, hk);
-              for (int64_t d = 0; d < s.D; ++d) dqi[d] += ds * kj[d];
-            }
+            T* __restrict dqi = dq + rows.q_off(b, i, h);
+            T bias[kBlockK], ds[kBlockK];
+            visibility_bias(s, key_bias, i, j0, nk, bias);
+            // Hidden keys get p = exp(-inf) = 0, so ds = 0 (vectorised).
+            for (int64_t j = 0; j < nk; ++j)
+              ds[j] = k_exp(sc[j] * scale - l + bias[j]) * (dp[j] - di) * scale;
+            accumulate_rows(dqi, s.D, ds, k + rows.kv_off(b, j0, hk), s.Hkv * s.D, nk);
           }
         }
       }
@@ -189,7 +329,8 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
   // Pass 2: dk and dv, one block of key rows against every query tile of the
   // query heads that share their kv head.
   int64_t k_blocks = (s.Sk + kBlockQ - 1) / kBlockQ;
-#pragma omp parallel for collapse(3) schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
+#pragma omp parallel for collapse(3) \
+    schedule(dynamic) if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t hk = 0; hk < s.Hkv; ++hk)
       for (int64_t kb = 0; kb < k_blocks; ++kb) {
@@ -205,6 +346,9 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
           for (int64_t i0 = i_start; i0 < s.Sq; i0 += kBlockK) {
             int64_t i1 = std::min(s.Sq, i0 + kBlockK), nq = i1 - i0;
+            // Per query of the tile: its lse (+inf for a row that sees no
+            // key, so its p is exp(-inf) = 0) and its delta.
+            T lse_t[kBlockK], delta_t[kBlockK];
             for (int64_t i = i0; i < i1; ++i) {
               const T* qi = q + rows.q_off(b, i, h);
               const T* doi = dout + rows.q_off(b, i, h);
@@ -212,33 +356,33 @@ void attention_backward(const AttentionShape& s, const T* q, const T* k, const T
                 q_t[d * kBlockK + (i - i0)] = qi[d];
                 do_t[d * kBlockK + (i - i0)] = doi[d];
               }
+              T l = lse[rows.lse_off(b, h, i)];
+              lse_t[i - i0] = l == -INFINITY ? static_cast<T>(INFINITY) : l;
+              delta_t[i - i0] = delta[rows.lse_off(b, h, i)];
             }
             for (int64_t j = j0; j < j1; ++j) {
+              if (key_mask && key_mask[b * s.Sk + j] == 0) continue;  // a padding key: zero grads
               const T* kj = k + rows.kv_off(b, j, hk);
               const T* vj = v + rows.kv_off(b, j, hk);
               for (int64_t i = 0; i < nq; ++i) sc[i] = T(0), dp[i] = T(0);
-              for (int64_t d = 0; d < s.D; ++d) {
-                T kd = kj[d], vd = vj[d];
-                const T* qt = q_t.data() + d * kBlockK;
-                const T* dt = do_t.data() + d * kBlockK;
-                for (int64_t i = 0; i < nq; ++i) {
-                  sc[i] += kd * qt[i];
-                  dp[i] += vd * dt[i];
-                }
-              }
-              T* dkj = dk + rows.kv_off(b, j, hk);
-              T* dvj = dv + rows.kv_off(b, j, hk);
+              accumulate_rows(sc, nq, kj, q_t.data(), kBlockK, s.D);
+              accumulate_rows(dp, nq, vj, do_t.data(), kBlockK, s.D);
+              T* __restrict dkj = dk + rows.kv_off(b, j, hk);
+              T* __restrict dvj = dv + rows.kv_off(b, j, hk);
+              // Causal: local queries before `first` cannot see key j.
+              int64_t first = s.causal ? j - (s.Sk - s.Sq) - i0 : 0;
+              T p[kBlockK], ds[kBlockK];
               for (int64_t i = 0; i < nq; ++i) {
-                T l = lse[rows.lse_off(b, h, i0 + i)];
-                if (l == -INFINITY || !key_visible(s, key_mask, b, i0 + i, j)) continue;
-                T p = std::exp(sc[i] * scale - l);
-                T ds = p * (dp[i] - delta[rows.lse_off(b, h, i0 + i)]) * scale;
-                const T* qi = q + rows.q_off(b, i0 + i, h);
-                const T* doi = dout + rows.q_off(b, i0 + i, h);
-                for (int64_t d = 0; d < s.D; ++d) {
-                  dvj[d] += p * doi[d];
-                  dkj[d] += ds * qi[d];
-                }
+                T e = k_exp(sc[i] * scale - lse_t[i]);
+                p[i] = i < first ? T(0) : e;
+              }
+              for (int64_t i = 0; i < nq; ++i) ds[i] = p[i] * (dp[i] - delta_t[i]) * scale;
+              int64_t start = std::max<int64_t>(first, 0);
+              if (start < nq) {
+                accumulate_rows(dvj, s.D, p + start, dout + rows.q_off(b, i0 + start, h), s.H * s.D,
+                                nq - start);
+                accumulate_rows(dkj, s.D, ds + start, q + rows.q_off(b, i0 + start, h), s.H * s.D,
+                                nq - start);
               }
             }
           }
@@ -282,14 +426,96 @@ void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, co
     }
 }
 
-#define INSTANTIATE(T)                                                                        \
-  template void attention_forward<T>(const AttentionShape&, const T*, const T*, const T*,     \
-                                     const int32_t*, T*, T*);                                 \
-  template void attention_backward<T>(const AttentionShape&, const T*, const T*, const T*,    \
-                                      const int32_t*, const T*, const T*, const T*, T*, T*,   \
-                                      T*);                                                    \
-  template void attention_forward_naive<T>(const AttentionShape&, const T*, const T*,         \
-                                           const T*, const int32_t*, T*);
+// The decode step's attention: scores by 8-lane dot products (vectorised
+// without reassociation), exp over the whole score row (vectorised), P.V with
+// the accumulators in registers. Scratch is per thread, allocated once per
+// call, never per (row, head).
+void decode_attention(const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* key_mask, float* out, int64_t B, int64_t H, int64_t Hkv,
+                      int64_t D, int64_t capacity, int64_t length, double scale) {
+  const int64_t group = H / Hkv;
+  const float scale_f = static_cast<float>(scale);
+  const int64_t work = B * H * length * D;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    std::vector<float> scores(length), probs(length), acc(D);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t hk = h / group;
+        const float* qi = q + (b * H + h) * D;
+        const float* k_row0 = k_cache + (b * capacity * Hkv + hk) * D;  // slot 0 of this kv head
+        const float* v_row0 = v_cache + (b * capacity * Hkv + hk) * D;
+        const int32_t* mask = key_mask + b * capacity;
+        float mx = -INFINITY;
+        const int64_t kv_stride = Hkv * D;
+        int64_t j0 = 0;
+        if (D % 8 == 0) {
+          // Eight keys per dot8_rows; a partial last group repeats its last
+          // key (a written slot) and drops the extra results.
+          for (; j0 < length; j0 += 8) {
+            // The P.V loop below reads these keys' value rows: start fetching
+            // them now (the cache is far larger than L2 during generation).
+            for (int64_t r = 0; r < 8 && j0 + r < length; ++r)
+              for (int64_t d = 0; d < D; d += 16)
+                __builtin_prefetch(v_row0 + (j0 + r) * kv_stride + d);
+            float dots[8];
+            if (j0 + 8 <= length) {
+              dot8_rows(qi, k_row0 + j0 * kv_stride, kv_stride, D, dots);
+            } else {
+              float tail[8 * 64];  // D <= 64 here; larger D takes the loop below
+              if (D > 64) break;
+              for (int64_t r = 0; r < 8; ++r)
+                std::memcpy(tail + r * D, k_row0 + std::min(j0 + r, length - 1) * kv_stride,
+                            D * sizeof(float));
+              dot8_rows(qi, tail, D, D, dots);
+            }
+            for (int64_t r = 0; r < 8 && j0 + r < length; ++r) {
+              float sc = mask[j0 + r] ? dots[r] * scale_f : -INFINITY;
+              scores[j0 + r] = sc;
+              mx = std::max(mx, sc);
+            }
+          }
+        }
+        for (int64_t j = j0; j < length; ++j) {
+          if (!mask[j]) {
+            scores[j] = -INFINITY;
+            continue;
+          }
+          const float* kj = k_row0 + j * kv_stride;
+          float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          int64_t d = 0;
+          for (; d + 8 <= D; d += 8)
+            for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
+          for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
+          float dot8 = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                       ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+          scores[j] = dot8 * scale_f;
+          mx = std::max(mx, scores[j]);
+        }
+        float* oi = out + (b * H + h) * D;
+        if (mx == -INFINITY) {  // no visible key: zeros, like attention_forward
+          std::fill(oi, oi + D, 0.0f);
+          continue;
+        }
+        for (int64_t j = 0; j < length; ++j) probs[j] = fast_exp(scores[j] - mx);  // masked: 0
+        double z = 0;
+        for (int64_t j = 0; j < length; ++j) z += probs[j];
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        accumulate_rows(acc.data(), D, probs.data(), v_row0, Hkv * D, length);
+        const float inv = static_cast<float>(1.0 / z);
+        for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+      }
+  }
+}
+
+#define INSTANTIATE(T)                                                                           \
+  template void attention_forward<T>(const AttentionShape&, const T*, const T*, const T*,        \
+                                     const int32_t*, T*, T*);                                    \
+  template void attention_backward<T>(const AttentionShape&, const T*, const T*, const T*,       \
+                                      const int32_t*, const T*, const T*, const T*, T*, T*, T*); \
+  template void attention_forward_naive<T>(const AttentionShape&, const T*, const T*, const T*,  \
+                                           const int32_t*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

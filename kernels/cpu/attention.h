@@ -38,4 +38,15 @@ template <class T>
 void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, const T* v,
                              const int32_t* key_mask, T* out);
 
+// One new query per row against a KV cache (generation's decode step), f32.
+// q [B, H, D]; k_cache, v_cache [B, capacity, Hkv, D]; key_mask [B, capacity]
+// (0 = padding or unwritten); only the first `length` slots are read. Each
+// (row, kv head) scores its written, unmasked slots once per query head of
+// its group, softmax in f32 with a double normaliser, out [B, H, D]. A row
+// that sees no key gets zeros. Rows never mix, so a row's result does not
+// depend on the rest of the batch.
+void decode_attention(const float* q, const float* k_cache, const float* v_cache,
+                      const int32_t* key_mask, float* out, int64_t B, int64_t H, int64_t Hkv,
+                      int64_t D, int64_t capacity, int64_t length, double scale);
+
 }  // namespace visplay::kernels::cpu

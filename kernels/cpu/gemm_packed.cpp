@@ -1,0 +1,296 @@
+// A packed, register-blocked f32 GEMM for the small and medium shapes of the
+// demo-size models (M in the tens to thousands, N and K in the hundreds).
+// At these sizes OpenBLAS's per-call overhead (thread dispatch, its own
+// packing buffers) and its AVX2 (Haswell) kernel on AVX-512 machines leave
+// most of the core idle; this kernel packs op(A) and op(B) into panels and
+// runs an MR x NR micro-kernel whose accumulators live in vector registers
+// (GCC vector extensions: zmm with AVX-512, pairs of ymm with AVX2).
+//
+// Determinism: every C element is one k-ordered chain of multiply-adds per
+// K block (blocks added in order), whatever the thread count: threads split
+// the output tiles, never the sum.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/parallel.h"
+
+namespace visplay::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kMR = 8;        // rows of C per micro-tile
+constexpr int64_t kNR = 32;       // columns of C per micro-tile (two 16-float vectors)
+constexpr int64_t kKC = 256;      // K block: an A sliver (8 x 256) stays in L1
+constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
+
+typedef float vec16 __attribute__((vector_size(64)));
+
+inline vec16 load16(const float* p) {
+  vec16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
+
+typedef float vec8 __attribute__((vector_size(32)));
+typedef int32_t ivec8 __attribute__((vector_size(32)));
+
+// dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
+// three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
+// swap): the packing routines' transposes without scattered 4-byte stores.
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride,
+                                                        float* dst, int64_t dst_stride) {
+  vec8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
+  const ivec8 unpack_lo = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const ivec8 pair_lo = {0, 1, 8, 9, 4, 5, 12, 13}, pair_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+  const ivec8 lane_lo = {0, 1, 2, 3, 8, 9, 10, 11}, lane_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], unpack_lo);
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], unpack_hi);
+  }
+  for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
+    u[h + 0] = __builtin_shuffle(t[h + 0], t[h + 2], pair_lo);
+    u[h + 1] = __builtin_shuffle(t[h + 0], t[h + 2], pair_hi);
+    u[h + 2] = __builtin_shuffle(t[h + 1], t[h + 3], pair_lo);
+    u[h + 3] = __builtin_shuffle(t[h + 1], t[h + 3], pair_hi);
+  }
+  for (int c = 0; c < 4; ++c) {
+    vec8 lo = __builtin_shuffle(u[c], u[c + 4], lane_lo);  // column c
+    vec8 hi = __builtin_shuffle(u[c], u[c + 4], lane_hi);  // column c + 4
+    std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
+    std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
+  }
+}
+
+// op(A)[i0:i0+MR, k0:k0+kc] as kc groups of MR floats (zero rows past M).
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
+            int64_t kc, float* dst) {
+  if (trans) {  // op(A)[i][k] = A[k][i]: MR consecutive floats per k
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = A + (k0 + k) * lda + i0;
+      float* d = dst + k * kMR;
+      if (rows == kMR) {
+        std::memcpy(d, src, kMR * sizeof(float));
+        continue;
+      }
+      for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
+      for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
+    }
+    return;
+  }
+  int64_t k_done = 0;
+  if (rows == kMR) {  // 8 x 8 blocks transposed in registers
+    for (; k_done + 8 <= kc; k_done += 8)
+      transpose8x8(A + i0 * lda + k0 + k_done, lda, dst + k_done * kMR, kMR);
+    if (k_done == kc) return;
+  }
+  // The rest row by row: contiguous reads, MR-strided writes.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = A + (i0 + r) * lda + k0;
+    for (int64_t k = k_done; k < kc; ++k) dst[k * kMR + r] = src[k];
+  }
+  for (int64_t r = rows; r < kMR; ++r)
+    for (int64_t k = k_done; k < kc; ++k) dst[k * kMR + r] = 0.0f;
+}
+
+// op(B)[k0:k0+kc, j0:j0+NR] as kc groups of NR floats (zero columns past N).
+void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t k0,
+            int64_t kc, float* dst) {
+  if (!trans) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (k0 + k) * ldb + j0;
+      float* d = dst + k * kNR;
+      std::memcpy(d, src, cols * sizeof(float));
+      for (int64_t c = cols; c < kNR; ++c) d[c] = 0.0f;
+    }
+    return;
+  }
+  // op(B)[k][j] = B[j][k]: 8 x 8 blocks transposed in registers, then the
+  // leftover columns / k rows one element at a time.
+  const int64_t c_full = cols / 8 * 8, k_full = kc / 8 * 8;
+  for (int64_t c = 0; c < c_full; c += 8)
+    for (int64_t k = 0; k < k_full; k += 8)
+      transpose8x8(B + (j0 + c) * ldb + k0 + k, ldb, dst + k * kNR + c, kNR);
+  for (int64_t c = 0; c < cols; ++c) {
+    const float* src = B + (j0 + c) * ldb + k0;
+    for (int64_t k = c < c_full ? k_full : 0; k < kc; ++k) dst[k * kNR + c] = src[k];
+  }
+  for (int64_t c = cols; c < kNR; ++c)
+    for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = 0.0f;
+}
+
+// C[0:rows, 0:cols] = alpha * (Ap . Bp) + (first ? beta : 1) * C.
+// With beta == 0 on the first K block C is never read (it may hold NaNs).
+void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
+  vec16 acc[kMR][2];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float a = ap[r];
+      acc[r][0] += a * b0;
+      acc[r][1] += a * b1;
+    }
+    ap += kMR;
+    bp += kNR;
+  }
+  if (rows == kMR && cols == kNR) {
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float* cr = c + r * ldc;
+      vec16 y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
+      vec16 y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
+      if (beta != 0.0f) {
+        y0 += beta * load16(cr);
+        y1 += beta * load16(cr + 16);
+      }
+      store16(cr, y0);
+      store16(cr + 16, y1);
+    }
+    return;
+  }
+  float tile[kMR][kNR];
+  for (int64_t r = 0; r < kMR; ++r) {
+    store16(&tile[r][0], acc[r][0]);
+    store16(&tile[r][16], acc[r][1]);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
+      if (beta != 0.0f) y += beta * c[r * ldc + j];
+      c[r * ldc + j] = y;
+    }
+}
+
+// The transposed formulation's micro-kernel: rows of A read in place (row r
+// at a + r * lda, k contiguous; rows past `rows` repeat the last one and are
+// dropped), so a weight matrix used by few rows of activations is never
+// packed. The tile is C^T: element (r, j) goes to c[j * ldc + r].
+void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
+                                        const float* __restrict bp, float* c, int64_t ldc,
+                                        int64_t rows, int64_t cols, float alpha, float beta) {
+  const float* a_row[kMR];
+  for (int64_t r = 0; r < kMR; ++r) a_row[r] = a + std::min(r, rows - 1) * lda;
+  vec16 acc[kMR][2];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kMR; ++r) {
+      float av = a_row[r][k];
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+    bp += kNR;
+  }
+  float tile[kMR][kNR];
+  for (int64_t r = 0; r < kMR; ++r) {
+    store16(&tile[r][0], acc[r][0]);
+    store16(&tile[r][16], acc[r][1]);
+  }
+  if (rows == kMR && alpha == 1.0f && beta == 0.0f) {
+    // Whole 8-wide rows of C: four 8 x 8 register transposes.
+    const int64_t full = cols / 8 * 8;
+    for (int64_t j = 0; j < full; j += 8) transpose8x8(&tile[0][j], kNR, c + j * ldc, ldc);
+    for (int64_t j = full; j < cols; ++j)
+      for (int64_t r = 0; r < kMR; ++r) c[j * ldc + r] = tile[r][j];
+    return;
+  }
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
+      if (beta != 0.0f) y += beta * c[j * ldc + r];
+      c[j * ldc + r] = y;
+    }
+}
+
+// C = alpha * A B^T + beta * C for few rows of A (M <= kFewRows) against a
+// larger row-major B [N, K] (a linear layer's weight during decoding), as
+// C^T = B A^T: the small A^T is packed into NR-wide panels and B's rows are
+// read in place by the micro-kernel. The packed path would re-pack all of B
+// on every call, which for M = 64 costs a fifth of the multiply itself.
+void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                      float* panel_buffer, bool parallel) {
+  const int64_t i_tiles = (M + kNR - 1) / kNR, j_tiles = (N + kMR - 1) / kMR;
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const float block_beta = k0 == 0 ? beta : 1.0f;
+    // A^T panels: [k][i0 .. i0 + NR), i.e. op(B) of the transposed problem.
+    for (int64_t it = 0; it < i_tiles; ++it)
+      pack_b(true, A, lda, it * kNR, std::min(kNR, M - it * kNR), k0, kc,
+             panel_buffer + it * kNR * kc);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+    for (int64_t jt = 0; jt < j_tiles; ++jt)
+      for (int64_t it = 0; it < i_tiles; ++it) {
+        const int64_t j0 = jt * kMR, i0 = it * kNR;
+        micro_kernel_direct_a_transposed_c(kc, B + j0 * ldb + k0, ldb, panel_buffer + it * kNR * kc,
+                                           C + i0 * ldc + j0, ldc, std::min(kMR, N - j0),
+                                           std::min(kNR, M - i0), alpha, block_beta);
+      }
+  }
+}
+
+}  // namespace
+
+void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                     int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta * C (never reading C when beta is 0)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const bool parallel = M * N * K > 64 * kParallelMinElements;
+  if (!trans_a && trans_b && M <= kFewRows && N >= 2 * M) {
+    static thread_local std::vector<float> panels;
+    const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
+    if (static_cast<int64_t>(panels.size()) < need) panels.resize(need);
+    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, panels.data(), parallel);
+    return;
+  }
+  const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
+  const int64_t kc_max = std::min(K, kKC);
+  // Packing scratch, reused across calls on this thread.
+  static thread_local std::vector<float> a_pack, b_pack;
+  if (static_cast<int64_t>(a_pack.size()) < m_tiles * kMR * kc_max)
+    a_pack.resize(m_tiles * kMR * kc_max);
+  if (static_cast<int64_t>(b_pack.size()) < n_tiles * kNR * kc_max)
+    b_pack.resize(n_tiles * kNR * kc_max);
+  float* ap_all = a_pack.data();
+  float* bp_all = b_pack.data();
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const float block_beta = k0 == 0 ? beta : 1.0f;
+#pragma omp parallel if (parallel)
+    {
+#pragma omp for schedule(static) nowait
+      for (int64_t it = 0; it < m_tiles; ++it)
+        pack_a(trans_a, A, lda, it * kMR, std::min(kMR, M - it * kMR), k0, kc,
+               ap_all + it * kMR * kc);
+#pragma omp for schedule(static)
+      for (int64_t jt = 0; jt < n_tiles; ++jt)
+        pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
+               bp_all + jt * kNR * kc);
+        // Column panel outer (its packed B stays in L1), row slivers inner.
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t jt = 0; jt < n_tiles; ++jt)
+        for (int64_t it = 0; it < m_tiles; ++it) {
+          const int64_t i0 = it * kMR, j0 = jt * kNR;
+          micro_kernel(kc, ap_all + it * kMR * kc, bp_all + jt * kNR * kc, C + i0 * ldc + j0, ldc,
+                       std::min(kMR, M - i0), std::min(kNR, N - j0), alpha, block_beta);
+        }
+    }
+  }
+}
+
+}  // namespace visplay::kernels::cpu

@@ -1,0 +1,187 @@
+// Elementary functions for the CPU kernels' inner loops. libm's expf/tanhf are
+// scalar calls, so a loop that uses them never vectorises; these are branch-free
+// inline versions (Cody-Waite range reduction + polynomial, explicit fma) that
+// GCC turns into AVX-512/AVX2 code inside an ordinary `for` loop. They use only
+// IEEE operations with fixed rounding, so results are bit-identical run to run
+// and independent of the thread count.
+//
+// Accuracy (checked against double in tests/kernels/vec_math_test.cpp):
+// fast_exp within 2 ulp over the whole float range (subnormal results
+// included, overflow to +inf, exp(-inf) = 0, NaN propagates).
+//
+// The double overloads are plain libm: f64 runs are the reference path.
+#pragma once
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace visplay::kernels::cpu {
+
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2, exp(r) by its
+// degree-7 Taylor polynomial (truncation error < 5e-9 relative). 2^n is
+// applied in two halves so results down to the subnormal range stay exact.
+inline float fast_exp(float x) {
+  const float log2e = 1.44269504088896341f;
+  const float ln2_hi = 0.693145751953125f;          // the top bits of ln 2: n * ln2_hi is exact
+  const float ln2_lo = 1.42860682030941723212e-6f;  // ln 2 - ln2_hi
+  const float round_magic = 12582912.0f;            // 1.5 * 2^23: adding it rounds to an integer
+  float xc = x < -104.0f ? -104.0f : x;             // exp(-104) rounds to 0 in float
+  xc = xc > 89.0f ? 89.0f : xc;                     // exp(89) overflows to +inf below
+  float n = (std::fma(xc, log2e, round_magic)) - round_magic;
+  float r = std::fma(-n, ln2_hi, xc);
+  r = std::fma(-n, ln2_lo, r);
+  float p = 1.0f / 5040.0f;
+  p = std::fma(p, r, 1.0f / 720.0f);
+  p = std::fma(p, r, 1.0f / 120.0f);
+  p = std::fma(p, r, 1.0f / 24.0f);
+  p = std::fma(p, r, 1.0f / 6.0f);
+  p = std::fma(p, r, 0.5f);
+  p = std::fma(p, r, 1.0f);
+  p = std::fma(p, r, 1.0f);
+  int32_t ni = static_cast<int32_t>(n);  // in [-151, 129]
+  int32_t n1 = ni / 2, n2 = ni - n1;     // each in [-76, 65]: normal powers of two
+  float s1 = std::bit_cast<float>((n1 + 127) << 23);
+  float s2 = std::bit_cast<float>((n2 + 127) << 23);
+  float y = (p * s1) * s2;
+  return x != x ? x : y;  // NaN in, NaN out
+}
+
+// 1 / (1 + exp(-x)), accurate at both tails (no cancellation).
+inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|); for |x| < 0.25 an
+// odd polynomial instead, where 1 - e would cancel.
+inline float fast_tanh(float x) {
+  float ax = std::fabs(x);
+  float e = fast_exp(-2.0f * ax);
+  float big = (1.0f - e) / (1.0f + e);
+  // tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 (|x| < 0.25: error < 1e-9 relative)
+  float x2 = x * x;
+  float q = 62.0f / 2835.0f;
+  q = std::fma(q, x2, -17.0f / 315.0f);
+  q = std::fma(q, x2, 2.0f / 15.0f);
+  q = std::fma(q, x2, -1.0f / 3.0f);
+  float small = std::fma(q * x2, ax, ax);
+  float t = ax < 0.25f ? small : big;
+  return std::copysign(t, x);
+}
+
+// Overloads for the templated kernels: f32 takes the fast path, f64 stays on libm.
+inline float k_exp(float x) { return fast_exp(x); }
+inline double k_exp(double x) { return std::exp(x); }
+inline float k_tanh(float x) { return fast_tanh(x); }
+inline double k_tanh(double x) { return std::tanh(x); }
+inline float k_sigmoid(float x) { return fast_sigmoid(x); }
+inline double k_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+namespace detail {
+// N adjacent 32-byte column chunks of accumulate_rows, N independent
+// accumulator chains kept in registers across the rows.
+template <int N, class T>
+inline void accumulate_chunks(T* __restrict y, const T* __restrict w, const T* __restrict x,
+                              int64_t stride, int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T vec __attribute__((vector_size(32)));
+  vec acc[N];
+#pragma GCC unroll 4
+  for (int n = 0; n < N; ++n) std::memcpy(&acc[n], y + n * L, sizeof(vec));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T wr = w[r];
+    if (wr == T(0)) continue;
+    const T* xr = x + r * stride;
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) {
+      vec xv;
+      std::memcpy(&xv, xr + n * L, sizeof(vec));
+      acc[n] += wr * xv;
+    }
+  }
+#pragma GCC unroll 4
+  for (int n = 0; n < N; ++n) std::memcpy(y + n * L, &acc[n], sizeof(vec));
+}
+}  // namespace detail
+
+// y[c] += sum_r w[r] * x[r * stride + c] for c < width, rows r in order (rows
+// with w[r] == 0 skipped). The accumulators stay in registers across the rows
+// (GCC vector extensions, 32-byte vectors: AVX2/AVX-512 with -march=native,
+// SSE pairs otherwise), up to four independent chains per pass; a plain loop
+// here would store and reload y for every row, a store-forwarding chain that
+// made attention's P.V and dQ/dK/dV loops latency bound. Each y[c] sums in
+// row order, so results are deterministic.
+template <class T>
+inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict w,
+                            const T* __restrict x, int64_t stride, int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  int64_t c0 = 0;
+  for (; c0 + 4 * L <= width; c0 += 4 * L)
+    detail::accumulate_chunks<4>(y + c0, w, x + c0, stride, rows);
+  const int64_t chunks = (width - c0) / L;
+  if (chunks == 3) detail::accumulate_chunks<3>(y + c0, w, x + c0, stride, rows);
+  if (chunks == 2) detail::accumulate_chunks<2>(y + c0, w, x + c0, stride, rows);
+  if (chunks == 1) detail::accumulate_chunks<1>(y + c0, w, x + c0, stride, rows);
+  c0 += chunks * L;
+  for (; c0 < width; ++c0) {
+    T a = y[c0];
+    for (int64_t r = 0; r < rows; ++r)
+      if (w[r] != T(0)) a += w[r] * x[r * stride + c0];
+    y[c0] = a;
+  }
+}
+
+// out[r] = sum_d q[d] * x[r * stride + d] for 8 rows r, D a multiple of 8:
+// eight 8-lane partial-sum vectors, then one transpose-and-add tree that
+// reduces all eight at once (7 shuffle pairs for 8 dot products instead of a
+// horizontal sum per row). Each dot sums lanes as ((0+1)+(2+3))+((4+5)+(6+7)).
+inline void dot8_rows(const float* __restrict q, const float* __restrict x, int64_t stride,
+                      int64_t D, float* __restrict out) {
+  typedef float vec __attribute__((vector_size(32)));
+  typedef int32_t ivec __attribute__((vector_size(32)));
+  vec acc[8];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) acc[r] = vec{};
+  for (int64_t d = 0; d < D; d += 8) {
+    vec qv;
+    std::memcpy(&qv, q + d, sizeof(vec));
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      vec xv;
+      std::memcpy(&xv, x + r * stride + d, sizeof(vec));
+      acc[r] += qv * xv;
+    }
+  }
+  const ivec even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
+  const ivec lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+  const ivec lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+  vec s01 = __builtin_shuffle(acc[0], acc[1], even) + __builtin_shuffle(acc[0], acc[1], odd);
+  vec s23 = __builtin_shuffle(acc[2], acc[3], even) + __builtin_shuffle(acc[2], acc[3], odd);
+  vec s45 = __builtin_shuffle(acc[4], acc[5], even) + __builtin_shuffle(acc[4], acc[5], odd);
+  vec s67 = __builtin_shuffle(acc[6], acc[7], even) + __builtin_shuffle(acc[6], acc[7], odd);
+  vec s0123 = __builtin_shuffle(s01, s23, lo2) + __builtin_shuffle(s01, s23, hi2);
+  vec s4567 = __builtin_shuffle(s45, s67, lo2) + __builtin_shuffle(s45, s67, hi2);
+  vec total = __builtin_shuffle(s0123, s4567, lo4) + __builtin_shuffle(s0123, s4567, hi4);
+  std::memcpy(out, &total, sizeof(vec));
+}
+
+// sum_j exp(x[j] - shift) in double. f32: the exps (fast_exp, vectorised) go to
+// `scratch` (n floats), then eight double lanes and a fixed tree add them;
+// f64: libm and a sequential sum (the reference path).
+inline double sum_exp(const float* x, int64_t n, float shift, float* scratch) {
+  for (int64_t j = 0; j < n; ++j) scratch[j] = fast_exp(x[j] - shift);
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; ++u) lane[u] += scratch[j + u];
+  double tail = 0;
+  for (; j < n; ++j) tail += scratch[j];
+  return (((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+          ((lane[4] + lane[5]) + (lane[6] + lane[7]))) +
+         tail;
+}
+inline double sum_exp(const double* x, int64_t n, double shift, double*) {
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j) s += std::exp(x[j] - shift);
+  return s;
+}
+
+}  // namespace visplay::kernels::cpu

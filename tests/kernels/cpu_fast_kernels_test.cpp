@@ -1,0 +1,468 @@
+// The optimised f32 CPU kernels against independent float64 references:
+// vectorised exp/tanh/sigmoid, GELU/SiLU/SwiGLU/softmax, AdamW, the packed
+// GEMM, attention forward/backward, the KV-cache decode attention, the fused
+// log-prob and cross-entropy, and the register-accumulator row sums. Inputs
+// are seeded random values, outputs are NaN-poisoned before each call.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/logprob.h"
+#include "kernels/cpu/vec_math.h"
+#include "runtime/ops.h"
+#include "tests/kernels/reference.h"
+
+using namespace visplay::kernels::cpu;
+using visplay::test::poisoned;
+using visplay::test::random_floats;
+using visplay::test::random_ints;
+
+namespace {
+
+std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// Distance from the float nearest to `ref` in units of the float spacing there.
+double ulp_error(float got, double ref) {
+  if (std::isnan(ref)) return std::isnan(got) ? 0.0 : 1e30;
+  float ref_f = static_cast<float>(ref);
+  if (std::isinf(ref_f)) return got == ref_f ? 0.0 : 1e30;
+  double spacing = std::nextafter(std::fabs(ref_f), INFINITY) - std::fabs(ref_f);
+  return std::fabs(static_cast<double>(got) - ref) / spacing;
+}
+
+// max |got - ref| / (atol + rtol |ref|) <= 1, with the worst index on failure.
+::testing::AssertionResult close_to(const std::vector<float>& got, const std::vector<double>& ref,
+                                    double rtol, double atol) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs " << ref.size();
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (static_cast<double>(got[i]) == ref[i]) continue;  // also equal infinities
+    double err = std::fabs(got[i] - ref[i]);
+    if (!(err <= atol + rtol * std::fabs(ref[i])))
+      return ::testing::AssertionFailure()
+             << "element " << i << ": got " << got[i] << ", reference " << ref[i];
+  }
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+TEST(VecMath, ExpWithinTwoUlpOverTheFloatRange) {
+  // A strided sweep over every float in [-104, 89] (normal, subnormal and
+  // overflowing results), plus random arguments in the softmax range.
+  double worst = 0;
+  float worst_x = 0;
+  for (uint32_t bits = 0; bits < 0xffffffffu - 997; bits += 997) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    if (!(x > -104.0f && x < 89.0f)) continue;
+    double ref = std::exp(static_cast<double>(x));
+    double err = ref < 1.1754943508222875e-38
+                     ? std::fabs(fast_exp(x) - ref) / 1.401298464324817e-45  // subnormal: absolute
+                     : ulp_error(fast_exp(x), ref);
+    if (err > worst) worst = err, worst_x = x;
+  }
+  EXPECT_LE(worst, 2.0) << "at x = " << worst_x;
+  for (float x : random_floats(4096, 1, -20.0f, 5.0f))
+    EXPECT_LE(ulp_error(fast_exp(x), std::exp(static_cast<double>(x))), 2.0) << x;
+  EXPECT_EQ(fast_exp(-INFINITY), 0.0f);
+  EXPECT_EQ(fast_exp(-200.0f), 0.0f);
+  EXPECT_EQ(fast_exp(INFINITY), INFINITY);
+  EXPECT_EQ(fast_exp(100.0f), INFINITY);
+  EXPECT_EQ(fast_exp(0.0f), 1.0f);
+  EXPECT_TRUE(std::isnan(fast_exp(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST(VecMath, TanhAndSigmoidMatchDouble) {
+  double worst_tanh = 0, worst_sig = 0;
+  for (uint32_t bits = 0; bits < 0xffffffffu - 991; bits += 991) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    if (!(std::fabs(x) < 30.0f)) continue;
+    worst_tanh = std::max(worst_tanh, ulp_error(fast_tanh(x), std::tanh(static_cast<double>(x))));
+    worst_sig = std::max(
+        worst_sig, ulp_error(fast_sigmoid(x), 1.0 / (1.0 + std::exp(-static_cast<double>(x)))));
+  }
+  EXPECT_LE(worst_tanh, 4.0);
+  EXPECT_LE(worst_sig, 4.0);
+  EXPECT_EQ(fast_tanh(50.0f), 1.0f);
+  EXPECT_EQ(fast_tanh(-50.0f), -1.0f);
+  EXPECT_EQ(fast_sigmoid(-200.0f), 0.0f);
+  EXPECT_TRUE(std::isnan(fast_tanh(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST(VecMath, AccumulateRowsMatchesDouble) {
+  for (int64_t width : {1, 7, 8, 24, 32, 33, 70}) {
+    const int64_t rows = 13, stride = width + 5;
+    std::vector<float> x = random_floats(rows * stride, 10 + width);
+    std::vector<float> w = random_floats(rows, 20 + width);
+    w[3] = 0.0f;  // skipped rows must not change the result
+    x[3 * stride] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> y = random_floats(width, 30 + width);
+    std::vector<double> ref(y.begin(), y.end());
+    for (int64_t r = 0; r < rows; ++r)
+      if (w[r] != 0.0f)
+        for (int64_t c = 0; c < width; ++c) ref[c] += double(w[r]) * x[r * stride + c];
+    accumulate_rows(y.data(), width, w.data(), x.data(), stride, rows);
+    EXPECT_TRUE(close_to(y, ref, 1e-6, 1e-6)) << "width " << width;
+  }
+}
+
+// ---------------------------------------------------------------------------
+TEST(FastKernels, ActivationsF32MatchDouble) {
+  const int64_t n = 5000;  // above the parallel threshold's vector tails too
+  std::vector<float> x = random_floats(n, 40, -8.0f, 8.0f), u = random_floats(n, 41, -3.0f, 3.0f),
+                     dy = random_floats(n, 42);
+  std::vector<double> gelu_ref(n), dgelu_ref(n), silu_ref(n), dsilu_ref(n), swiglu_ref(n),
+      dgate_ref(n), dup_ref(n);
+  const double c = std::sqrt(2.0 / M_PI);
+  for (int64_t i = 0; i < n; ++i) {
+    double v = x[i], a = c * (v + 0.044715 * v * v * v), t = std::tanh(a);
+    gelu_ref[i] = 0.5 * v * (1 + t);
+    dgelu_ref[i] = dy[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * 0.044715 * v * v));
+    double s = 1.0 / (1.0 + std::exp(-v));
+    silu_ref[i] = v * s;
+    dsilu_ref[i] = dy[i] * s * (1 + v * (1 - s));
+    swiglu_ref[i] = v * s * u[i];
+    dgate_ref[i] = dy[i] * u[i] * s * (1 + v * (1 - s));
+    dup_ref[i] = dy[i] * v * s;
+  }
+  auto out = poisoned(n), out2 = poisoned(n);
+  gelu_forward(x.data(), out.data(), n);
+  EXPECT_TRUE(close_to(out, gelu_ref, 4e-6, 1e-6));
+  gelu_backward(dy.data(), x.data(), out.data(), n);
+  EXPECT_TRUE(close_to(out, dgelu_ref, 1e-5, 1e-6));
+  silu_forward(x.data(), out.data(), n);
+  EXPECT_TRUE(close_to(out, silu_ref, 4e-6, 1e-6));
+  silu_backward(dy.data(), x.data(), out.data(), n);
+  EXPECT_TRUE(close_to(out, dsilu_ref, 1e-5, 1e-6));
+  swiglu_forward(x.data(), u.data(), out.data(), n);
+  EXPECT_TRUE(close_to(out, swiglu_ref, 4e-6, 1e-6));
+  out = poisoned(n);
+  swiglu_backward(dy.data(), x.data(), u.data(), out.data(), out2.data(), n);
+  EXPECT_TRUE(close_to(out, dgate_ref, 1e-5, 1e-6));
+  EXPECT_TRUE(close_to(out2, dup_ref, 1e-5, 1e-6));
+}
+
+TEST(FastKernels, SoftmaxF32MatchesDouble) {
+  const int64_t rows = 7, n = 277;
+  std::vector<float> x = random_floats(rows * n, 50, -30.0f, 30.0f);
+  std::vector<double> ref(rows * n);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -INFINITY, z = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, double(x[r * n + j]));
+    for (int64_t j = 0; j < n; ++j) z += std::exp(x[r * n + j] - m);
+    for (int64_t j = 0; j < n; ++j) ref[r * n + j] = std::exp(x[r * n + j] - m) / z;
+  }
+  auto y = poisoned(rows * n);
+  softmax_forward(x.data(), y.data(), rows, n);
+  EXPECT_TRUE(close_to(y, ref, 1e-5, 1e-12));
+}
+
+TEST(FastKernels, AdamWF32MatchesDouble) {
+  const int64_t n = 3001;
+  std::vector<float> p = random_floats(n, 60, -0.1f, 0.1f), m(n, 0.0f), v(n, 0.0f);
+  std::vector<double> pd(p.begin(), p.end()), md(n, 0.0), vd(n, 0.0);
+  const double lr = 1e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.01;
+  for (int64_t step = 1; step <= 3; ++step) {
+    std::vector<float> g = random_floats(n, 60 + step, -2.0f, 2.0f);
+    for (int64_t i = 0; i < n; i += 97) g[i] = 0.0f;  // zero gradients: only decay moves p
+    adamw_step(p.data(), g.data(), m.data(), v.data(), n, lr, b1, b2, eps, wd, step);
+    for (int64_t i = 0; i < n; ++i) {
+      md[i] = b1 * md[i] + (1 - b1) * g[i];
+      vd[i] = b2 * vd[i] + (1 - b2) * double(g[i]) * g[i];
+      double update =
+          (md[i] / (1 - std::pow(b1, step))) / (std::sqrt(vd[i] / (1 - std::pow(b2, step))) + eps);
+      pd[i] -= lr * (update + wd * pd[i]);
+    }
+  }
+  // The parameters move by ~3e-3; f32 rounding of p itself is ~1e-8.
+  EXPECT_TRUE(close_to(p, pd, 1e-6, 1e-8));
+  // The moments are stored in f32 (as before): rounding ~1e-7 of |g| ~ 1.
+  EXPECT_TRUE(close_to(m, md, 1e-5, 2e-7));
+  EXPECT_TRUE(close_to(v, vd, 1e-5, 2e-7));
+}
+
+// ---------------------------------------------------------------------------
+// The packed GEMM, every transpose combination, edge tiles (M, N not
+// multiples of 8 / 32), K over one K block (256), alpha/beta.
+TEST(FastKernels, PackedGemmMatchesDoubleReference) {
+  struct Case {
+    int64_t M, N, K;
+    float alpha, beta;
+  };
+  const Case cases[] = {{1, 1, 1, 1.0f, 0.0f},      {8, 32, 16, 1.0f, 0.0f},
+                        {13, 45, 7, 0.5f, 0.0f},    {37, 70, 300, 1.0f, 1.0f},
+                        {64, 277, 128, 1.0f, 0.0f}, {100, 33, 520, -1.5f, 0.25f},
+                        {20, 90, 300, 0.5f, -1.0f}};  // few rows x B^T: the transposed form
+  for (const Case& c : cases)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 1, ldc = c.N + 2;
+        std::vector<float> A = random_floats((ta ? c.K : c.M) * lda, 70 + c.M);
+        std::vector<float> B = random_floats((tb ? c.N : c.K) * ldb, 71 + c.N);
+        std::vector<float> C = c.beta == 0.0f ? poisoned(c.M * ldc) : random_floats(c.M * ldc, 72);
+        std::vector<double> ref(c.M * ldc), bound(c.M * ldc);
+        for (int64_t i = 0; i < c.M; ++i)
+          for (int64_t j = 0; j < c.N; ++j) {
+            double acc = 0, mag = 0;
+            for (int64_t k = 0; k < c.K; ++k) {
+              double a = ta ? A[k * lda + i] : A[i * lda + k];
+              double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+              acc += a * b, mag += std::fabs(a * b);
+            }
+            double prior = c.beta == 0.0f ? 0.0 : double(c.beta) * C[i * ldc + j];
+            ref[i * ldc + j] = c.alpha * acc + prior;
+            bound[i * ldc + j] = 2e-7 * (std::fabs(c.alpha) * mag + std::fabs(prior)) * 4 + 1e-30;
+          }
+        std::vector<float> padding_before(C);
+        gemm_f32_packed(ta, tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
+                        C.data(), ldc);
+        for (int64_t i = 0; i < c.M; ++i) {
+          for (int64_t j = 0; j < c.N; ++j)
+            ASSERT_LE(std::fabs(C[i * ldc + j] - ref[i * ldc + j]), bound[i * ldc + j])
+                << "M " << c.M << " N " << c.N << " K " << c.K << " ta " << ta << " tb " << tb
+                << " at (" << i << ", " << j << ")";
+          for (int64_t j = c.N; j < ldc; ++j)  // the row padding is never written
+            ASSERT_TRUE(std::memcmp(&C[i * ldc + j], &padding_before[i * ldc + j], 4) == 0);
+        }
+      }
+}
+
+TEST(FastKernels, PackedGemmBitIdenticalAcrossThreadCounts) {
+  const int64_t M = 203, N = 150, K = 300;  // large enough for the parallel path
+  std::vector<float> A = random_floats(M * K, 80), B = random_floats(N * K, 81);
+  std::vector<float> c1 = poisoned(M * N), c2 = poisoned(M * N);
+  int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c1.data(), N);
+  omp_set_num_threads(2);
+  gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c2.data(), N);
+  omp_set_num_threads(before);
+  EXPECT_EQ(std::memcmp(c1.data(), c2.data(), c1.size() * 4), 0);
+}
+
+// ---------------------------------------------------------------------------
+// f32 attention forward and backward against the f64 kernels (which the
+// runtime tests check against a naive reference and finite differences), at
+// the demo model's head sizes: D = 32 causal with left padding and GQA, D = 24
+// bidirectional over 64 patches, and a tile-crossing length.
+TEST(FastKernels, AttentionF32MatchesF64) {
+  struct Case {
+    AttentionShape s;
+    bool padded;
+  };
+  const Case cases[] = {{{3, 40, 40, 4, 2, 32, true, 1 / std::sqrt(32.0)}, true},
+                        {{2, 64, 64, 4, 4, 24, false, 1 / std::sqrt(24.0)}, false},
+                        {{1, 20, 90, 2, 1, 16, true, 0.3}, true}};
+  for (const Case& c : cases) {
+    const AttentionShape& s = c.s;
+    const int64_t nq = s.B * s.Sq * s.H * s.D, nk = s.B * s.Sk * s.Hkv * s.D;
+    std::vector<float> q = random_floats(nq, 90, -2, 2), k = random_floats(nk, 91, -2, 2),
+                       v = random_floats(nk, 92), dout = random_floats(nq, 93);
+    std::vector<int32_t> mask(s.B * s.Sk, 1);
+    if (c.padded)
+      for (int64_t b = 0; b < s.B; ++b)
+        for (int64_t j = 0; j < 3 * b + 1; ++j) mask[b * s.Sk + j] = 0;
+    const int32_t* pm = c.padded ? mask.data() : nullptr;
+    auto qd = to_double(q), kd = to_double(k), vd = to_double(v), dod = to_double(dout);
+    std::vector<double> out_d(nq), lse_d(s.B * s.H * s.Sq), dq_d(nq), dk_d(nk), dv_d(nk);
+    attention_forward<double>(s, qd.data(), kd.data(), vd.data(), pm, out_d.data(), lse_d.data());
+    attention_backward<double>(s, qd.data(), kd.data(), vd.data(), pm, out_d.data(), lse_d.data(),
+                               dod.data(), dq_d.data(), dk_d.data(), dv_d.data());
+    auto out = poisoned(nq), lse = poisoned(s.B * s.H * s.Sq), dq = poisoned(nq), dk = poisoned(nk),
+         dv = poisoned(nk);
+    attention_forward<float>(s, q.data(), k.data(), v.data(), pm, out.data(), lse.data());
+    EXPECT_TRUE(close_to(out, out_d, 1e-5, 2e-6));
+    EXPECT_TRUE(close_to(lse, lse_d, 1e-6, 1e-6));
+    attention_backward<float>(s, q.data(), k.data(), v.data(), pm, out.data(), lse.data(),
+                              dout.data(), dq.data(), dk.data(), dv.data());
+    EXPECT_TRUE(close_to(dq, dq_d, 1e-4, 1e-5));
+    EXPECT_TRUE(close_to(dk, dk_d, 1e-4, 1e-5));
+    EXPECT_TRUE(close_to(dv, dv_d, 1e-4, 1e-5));
+  }
+}
+
+// One query per row over a cache with unwritten slots past `length`, left
+// padding, a fully masked row, GQA (2 query heads per kv head).
+TEST(FastKernels, DecodeAttentionMatchesDouble) {
+  const int64_t B = 4, H = 4, Hkv = 2, D = 32, cap = 50, length = 37;
+  std::vector<float> q = random_floats(B * H * D, 100, -2, 2);
+  std::vector<float> kc = random_floats(B * cap * Hkv * D, 101, -2, 2);
+  std::vector<float> vc = random_floats(B * cap * Hkv * D, 102);
+  std::vector<int32_t> mask(B * cap, 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 2 * b; j < length; ++j) mask[b * cap + j] = b == 3 ? 0 : 1;
+  for (int64_t j = length; j < cap; ++j)  // unwritten slots: garbage that must not be read
+    for (int64_t b = 0; b < B; ++b) {
+      mask[b * cap + j] = 1;
+      for (int64_t d = 0; d < Hkv * D; ++d)
+        kc[(b * cap + j) * Hkv * D + d] = vc[(b * cap + j) * Hkv * D + d] = NAN;
+    }
+  const double scale = 1 / std::sqrt(double(D));
+  std::vector<double> ref(B * H * D, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      int64_t hk = h / (H / Hkv);
+      std::vector<double> sc(length, -INFINITY);
+      double m = -INFINITY;
+      for (int64_t j = 0; j < length; ++j) {
+        if (!mask[b * cap + j]) continue;
+        double dot = 0;
+        for (int64_t d = 0; d < D; ++d)
+          dot += double(q[(b * H + h) * D + d]) * kc[((b * cap + j) * Hkv + hk) * D + d];
+        sc[j] = dot * scale, m = std::max(m, sc[j]);
+      }
+      if (m == -INFINITY) continue;
+      double z = 0;
+      for (int64_t j = 0; j < length; ++j) z += std::exp(sc[j] - m);
+      for (int64_t j = 0; j < length; ++j) {
+        if (sc[j] == -INFINITY) continue;
+        double p = std::exp(sc[j] - m) / z;
+        for (int64_t d = 0; d < D; ++d)
+          ref[(b * H + h) * D + d] += p * vc[((b * cap + j) * Hkv + hk) * D + d];
+      }
+    }
+  auto out = poisoned(B * H * D);
+  decode_attention(q.data(), kc.data(), vc.data(), mask.data(), out.data(), B, H, Hkv, D, cap,
+                   length, scale);
+  EXPECT_TRUE(close_to(out, ref, 1e-5, 2e-6));
+  for (int64_t i = 3 * H * D; i < 4 * H * D; ++i) EXPECT_EQ(out[i], 0.0f);  // the masked row
+}
+
+// Long sequences take the tiled (flash-style) path, short ones the whole-row
+// path. Queries are independent and dK/dV sum over them, so the tiled result
+// for 130 causal queries must equal the whole-row path run on two query
+// blocks ([0, 64) against keys [0, 64), [64, 130) against keys [0, 130)),
+// with the blocks' dK/dV added. f64, padding and GQA included.
+TEST(FastKernels, TiledAttentionMatchesWholeRowPathOnQueryBlocks) {
+  const int64_t B = 2, S = 130, H = 4, Hkv = 2, D = 8;
+  const double scale = 1 / std::sqrt(double(D));
+  auto qv = to_double(random_floats(B * S * H * D, 110, -2, 2));
+  auto kv = to_double(random_floats(B * S * Hkv * D, 111, -2, 2));
+  auto vv = to_double(random_floats(B * S * Hkv * D, 112));
+  auto dov = to_double(random_floats(B * S * H * D, 113));
+  std::vector<int32_t> mask(B * S, 1);
+  for (int64_t j = 0; j < 5; ++j) mask[1 * S + j] = 0;  // row 1 left-padded
+  const AttentionShape full{B, S, S, H, Hkv, D, true, scale};
+  ASSERT_GT(S * S, 128 * 128) << "must exercise the tiled path";
+  std::vector<double> out(qv.size()), lse(B * H * S), dq(qv.size()), dk(kv.size()), dv(kv.size());
+  attention_forward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(),
+                            lse.data());
+  attention_backward<double>(full, qv.data(), kv.data(), vv.data(), mask.data(), out.data(),
+                             lse.data(), dov.data(), dq.data(), dk.data(), dv.data());
+
+  std::vector<double> dk_ref(kv.size(), 0.0), dv_ref(kv.size(), 0.0);
+  const int64_t blocks[2][2] = {{0, 64}, {64, S}};
+  for (const auto& blk : blocks) {
+    const int64_t i0 = blk[0], nq = blk[1] - blk[0], nk = blk[1];
+    const AttentionShape s{B, nq, nk, H, Hkv, D, true, scale};
+    std::vector<double> q(B * nq * H * D), k(B * nk * Hkv * D), v(k.size()), dout(q.size());
+    std::vector<int32_t> m(B * nk);
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(&qv[(b * S + i0) * H * D], nq * H * D, &q[b * nq * H * D]);
+      std::copy_n(&dov[(b * S + i0) * H * D], nq * H * D, &dout[b * nq * H * D]);
+      std::copy_n(&kv[b * S * Hkv * D], nk * Hkv * D, &k[b * nk * Hkv * D]);
+      std::copy_n(&vv[b * S * Hkv * D], nk * Hkv * D, &v[b * nk * Hkv * D]);
+      std::copy_n(&mask[b * S], nk, &m[b * nk]);
+    }
+    std::vector<double> o(q.size()), l(B * H * nq), gq(q.size()), gk(k.size()), gv(k.size());
+    attention_forward<double>(s, q.data(), k.data(), v.data(), m.data(), o.data(), l.data());
+    attention_backward<double>(s, q.data(), k.data(), v.data(), m.data(), o.data(), l.data(),
+                               dout.data(), gq.data(), gk.data(), gv.data());
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t x = 0; x < nq * H * D; ++x) {
+        ASSERT_NEAR(out[(b * S + i0) * H * D + x], o[b * nq * H * D + x], 1e-12);
+        ASSERT_NEAR(dq[(b * S + i0) * H * D + x], gq[b * nq * H * D + x], 1e-11);
+      }
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < nq; ++i) {
+          double a = lse[(b * H + h) * S + i0 + i], e = l[(b * H + h) * nq + i];
+          if (a != e) {  // padded rows: both -inf
+            ASSERT_NEAR(a, e, 1e-12);
+          }
+        }
+      for (int64_t x = 0; x < nk * Hkv * D; ++x) {
+        dk_ref[b * S * Hkv * D + x] += gk[b * nk * Hkv * D + x];
+        dv_ref[b * S * Hkv * D + x] += gv[b * nk * Hkv * D + x];
+      }
+    }
+  }
+  for (size_t x = 0; x < dk.size(); ++x) {
+    ASSERT_NEAR(dk[x], dk_ref[x], 1e-11) << x;
+    ASSERT_NEAR(dv[x], dv_ref[x], 1e-11) << x;
+  }
+}
+
+// Cross-entropy in f32 (fast exp, double sums) against float64, with an
+// ignored row; logits spread wide enough that exp underflows for some.
+TEST(FastKernels, CrossEntropyF32MatchesDouble) {
+  const int64_t N = 9, V = 277, ignore = -100;
+  std::vector<float> logits = random_floats(N * V, 120, -40.0f, 40.0f);
+  std::vector<int> t = random_ints(N, 121, 0, V - 1);
+  std::vector<int64_t> targets(t.begin(), t.end());
+  targets[4] = ignore;
+  std::vector<double> lse_ref(N), dref(N * V, 0.0);
+  double loss_ref = 0;
+  int64_t count_ref = 0;
+  const double scale = 0.37;
+  for (int64_t r = 0; r < N; ++r) {
+    double m = -INFINITY, s = 0;
+    for (int64_t j = 0; j < V; ++j) m = std::max(m, double(logits[r * V + j]));
+    for (int64_t j = 0; j < V; ++j) s += std::exp(double(logits[r * V + j]) - m);
+    lse_ref[r] = m + std::log(s);
+    if (targets[r] == ignore) continue;
+    loss_ref += lse_ref[r] - logits[r * V + targets[r]];
+    ++count_ref;
+    for (int64_t j = 0; j < V; ++j)
+      dref[r * V + j] =
+          scale * std::exp(logits[r * V + j] - lse_ref[r]) - (j == targets[r] ? scale : 0);
+  }
+  loss_ref /= count_ref;
+  auto lse = poisoned(N), dlogits = poisoned(N * V);
+  int64_t count = -1;
+  double loss =
+      cross_entropy_forward<float>(logits.data(), targets.data(), lse.data(), N, V, ignore, &count);
+  EXPECT_EQ(count, count_ref);
+  EXPECT_NEAR(loss, loss_ref, 1e-5 * std::fabs(loss_ref));
+  EXPECT_TRUE(close_to(lse, lse_ref, 1e-6, 1e-6));
+  cross_entropy_backward<float>(logits.data(), targets.data(), lse.data(), dlogits.data(), N, V,
+                                ignore, scale);
+  EXPECT_TRUE(close_to(dlogits, dref, 1e-5, 1e-7));
+}
+
+// The runtime's f32 log_softmax (fast exp, double sums) and its backward
+// against float64.
+TEST(FastKernels, LogSoftmaxF32MatchesDouble) {
+  const int64_t rows = 5, n = 277;
+  std::vector<float> xv = random_floats(rows * n, 130, -30.0f, 30.0f);
+  std::vector<float> gv = random_floats(rows * n, 131);
+  std::vector<double> y_ref(rows * n), dx_ref(rows * n);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -INFINITY, s = 0, gsum = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, double(xv[r * n + j]));
+    for (int64_t j = 0; j < n; ++j) s += std::exp(double(xv[r * n + j]) - m);
+    for (int64_t j = 0; j < n; ++j) gsum += gv[r * n + j];
+    for (int64_t j = 0; j < n; ++j) {
+      y_ref[r * n + j] = xv[r * n + j] - (m + std::log(s));
+      dx_ref[r * n + j] = gv[r * n + j] - std::exp(y_ref[r * n + j]) * gsum;
+    }
+  }
+  visplay::Tensor x = visplay::Tensor::from_vector(xv, {rows, n});
+  x.set_requires_grad();
+  visplay::Tensor y = visplay::log_softmax(x);
+  visplay::sum(visplay::mul(y, visplay::Tensor::from_vector(gv, {rows, n}))).backward();
+  EXPECT_TRUE(close_to(y.to_vector<float>(), y_ref, 1e-6, 2e-6));
+  EXPECT_TRUE(close_to(x.grad().to_vector<float>(), dx_ref, 1e-5, 2e-6));
+}
