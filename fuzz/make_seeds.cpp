@@ -135,6 +135,7 @@ void image_seeds(const fs::path& dir) {
 }
 
 void safetensors_seeds(const fs::path& dir) {
+  fs::create_directories(dir);
   Rng rng(11);
   auto tensor = [&](const Shape& shape, DType dtype) {
     return randn(shape, rng, 1.0, DType::f32).to(dtype);

@@ -21,9 +21,11 @@ std::string good_line(int index) {
 
 TEST(BadJsonl, EveryKindOfBrokenLineIsReportedAndTheRestKept) {
   std::vector<std::pair<std::string, std::string>> bad = {
-      {std::string(R"({"id": "u", "image": "a.png", "question": "caf)") + "\xC3\x28" + R"("})",
-       "invalid JSON"},                                               // invalid UTF-8
-      {std::string("{\"id\": \"n\0ul\", ", 16) + "}", "invalid JSON"},  // a NUL byte
+      {R"({"id": "u", "image": "a.png", "question": "caf)"
+       "\xC3\x28"
+       R"("})",
+       "invalid JSON"},                                                 // invalid UTF-8
+      {std::string("{\"id\": \"n\0ul\", }", 16), "invalid JSON"},  // a NUL byte
       {std::string(200000, '['), "invalid JSON"},                      // deep, unterminated
       {R"({"id": 7, "image": "a.png", "question": "q?"})", "\"id\""},
       {R"({"id": "e", "image": "", "question": "q?"})", "empty"},
@@ -74,6 +76,22 @@ TEST(BadJsonl, EveryKindOfBrokenLineIsReportedAndTheRestKept) {
   ScoreReport report = score_replies(bench.questions, replies);
   EXPECT_EQ(report.overall.total, 12);
   EXPECT_EQ(report.overall.correct, 12);
+}
+
+}  // namespace
+
+namespace {
+
+// The committed fuzz seeds for the reader (fuzz/corpus/benchmark) stay what they claim.
+TEST(BadJsonl, FuzzSeedsReadAsIntended) {
+  std::string corpus = std::string(VISPLAY_SOURCE_DIR) + "/fuzz/corpus/benchmark/";
+  Benchmark labeled = visplay::read_benchmark(corpus + "labeled.jsonl", false);
+  EXPECT_EQ(labeled.questions.size(), 3u);
+  EXPECT_TRUE(labeled.errors.empty());
+  Benchmark mixed = visplay::read_benchmark(corpus + "mixed_bad_lines.jsonl", false);
+  EXPECT_EQ(mixed.questions.size(), 2u);
+  EXPECT_EQ(mixed.errors.size(), 4u);
+  EXPECT_EQ(visplay::read_scenes(corpus).size(), 2u);
 }
 
 }  // namespace

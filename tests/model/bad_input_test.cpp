@@ -279,6 +279,16 @@ TEST(BadTokenizer, IdsOutsideTheTableAreRefusedNotWrapped) {
   EXPECT_EQ(load_tokenizer_from_json(sparse.dump(), "tok.json")->token_to_id("b"), 70000);
 }
 
+TEST(BadTokenizer, WordLevelWithIdGapsAndAnEmptyToken) {
+  // Found by fuzz_tokenizer: ids 2..4 unused left empty table slots whose spacing rule
+  // read token.back() of an empty string (undefined behaviour).
+  json j = tiny_word_level();
+  j["model"]["vocab"] = {{"<unk>", 0}, {"a", 1}, {"b", 5}, {"", 6}};
+  auto tokenizer = load_tokenizer_from_json(j.dump(), "gaps.json");
+  EXPECT_EQ(tokenizer->encode("a b zebra"), std::vector<int32_t>({1, 5, 0}));
+  EXPECT_EQ(tokenizer->decode(std::vector<int32_t>{1, 5}), "a b");
+}
+
 TEST(BadTokenizer, WrongJsonTypesNameTheFile) {
   // A JSON type the loader did not expect surfaces as an error naming the file (not
   // as a bare nlohmann exception that says neither file nor field).
