@@ -56,8 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* raw_data, size_t size) {
   fuzz::check(image.width >= 1 && image.height >= 1 && image.width <= limits.max_side &&
                   image.height <= limits.max_side &&
                   int64_t(image.width) * image.height <= limits.max_pixels,
-              "decoded size " + std::to_string(image.width) + "x" +
-                  std::to_string(image.height) + " breaks the limits");
+              "decoded size " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                  " breaks the limits");
   fuzz::check(image.rgb.size() == size_t(image.width) * image.height * 3,
               "pixel buffer size does not match width * height * 3");
   // Every byte is read (ASan/MSan-style checks see uninitialised or short buffers).

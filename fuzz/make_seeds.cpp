@@ -66,9 +66,8 @@ bool png_write_raw(png_structp png, png_infop info, int w, int h, int color, int
                    bool interlace, png_bytep* rows, PngOut* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_set_write_fn(png, out, png_append, png_no_flush);
-  png_set_IHDR(png, info, w, h, depth, color,
-               interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, w, h, depth, color, interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (color == PNG_COLOR_TYPE_PALETTE) {
     png_color palette[4] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {250, 250, 250}};
     png_set_PLTE(png, info, palette, 4);
@@ -82,7 +81,7 @@ bool png_write_raw(png_structp png, png_infop info, int w, int h, int color, int
 }
 
 std::vector<uint8_t> raw_png(int w, int h, int color, int depth, bool interlace) {
-  int channels = color == PNG_COLOR_TYPE_GRAY        ? 1
+  int channels = color == PNG_COLOR_TYPE_GRAY         ? 1
                  : color == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
                  : color == PNG_COLOR_TYPE_RGB        ? 3
                  : color == PNG_COLOR_TYPE_RGBA       ? 4
@@ -111,8 +110,8 @@ std::vector<uint8_t> jpeg(const Image& image, int quality, int subsampling, int 
   unsigned char* buffer = nullptr;
   unsigned long size = 0;
   // TJSAMP_GRAY turns the RGB input into a one-component (grayscale) JPEG.
-  if (tjCompress2(handle, image.rgb.data(), image.width, 0, image.height, TJPF_RGB, &buffer,
-                  &size, subsampling, quality, flags) != 0)
+  if (tjCompress2(handle, image.rgb.data(), image.width, 0, image.height, TJPF_RGB, &buffer, &size,
+                  subsampling, quality, flags) != 0)
     throw std::runtime_error(std::string("tjCompress2: ") + tjGetErrorStr2(handle));
   std::vector<uint8_t> out(buffer, buffer + size);
   tjFree(buffer);
@@ -129,8 +128,7 @@ void image_seeds(const fs::path& dir) {
   write(dir / "palette_trns_6x6.png", raw_png(6, 6, PNG_COLOR_TYPE_PALETTE, 2, false));
   write(dir / "rgba16_interlaced_7x5.png", raw_png(7, 5, PNG_COLOR_TYPE_RGBA, 16, true));
   write(dir / "baseline_420_16x16.jpg", jpeg(pattern(16, 16), 80, TJSAMP_420, 0));
-  write(dir / "progressive_444_9x9.jpg",
-        jpeg(pattern(9, 9), 90, TJSAMP_444, TJFLAG_PROGRESSIVE));
+  write(dir / "progressive_444_9x9.jpg", jpeg(pattern(9, 9), 90, TJSAMP_444, TJFLAG_PROGRESSIVE));
   write(dir / "gray_8x8.jpg", jpeg(pattern(8, 8), 70, TJSAMP_GRAY, 0));
 }
 
@@ -184,23 +182,23 @@ void tokenizer_seeds(const fs::path& dir, const fs::path& repo) {
     vocab[t] = id++;
   json bpe = {
       {"version", "1.0"},
-      {"added_tokens",
-       json::array({{{"id", id}, {"content", "<|endoftext|>"}, {"special", true}},
-                    {{"id", id + 1},
-                     {"content", "<|im_start|>"},
-                     {"special", true},
-                     {"lstrip", true},
-                     {"rstrip", false},
-                     {"single_word", false}}})},
+      {"added_tokens", json::array({{{"id", id}, {"content", "<|endoftext|>"}, {"special", true}},
+                                    {{"id", id + 1},
+                                     {"content", "<|im_start|>"},
+                                     {"special", true},
+                                     {"lstrip", true},
+                                     {"rstrip", false},
+                                     {"single_word", false}}})},
       {"normalizer", {{"type", "NFC"}}},
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
-         json::array({{{"type", "Split"},
-                       {"pattern", {{"Regex", "\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+|\\s+"}}},
-                       {"behavior", "Isolated"},
-                       {"invert", false}},
-                      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}}},
+         json::array(
+             {{{"type", "Split"},
+               {"pattern", {{"Regex", "\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+|\\s+"}}},
+               {"behavior", "Isolated"},
+               {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}}},
       {"model",
        {{"type", "BPE"},
         {"vocab", vocab},
@@ -232,23 +230,25 @@ void tokenizer_seeds(const fs::path& dir, const fs::path& repo) {
 }
 
 void benchmark_seeds(const fs::path& dir) {
-  write(dir / "labeled.jsonl",
-        std::string(
-            R"({"id":"000000","image":"images/000000.png","question":"how many objects are there?","answer":"3","type":"count_all"})"
-            "\n"
-            R"({"id":"000001","image":"images/000001.png","question":"is there a red circle?","answer":"yes","type":"exists"})"
-            "\n"
-            R"({"id":"000002","image":"images/000002.png","question":"what color is the square?","answer":"blue"})"
-            "\n"));
-  write(dir / "mixed_bad_lines.jsonl",
-        std::string("\xEF\xBB\xBF") +
-            R"({"id":"a","image":"a.png","question":"how many red shapes are there?","answer":"2"})"
-            "\r\n{not json\n[1,2]\n\n"
-            R"({"id":"a","image":"b.png","question":"q?"})"
-            "\n"
-            R"({"id":"c","image":"c.png","question":"q?","answer":3})"
-            "\n"
-            R"({"id":"d","image":"d.png","question":"is there a green triangle?","answer":null,"type":"exists"})");
+  write(
+      dir / "labeled.jsonl",
+      std::string(
+          R"({"id":"000000","image":"images/000000.png","question":"how many objects are there?","answer":"3","type":"count_all"})"
+          "\n"
+          R"({"id":"000001","image":"images/000001.png","question":"is there a red circle?","answer":"yes","type":"exists"})"
+          "\n"
+          R"({"id":"000002","image":"images/000002.png","question":"what color is the square?","answer":"blue"})"
+          "\n"));
+  write(
+      dir / "mixed_bad_lines.jsonl",
+      std::string("\xEF\xBB\xBF") +
+          R"({"id":"a","image":"a.png","question":"how many red shapes are there?","answer":"2"})"
+          "\r\n{not json\n[1,2]\n\n"
+          R"({"id":"a","image":"b.png","question":"q?"})"
+          "\n"
+          R"({"id":"c","image":"c.png","question":"q?","answer":3})"
+          "\n"
+          R"({"id":"d","image":"d.png","question":"is there a green triangle?","answer":null,"type":"exists"})");
   std::string scenes;
   for (uint64_t i = 0; i < 2; ++i) {
     json line = json::parse(world::scene_to_json(world::sample_pool_scene(5, i)));

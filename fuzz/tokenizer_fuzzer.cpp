@@ -14,8 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string name = "fuzz-tokenizer.json";
   std::unique_ptr<Tokenizer> tokenizer;
   try {
-    tokenizer = load_tokenizer_from_json(
-        std::string_view(reinterpret_cast<const char*>(data), size), name);
+    tokenizer =
+        load_tokenizer_from_json(std::string_view(reinterpret_cast<const char*>(data), size), name);
   } catch (const std::runtime_error& e) {
     fuzz::check_error_names(e, name);
     return 0;
@@ -37,8 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     for (int32_t id : ids) {
       fuzz::check(id >= 0 && id < vocab, "encode produced id " + std::to_string(id) +
-                                             " outside the vocabulary of " +
-                                             std::to_string(vocab));
+                                             " outside the vocabulary of " + std::to_string(vocab));
       (void)tokenizer->id_to_token(id);
     }
     (void)tokenizer->decode(ids);

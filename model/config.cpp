@@ -98,20 +98,18 @@ double parameter_count(const VLMConfig& c) {
     double mlp = std::floor(static_cast<double>(v.hidden_size) * v.mlp_ratio + 0.5);
     double merge = static_cast<double>(v.spatial_merge_size);
     double merged = E * merge * merge;
-    double proj = v.projector_hidden_size > 0 ? static_cast<double>(v.projector_hidden_size)
-                                              : merged;
+    double proj =
+        v.projector_hidden_size > 0 ? static_cast<double>(v.projector_hidden_size) : merged;
     double patches = std::pow(static_cast<double>(v.image_size / v.patch_size), 2);
     double patch = static_cast<double>(v.patch_size);
-    n += E * static_cast<double>(v.num_channels) * patch * patch + E +
-         patches * E + static_cast<double>(v.depth) * (4 * E + 4 * (E * E + E) + 2 * mlp * E + mlp + E) +
-         2 * E + proj * merged + proj + D * proj + D;
+    n += E * static_cast<double>(v.num_channels) * patch * patch + E + patches * E +
+         static_cast<double>(v.depth) * (4 * E + 4 * (E * E + E) + 2 * mlp * E + mlp + E) + 2 * E +
+         proj * merged + proj + D * proj + D;
   }
   return n;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 void VLMConfig::validate(const std::string& where) const {
   const DecoderConfig& d = decoder;
@@ -170,8 +168,8 @@ void VLMConfig::validate(const std::string& where) const {
                   std::to_string(v.num_heads));
   // Checked before mlp_hidden() converts hidden_size * mlp_ratio to an integer.
   if (!(v.mlp_ratio > 0) || !(v.mlp_ratio <= 1024) || v.mlp_hidden() <= 0)
-    bad_field(vw, "mlp_ratio", "must be positive and at most 1024, got " +
-                                   std::to_string(v.mlp_ratio));
+    bad_field(vw, "mlp_ratio",
+              "must be positive and at most 1024, got " + std::to_string(v.mlp_ratio));
   require_finite_positive(v.layer_norm_eps, vw, "layer_norm_eps");
   if (v.projector_hidden_size < 0 || v.projector_hidden_size > kMaxSize)
     bad_field(vw, "projector_hidden_size",
@@ -192,8 +190,7 @@ void VLMConfig::check_parameter_count(const std::string& where) const {
   double n = parameter_count(*this);
   if (n > kMaxParameters)
     throw std::runtime_error(where + ": the sizes give " + std::to_string(n) +
-                             " parameters, above the limit of " +
-                             std::to_string(kMaxParameters));
+                             " parameters, above the limit of " + std::to_string(kMaxParameters));
 }
 
 json config_to_json(const VLMConfig& c) {

@@ -99,8 +99,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* base, size_t size, const std:
     if (key == "__metadata__") {
       if (!v.is_object()) fail("__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m)
-        out.metadata[m.key()] = m.value().is_string() ? m.value().get<std::string>()
-                                                      : m.value().dump();
+        out.metadata[m.key()] =
+            m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
       continue;
     }
     std::string where = "tensor '" + key + "'";
@@ -137,8 +137,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* base, size_t size, const std:
            "] out of range for a data section of " + std::to_string(data_size) + " bytes");
     uint64_t want = numel * dtype_size(e.dtype);
     if (en - b != want)
-      fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " +
-           e.dtype_name + " " + shape_str(e.shape) + " needs " + std::to_string(want));
+      fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " + e.dtype_name +
+           " " + shape_str(e.shape) + " needs " + std::to_string(want));
     e.begin = b;
     e.end = en;
     out.entries.push_back(std::move(e));

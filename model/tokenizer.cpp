@@ -174,12 +174,12 @@ json parse_json(std::string_view text, const std::string& origin) {
 // A token id from the file: an integer in [0, kMaxTokenId] (never silently narrowed).
 int32_t token_id_of(const json& value, const std::string& origin, const std::string& where) {
   if (!value.is_number_integer()) fail(origin, where + " is not an integer id");
-  bool in_range = value.is_number_unsigned() ? value.get<uint64_t>() <= uint64_t(kMaxTokenId)
-                                             : value.get<int64_t>() >= 0 &&
-                                                   value.get<int64_t>() <= kMaxTokenId;
+  bool in_range = value.is_number_unsigned()
+                      ? value.get<uint64_t>() <= uint64_t(kMaxTokenId)
+                      : value.get<int64_t>() >= 0 && value.get<int64_t>() <= kMaxTokenId;
   if (!in_range)
-    fail(origin, where + ": id " + value.dump() + " is outside [0, " + std::to_string(kMaxTokenId) +
-                     "]");
+    fail(origin,
+         where + ": id " + value.dump() + " is outside [0, " + std::to_string(kMaxTokenId) + "]");
   return static_cast<int32_t>(value.get<int64_t>());
 }
 
@@ -440,8 +440,8 @@ void set_special_ids(Tokenizer& t, const json* config) {
   TokenizerAccess::special_ids(t) = ids;
 }
 
-std::unique_ptr<Tokenizer> load_from_json_checked(std::string_view text,
-                                                  const std::string& origin, const json* config) {
+std::unique_ptr<Tokenizer> load_from_json_checked(std::string_view text, const std::string& origin,
+                                                  const json* config) {
   json root = parse_json(text, origin);
   if (!root.is_object()) fail(origin, "top level is not a JSON object");
   if (!root.contains("model") || !root["model"].is_object()) {
@@ -490,8 +490,8 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& encoder_json_p
     fail(encoder_json_path, "expected a non-empty object of token -> id");
   }
   for (auto it = encoder.begin(); it != encoder.end(); ++it) {
-    spec.vocab.emplace_back(it.key(),
-                            token_id_of(it.value(), encoder_json_path, "token \"" + it.key() + "\""));
+    spec.vocab.emplace_back(
+        it.key(), token_id_of(it.value(), encoder_json_path, "token \"" + it.key() + "\""));
   }
   std::istringstream lines(read_text_file(vocab_bpe_path));
   std::string line;

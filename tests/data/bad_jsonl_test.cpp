@@ -24,9 +24,9 @@ TEST(BadJsonl, EveryKindOfBrokenLineIsReportedAndTheRestKept) {
       {R"({"id": "u", "image": "a.png", "question": "caf)"
        "\xC3\x28"
        R"("})",
-       "invalid JSON"},                                                 // invalid UTF-8
+       "invalid JSON"},                                            // invalid UTF-8
       {std::string("{\"id\": \"n\0ul\", }", 16), "invalid JSON"},  // a NUL byte
-      {std::string(200000, '['), "invalid JSON"},                      // deep, unterminated
+      {std::string(200000, '['), "invalid JSON"},                  // deep, unterminated
       {R"({"id": 7, "image": "a.png", "question": "q?"})", "\"id\""},
       {R"({"id": "e", "image": "", "question": "q?"})", "empty"},
       {R"({"id": "t", "image": "a.png", "question": "q?", "type": ["count"]})", "\"type\""},

@@ -75,15 +75,13 @@ TEST(BadSafetensors, HeaderAndOffsetProblemsAreNamed) {
   parse_expecting(safetensors_bytes(R"({"w":{"dtype":"F32"}})", 0, 10), {"not valid JSON"});
   parse_expecting(safetensors_bytes("[1, 2]", 0), {"not a JSON object"});
   parse_expecting(safetensors_bytes(R"({"__metadata__": [1]})", 0), {"__metadata__"});
-  parse_expecting(
-      safetensors_bytes(R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", 4),
-      {"tensor 'w'", "dtype is not a string"});
+  parse_expecting(safetensors_bytes(R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", 4),
+                  {"tensor 'w'", "dtype is not a string"});
   parse_expecting(
       safetensors_bytes(R"({"w":{"dtype":"F32","shape":{"a":1},"data_offsets":[0,4]}})", 4),
       {"tensor 'w'", "shape is not an array"});
-  parse_expecting(
-      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8),
-      {"tensor 'w'", "[8, 4]", "out of range"});
+  parse_expecting(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8),
+                  {"tensor 'w'", "[8, 4]", "out of range"});
   parse_expecting(
       safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 8),
       {"tensor 'w'", "non-negative"});
@@ -104,7 +102,9 @@ TEST(BadSafetensors, HeaderAndOffsetProblemsAreNamed) {
       {"tensor 'w'", "too large"});
   // A number no double can hold is a JSON error here too, naming the file.
   parse_expecting(
-      safetensors_bytes(R"({"__metadata__":{"x":1e400},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4),
+      safetensors_bytes(
+          R"({"__metadata__":{"x":1e400},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+          4),
       {"t.st", "not valid JSON", "1e400"});
   // The same name twice: JSON parsers keep one silently, we refuse.
   parse_expecting(safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
@@ -328,8 +328,8 @@ std::vector<uint8_t> jpeg_of(int width, int height, int pixel_format, int channe
   tjhandle h = tjInitCompress();
   unsigned char* out = nullptr;
   unsigned long size = 0;
-  int rc = tjCompress2(h, pixels.data(), width, 0, height, pixel_format, &out, &size, TJSAMP_444,
-                       90, 0);
+  int rc =
+      tjCompress2(h, pixels.data(), width, 0, height, pixel_format, &out, &size, TJSAMP_444, 90, 0);
   std::vector<uint8_t> bytes;
   if (rc == 0) bytes.assign(out, out + size);
   tjFree(out);
@@ -386,8 +386,8 @@ TEST(BadImage, PngHeaderDimensionsAtTheEdges) {
   // IHDR with width/height at the edges of the 32-bit field, CRC made valid so only
   // the dimension check can refuse it.
   auto png_header = [](uint32_t width, uint32_t height) {
-    std::vector<uint8_t> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13,
-                              'I',  'H', 'D', 'R'};
+    std::vector<uint8_t> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n',
+                              0,    0,   0,   13,  'I',  'H',  'D',  'R'};
     for (uint32_t v : {width, height})
       for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
     for (uint8_t v : {8, 2, 0, 0, 0}) b.push_back(v);

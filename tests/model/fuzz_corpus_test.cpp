@@ -2,6 +2,7 @@
 // a seed that the loader refuses would start the fuzzer on the error path only.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,7 +18,8 @@ namespace fs = std::filesystem;
 
 std::vector<fs::path> seeds(const std::string& target) {
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(fs::path(VISPLAY_SOURCE_DIR) / "fuzz/corpus" / target))
+  for (const auto& entry :
+       fs::directory_iterator(fs::path(VISPLAY_SOURCE_DIR) / "fuzz/corpus" / target))
     files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;

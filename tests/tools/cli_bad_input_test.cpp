@@ -31,7 +31,8 @@ RunResult run(const std::string& args, const std::string& stdin_text = "") {
   }
   std::string command = "OMP_NUM_THREADS=1 " + bin.string() + " " + args;
   if (!stdin_text.empty()) {
-    fs::path input = fs::temp_directory_path() / ("visplay_cli_bad_stdin_" + std::to_string(getpid()));
+    fs::path input =
+        fs::temp_directory_path() / ("visplay_cli_bad_stdin_" + std::to_string(getpid()));
     std::ofstream(input) << stdin_text;
     command += " < " + input.string();
   }
@@ -69,7 +70,8 @@ class CliBadInput : public ::testing::Test {
     RunResult p = run("pretrain --out " + (root_ / "model").string() +
                       " --size tiny --steps 1 --batch 1 --eval-every 0 --seed 4");
     ASSERT_EQ(p.exit_code, 0) << p.output;
-    RunResult w = run("world --out " + (root_ / "bench").string() + " --scenes 4 --seed 6 --labeled");
+    RunResult w =
+        run("world --out " + (root_ / "bench").string() + " --scenes 4 --seed 6 --labeled");
     ASSERT_EQ(w.exit_code, 0) << w.output;
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
@@ -153,8 +155,9 @@ TEST_F(CliBadInput, BrokenCheckpointFiles) {
   // Nonsense config values name config.json and the field.
   json heads = json::parse(read_file(root_ / "model" / "config.json"));
   heads["num_attention_heads"] = heads["hidden_size"].get<int64_t>() + 1;
-  expect_failure(run("eval --model " + model_with("config.json", heads.dump()) + " --bench " + bench),
-                 {"config.json", "\"hidden_size\"", "num_attention_heads"});
+  expect_failure(
+      run("eval --model " + model_with("config.json", heads.dump()) + " --bench " + bench),
+      {"config.json", "\"hidden_size\"", "num_attention_heads"});
   json negative = json::parse(read_file(root_ / "model" / "config.json"));
   negative["vocab_size"] = -5;
   expect_failure(
@@ -163,8 +166,9 @@ TEST_F(CliBadInput, BrokenCheckpointFiles) {
 }
 
 TEST_F(CliBadInput, TokenizerWithoutMerges) {
-  json bpe = {{"pre_tokenizer", {{"type", "ByteLevel"}}},
-              {"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", json::array()}}}};
+  json bpe = {
+      {"pre_tokenizer", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", json::array()}}}};
   std::ofstream(root_ / "no_merges.json") << bpe.dump();
   expect_failure(run("tokenize --tokenizer " + (root_ / "no_merges.json").string(), "\"ab\"\n"),
                  {"no_merges.json", "merges"});
@@ -187,7 +191,8 @@ TEST_F(CliBadInput, EvalScoresTheGoodLinesAndReportsTheBadOnes) {
   ASSERT_EQ(lines.size(), 4u);
   // Lines 2 and 4 become malformed; 1, 3 and 5 stay good.
   std::ofstream(bench / "questions.jsonl", std::ios::trunc)
-      << lines[0] << "\n{\"id\": \"broken\n" << lines[1] << "\n[\"not\", \"an object\"]\n"
+      << lines[0] << "\n{\"id\": \"broken\n"
+      << lines[1] << "\n[\"not\", \"an object\"]\n"
       << lines[2] << "\n";
   RunResult strict = run("eval --model " + model + " --bench " + bench.string() + " --out " +
                          (root_ / "strict.json").string() + " --max-new-tokens 4");
@@ -199,7 +204,8 @@ TEST_F(CliBadInput, EvalScoresTheGoodLinesAndReportsTheBadOnes) {
   ASSERT_EQ(report["skipped_lines"].size(), 2u);
   EXPECT_NE(report["skipped_lines"][0].get<std::string>().find("questions.jsonl:2: invalid JSON"),
             std::string::npos);
-  EXPECT_NE(report["skipped_lines"][1].get<std::string>().find("questions.jsonl:4: expected a JSON object"),
+  EXPECT_NE(report["skipped_lines"][1].get<std::string>().find(
+                "questions.jsonl:4: expected a JSON object"),
             std::string::npos);
 
   RunResult lenient = run("eval --model " + model + " --bench " + bench.string() +

@@ -75,10 +75,10 @@ void run_eval(const EvalCliOptions& o) {
     std::printf("report: %s\n", o.out.c_str());
   }
   if (!bench.errors.empty()) {
-    std::string summary = std::to_string(bench.errors.size()) +
-                          " malformed line(s) of the benchmark were skipped (first: " +
-                          bench.errors.front() + "); the scores cover the " +
-                          std::to_string(bench.questions.size()) + " readable questions";
+    std::string summary =
+        std::to_string(bench.errors.size()) +
+        " malformed line(s) of the benchmark were skipped (first: " + bench.errors.front() +
+        "); the scores cover the " + std::to_string(bench.questions.size()) + " readable questions";
     if (!o.allow_bad_lines) throw std::runtime_error(summary + " (--allow-bad-lines: exit 0)");
     std::fprintf(stderr, "warning: %s\n", summary.c_str());
   }
