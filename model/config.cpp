@@ -109,7 +109,17 @@ double parameter_count(const VLMConfig& c) {
   return n;
 }
 
-namespace {}  // namespace
+namespace {
+
+// The last check of validate(): the parameter count the sizes imply, before VLM allocates it.
+void check_parameter_count(const VLMConfig& c, const std::string& where) {
+  double n = parameter_count(c);
+  if (n > kMaxParameters)
+    throw std::runtime_error(where + ": the sizes give " + std::to_string(n) +
+                             " parameters, above the limit of " + std::to_string(kMaxParameters));
+}
+
+}  // namespace
 
 void VLMConfig::validate(const std::string& where) const {
   const DecoderConfig& d = decoder;
@@ -144,7 +154,10 @@ void VLMConfig::validate(const std::string& where) const {
   check_id(vision_end_token_id, "vision_end_token_id");
   check_id(eos_token_id, "eos_token_id");
   check_id(pad_token_id, "pad_token_id");
-  if (!has_vision) return check_parameter_count(where);
+  if (!has_vision) {
+    check_parameter_count(*this, where);
+    return;
+  }
   std::string vw = where + ": vision_config";
   const VisionConfig& v = vision;
   require_positive(v.image_size, vw, "image_size");
@@ -183,14 +196,7 @@ void VLMConfig::validate(const std::string& where) const {
   }
   if (image_pad_token_id < 0)
     bad_field(where, "image_token_id", "a vision model needs an image pad token");
-  check_parameter_count(where);
-}
-
-void VLMConfig::check_parameter_count(const std::string& where) const {
-  double n = parameter_count(*this);
-  if (n > kMaxParameters)
-    throw std::runtime_error(where + ": the sizes give " + std::to_string(n) +
-                             " parameters, above the limit of " + std::to_string(kMaxParameters));
+  check_parameter_count(*this, where);
 }
 
 json config_to_json(const VLMConfig& c) {

@@ -73,8 +73,6 @@ struct VLMConfig {
   // Sizes are bounded too (each at most 2^24, layers at most 4096, the whole model at
   // most 2e11 parameters), so nonsense is refused before anything is allocated.
   void validate(const std::string& where = "config") const;
-  // The last step of validate(): the parameter count implied by the sizes.
-  void check_parameter_count(const std::string& where) const;
 };
 
 // The number of parameters a VLM with this config has (what VLM's constructor
