@@ -24,21 +24,27 @@ std::string Benchmark::image_path(const BenchmarkQuestion& q) const {
 // ---- reading ---------------------------------------------------------------------
 
 Benchmark read_benchmark(const std::string& path, bool warn) {
-  Benchmark bench;
   fs::path file = path;
   std::error_code ec;
   if (fs::is_directory(file, ec)) file /= "questions.jsonl";
-  bench.dir = file.parent_path().string();
-  if (bench.dir.empty()) bench.dir = ".";
   std::ifstream in(file);
   if (!fs::is_regular_file(file, ec) || !in)
     throw std::runtime_error(file.string() + ": cannot open the benchmark questions file");
+  Benchmark bench = parse_benchmark_questions(in, file.string(), warn);
+  bench.dir = file.parent_path().string();
+  if (bench.dir.empty()) bench.dir = ".";
+  return bench;
+}
 
+// One line at a time, so a bad line costs only itself: it is reported with its
+// number and the reading goes on.
+Benchmark parse_benchmark_questions(std::istream& in, const std::string& file_name, bool warn) {
+  Benchmark bench;
   std::set<std::string> seen_ids;
   std::string text;
   int64_t line_number = 0;
   auto reject = [&](const std::string& reason) {
-    std::string message = file.string() + ":" + std::to_string(line_number) + ": " + reason;
+    std::string message = file_name + ":" + std::to_string(line_number) + ": " + reason;
     if (warn) std::fprintf(stderr, "warning: skipping %s\n", message.c_str());
     bench.errors.push_back(message);
   };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <map>
 #include <optional>
 #include <string>
@@ -37,6 +38,10 @@ struct Benchmark {
 // id) are reported in `errors` (and on stderr when `warn`) with their line number and
 // skipped; the rest are read. Blank lines are ignored. Throws when the file is missing.
 Benchmark read_benchmark(const std::string& path, bool warn = true);
+// The same for questions.jsonl text from a stream; `file_name` goes in the errors.
+// The result's `dir` is empty (read_benchmark sets it).
+Benchmark parse_benchmark_questions(std::istream& in, const std::string& file_name,
+                                    bool warn = true);
 
 // Progress callback: (done, total).
 using ProgressFn = void (*)(int64_t, int64_t);

@@ -101,7 +101,7 @@ VLM load_checkpoint(const std::string& dir) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(read_text_file(index.string()));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(index.string() + ": invalid JSON: " + e.what());
     }
     if (!j.contains("weight_map") || !j["weight_map"].is_object())

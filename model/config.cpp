@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "model/file_util.h"
@@ -63,8 +64,59 @@ void read_token_id(const json& j, const char* key, int64_t& out, const std::stri
   out = it->get<int64_t>();
 }
 
-void require_positive(int64_t v, const std::string& where, const char* field) {
+// Sizes past these are nonsense for any model this code can hold (they would ask for
+// terabytes), so they are refused before anything is allocated (docs/fuzzing.md).
+constexpr int64_t kMaxSize = int64_t{1} << 24;  // vocab, widths, image side, positions
+constexpr int64_t kMaxLayers = 4096;            // decoder layers, ViT blocks
+constexpr double kMaxParameters = 2e11;         // parameters in the whole model
+
+void require_positive(int64_t v, const std::string& where, const char* field,
+                      int64_t max = kMaxSize) {
   if (v <= 0) bad_field(where, field, "must be positive, got " + std::to_string(v));
+  if (v > max)
+    bad_field(where, field, std::to_string(v) + " is above the limit of " + std::to_string(max));
+}
+
+void require_finite_positive(double v, const std::string& where, const char* field) {
+  if (!(v > 0) || !std::isfinite(v))
+    bad_field(where, field, "must be positive and finite, got " + std::to_string(v));
+}
+
+}  // namespace
+
+// In double, so that no product of absurd sizes can overflow.
+double parameter_count(const VLMConfig& c) {
+  const DecoderConfig& d = c.decoder;
+  double D = static_cast<double>(d.hidden_size), hd = static_cast<double>(d.head_dim());
+  double q = d.num_attention_heads * hd, kv = d.num_key_value_heads * hd;
+  double layer = D + q * D + q + 2 * (kv * D + kv) + D * q + D + 3.0 * d.intermediate_size * D;
+  double n = static_cast<double>(d.vocab_size) * D * (d.tie_word_embeddings ? 1 : 2) + D +
+             layer * static_cast<double>(d.num_hidden_layers);
+  if (c.has_vision) {
+    const VisionConfig& v = c.vision;
+    double E = static_cast<double>(v.hidden_size);
+    double mlp = std::floor(static_cast<double>(v.hidden_size) * v.mlp_ratio + 0.5);
+    double merge = static_cast<double>(v.spatial_merge_size);
+    double merged = E * merge * merge;
+    double proj =
+        v.projector_hidden_size > 0 ? static_cast<double>(v.projector_hidden_size) : merged;
+    double patches = std::pow(static_cast<double>(v.image_size / v.patch_size), 2);
+    double patch = static_cast<double>(v.patch_size);
+    n += E * static_cast<double>(v.num_channels) * patch * patch + E + patches * E +
+         static_cast<double>(v.depth) * (4 * E + 4 * (E * E + E) + 2 * mlp * E + mlp + E) + 2 * E +
+         proj * merged + proj + D * proj + D;
+  }
+  return n;
+}
+
+namespace {
+
+// The last check of validate(): the parameter count the sizes imply, before VLM allocates it.
+void check_parameter_count(const VLMConfig& c, const std::string& where) {
+  double n = parameter_count(c);
+  if (n > kMaxParameters)
+    throw std::runtime_error(where + ": the sizes give " + std::to_string(n) +
+                             " parameters, above the limit of " + std::to_string(kMaxParameters));
 }
 
 }  // namespace
@@ -74,7 +126,7 @@ void VLMConfig::validate(const std::string& where) const {
   require_positive(d.vocab_size, where, "vocab_size");
   require_positive(d.hidden_size, where, "hidden_size");
   require_positive(d.intermediate_size, where, "intermediate_size");
-  require_positive(d.num_hidden_layers, where, "num_hidden_layers");
+  require_positive(d.num_hidden_layers, where, "num_hidden_layers", kMaxLayers);
   require_positive(d.num_attention_heads, where, "num_attention_heads");
   require_positive(d.num_key_value_heads, where, "num_key_value_heads");
   require_positive(d.max_position_embeddings, where, "max_position_embeddings");
@@ -89,8 +141,8 @@ void VLMConfig::validate(const std::string& where) const {
     bad_field(where, "num_key_value_heads",
               std::to_string(d.num_key_value_heads) + " does not divide num_attention_heads " +
                   std::to_string(d.num_attention_heads));
-  if (!(d.rms_norm_eps > 0)) bad_field(where, "rms_norm_eps", "must be positive");
-  if (!(d.rope_theta > 0)) bad_field(where, "rope_theta", "must be positive");
+  require_finite_positive(d.rms_norm_eps, where, "rms_norm_eps");
+  require_finite_positive(d.rope_theta, where, "rope_theta");
   auto check_id = [&](int64_t id, const char* field) {
     if (id < -1 || id >= d.vocab_size)
       bad_field(where, field,
@@ -102,14 +154,17 @@ void VLMConfig::validate(const std::string& where) const {
   check_id(vision_end_token_id, "vision_end_token_id");
   check_id(eos_token_id, "eos_token_id");
   check_id(pad_token_id, "pad_token_id");
-  if (!has_vision) return;
+  if (!has_vision) {
+    check_parameter_count(*this, where);
+    return;
+  }
   std::string vw = where + ": vision_config";
   const VisionConfig& v = vision;
   require_positive(v.image_size, vw, "image_size");
   require_positive(v.patch_size, vw, "patch_size");
   require_positive(v.num_channels, vw, "num_channels");
   require_positive(v.hidden_size, vw, "hidden_size");
-  require_positive(v.depth, vw, "depth");
+  require_positive(v.depth, vw, "depth", kMaxLayers);
   require_positive(v.num_heads, vw, "num_heads");
   require_positive(v.spatial_merge_size, vw, "spatial_merge_size");
   if (v.image_size % v.patch_size != 0)
@@ -124,14 +179,24 @@ void VLMConfig::validate(const std::string& where) const {
     bad_field(vw, "hidden_size",
               std::to_string(v.hidden_size) + " is not a multiple of num_heads " +
                   std::to_string(v.num_heads));
-  if (!(v.mlp_ratio > 0) || v.mlp_hidden() <= 0) bad_field(vw, "mlp_ratio", "must be positive");
-  if (!(v.layer_norm_eps > 0)) bad_field(vw, "layer_norm_eps", "must be positive");
-  if (v.projector_hidden_size < 0) bad_field(vw, "projector_hidden_size", "must be >= 0");
+  // Checked before mlp_hidden() converts hidden_size * mlp_ratio to an integer.
+  if (!(v.mlp_ratio > 0) || !(v.mlp_ratio <= 1024) || v.mlp_hidden() <= 0)
+    bad_field(vw, "mlp_ratio",
+              "must be positive and at most 1024, got " + std::to_string(v.mlp_ratio));
+  require_finite_positive(v.layer_norm_eps, vw, "layer_norm_eps");
+  if (v.projector_hidden_size < 0 || v.projector_hidden_size > kMaxSize)
+    bad_field(vw, "projector_hidden_size",
+              "must be in [0, " + std::to_string(kMaxSize) + "], got " +
+                  std::to_string(v.projector_hidden_size));
   if (v.num_channels != 3) bad_field(vw, "num_channels", "only RGB (3) images are supported");
-  for (int c = 0; c < 3; ++c)
-    if (!(v.image_std[c] > 0)) bad_field(vw, "image_std", "entries must be positive");
+  for (int c = 0; c < 3; ++c) {
+    if (!(v.image_std[c] > 0) || !std::isfinite(v.image_std[c]))
+      bad_field(vw, "image_std", "entries must be positive and finite");
+    if (!std::isfinite(v.image_mean[c])) bad_field(vw, "image_mean", "entries must be finite");
+  }
   if (image_pad_token_id < 0)
     bad_field(where, "image_token_id", "a vision model needs an image pad token");
+  check_parameter_count(*this, where);
 }
 
 json config_to_json(const VLMConfig& c) {
@@ -250,7 +315,7 @@ VLMConfig load_config(const std::string& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::runtime_error(path + ": invalid JSON: " + e.what());
   }
   return config_from_json(j, path);

@@ -70,8 +70,14 @@ struct VLMConfig {
   int64_t pad_token_id = -1;
 
   // Throws std::runtime_error naming the first bad field ("where: field: why").
+  // Sizes are bounded too (each at most 2^24, layers at most 4096, the whole model at
+  // most 2e11 parameters), so nonsense is refused before anything is allocated.
   void validate(const std::string& where = "config") const;
 };
+
+// The number of parameters a VLM with this config has (what VLM's constructor
+// registers), computed without allocating anything.
+double parameter_count(const VLMConfig& config);
 
 // JSON conversion. from_json validates and names the bad field; unknown fields
 // are ignored (a Hugging Face config has many we do not use).

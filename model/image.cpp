@@ -203,6 +203,10 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name,
   if (tjDecompressHeader3(decoder, bytes, static_cast<unsigned long>(size), &width, &height,
                           &subsampling, &colorspace) != 0)
     throw std::runtime_error(name + ": invalid JPEG header: " + tjGetErrorStr2(decoder));
+  // TurboJPEG accepts a stream that ends before its frame header and reports 0x0.
+  if (width <= 0 || height <= 0)
+    throw std::runtime_error(name + ": invalid JPEG header: no frame size (" +
+                             size_text(width, height) + "; truncated or no SOF marker)");
   std::string problem = check_dimensions(width, height, limits);
   if (!problem.empty()) throw std::runtime_error(name + ": " + problem);
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK)

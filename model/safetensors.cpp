@@ -56,6 +56,104 @@ uint64_t read_le64(const uint8_t* p) {
 
 }  // namespace
 
+// Checks everything a reader relies on before any tensor is touched: the header
+// length, the JSON (no duplicate names), dtypes, shapes, and data offsets that are
+// in range, match the shape's byte size and do not overlap.
+SafetensorsHeader parse_safetensors(const uint8_t* base, size_t size, const std::string& name) {
+  auto fail = [&](const std::string& what) { throw std::runtime_error(name + ": " + what); };
+  if (size < 8)
+    fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
+  uint64_t header_len = read_le64(base);
+  if (header_len > size - 8)
+    fail("header length " + std::to_string(header_len) + " exceeds the file size " +
+         std::to_string(size) + " (minus 8)");
+  if (header_len > kSafetensorsMaxHeaderBytes)
+    fail("header length " + std::to_string(header_len) + " is above the limit of " +
+         std::to_string(kSafetensorsMaxHeaderBytes) + " bytes");
+  SafetensorsHeader out;
+  out.data_offset = 8 + header_len;
+  const uint8_t* data = base + out.data_offset;
+  size_t data_size = size - out.data_offset;
+  // nlohmann keeps the last of duplicate keys; a file naming a tensor twice is
+  // ambiguous, so the parser callback records top-level duplicates.
+  std::set<std::string> top_keys;
+  std::string duplicate;
+  auto watch_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+        !top_keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(reinterpret_cast<const char*>(base + 8),
+                         reinterpret_cast<const char*>(data), watch_keys);
+  } catch (const json::exception& e) {
+    fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail("header is not a JSON object");
+  if (!duplicate.empty()) fail("header names '" + duplicate + "' more than once");
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    const json& v = it.value();
+    if (key == "__metadata__") {
+      if (!v.is_object()) fail("__metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m)
+        out.metadata[m.key()] =
+            m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+      continue;
+    }
+    std::string where = "tensor '" + key + "'";
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets"))
+      fail(where + ": needs dtype, shape and data_offsets");
+    SafetensorsEntry e;
+    e.name = key;
+    if (!v["dtype"].is_string()) fail(where + ": dtype is not a string");
+    e.dtype_name = v["dtype"].get<std::string>();
+    if (!dtype_from_safetensors(e.dtype_name, &e.dtype))
+      fail(where + ": unsupported dtype " + e.dtype_name +
+           " (supported: F32, BF16, F64, I32, I64)");
+    if (!v["shape"].is_array()) fail(where + ": shape is not an array");
+    uint64_t numel = 1;
+    for (const json& d : v["shape"]) {
+      if (!d.is_number_unsigned())
+        fail(where + ": shape " + v["shape"].dump() + " has a non-integer entry");
+      uint64_t n = d.get<uint64_t>();
+      // Checked on its own too: beside a 0 the product stays 0 whatever n is.
+      if (n > (uint64_t(1) << 53)) fail(where + ": shape " + v["shape"].dump() + " is too large");
+      if (n != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / n)
+        fail(where + ": shape " + v["shape"].dump() + " is too large");
+      numel *= n;
+      e.shape.push_back(static_cast<int64_t>(n));
+    }
+    const json& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
+      fail(where + ": data_offsets must be two non-negative integers, got " + off.dump());
+    uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+    if (b > en || en > data_size)
+      fail(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
+           "] out of range for a data section of " + std::to_string(data_size) + " bytes");
+    uint64_t want = numel * dtype_size(e.dtype);
+    if (en - b != want)
+      fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " + e.dtype_name +
+           " " + shape_str(e.shape) + " needs " + std::to_string(want));
+    e.begin = b;
+    e.end = en;
+    out.entries.push_back(std::move(e));
+  }
+  std::sort(out.entries.begin(), out.entries.end(),
+            [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+            });
+  for (size_t i = 0; i + 1 < out.entries.size(); ++i)
+    if (out.entries[i + 1].begin < out.entries[i].end)
+      fail("tensors '" + out.entries[i].name + "' and '" + out.entries[i + 1].name +
+           "' have overlapping data_offsets");
+  return out;
+}
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   auto fail = [&](const std::string& what) { throw std::runtime_error(path_ + ": " + what); };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -64,6 +162,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     fail(std::string("cannot stat: ") + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("not a regular file");
   }
   map_size_ = static_cast<size_t>(st.st_size);
   if (map_size_ < 8) {
@@ -78,75 +180,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   try {
     const uint8_t* base = static_cast<const uint8_t*>(map_);
-    uint64_t header_len = read_le64(base);
-    if (header_len > map_size_ - 8)
-      fail("header length " + std::to_string(header_len) + " exceeds the file size " +
-           std::to_string(map_size_) + " (minus 8)");
-    data_ = base + 8 + header_len;
-    size_t data_size = map_size_ - 8 - header_len;
-    json header;
-    try {
-      header = json::parse(reinterpret_cast<const char*>(base + 8),
-                           reinterpret_cast<const char*>(data_));
-    } catch (const json::parse_error& e) {
-      fail(std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!header.is_object()) fail("header is not a JSON object");
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      const std::string& name = it.key();
-      const json& v = it.value();
-      if (name == "__metadata__") {
-        if (!v.is_object()) fail("__metadata__ is not an object");
-        for (auto m = v.begin(); m != v.end(); ++m)
-          metadata_[m.key()] =
-              m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
-        continue;
-      }
-      std::string where = "tensor '" + name + "'";
-      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
-          !v.contains("data_offsets"))
-        fail(where + ": needs dtype, shape and data_offsets");
-      SafetensorsEntry e;
-      e.name = name;
-      if (!v["dtype"].is_string()) fail(where + ": dtype is not a string");
-      e.dtype_name = v["dtype"].get<std::string>();
-      if (!dtype_from_safetensors(e.dtype_name, &e.dtype))
-        fail(where + ": unsupported dtype " + e.dtype_name +
-             " (supported: F32, BF16, F64, I32, I64)");
-      if (!v["shape"].is_array()) fail(where + ": shape is not an array");
-      uint64_t numel = 1;
-      for (const json& d : v["shape"]) {
-        if (!d.is_number_unsigned())
-          fail(where + ": shape " + v["shape"].dump() + " has a non-integer entry");
-        uint64_t n = d.get<uint64_t>();
-        if (n != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / n)
-          fail(where + ": shape is too large");
-        numel *= n;
-        e.shape.push_back(static_cast<int64_t>(n));
-      }
-      const json& off = v["data_offsets"];
-      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
-          !off[1].is_number_unsigned())
-        fail(where + ": data_offsets must be two non-negative integers, got " + off.dump());
-      uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
-      if (b > en || en > data_size)
-        fail(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
-             "] out of range for a data section of " + std::to_string(data_size) + " bytes");
-      uint64_t want = numel * dtype_size(e.dtype);
-      if (en - b != want)
-        fail(where + ": data_offsets span " + std::to_string(en - b) + " bytes but " +
-             e.dtype_name + " " + shape_str(e.shape) + " needs " + std::to_string(want));
-      e.begin = b;
-      e.end = en;
-      entries_.push_back(std::move(e));
-    }
-    std::sort(
-        entries_.begin(), entries_.end(),
-        [](const SafetensorsEntry& a, const SafetensorsEntry& b) { return a.begin < b.begin; });
-    for (size_t i = 0; i + 1 < entries_.size(); ++i)
-      if (entries_[i + 1].begin < entries_[i].end)
-        fail("tensors '" + entries_[i].name + "' and '" + entries_[i + 1].name +
-             "' have overlapping data_offsets");
+    SafetensorsHeader header = parse_safetensors(base, map_size_, path_);
+    data_ = base + header.data_offset;
+    entries_ = std::move(header.entries);
+    metadata_ = std::move(header.metadata);
     for (size_t i = 0; i < entries_.size(); ++i) index_[entries_[i].name] = i;
   } catch (...) {
     ::munmap(map_, map_size_);

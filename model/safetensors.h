@@ -6,6 +6,7 @@
 // tensor is touched: header length, JSON, dtypes, shapes, and offsets that
 // must be in range, match the shape's byte size and not overlap.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -26,6 +27,20 @@ struct SafetensorsEntry {
 // DType <-> safetensors names (F32, BF16, F64, I32, I64). The reverse throws
 // for other names.
 const char* safetensors_dtype_name(DType t);
+
+// The checked header of a safetensors file held in memory.
+struct SafetensorsHeader {
+  std::vector<SafetensorsEntry> entries;  // in data-offset order
+  std::map<std::string, std::string> metadata;
+  size_t data_offset = 0;  // where the data section starts (8 + header length)
+};
+
+// Parses and checks the header of a whole safetensors file in memory (the same
+// checks SafetensorsFile makes; it calls this). Throws "<name>: <what is wrong>".
+// Limits: the header may not exceed kSafetensorsMaxHeaderBytes, and no shape
+// entry may exceed 2^53 (shapes are int64 here, and such sizes are nonsense).
+constexpr uint64_t kSafetensorsMaxHeaderBytes = 100u << 20;
+SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::string& name);
 
 class SafetensorsFile {
  public:

@@ -162,13 +162,25 @@ std::string read_text_file(const std::string& path) {
 json parse_json(std::string_view text, const std::string& origin) {
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::runtime_error(origin + ": invalid JSON: " + e.what());
   }
 }
 
 [[noreturn]] void fail(const std::string& origin, const std::string& what) {
   throw std::runtime_error(origin + ": " + what);
+}
+
+// A token id from the file: an integer in [0, kMaxTokenId] (never silently narrowed).
+int32_t token_id_of(const json& value, const std::string& origin, const std::string& where) {
+  if (!value.is_number_integer()) fail(origin, where + " is not an integer id");
+  bool in_range = value.is_number_unsigned()
+                      ? value.get<uint64_t>() <= uint64_t(kMaxTokenId)
+                      : value.get<int64_t>() >= 0 && value.get<int64_t>() <= kMaxTokenId;
+  if (!in_range)
+    fail(origin,
+         where + ": id " + value.dump() + " is outside [0, " + std::to_string(kMaxTokenId) + "]");
+  return static_cast<int32_t>(value.get<int64_t>());
 }
 
 std::string type_of(const json& node, const std::string& origin, const std::string& field) {
@@ -212,7 +224,7 @@ std::vector<AddedToken> parse_added_tokens(const json& root, const std::string& 
       fail(origin, where + " needs an integer \"id\" and a string \"content\"");
     }
     AddedToken t;
-    t.id = item["id"].get<int32_t>();
+    t.id = token_id_of(item["id"], origin, where + ".id");
     t.content = item["content"].get<std::string>();
     if (t.content.empty()) fail(origin, where + " has empty content");
     t.special = item.value("special", false);
@@ -232,10 +244,8 @@ std::vector<std::pair<std::string, int32_t>> parse_vocab(const json& model,
   std::vector<std::pair<std::string, int32_t>> vocab;
   vocab.reserve(model["vocab"].size());
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer()) {
-      fail(origin, "model.vocab[\"" + it.key() + "\"] is not an integer id");
-    }
-    vocab.emplace_back(it.key(), it.value().get<int32_t>());
+    vocab.emplace_back(it.key(),
+                       token_id_of(it.value(), origin, "model.vocab[\"" + it.key() + "\"]"));
   }
   if (vocab.empty()) fail(origin, "model.vocab is empty");
   return vocab;
@@ -430,8 +440,8 @@ void set_special_ids(Tokenizer& t, const json* config) {
   TokenizerAccess::special_ids(t) = ids;
 }
 
-std::unique_ptr<Tokenizer> load_from_json(std::string_view text, const std::string& origin,
-                                          const json* config) {
+std::unique_ptr<Tokenizer> load_from_json_checked(std::string_view text, const std::string& origin,
+                                                  const json* config) {
   json root = parse_json(text, origin);
   if (!root.is_object()) fail(origin, "top level is not a JSON object");
   if (!root.contains("model") || !root["model"].is_object()) {
@@ -452,6 +462,18 @@ std::unique_ptr<Tokenizer> load_from_json(std::string_view text, const std::stri
   return tokenizer;
 }
 
+// The field readers check the types they rely on; any other JSON type mismatch
+// (e.g. "special": "yes") surfaces as a json::exception, turned here into an
+// error that names the file.
+std::unique_ptr<Tokenizer> load_from_json(std::string_view text, const std::string& origin,
+                                          const json* config) {
+  try {
+    return load_from_json_checked(text, origin, config);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(origin + ": unexpected JSON value: " + e.what());
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer_from_json(std::string_view json_text,
@@ -468,10 +490,8 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& encoder_json_p
     fail(encoder_json_path, "expected a non-empty object of token -> id");
   }
   for (auto it = encoder.begin(); it != encoder.end(); ++it) {
-    if (!it.value().is_number_integer()) {
-      fail(encoder_json_path, "token \"" + it.key() + "\" has a non-integer id");
-    }
-    spec.vocab.emplace_back(it.key(), it.value().get<int32_t>());
+    spec.vocab.emplace_back(
+        it.key(), token_id_of(it.value(), encoder_json_path, "token \"" + it.key() + "\""));
   }
   std::istringstream lines(read_text_file(vocab_bpe_path));
   std::string line;

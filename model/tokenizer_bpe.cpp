@@ -107,7 +107,9 @@ ByteLevelBpe::ByteLevelBpe(BpeSpec spec)
 
   merges_.reserve(spec.merges.size());
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
-    const auto& [left, right] = spec.merges[rank];
+    // Plain references, not a structured binding: clang before 16 cannot capture one.
+    const std::string& left = spec.merges[rank].first;
+    const std::string& right = spec.merges[rank].second;
     auto find = [&](const std::string& token, const char* what) {
       auto it = token_to_id_.find(token);
       if (it == token_to_id_.end()) {

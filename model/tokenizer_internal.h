@@ -54,6 +54,10 @@ class AddedTokenMatcher {
 };
 
 // ---- model construction ------------------------------------------------------------
+// Token ids must lie in [0, kMaxTokenId]: the id -> token table is dense, so one
+// absurd id in a file would otherwise allocate gigabytes (Qwen2's largest is ~152k).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 // Everything a byte-level BPE needs, already parsed from whichever file format.
 struct BpeSpec {
   std::string origin;

@@ -33,7 +33,8 @@ bool is_unicode_whitespace(int32_t cp) {
 }
 
 Spacing spacing_of(const std::string& token, bool special, bool is_unk) {
-  if (is_unk) return Spacing::kWord;
+  // Empty: an id the vocabulary skips (ids need not be dense) or an empty token.
+  if (is_unk || token.empty()) return Spacing::kWord;
   bool all_space = !token.empty();
   for (unsigned char c : token) all_space = all_space && is_ascii_whitespace(c);
   if (special || all_space) return Spacing::kGlue;

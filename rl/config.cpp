@@ -376,7 +376,7 @@ VisPlayConfig VisPlayConfig::load(const std::string& path) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::runtime_error("config file '" + path + "': not valid JSON: " + e.what());
   }
   try {

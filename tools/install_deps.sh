@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
   libopenmpi-dev openmpi-bin
+  # fuzz/sanitize CTest tests (docs/fuzzing.md): clang, its libFuzzer/ASan runtimes, libomp
+  clang libclang-rt-14-dev libomp-14-dev
 )
 
 missing=()

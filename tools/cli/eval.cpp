@@ -2,7 +2,9 @@
 // folder (any folder in the shapeworld.md format), scored against the answers. The
 // Reasoner is prompted step by step (ReasonerMode::train, the mode VisPlay trains); the
 // report gives accuracy, per type, the hallucination slice, replies without \boxed{},
-// and the blind baseline (each type's most common answer).
+// and the blind baseline (each type's most common answer). Malformed lines of
+// questions.jsonl are skipped and listed; the good ones are still scored, and the exit
+// status is then 1 unless --allow-bad-lines.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -23,6 +25,7 @@ struct EvalCliOptions {
   int64_t max_new_tokens = 80;
   int64_t limit = 0;
   std::string replies;
+  bool allow_bad_lines = false;
 };
 
 void run_eval(const EvalCliOptions& o) {
@@ -44,6 +47,10 @@ void run_eval(const EvalCliOptions& o) {
   report["model"] = o.model;
   report["bench"] = o.bench;
   report["mode"] = "greedy, reasoner step-by-step prompt";
+  // Malformed lines of questions.jsonl were skipped by read_benchmark (one warning
+  // each on stderr); the report names them so a partial score is never mistaken
+  // for a full one.
+  report["skipped_lines"] = bench.errors;
   std::printf("%s", rl::eval_table(result).c_str());
   std::printf("%lld questions in %.1f s\n", static_cast<long long>(result.report.overall.total),
               result.seconds);
@@ -67,6 +74,14 @@ void run_eval(const EvalCliOptions& o) {
     file << report.dump(2) << "\n";
     std::printf("report: %s\n", o.out.c_str());
   }
+  if (!bench.errors.empty()) {
+    std::string summary =
+        std::to_string(bench.errors.size()) +
+        " malformed line(s) of the benchmark were skipped (first: " + bench.errors.front() +
+        "); the scores cover the " + std::to_string(bench.questions.size()) + " readable questions";
+    if (!o.allow_bad_lines) throw std::runtime_error(summary + " (--allow-bad-lines: exit 0)");
+    std::fprintf(stderr, "warning: %s\n", summary.c_str());
+  }
 }
 
 void setup_eval(CLI::App& app) {
@@ -86,6 +101,9 @@ void setup_eval(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--replies", opts->replies, "Write every reply (JSONL) here");
   cmd->add_option("--limit", opts->limit, "Only the first N questions (0 = all)");
+  cmd->add_flag("--allow-bad-lines", opts->allow_bad_lines,
+                "Exit 0 even when malformed lines of questions.jsonl were skipped "
+                "(they are always scored without, reported and listed in the report)");
   cmd->callback([opts] { run_eval(*opts); });
 }
 

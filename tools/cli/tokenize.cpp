@@ -1,6 +1,7 @@
 // `visplay tokenize --tokenizer PATH [--decode]`: one JSON string a line on stdin -> one
 // JSON array of ids a line on stdout (no special tokens added beyond those in the text);
 // with --decode, JSON arrays of ids -> JSON strings.
+#include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -35,7 +36,7 @@ void run_tokenize(const TokenizeOptions& options) {
     json value;
     try {
       value = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw std::runtime_error(where + ": invalid JSON: " + e.what());
     }
     if (!options.decode) {
@@ -47,6 +48,10 @@ void run_tokenize(const TokenizeOptions& options) {
     std::vector<int32_t> ids;
     for (const json& id : value) {
       if (!id.is_number_integer()) throw std::runtime_error(where + ": ids must be integers");
+      // Checked before narrowing: 2^32 + 1 must not quietly become id 1.
+      if (id.is_number_unsigned() ? id.get<uint64_t>() > INT32_MAX
+                                  : id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX)
+        throw std::runtime_error(where + ": id " + id.dump() + " is not a 32-bit token id");
       ids.push_back(id.get<int32_t>());
     }
     std::string text;
