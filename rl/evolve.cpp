@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -141,6 +142,54 @@ nlohmann::json optional_json(const std::optional<std::string>& s) {
   return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
 }
 
+// A silver-set part as JSON (data parallel: parts travel between ranks as text).
+nlohmann::json silver_part_json(const SilverSet& part, size_t begin) {
+  nlohmann::json questions = nlohmann::json::array();
+  for (const SilverQuestion& q : part.questions) {
+    nlohmann::json votes = nlohmann::json::array();
+    for (const auto& v : q.votes) votes.push_back(optional_json(v));
+    questions.push_back({{"image", q.image},
+                         {"output", q.output},
+                         {"valid", q.valid},
+                         {"question", q.question},
+                         {"has_label", q.has_label},
+                         {"label", q.label},
+                         {"confidence", q.confidence},
+                         {"kept", q.kept},
+                         {"votes", votes},
+                         {"greedy", optional_json(q.greedy)}});
+  }
+  return {{"begin", begin},
+          {"kept", part.kept},
+          {"histogram", part.confidence_histogram},
+          {"questions", questions}};
+}
+
+SilverSet silver_part_from_json(const nlohmann::json& j) {
+  auto optional_string = [](const nlohmann::json& v) -> std::optional<std::string> {
+    if (v.is_null()) return std::nullopt;
+    return v.get<std::string>();
+  };
+  SilverSet part;
+  part.kept = j["kept"].get<int64_t>();
+  part.confidence_histogram = j["histogram"].get<std::vector<int64_t>>();
+  for (const nlohmann::json& x : j["questions"]) {
+    SilverQuestion q;
+    q.image = x["image"].get<int64_t>();
+    q.output = x["output"].get<std::string>();
+    q.valid = x["valid"].get<bool>();
+    q.question = x["question"].get<std::string>();
+    q.has_label = x["has_label"].get<bool>();
+    q.label = x["label"].get<std::string>();
+    q.confidence = x["confidence"].get<double>();
+    q.kept = x["kept"].get<bool>();
+    for (const nlohmann::json& v : x["votes"]) q.votes.push_back(optional_string(v));
+    q.greedy = optional_string(x["greedy"]);
+    part.questions.push_back(std::move(q));
+  }
+  return part;
+}
+
 std::unique_ptr<ProgressBar> make_bar(std::ostream* out, const std::string& label, int64_t total,
                                       const std::string& unit) {
   if (!out) return nullptr;
@@ -192,13 +241,20 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   cfg.validate();
   const int iterations = opt.iterations > 0 ? opt.iterations : cfg.iterations;
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
-  std::ostream* console = opt.console;
+  std::shared_ptr<dist::DataParallel> dp =
+      opt.data_parallel ? opt.data_parallel : std::make_shared<dist::DataParallel>();
+  const int rank = dp->rank(), world = dp->size();
+  // Rank 0 alone prints.
+  std::ostream* console = dp->is_main() ? opt.console : nullptr;
+  std::ostream* progress = dp->is_main() ? opt.progress : nullptr;
   auto say = [&](const std::string& line) {
     if (console) *console << line << std::endl;
   };
 
   // ---- starting point: the base checkpoint, or the last complete iteration ----
-  const int done = last_complete_iteration(opt.out_dir);
+  // Rank 0's view of the folder decides (and lines the ranks up before anything is written).
+  const int done = static_cast<int>(
+      dp->max(dp->is_main() ? static_cast<double>(last_complete_iteration(opt.out_dir)) : 0.0));
   if (done > 0 && !opt.resume) {
     throw std::runtime_error("output folder " + opt.out_dir + " already holds iteration " +
                              std::to_string(done) + "; pass --resume to continue it or choose " +
@@ -224,9 +280,13 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   const RoleSetup setup = make_role_setup(questioner, *tokenizer, cfg);
   const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
 
-  fs::create_directories(opt.out_dir);
-  cfg.save((fs::path(opt.out_dir) / "config.json").string());
-  MetricsLog log((fs::path(opt.out_dir) / "metrics.jsonl").string(), /*truncate=*/!opt.resume);
+  if (dp->is_main()) {
+    fs::create_directories(opt.out_dir);
+    cfg.save((fs::path(opt.out_dir) / "config.json").string());
+  }
+  // Rank 0 alone logs; the other ranks' records go nowhere.
+  MetricsLog log(dp->is_main() ? (fs::path(opt.out_dir) / "metrics.jsonl").string() : "/dev/null",
+                 /*truncate=*/!opt.resume);
 
   EvolveResult result;
   result.first_iteration = start;
@@ -247,36 +307,43 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
              {"first_iteration", start},
              {"iterations", iterations},
              {"parameters", questioner.params().numel()},
+             {"ranks", world},
              {"config", cfg.to_json()}});
 
   const size_t n_images = images.paths.size();
   for (int it = start; it <= iterations; ++it) {
     const auto t_iter = Clock::now();
     const fs::path iter_dir = fs::path(opt.out_dir) / ("iter-" + std::to_string(it));
-    fs::create_directories(iter_dir);
+    if (dp->is_main()) fs::create_directories(iter_dir);
     nlohmann::json summary = {{"iteration", it}};
 
     // ---- phase 1: Questioner GRPO against the frozen Reasoner ----
     const auto t_q = Clock::now();
     {
-      GrpoTrainer trainer(questioner, cfg.grpo);
-      RewardFn reward =
-          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward));
+      GrpoTrainer trainer(questioner, cfg.grpo, dp);
+      // Each rank's Reasoner votes draw from a stream of its own (rank 0: the single-process one).
+      const uint64_t reward_seed = mix_seed(seed, it, kQuestionerReward);
+      RewardFn reward = make_questioner_reward(
+          reasoner, setup, cfg, rank == 0 ? reward_seed : mix_seed(reward_seed, rank));
       const std::vector<int64_t> ids =
           build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
       const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, n_images);
       const SamplingOptions sampling =
           to_sampling_options(cfg.questioner.rollout, setup.stop_token);
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " questioner GRPO",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " questioner GRPO",
                           cfg.questioner.steps, "step");
+      // This rank's share of every update's prompts (all of them with one process).
+      const std::vector<int64_t> mine = dist::update_shard_indices(
+          static_cast<int64_t>(per_step), cfg.grpo.prompts_per_update, rank, world);
       for (int s = 0; s < cfg.questioner.steps; ++s) {
-        std::vector<PromptInput> prompts(per_step);
-        for (size_t i = 0; i < per_step; ++i) {
-          prompts[i] = {ids, images.load(order[(s * per_step + i) % n_images])};
+        std::vector<PromptInput> prompts(mine.size());
+        for (size_t k = 0; k < mine.size(); ++k) {
+          const size_t i = static_cast<size_t>(mine[k]);
+          prompts[k] = {ids, images.load(order[(s * per_step + i) % n_images])};
         }
         GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,
-                                        mix_seed(seed, it, kQuestionerStep * 100000 + s));
+                                        mix_seed(seed, it, kQuestionerStep * 100000 + s), mine);
         nlohmann::json rec = st.to_json();
         rec["event"] = "step";
         rec["iteration"] = it;
@@ -303,15 +370,24 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     {
       const size_t chunk = std::max<size_t>(
           1, static_cast<size_t>(cfg.grpo.generation_batch / cfg.data.vote_samples));
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " silver labels",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " silver labels",
                           static_cast<int64_t>(candidates), "img");
-      for (size_t begin = 0; begin < candidates; begin += chunk) {
+      // Chunk k goes to rank k % world, seeded by its first image as with one process, so the
+      // silver set does not depend on the number of ranks; the parts are then gathered.
+      nlohmann::json my_parts = nlohmann::json::array();
+      for (size_t begin = 0, k = 0; begin < candidates; begin += chunk, ++k) {
+        if (static_cast<int>(k % static_cast<size_t>(world)) != rank) continue;
         const size_t end = std::min(candidates, begin + chunk);
         std::vector<Tensor> pixels;
         for (size_t c = begin; c < end; ++c) pixels.push_back(images.load(cand_order[c]));
         SilverSet part =
             build_silver_set(questioner, reasoner, setup, cfg, pixels,
                              mix_seed(seed, it, kSilver * 100000 + begin), images.has_oracle());
+        if (world > 1) {
+          my_parts.push_back(silver_part_json(part, begin));
+          if (bar) bar->set(static_cast<int64_t>(end));
+          continue;
+        }
         for (SilverQuestion& q : part.questions) {
           q.image += static_cast<int64_t>(begin);
           silver.questions.push_back(std::move(q));
@@ -325,8 +401,27 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->set(static_cast<int64_t>(end));
         }
       }
+      if (world > 1) {
+        // Every rank's parts, merged in chunk order.
+        std::map<size_t, SilverSet> parts;
+        for (const std::string& text : dp->all_gather_strings(my_parts.dump(
+                 -1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+          for (const nlohmann::json& j : nlohmann::json::parse(text))
+            parts[j["begin"].get<size_t>()] = silver_part_from_json(j);
+        }
+        for (auto& [begin, part] : parts) {
+          for (SilverQuestion& q : part.questions) {
+            q.image += static_cast<int64_t>(begin);
+            silver.questions.push_back(std::move(q));
+          }
+          silver.kept += part.kept;
+          for (size_t k = 0; k < part.confidence_histogram.size(); ++k) {
+            silver.confidence_histogram[k] += part.confidence_histogram[k];
+          }
+        }
+      }
     }
-    silver.seconds = seconds_since(t_d);
+    silver.seconds = dp->max(seconds_since(t_d));
     const double kept_fraction =
         candidates > 0 ? static_cast<double>(silver.kept) / static_cast<double>(candidates) : 0.0;
     int64_t valid = 0;
@@ -393,7 +488,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         if (!oracle.empty()) j["oracle_answer"] = optional_json(oracle[i]);
         lines += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
-      write_text_atomically(iter_dir / "silver.jsonl", lines);
+      if (dp->is_main()) write_text_atomically(iter_dir / "silver.jsonl", lines);
     }
     summary["candidates"] = candidates;
     summary["valid_questions"] = valid;
@@ -430,8 +525,9 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     }
     SamplingConfig greedy = cfg.reasoner.rollout;
     greedy.temperature = 0;
+    // (Diagnostics: rank 0 alone answers; the others never print them.)
     auto kept_accuracy = [&](const VLM& model) -> nlohmann::json {
-      if (kept_oracle.empty()) return nullptr;
+      if (kept_oracle.empty() || !dp->is_main()) return nullptr;
       std::vector<std::vector<std::string>> r =
           answer_questions(model, setup, kept_pixels, kept_questions, ReasonerMode::train, 1,
                            greedy, mix_seed(seed, it, kDiagnostics));
@@ -453,27 +549,30 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       summary["reasoner_phase"] = "skipped";
       summary["reasoner_skip_reason"] = skip_reason;
     } else {
-      GrpoTrainer trainer(reasoner, cfg.grpo);
+      GrpoTrainer trainer(reasoner, cfg.grpo, dp);
       const std::vector<size_t> order =
           permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, kept.size());
       const SamplingOptions sampling = to_sampling_options(cfg.reasoner.rollout, setup.stop_token);
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " reasoner GRPO",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " reasoner GRPO",
                           cfg.reasoner.steps, "step");
+      const std::vector<int64_t> mine = dist::update_shard_indices(
+          static_cast<int64_t>(per_step), cfg.grpo.prompts_per_update, rank, world);
       for (int s = 0; s < cfg.reasoner.steps; ++s) {
-        std::vector<PromptInput> prompts(per_step);
-        std::vector<std::string> labels(per_step);
-        for (size_t i = 0; i < per_step; ++i) {
+        std::vector<PromptInput> prompts(mine.size());
+        std::vector<std::string> labels(mine.size());
+        for (size_t j = 0; j < mine.size(); ++j) {
+          const size_t i = static_cast<size_t>(mine[j]);
           const size_t k = order[(s * per_step + i) % kept.size()];
           const SilverQuestion& q = silver.questions[kept[k]];
-          prompts[i].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
+          prompts[j].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
                                                  q.question, ReasonerMode::train, setup.prompts);
-          prompts[i].pixels = kept_pixels[k];
-          labels[i] = q.label;
+          prompts[j].pixels = kept_pixels[k];
+          labels[j] = q.label;
         }
         GrpoStepStats st = trainer.step(prompts, cfg.reasoner.group_size, sampling,
                                         make_reasoner_reward(setup, cfg, labels),
-                                        mix_seed(seed, it, kReasonerStep * 100000 + s));
+                                        mix_seed(seed, it, kReasonerStep * 100000 + s), mine);
         nlohmann::json rec = st.to_json();
         rec["event"] = "step";
         rec["iteration"] = it;
@@ -499,14 +598,17 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           " -> " + (after.is_number() ? fmt("%.3f", after.get<double>()) : "n/a"));
     }
 
-    // ---- checkpoints, then the completion marker ----
-    save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
-    save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+    // ---- checkpoints, then the completion marker (rank 0; the others wait) ----
     summary["seconds"] = seconds_since(t_iter);
-    nlohmann::json rec = summary;
-    rec["event"] = "iteration";
-    log.write(rec);
-    write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    if (dp->is_main()) {
+      save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+      save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+      nlohmann::json rec = summary;
+      rec["event"] = "iteration";
+      log.write(rec);
+      write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    }
+    dp->barrier();
     say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) + "] done in " +
         fmt("%.1f", summary["seconds"].get<double>()) + " s; checkpoints in " + iter_dir.string());
     result.summaries.push_back(summary);

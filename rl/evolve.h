@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "rl/config.h"
+#include "runtime/dist/data_parallel.h"
 
 namespace visplay::rl {
 
@@ -35,6 +36,13 @@ struct EvolveOptions {
   bool resume = false;               // continue after the last complete iteration in out_dir
   std::ostream* console = nullptr;   // one line per step and phase; nullptr = silent
   std::ostream* progress = nullptr;  // progress bars with ETA; nullptr = none
+  // Data parallel over its ranks (null: one process). Every rank runs the loop on the same
+  // folders: each GRPO step's prompts are shared out over the ranks (each rank generates and
+  // scores its own; the Reasoner's votes for a question stay on the rank that asked it), the
+  // candidate images of the data phase too, and the silver set is gathered so every rank
+  // holds all of it. Rank 0 alone prints, logs and writes files; the others wait at a
+  // barrier after each iteration's checkpoints. Resume needs out_dir on a shared file system.
+  std::shared_ptr<dist::DataParallel> data_parallel;
 };
 
 struct EvolveResult {

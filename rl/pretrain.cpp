@@ -168,10 +168,11 @@ SupervisedBatch make_supervised_batch(const VLMConfig& config, const Tokenizer& 
   return batch;
 }
 
-Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch) {
+Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch, int64_t token_count) {
   TokenLogprobs lp = model.token_logprobs(batch.input, batch.targets);
   Tensor total = sum(mul(lp.logprobs, batch.mask));
-  return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, batch.response_tokens)));
+  const int64_t tokens = token_count > 0 ? token_count : batch.response_tokens;
+  return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, tokens)));
 }
 
 PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOptions& o,
@@ -182,6 +183,15 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
                              std::to_string(o.scenes) + ")");
   }
   const auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<dist::DataParallel> dp =
+      o.data_parallel ? o.data_parallel : std::make_shared<dist::DataParallel>();
+  if (dp->size() > o.batch_size) {
+    throw std::runtime_error("pretrain: batch_size " + std::to_string(o.batch_size) +
+                             " is smaller than the " + std::to_string(dp->size()) +
+                             " ranks (each rank needs an example per step)");
+  }
+  const dist::Range shard = dist::shard_range(o.batch_size, dp->rank(), dp->size());
+  dp->broadcast_parameters(model.params().tensors());
   model.params().set_requires_grad(true);
   std::vector<Tensor> params = model.params().tensors();
   AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, 1e-8, o.weight_decay});
@@ -196,17 +206,20 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
   double smoothed = 0;
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<sft::Example> examples;
-    for (int64_t i = 0; i < o.batch_size; ++i) {
+    for (int64_t i = shard.begin; i < shard.end; ++i) {  // this rank's share of the batch
       const uint64_t index = static_cast<uint64_t>((step * o.batch_size + i) % o.scenes);
       examples.push_back(sft::sample_example(o.seed, index, o.mix));
     }
     SupervisedBatch batch = make_supervised_batch(model.config(), tokenizer, examples);
     const double lr = lr_at(LrSchedule::cosine, o.lr, step, o.steps, o.warmup, o.min_lr);
+    const int64_t tokens = static_cast<int64_t>(dp->sum(static_cast<double>(batch.response_tokens)));
     optimizer.zero_grad();
-    Tensor loss = supervised_loss(model, batch);
+    Tensor loss = supervised_loss(model, batch, tokens);
     loss.backward();
+    dp->all_reduce_gradients(params);
     const double norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
-    PretrainStep record{step, loss.item(), lr, norm, batch.response_tokens};
+    // Each rank's loss is its share of the global mean.
+    PretrainStep record{step, dp->sum(loss.item()), lr, norm, tokens};
     // Stop before a NaN/Inf can reach the weights; the checkpoint of the last
     // validation (written atomically) stays the last good one.
     if (!std::isfinite(record.loss) || !std::isfinite(norm)) {
@@ -230,11 +243,12 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
       EvalOptions eval;
       eval.batch_size = o.eval_batch;
       model.params().set_requires_grad(false);
-      EvalResult r = evaluate_items(model, tokenizer, validation, eval);
+      EvalResult r = evaluate_items(model, tokenizer, validation, eval, dp.get());
       model.params().set_requires_grad(true);
       result.validation.push_back({step + 1, r.report.overall.value()});
       if (bar) bar->set_field("val_acc", r.report.overall.value(), 3);
-      if (o.on_validation) o.on_validation(model, step + 1, r.report.overall.value());
+      if (o.on_validation && dp->is_main()) o.on_validation(model, step + 1, r.report.overall.value());
+      dp->barrier();
       if (log) {
         nlohmann::json line = eval_report_json(r);
         line["phase"] = "pretrain_validation";
@@ -343,7 +357,7 @@ EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, cons
 
 EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
                           const std::vector<world::BenchmarkItem>& items,
-                          const EvalOptions& options) {
+                          const EvalOptions& options, dist::DataParallel* dp) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> pixels;
   std::vector<std::string> questions;
@@ -359,7 +373,23 @@ EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
     labeled.push_back(q);
   }
   EvalResult result;
-  result.replies = answer_questions(model, tokenizer, pixels, questions, options);
+  if (dp && dp->distributed()) {
+    // Each rank answers its shard; the replies travel as one JSON array per rank.
+    const dist::Range r =
+        dist::shard_range(static_cast<int64_t>(items.size()), dp->rank(), dp->size());
+    std::vector<Tensor> my_pixels(pixels.begin() + r.begin, pixels.begin() + r.end);
+    std::vector<std::string> my_questions(questions.begin() + r.begin, questions.begin() + r.end);
+    std::vector<std::string> mine =
+        my_questions.empty()
+            ? std::vector<std::string>{}
+            : answer_questions(model, tokenizer, my_pixels, my_questions, options);
+    for (const std::string& part : dp->all_gather_strings(nlohmann::json(mine).dump(
+             -1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+      for (const auto& reply : nlohmann::json::parse(part)) result.replies.push_back(reply);
+    }
+  } else {
+    result.replies = answer_questions(model, tokenizer, pixels, questions, options);
+  }
   result.report = score_replies(labeled, result.replies);
   result.blind = blind_baseline(labeled);
   result.seconds = seconds_since(start);

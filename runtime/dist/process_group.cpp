@@ -147,7 +147,33 @@ class MpiProcessGroup final : public ProcessGroup {
 
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
 
+  void all_reduce_async(const Tensor& t, ReduceOp op) override {
+    require_host_contiguous("all_reduce_async", t);
+    if (t.dtype() == DType::bf16) op_error("all_reduce_async", "bf16 reductions are not supported on MPI: " + t.str());
+    MPI_Request request;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), static_cast<int>(t.numel()), mpi_type(t.dtype()),
+                             mpi_op(op), MPI_COMM_WORLD, &request),
+              "all_reduce_async");
+    pending_.push_back({request, t, op});
+  }
+
+  void wait() override {
+    std::vector<Pending> pending = std::move(pending_);
+    pending_.clear();
+    for (Pending& p : pending) {
+      check_mpi(MPI_Wait(&p.request, MPI_STATUS_IGNORE), "wait");
+      if (p.op == ReduceOp::avg) divide(p.tensor);
+    }
+  }
+
  private:
+  struct Pending {
+    MPI_Request request;
+    Tensor tensor;
+    ReduceOp op;
+  };
+  std::vector<Pending> pending_;
+
   void divide(const Tensor& t) const {
     NoGradGuard no_grad;
     t.copy_(scale(t.detach(), 1.0 / size_));

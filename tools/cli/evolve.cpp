@@ -12,6 +12,7 @@
 
 #include "model/tokenizer.h"
 #include "rl/config.h"
+#include "runtime/dist/data_parallel.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -96,11 +97,15 @@ void setup_evolve(CLI::App& app) {
     o.out_dir = opts->out;
     o.iterations = opts->iterations;
     o.resume = opts->resume;
+    // Under mpirun: data parallel over every rank, one GPU per rank (docs/distributed.md).
+    o.data_parallel = visplay::dist::world_data_parallel();
+    visplay::dist::select_local_gpu(o.data_parallel->cpu_group());
     if (!opts->quiet) {
       o.console = &std::cout;
       o.progress = &std::cerr;
     }
     visplay::rl::EvolveResult r = visplay::rl::run_evolve(o);
+    if (!o.data_parallel->is_main()) return;
     std::cout << "evolve: iterations " << r.first_iteration << ".." << r.last_iteration
               << " complete in " << opts->out << std::endl;
   });

@@ -13,6 +13,7 @@
 
 #include "model/checkpoint.h"
 #include "model/shapeworld_vocab.h"
+#include "runtime/dist/data_parallel.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -26,7 +27,12 @@ struct PretrainCliOptions {
 
 void run_pretrain(const PretrainCliOptions& o) {
   using namespace visplay;
-  std::filesystem::create_directories(o.out);
+  // Under mpirun every rank trains on its share of each batch; rank 0 alone prints, logs and
+  // writes the checkpoint (docs/distributed.md).
+  std::shared_ptr<dist::DataParallel> dp = dist::world_data_parallel();
+  dist::select_local_gpu(dp->cpu_group());
+  const bool main_rank = dp->is_main();
+  if (main_rank) std::filesystem::create_directories(o.out);
   auto tokenizer = make_shapeworld_tokenizer();
   VLM model = o.init.empty() ? VLM(rl::shapeworld_model_config(*tokenizer, o.size))
                              : load_checkpoint(o.init);
@@ -36,18 +42,31 @@ void run_pretrain(const PretrainCliOptions& o) {
         o.init + "/config.json: vocab_size " + std::to_string(model.config().decoder.vocab_size) +
         " is not the ShapeWorld vocabulary's " + std::to_string(tokenizer->vocab_size()));
   }
-  std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu\n",
-              o.size.c_str(), static_cast<long long>(model.params().numel()),
-              static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
-              static_cast<unsigned long long>(o.train.seed));
-  std::fflush(stdout);
-  MetricsLog log(o.out + "/metrics.jsonl", /*truncate=*/true);
-  write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
+  if (main_rank) {
+    std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu",
+                o.size.c_str(), static_cast<long long>(model.params().numel()),
+                static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
+                static_cast<unsigned long long>(o.train.seed));
+    if (dp->distributed()) std::printf(", %d ranks (%s)", dp->size(), dp->cpu_group().backend().c_str());
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  std::unique_ptr<MetricsLog> log;
+  if (main_rank) {
+    log = std::make_unique<MetricsLog>(o.out + "/metrics.jsonl", /*truncate=*/true);
+    write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
+  }
   // The checkpoint so far is saved at every validation, so a long run that is stopped
   // early still leaves a loadable model.
   rl::PretrainOptions train = o.train;
+  train.data_parallel = dp;
   train.on_validation = [&](const VLM& m, int64_t, double) { save_checkpoint(o.out, m); };
-  rl::PretrainResult result = rl::pretrain(model, *tokenizer, train, &log, &std::cerr);
+  rl::PretrainResult result =
+      rl::pretrain(model, *tokenizer, train, log.get(), main_rank ? &std::cerr : nullptr);
+  if (!main_rank) {
+    dp->barrier();  // rank 0 writes the checkpoint
+    return;
+  }
   save_checkpoint(o.out, model);
   nlohmann::json summary = {
       {"command", "visplay pretrain"},
@@ -83,6 +102,8 @@ void run_pretrain(const PretrainCliOptions& o) {
                 static_cast<long long>(o.train.eval_questions));
   }
   std::printf("\ncheckpoint: %s (model.safetensors, config.json, tokenizer.json)\n", o.out.c_str());
+  std::fflush(stdout);
+  dp->barrier();
 }
 
 void setup_pretrain(CLI::App& app) {
