@@ -99,9 +99,9 @@ class GrpoTrainer {
   // global_index, or the rank-order layout when it is empty; sets the global prompt count.
   std::vector<int64_t> global_positions(int64_t local, const std::vector<int64_t>& given,
                                         int64_t* global_count);
-  std::shared_ptr<dist::DataParallel> dp_;
   VLM& policy_;
   GrpoConfig config_;
+  std::shared_ptr<dist::DataParallel> dp_;
   std::unique_ptr<VLM> reference_;
   std::vector<Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;

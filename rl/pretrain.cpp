@@ -194,7 +194,7 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
   dp->broadcast_parameters(model.params().tensors());
   model.params().set_requires_grad(true);
   std::vector<Tensor> params = model.params().tensors();
-  AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, 1e-8, o.weight_decay});
+  AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, o.adam_eps, o.weight_decay});
   std::vector<world::BenchmarkItem> validation;
   if (o.eval_every > 0 && o.eval_questions > 0) {
     validation = world::sample_benchmark(validation_seed(o.seed), o.eval_questions);

@@ -54,6 +54,7 @@ struct PretrainOptions {
   int64_t warmup = 100;
   double weight_decay = 0.01;
   double grad_clip = 1.0;
+  double adam_eps = 1e-8;
   sft::ExampleMix mix;
   int64_t eval_every = 500;      // 0: no periodic validation
   int64_t eval_questions = 240;  // validation benchmark (seed + 1000003), greedy
