@@ -404,8 +404,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       if (world > 1) {
         // Every rank's parts, merged in chunk order.
         std::map<size_t, SilverSet> parts;
-        for (const std::string& text : dp->all_gather_strings(my_parts.dump(
-                 -1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+        for (const std::string& text : dp->all_gather_strings(
+                 my_parts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
           for (const nlohmann::json& j : nlohmann::json::parse(text))
             parts[j["begin"].get<size_t>()] = silver_part_from_json(j);
         }

@@ -93,8 +93,7 @@ GrpoTrainer::GrpoTrainer(VLM& policy, const GrpoConfig& config,
   optimizer_ = std::make_unique<AdamW>(trainable_, opt);
 }
 
-std::vector<int64_t> GrpoTrainer::global_positions(int64_t local,
-                                                   const std::vector<int64_t>& given,
+std::vector<int64_t> GrpoTrainer::global_positions(int64_t local, const std::vector<int64_t>& given,
                                                    int64_t* global_count) {
   if (given.empty()) {
     const int64_t offset = dp_->offset_of(local, global_count);

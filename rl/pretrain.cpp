@@ -212,7 +212,8 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     }
     SupervisedBatch batch = make_supervised_batch(model.config(), tokenizer, examples);
     const double lr = lr_at(LrSchedule::cosine, o.lr, step, o.steps, o.warmup, o.min_lr);
-    const int64_t tokens = static_cast<int64_t>(dp->sum(static_cast<double>(batch.response_tokens)));
+    const int64_t tokens =
+        static_cast<int64_t>(dp->sum(static_cast<double>(batch.response_tokens)));
     optimizer.zero_grad();
     Tensor loss = supervised_loss(model, batch, tokens);
     loss.backward();
@@ -247,7 +248,8 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
       model.params().set_requires_grad(true);
       result.validation.push_back({step + 1, r.report.overall.value()});
       if (bar) bar->set_field("val_acc", r.report.overall.value(), 3);
-      if (o.on_validation && dp->is_main()) o.on_validation(model, step + 1, r.report.overall.value());
+      if (o.on_validation && dp->is_main())
+        o.on_validation(model, step + 1, r.report.overall.value());
       dp->barrier();
       if (log) {
         nlohmann::json line = eval_report_json(r);
@@ -380,11 +382,10 @@ EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
     std::vector<Tensor> my_pixels(pixels.begin() + r.begin, pixels.begin() + r.end);
     std::vector<std::string> my_questions(questions.begin() + r.begin, questions.begin() + r.end);
     std::vector<std::string> mine =
-        my_questions.empty()
-            ? std::vector<std::string>{}
-            : answer_questions(model, tokenizer, my_pixels, my_questions, options);
-    for (const std::string& part : dp->all_gather_strings(nlohmann::json(mine).dump(
-             -1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+        my_questions.empty() ? std::vector<std::string>{}
+                             : answer_questions(model, tokenizer, my_pixels, my_questions, options);
+    for (const std::string& part : dp->all_gather_strings(
+             nlohmann::json(mine).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
       for (const auto& reply : nlohmann::json::parse(part)) result.replies.push_back(reply);
     }
   } else {

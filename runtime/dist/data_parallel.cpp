@@ -23,7 +23,8 @@ Range shard_range(int64_t n, int rank, int world) {
 }
 
 std::vector<int64_t> update_shard_indices(int64_t n, int64_t block, int rank, int world) {
-  if (block < 1) throw std::invalid_argument("update_shard_indices: block " + std::to_string(block));
+  if (block < 1)
+    throw std::invalid_argument("update_shard_indices: block " + std::to_string(block));
   std::vector<int64_t> out;
   for (int64_t first = 0; first < n; first += block) {
     const int64_t len = std::min(block, n - first);
@@ -44,7 +45,8 @@ ProcessGroup& DataParallel::group_for(const Device& device) {
     gpu_ = nccl_group(cpu_, device.index);
     gpu_device_ = device.index;
   } else if (device.index != gpu_device_) {
-    throw std::runtime_error("DataParallel: tensors on " + device.str() + " but this rank's NCCL group is on cuda:" +
+    throw std::runtime_error("DataParallel: tensors on " + device.str() +
+                             " but this rank's NCCL group is on cuda:" +
                              std::to_string(gpu_device_) + " (one GPU per rank)");
   }
   return *gpu_;
@@ -164,7 +166,8 @@ std::vector<std::string> DataParallel::all_gather_strings(const std::string& min
   const int64_t longest = std::max<int64_t>(1, *std::max_element(lengths.begin(), lengths.end()));
   std::vector<int32_t> bytes(static_cast<size_t>(longest), 0);
   for (size_t i = 0; i < mine.size(); ++i) bytes[i] = static_cast<unsigned char>(mine[i]);
-  std::vector<int32_t> all = cpu_->all_gather(Tensor::from_vector(bytes, {longest})).to_vector<int32_t>();
+  std::vector<int32_t> all =
+      cpu_->all_gather(Tensor::from_vector(bytes, {longest})).to_vector<int32_t>();
   std::vector<std::string> out(static_cast<size_t>(W));
   for (int r = 0; r < W; ++r) {
     out[r].resize(static_cast<size_t>(lengths[r]));

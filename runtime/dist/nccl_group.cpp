@@ -23,7 +23,8 @@ void check_nccl(ncclResult_t rc, const char* what) {
 }
 
 void check_cuda(cudaError_t rc, const char* what) {
-  if (rc != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + " failed: " + cudaGetErrorString(rc));
+  if (rc != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA ") + what + " failed: " + cudaGetErrorString(rc));
 }
 
 ncclDataType_t nccl_type(DType t) {
@@ -87,14 +88,16 @@ class NcclProcessGroup final : public ProcessGroup {
   void all_reduce(const Tensor& t, ReduceOp op) override {
     require_cuda_contiguous("all_reduce", t);
     after_compute();
-    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_, stream_),
+    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()),
+                             nccl_op(op), comm_, stream_),
                "all_reduce");
     sync();
   }
   void broadcast(const Tensor& t, int root) override {
     require_cuda_contiguous("broadcast", t);
     after_compute();
-    check_nccl(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, stream_),
+    check_nccl(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root,
+                             comm_, stream_),
                "broadcast");
     sync();
   }
@@ -105,7 +108,8 @@ class NcclProcessGroup final : public ProcessGroup {
     Shape shape = src.shape();
     shape.insert(shape.begin(), size());
     Tensor out = Tensor::empty(shape, src.dtype(), src.device());
-    check_nccl(ncclAllGather(src.raw_data(), out.raw_data(), src.numel(), nccl_type(src.dtype()), comm_, stream_),
+    check_nccl(ncclAllGather(src.raw_data(), out.raw_data(), src.numel(), nccl_type(src.dtype()),
+                             comm_, stream_),
                "all_gather");
     sync();
     return out;
@@ -120,8 +124,8 @@ class NcclProcessGroup final : public ProcessGroup {
     Shape shape = src.shape();
     shape[0] /= size();
     Tensor out = Tensor::empty(shape, src.dtype(), src.device());
-    check_nccl(ncclReduceScatter(src.raw_data(), out.raw_data(), out.numel(), nccl_type(src.dtype()), nccl_op(op),
-                                 comm_, stream_),
+    check_nccl(ncclReduceScatter(src.raw_data(), out.raw_data(), out.numel(),
+                                 nccl_type(src.dtype()), nccl_op(op), comm_, stream_),
                "reduce_scatter");
     sync();
     return out;
@@ -131,7 +135,8 @@ class NcclProcessGroup final : public ProcessGroup {
   void all_reduce_async(const Tensor& t, ReduceOp op) override {
     require_cuda_contiguous("all_reduce_async", t);
     after_compute();
-    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_, stream_),
+    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()),
+                             nccl_op(op), comm_, stream_),
                "all_reduce_async");
   }
   void wait() override { sync(); }

@@ -149,10 +149,11 @@ class MpiProcessGroup final : public ProcessGroup {
 
   void all_reduce_async(const Tensor& t, ReduceOp op) override {
     require_host_contiguous("all_reduce_async", t);
-    if (t.dtype() == DType::bf16) op_error("all_reduce_async", "bf16 reductions are not supported on MPI: " + t.str());
+    if (t.dtype() == DType::bf16)
+      op_error("all_reduce_async", "bf16 reductions are not supported on MPI: " + t.str());
     MPI_Request request;
-    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), static_cast<int>(t.numel()), mpi_type(t.dtype()),
-                             mpi_op(op), MPI_COMM_WORLD, &request),
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), static_cast<int>(t.numel()),
+                             mpi_type(t.dtype()), mpi_op(op), MPI_COMM_WORLD, &request),
               "all_reduce_async");
     pending_.push_back({request, t, op});
   }

@@ -4,6 +4,8 @@
 // global batch B on 2 ranks give the weights a single process gets on the whole batch (1e-6
 // relative); then a short 2-rank evolve run whose silver set equals a single-process run's
 // and whose rank-0 checkpoint loads on every rank.
+#include "runtime/dist/data_parallel.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -19,7 +21,6 @@
 #include "rl/evolve.h"
 #include "rl/grpo_trainer.h"
 #include "rl/pretrain.h"
-#include "runtime/dist/data_parallel.h"
 #include "runtime/ops.h"
 #include "runtime/random.h"
 #include "tests/rl/world_model.h"
@@ -228,7 +229,8 @@ TEST(DataParallel, GrpoStepMatchesOneProcess) {
   start.init_weights(5);
   Rng rng(23);
   std::vector<PromptInput> prompts;
-  for (int p = 0; p < 4; ++p) prompts.push_back(rl::testing::image_prompt(config, rng, {3 + p, 9, 4}));
+  for (int p = 0; p < 4; ++p)
+    prompts.push_back(rl::testing::image_prompt(config, rng, {3 + p, 9, 4}));
   rl::GrpoConfig g;
   g.prompts_per_update = 2;
   g.micro_batch_size = 2;
@@ -319,7 +321,8 @@ void build_world(const fs::path& root) {
   const VisionConfig& v = model.config().vision;
   std::vector<PromptInput> inputs;
   std::vector<std::vector<int64_t>> responses;
-  const std::vector<std::string> questions = {"how many objects are there?", "is there a red circle?"};
+  const std::vector<std::string> questions = {"how many objects are there?",
+                                              "is there a red circle?"};
   const std::vector<std::string> answers = {"1", "2", "3", "yes", "no"};
   ImageFolder folder((root / "images").string());
   int k = 0;
@@ -332,7 +335,8 @@ void build_world(const fs::path& root) {
       responses.push_back(encode_response(*tok, format_questioner_response(fmt, q)));
       for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::train}) {
         inputs.push_back({build_reasoner_prompt(fmt, *tok, nv, q, mode, prompts), px});
-        responses.push_back(encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
+        responses.push_back(
+            encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
       }
     }
   }
@@ -356,8 +360,8 @@ TEST(DataParallel, TwoRankEvolveRunsAndRankZerosCheckpointLoads) {
   // One folder for the job: rank 0's pid names it.
   Tensor id = Tensor::from_vector<int64_t>({static_cast<int64_t>(::getpid())}, {1});
   pg->broadcast(id, 0);
-  const fs::path root =
-      fs::temp_directory_path() / ("visplay_dist_evolve_" + std::to_string(id.to_vector<int64_t>()[0]));
+  const fs::path root = fs::temp_directory_path() /
+                        ("visplay_dist_evolve_" + std::to_string(id.to_vector<int64_t>()[0]));
   if (pg->rank() == 0) {
     fs::remove_all(root);
     build_world(root);

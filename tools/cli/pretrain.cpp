@@ -47,7 +47,8 @@ void run_pretrain(const PretrainCliOptions& o) {
                 o.size.c_str(), static_cast<long long>(model.params().numel()),
                 static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
                 static_cast<unsigned long long>(o.train.seed));
-    if (dp->distributed()) std::printf(", %d ranks (%s)", dp->size(), dp->cpu_group().backend().c_str());
+    if (dp->distributed())
+      std::printf(", %d ranks (%s)", dp->size(), dp->cpu_group().backend().c_str());
     std::printf("\n");
     std::fflush(stdout);
   }
