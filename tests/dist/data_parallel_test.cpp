@@ -186,10 +186,10 @@ TEST(DataParallel, PretrainStepsMatchOneProcess) {
   o.steps = 2;
   o.batch_size = 5;
   o.warmup = 0;
-  o.lr = 3e-3;
+  o.lr = 0.05;
   o.eval_every = 0;
   o.seed = 11;
-  o.adam_eps = 1e-4;  // see GrpoStepMatchesOneProcess
+  o.adam_eps = 1.0;  // see GrpoStepMatchesOneProcess
 
   VLM start(config);
   start.init_weights(o.seed);
@@ -234,17 +234,18 @@ TEST(DataParallel, GrpoStepMatchesOneProcess) {
   rl::GrpoConfig g;
   g.prompts_per_update = 2;
   g.micro_batch_size = 2;
-  g.lr = 2e-3;
+  g.lr = 0.05;
   g.kl_coef = 0.05;
   // Adam's first update is ~lr * sign(g): with eps 1e-8 an element whose true gradient is 0
-  // (e.g. a key-projection bias) moves by +-lr on the sign of its rounding noise. A larger
-  // eps keeps the update a smooth function of the gradient, so the comparison measures the
-  // data-parallel sums, not that amplification.
-  g.adam_eps = 1e-4;
+  // (e.g. a key-projection bias) moves by +-lr on the sign of its rounding noise, and a
+  // gradient scaled by any factor gives the same update. eps 1 makes the update ~lr * g, a
+  // smooth function of the gradient that the weights then check, scale included.
+  g.adam_eps = 1.0;
   const int64_t G = 3;
   SamplingOptions sampling;
   sampling.max_new_tokens = 6;
   sampling.temperature = 1.0;
+  sampling.stop_tokens = {6, 7, 8};  // responses of different lengths: unequal token weights
   rl::RewardFn reward = [](const std::vector<PromptInput>&, const std::vector<Generation>& rollouts,
                            int64_t) {
     rl::RewardResult r;
