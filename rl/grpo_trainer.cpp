@@ -90,7 +90,13 @@ GrpoTrainer::GrpoTrainer(VLM& policy, const GrpoConfig& config,
   opt.beta2 = config_.adam_beta2;
   opt.eps = config_.adam_eps;
   opt.weight_decay = config_.weight_decay;
-  optimizer_ = std::make_unique<AdamW>(trainable_, opt);
+  if (dp_->zero1()) zero_ = std::make_unique<dist::ZeroAdamW>(trainable_, opt, dp_);
+  optimizer_ = std::make_unique<AdamW>(zero_ ? std::vector<Tensor>{} : trainable_, opt);
+}
+
+void GrpoTrainer::zero_grad() {
+  optimizer_->zero_grad();
+  if (zero_) zero_->zero_grad();
 }
 
 std::vector<int64_t> GrpoTrainer::global_positions(int64_t local, const std::vector<int64_t>& given,
@@ -319,7 +325,7 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
       const int64_t last = first_prompt[u + 1] * group_size;
       const double mini_weight = mini_weights[u];
       if (mini_weight <= 0) continue;  // every group constant and dropped: nothing to learn
-      optimizer_->zero_grad();
+      zero_grad();
       bool finite = true;  // every micro-batch loss of this update
       for (int64_t m0 = first; m0 < last; m0 += config_.micro_batch_size) {
         const int64_t m1 = std::min(last, m0 + static_cast<int64_t>(config_.micro_batch_size));
@@ -372,12 +378,17 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
       // The update of the whole mini-batch: every rank's gradients summed, then one global
       // norm and one skip decision that every rank shares.
       finite = dp_->min(finite ? 1.0 : 0.0) > 0;
-      dp_->all_reduce_gradients(trainable_);
-      const double norm = clip_grad_norm(trainable_, max_norm);
+      double norm = 0;
+      if (zero_) {
+        norm = zero_->reduce_gradients();  // clipped in its step
+      } else {
+        dp_->all_reduce_gradients(trainable_);
+        norm = clip_grad_norm(trainable_, max_norm);
+      }
       // A NaN/Inf loss or gradient norm: drop this update (the weights stay the last good
       // ones), count it, and stop after max_nonfinite_updates in a row.
       if (!finite || !std::isfinite(norm)) {
-        optimizer_->zero_grad();
+        zero_grad();
         ++st.skipped_updates;
         if (++nonfinite_in_a_row_ >= config_.max_nonfinite_updates)
           throw std::runtime_error("GRPO: " + std::to_string(nonfinite_in_a_row_) +
@@ -390,11 +401,15 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
       nonfinite_in_a_row_ = 0;
       st.grad_norm += norm;
       st.grad_norm_max = std::max(st.grad_norm_max, norm);
-      optimizer_->step();
+      if (zero_) {
+        zero_->step(max_norm);
+      } else {
+        optimizer_->step();
+      }
       ++st.updates;
     }
   }
-  optimizer_->zero_grad();
+  zero_grad();
   {
     const std::vector<double> totals =
         dp_->sum({weight_total, st.loss, st.pg_loss, st.kl, st.clip_fraction, st.dual_clip_fraction,

@@ -16,6 +16,7 @@
 #include "rl/config.h"
 #include "rl/rollout.h"
 #include "runtime/dist/data_parallel.h"
+#include "runtime/dist/zero.h"
 #include "runtime/optim.h"
 
 namespace visplay::rl {
@@ -91,7 +92,7 @@ class GrpoTrainer {
 
   const VLM& policy() const { return policy_; }
   const VLM* reference() const { return reference_.get(); }
-  AdamW& optimizer() { return *optimizer_; }
+  AdamW& optimizer() { return *optimizer_; }  // without parameters under ZeRO-1
   const GrpoConfig& config() const { return config_; }
   dist::DataParallel& data_parallel() { return *dp_; }
 
@@ -105,6 +106,8 @@ class GrpoTrainer {
   std::unique_ptr<VLM> reference_;
   std::vector<Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<dist::ZeroAdamW> zero_;  // ZeRO-1 (dp->zero1()): holds the moments instead
+  void zero_grad();
   int64_t nonfinite_in_a_row_ = 0;
 };
 

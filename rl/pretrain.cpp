@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "model/sampler.h"
+#include "runtime/dist/zero.h"
 #include "runtime/optim.h"
 #include "runtime/progress.h"
 
@@ -194,7 +195,11 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
   dp->broadcast_parameters(model.params().tensors());
   model.params().set_requires_grad(true);
   std::vector<Tensor> params = model.params().tensors();
-  AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, o.adam_eps, o.weight_decay});
+  const AdamWOptions adam{o.lr, 0.9, 0.95, o.adam_eps, o.weight_decay};
+  // ZeRO-1: the sharded optimizer holds the moments; the plain one then has no parameters.
+  std::unique_ptr<dist::ZeroAdamW> zero;
+  if (dp->zero1()) zero = std::make_unique<dist::ZeroAdamW>(params, adam, dp);
+  AdamW optimizer(zero ? std::vector<Tensor>{} : params, adam);
   std::vector<world::BenchmarkItem> validation;
   if (o.eval_every > 0 && o.eval_questions > 0) {
     validation = world::sample_benchmark(validation_seed(o.seed), o.eval_questions);
@@ -215,10 +220,17 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     const int64_t tokens =
         static_cast<int64_t>(dp->sum(static_cast<double>(batch.response_tokens)));
     optimizer.zero_grad();
+    if (zero) zero->zero_grad();
     Tensor loss = supervised_loss(model, batch, tokens);
     loss.backward();
-    dp->all_reduce_gradients(params);
-    const double norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
+    double norm = 0;
+    if (zero) {
+      norm = zero->reduce_gradients();
+      if (o.grad_clip <= 0) norm = 0;
+    } else {
+      dp->all_reduce_gradients(params);
+      norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
+    }
     // Each rank's loss is its share of the global mean.
     PretrainStep record{step, dp->sum(loss.item()), lr, norm, tokens};
     // Stop before a NaN/Inf can reach the weights; the checkpoint of the last
@@ -227,7 +239,11 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
       throw std::runtime_error("pretrain: non-finite " + std::string(std::isfinite(record.loss) ? "gradient norm" : "loss") +
                                " at step " + std::to_string(step) + "; the last saved checkpoint is intact");
     }
-    optimizer.step(lr);
+    if (zero) {
+      zero->step(o.grad_clip, lr);
+    } else {
+      optimizer.step(lr);
+    }
     result.steps.push_back(record);
     smoothed = step == 0 ? record.loss : 0.95 * smoothed + 0.05 * record.loss;
     if (log) {

@@ -71,7 +71,13 @@ class DataParallel {
 
   void barrier() { cpu_->barrier(); }
 
+  // ZeRO-1 for the trainers that honour it (rl/pretrain, rl/grpo_trainer): AdamW moments
+  // sharded over the ranks (runtime/dist/zero.h) instead of all-reduce + full AdamW.
+  void set_zero1(bool on) { zero1_ = on; }
+  bool zero1() const { return zero1_; }
+
  private:
+  bool zero1_ = false;
   std::shared_ptr<ProcessGroup> cpu_, gpu_;
   int gpu_device_ = -1;
   int64_t bucket_bytes_;

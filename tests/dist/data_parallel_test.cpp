@@ -21,6 +21,7 @@
 #include "rl/evolve.h"
 #include "rl/grpo_trainer.h"
 #include "rl/pretrain.h"
+#include "runtime/dist/zero.h"
 #include "runtime/ops.h"
 #include "runtime/random.h"
 #include "tests/rl/world_model.h"
@@ -266,41 +267,138 @@ TEST(DataParallel, GrpoStepMatchesOneProcess) {
   rl::GrpoTrainer one(single, g);
   rl::GrpoStepStats want = one.step(prompts, G, sampling, reward, 77);
 
-  VLM parallel(config);
-  parallel.params() = start.params().clone();
-  auto dp = world_dp();
-  rl::GrpoTrainer two(parallel, g, dp);
-  const std::vector<int64_t> mine = update_shard_indices(4, g.prompts_per_update, dp->rank(), 2);
-  std::vector<PromptInput> local;
-  for (int64_t i : mine) local.push_back(prompts[i]);
-  rl::GrpoStepStats got = two.step(local, G, sampling, reward, 77, mine);
+  // Plain data parallel, then with ZeRO-1 (sharded AdamW moments).
+  for (bool zero1 : {false, true}) {
+    SCOPED_TRACE(zero1 ? "ZeRO-1" : "all-reduce");
+    VLM parallel(config);
+    parallel.params() = start.params().clone();
+    auto dp = world_dp();
+    dp->set_zero1(zero1);
+    rl::GrpoTrainer two(parallel, g, dp);
+    EXPECT_EQ(two.optimizer().params().empty(), zero1) << "ZeRO-1 holds the moments instead";
+    const std::vector<int64_t> mine = update_shard_indices(4, g.prompts_per_update, dp->rank(), 2);
+    std::vector<PromptInput> local;
+    for (int64_t i : mine) local.push_back(prompts[i]);
+    rl::GrpoStepStats got = two.step(local, G, sampling, reward, 77, mine);
 
-  EXPECT_EQ(want.updates, 2);
-  EXPECT_TRUE(want.recomputed_old_logprobs);
-  EXPECT_GT(moved(start.params(), single.params()), 1e-5);
+    EXPECT_EQ(want.updates, 2);
+    EXPECT_TRUE(want.recomputed_old_logprobs);
+    EXPECT_GT(moved(start.params(), single.params()), 1e-5);
+    const Difference d = difference(single.params(), parallel.params());
+    EXPECT_LT(d.whole, 1e-6);
+    EXPECT_LT(d.worst_tensor, 1e-6);
+    if (world_group()->rank() == 0)
+      std::printf("[measured] GRPO%s 2 ranks vs 1: whole %.3g, worst tensor %.3g\n",
+                  zero1 ? " ZeRO-1" : "", d.whole, d.worst_tensor);
+    EXPECT_TRUE(same_on_every_rank(parallel.params()));
+    EXPECT_EQ(got.prompts, 4);
+    EXPECT_EQ(got.sequences, 12);
+    EXPECT_EQ(got.updates, want.updates);
+    EXPECT_EQ(got.generated_tokens, want.generated_tokens);
+    EXPECT_EQ(got.response_length_min, want.response_length_min);
+    EXPECT_EQ(got.response_length_max, want.response_length_max);
+    EXPECT_NEAR(got.reward_mean, want.reward_mean, 1e-9);
+    EXPECT_NEAR(got.reward_std, want.reward_std, 1e-9);
+    // Whole-batch metrics, up to f32 rounding of sums taken over other micro-batches (the loss
+    // is a mean of O(1) terms that nearly cancel, so its tolerance is absolute).
+    EXPECT_NEAR(got.loss, want.loss, 1e-6);
+    EXPECT_NEAR(got.kl, want.kl, 1e-5 * want.kl);
+    EXPECT_NEAR(got.entropy, want.entropy, 1e-6 * want.entropy);
+    EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-6 * want.grad_norm);
+    EXPECT_NEAR(got.reward_metrics["even_score"].get<double>(),
+                want.reward_metrics["even_score"].get<double>(), 1e-9);
+  }
+}
+
+// ZeRO-1 against the unsharded update it replaces (all-reduce, clip_grad_norm, AdamW), for
+// 3 steps with clipping active, a parameter without a gradient on one rank and one without
+// on both (its value and moments must stay), and an odd element count (padding).
+TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
+  auto dp = world_dp();
+  const std::vector<Shape> shapes = {{3, 5}, {7}, {41}, {2, 3}};
+  auto grad_of = [&](int r, size_t i, int step) {
+    Rng rng(500 + 31 * r + 7 * step + static_cast<uint64_t>(i));
+    return scale(randn(shapes[i], rng), 0.5 + step);
+  };
+  auto has_grad = [](int r, size_t i) { return i != 3 && !(i == 1 && r == 1); };
+  auto make = [&] {
+    std::vector<Tensor> ps;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      Rng rng(7 + i);
+      Tensor p = randn(shapes[i], rng);
+      p.set_requires_grad(true);
+      ps.push_back(p);
+    }
+    return ps;
+  };
+  const AdamWOptions opt{0.05, 0.9, 0.95, 1e-3, 0.1};
+  const double max_norm = 2.0;
+  std::vector<Tensor> plain = make(), sharded = make();
+  AdamW reference(plain, opt);
+  ZeroAdamW zero(sharded, opt, dp);
+  EXPECT_EQ(zero.total_numel(), 15 + 7 + 41 + 6);
+  EXPECT_EQ(zero.shard_numel(), 35);
+  for (int step = 0; step < 3; ++step) {
+    reference.zero_grad();
+    zero.zero_grad();
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      if (!has_grad(dp->rank(), i)) continue;
+      plain[i].set_grad(grad_of(dp->rank(), i, step));
+      sharded[i].set_grad(grad_of(dp->rank(), i, step));
+    }
+    dp->all_reduce_gradients(plain);
+    const double want = clip_grad_norm(plain, max_norm);
+    reference.step();
+    const double got = zero.reduce_gradients();
+    EXPECT_NEAR(got, want, 1e-9 * want);
+    EXPECT_GT(want, max_norm) << "clipping must be active";
+    zero.step(max_norm);
+  }
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    std::vector<double> a = plain[i].to_vector<double>(), b = sharded[i].to_vector<double>();
+    for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(b[k], a[k], 1e-6) << i << "," << k;
+  }
+  Rng rng(7 + 3);
+  EXPECT_EQ(sharded[3].to_vector<float>(), randn(shapes[3], rng).to_vector<float>());
+  EXPECT_TRUE(same_on_every_rank([&] {
+    ParamStore store;
+    for (size_t i = 0; i < sharded.size(); ++i) store.set("p" + std::to_string(i), sharded[i]);
+    return store;
+  }()));
+}
+
+// Pretrain and a GRPO step with ZeRO-1 on 2 ranks against one process without it.
+TEST(DataParallel, Zero1TrainingMatchesOneProcess) {
+  rl::testing::use_one_thread();
+  auto tok = make_shapeworld_tokenizer();
+  const VLMConfig config = rl::shapeworld_model_config(*tok, "tiny");
+  rl::PretrainOptions o;
+  o.steps = 2;
+  o.batch_size = 5;
+  o.warmup = 0;
+  o.lr = 0.05;
+  o.adam_eps = 1.0;  // see GrpoStepMatchesOneProcess
+  o.eval_every = 0;
+  o.seed = 13;
+  o.grad_clip = 0.5;
+  VLM single(config), parallel(config);
+  single.init_weights(o.seed);
+  parallel.init_weights(o.seed);
+  rl::PretrainResult want = rl::pretrain(single, *tok, o);
+  rl::PretrainOptions po = o;
+  po.data_parallel = world_dp();
+  po.data_parallel->set_zero1(true);
+  rl::PretrainResult got = rl::pretrain(parallel, *tok, po);
   const Difference d = difference(single.params(), parallel.params());
   EXPECT_LT(d.whole, 1e-6);
   EXPECT_LT(d.worst_tensor, 1e-6);
-  if (world_group()->rank() == 0)
-    std::printf("[measured] GRPO 2 ranks vs 1: whole %.3g, worst tensor %.3g\n", d.whole,
-                d.worst_tensor);
   EXPECT_TRUE(same_on_every_rank(parallel.params()));
-  EXPECT_EQ(got.prompts, 4);
-  EXPECT_EQ(got.sequences, 12);
-  EXPECT_EQ(got.updates, want.updates);
-  EXPECT_EQ(got.generated_tokens, want.generated_tokens);
-  EXPECT_EQ(got.response_length_min, want.response_length_min);
-  EXPECT_EQ(got.response_length_max, want.response_length_max);
-  EXPECT_NEAR(got.reward_mean, want.reward_mean, 1e-9);
-  EXPECT_NEAR(got.reward_std, want.reward_std, 1e-9);
-  // Whole-batch metrics, up to f32 rounding of sums taken over other micro-batches (the loss
-  // is a mean of O(1) terms that nearly cancel, so its tolerance is absolute).
-  EXPECT_NEAR(got.loss, want.loss, 1e-6);
-  EXPECT_NEAR(got.kl, want.kl, 1e-5 * want.kl);
-  EXPECT_NEAR(got.entropy, want.entropy, 1e-6 * want.entropy);
-  EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-6 * want.grad_norm);
-  EXPECT_NEAR(got.reward_metrics["even_score"].get<double>(),
-              want.reward_metrics["even_score"].get<double>(), 1e-9);
+  EXPECT_GT(want.steps[0].grad_norm, o.grad_clip) << "clipping must be active";
+  for (size_t s = 0; s < want.steps.size(); ++s)
+    EXPECT_NEAR(got.steps[s].grad_norm, want.steps[s].grad_norm, 1e-6 * want.steps[s].grad_norm);
+  if (world_group()->rank() == 0)
+    std::printf("[measured] pretrain ZeRO-1 2 ranks vs 1: whole %.3g, worst tensor %.3g\n", d.whole,
+                d.worst_tensor);
 }
 
 namespace {

@@ -26,6 +26,7 @@ struct EvolveCliOptions {
   int iterations = -1;
   bool resume = false;
   bool quiet = false;
+  bool zero1 = false;
 };
 
 // The preset's values, then every key of the config file on top (a JSON merge patch), then
@@ -89,6 +90,8 @@ void setup_evolve(CLI::App& app) {
   cmd->add_flag("--resume", opts->resume,
                 "Continue after the last complete iteration found in --out");
   cmd->add_flag("--quiet", opts->quiet, "No per-step lines and no progress bars");
+  cmd->add_flag("--zero1", opts->zero1,
+                "ZeRO-1: shard the AdamW moments over the ranks (under mpirun)");
   cmd->callback([opts] {
     visplay::rl::EvolveOptions o;
     o.config = load_config(*opts);
@@ -100,6 +103,7 @@ void setup_evolve(CLI::App& app) {
     // Under mpirun: data parallel over every rank, one GPU per rank (docs/distributed.md).
     o.data_parallel = visplay::dist::world_data_parallel();
     visplay::dist::select_local_gpu(o.data_parallel->cpu_group());
+    o.data_parallel->set_zero1(opts->zero1);
     if (!opts->quiet) {
       o.console = &std::cout;
       o.progress = &std::cerr;

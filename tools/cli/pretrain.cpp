@@ -22,6 +22,7 @@ struct PretrainCliOptions {
   std::string out;
   std::string size = "base";
   std::string init;  // continue from this checkpoint instead of fresh weights
+  bool zero1 = false;
   visplay::rl::PretrainOptions train;
 };
 
@@ -31,6 +32,7 @@ void run_pretrain(const PretrainCliOptions& o) {
   // writes the checkpoint (docs/distributed.md).
   std::shared_ptr<dist::DataParallel> dp = dist::world_data_parallel();
   dist::select_local_gpu(dp->cpu_group());
+  dp->set_zero1(o.zero1);
   const bool main_rank = dp->is_main();
   if (main_rank) std::filesystem::create_directories(o.out);
   auto tokenizer = make_shapeworld_tokenizer();
@@ -134,6 +136,8 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_option("--init", opts->init,
                   "Continue from this checkpoint (a new warmup + cosine cycle) instead of "
                   "fresh weights");
+  cmd->add_flag("--zero1", opts->zero1,
+                "ZeRO-1: shard the AdamW moments over the ranks (under mpirun)");
   cmd->add_option("--size", opts->size, "Model size preset")
       ->check(CLI::IsMember({"base", "tiny"}));
   cmd->callback([opts] { run_pretrain(*opts); });
