@@ -31,7 +31,7 @@
 
 int main() {
   int n = 0;
-  CHECK_CUDA(cudaGetDeviceCount(&n));
+  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;  // no driver or no GPU
   if (n < 2) {
     std::printf("nccl all-reduce: skipped (%d GPU)\n", n);
     return 0;
