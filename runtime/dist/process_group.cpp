@@ -182,13 +182,20 @@ class MpiProcessGroup final : public ProcessGroup {
   int rank_ = 0, size_ = 1, local_rank_ = 0;
 };
 
+#endif  // VISPLAY_HAVE_MPI
+
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(v)) return true;
   return false;
 }
 
-#endif  // VISPLAY_HAVE_MPI
+// The job size mpirun announces (1 when unknown).
+int launched_job_size() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return 1;
+}
 
 }  // namespace
 
@@ -212,6 +219,12 @@ std::shared_ptr<ProcessGroup> world_group() {
       return;
     }
 #endif
+    // A build without MPI under mpirun: N copies of a single-process run would all write the
+    // same files, so refuse.
+    if (!mpi_available() && launched_by_mpi() && launched_job_size() > 1)
+      throw std::runtime_error("launched by mpirun with " + std::to_string(launched_job_size()) +
+                               " ranks, but this build has no MPI (configure with "
+                               "-DVISPLAY_MPI=ON and libopenmpi-dev)");
     group = single_process_group();
   });
   return group;
