@@ -101,8 +101,9 @@ void GrpoTrainer::zero_grad() {
 
 std::vector<int64_t> GrpoTrainer::global_positions(int64_t local, const std::vector<int64_t>& given,
                                                    int64_t* global_count) {
+  // One collective whatever `given` is: a rank without prompts passes an empty list either way.
+  const int64_t offset = dp_->offset_of(local, global_count);
   if (given.empty()) {
-    const int64_t offset = dp_->offset_of(local, global_count);
     std::vector<int64_t> where(static_cast<size_t>(local));
     for (int64_t p = 0; p < local; ++p) where[p] = offset + p;
     return where;
@@ -116,7 +117,6 @@ std::vector<int64_t> GrpoTrainer::global_positions(int64_t local, const std::vec
       throw std::runtime_error("GRPO step: global prompt indices must ascend (index " +
                                std::to_string(p) + ")");
   }
-  *global_count = static_cast<int64_t>(dp_->sum(static_cast<double>(local)));
   return given;
 }
 

@@ -310,6 +310,49 @@ TEST(DataParallel, GrpoStepMatchesOneProcess) {
   }
 }
 
+// Fewer prompts than ranks: rank 1 has none, yet takes part in every collective and ends with
+// the weights one process gets.
+TEST(DataParallel, GrpoStepWithAnIdleRankMatchesOneProcess) {
+  rl::testing::use_one_thread();
+  const VLMConfig config = rl::testing::tiny_config();
+  VLM start(config);
+  start.init_weights(8);
+  Rng rng(41);
+  std::vector<PromptInput> prompts = {rl::testing::image_prompt(config, rng, {5, 9})};
+  rl::GrpoConfig g;
+  g.lr = 0.05;
+  g.adam_eps = 1.0;
+  SamplingOptions sampling;
+  sampling.max_new_tokens = 5;
+  sampling.stop_tokens = {6, 7, 8};
+  rl::RewardFn reward = [](const std::vector<PromptInput>&, const std::vector<Generation>& rollouts,
+                           int64_t) {
+    rl::RewardResult r;
+    for (const Generation& x : rollouts) r.rewards.push_back(static_cast<double>(x.tokens.size()));
+    return r;
+  };
+  VLM single(config), parallel(config);
+  single.params() = start.params().clone();
+  parallel.params() = start.params().clone();
+  rl::GrpoTrainer one(single, g);
+  rl::GrpoStepStats want = one.step(prompts, 4, sampling, reward, 3);
+  auto dp = world_dp();
+  rl::GrpoTrainer two(parallel, g, dp);
+  const std::vector<int64_t> mine = update_shard_indices(1, g.prompts_per_update, dp->rank(), 2);
+  EXPECT_EQ(mine.size(), dp->rank() == 0 ? 1u : 0u);
+  std::vector<PromptInput> local;
+  for (int64_t i : mine) local.push_back(prompts[i]);
+  rl::GrpoStepStats got = two.step(local, 4, sampling, reward, 3, mine);
+  EXPECT_GT(want.reward_std, 0) << "rewards must differ within the group for an update";
+  EXPECT_GT(moved(start.params(), single.params()), 1e-5);
+  const Difference d = difference(single.params(), parallel.params());
+  EXPECT_LT(d.whole, 1e-6);
+  EXPECT_TRUE(same_on_every_rank(parallel.params()));
+  EXPECT_EQ(got.sequences, 4);
+  EXPECT_EQ(got.generated_tokens, want.generated_tokens);
+  EXPECT_NEAR(got.reward_mean, want.reward_mean, 1e-12);
+}
+
 // ZeRO-1 against the unsharded update it replaces (all-reduce, clip_grad_norm, AdamW), for
 // 3 steps with clipping active, a parameter without a gradient on one rank and one without
 // on both (its value and moments must stay), and an odd element count (padding).
