@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -186,6 +187,54 @@ nlohmann::json optional_json(const std::optional<std::string>& s) {
   return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
 }
 
+// A silver-set part as JSON (data parallel: parts travel between ranks as text).
+nlohmann::json silver_part_json(const SilverSet& part, size_t begin) {
+  nlohmann::json questions = nlohmann::json::array();
+  for (const SilverQuestion& q : part.questions) {
+    nlohmann::json votes = nlohmann::json::array();
+    for (const auto& v : q.votes) votes.push_back(optional_json(v));
+    questions.push_back({{"image", q.image},
+                         {"output", q.output},
+                         {"valid", q.valid},
+                         {"question", q.question},
+                         {"has_label", q.has_label},
+                         {"label", q.label},
+                         {"confidence", q.confidence},
+                         {"kept", q.kept},
+                         {"votes", votes},
+                         {"greedy", optional_json(q.greedy)}});
+  }
+  return {{"begin", begin},
+          {"kept", part.kept},
+          {"histogram", part.confidence_histogram},
+          {"questions", questions}};
+}
+
+SilverSet silver_part_from_json(const nlohmann::json& j) {
+  auto optional_string = [](const nlohmann::json& v) -> std::optional<std::string> {
+    if (v.is_null()) return std::nullopt;
+    return v.get<std::string>();
+  };
+  SilverSet part;
+  part.kept = j["kept"].get<int64_t>();
+  part.confidence_histogram = j["histogram"].get<std::vector<int64_t>>();
+  for (const nlohmann::json& x : j["questions"]) {
+    SilverQuestion q;
+    q.image = x["image"].get<int64_t>();
+    q.output = x["output"].get<std::string>();
+    q.valid = x["valid"].get<bool>();
+    q.question = x["question"].get<std::string>();
+    q.has_label = x["has_label"].get<bool>();
+    q.label = x["label"].get<std::string>();
+    q.confidence = x["confidence"].get<double>();
+    q.kept = x["kept"].get<bool>();
+    for (const nlohmann::json& v : x["votes"]) q.votes.push_back(optional_string(v));
+    q.greedy = optional_string(x["greedy"]);
+    part.questions.push_back(std::move(q));
+  }
+  return part;
+}
+
 std::unique_ptr<ProgressBar> make_bar(std::ostream* out, const std::string& label, int64_t total,
                                       const std::string& unit) {
   if (!out) return nullptr;
@@ -241,16 +290,26 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   cfg.validate();
   const int iterations = opt.iterations > 0 ? opt.iterations : cfg.iterations;
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
-  std::ostream* console = opt.console;
+  std::shared_ptr<dist::DataParallel> dp =
+      opt.data_parallel ? opt.data_parallel : std::make_shared<dist::DataParallel>();
+  const int rank = dp->rank(), world = dp->size();
+  // Rank 0 alone prints.
+  std::ostream* console = dp->is_main() ? opt.console : nullptr;
+  std::ostream* progress = dp->is_main() ? opt.progress : nullptr;
   auto say = [&](const std::string& line) {
     if (console) *console << line << std::endl;
   };
 
   // ---- starting point: the base checkpoint, the last complete iteration, or the saved
   // training state inside the iteration after it ----
-  const int done = last_complete_iteration(opt.out_dir);
+  // Rank 0's view of the folder decides (and lines the ranks up before anything is written);
+  // every rank then reads the same state file (OUT on a shared file system).
   const std::string state_path = evolve_state_path(opt.out_dir);
-  const bool has_state = fs::exists(state_path);
+  const std::vector<double> found =
+      dp->sum({dp->is_main() ? static_cast<double>(last_complete_iteration(opt.out_dir)) : 0.0,
+               dp->is_main() && fs::exists(state_path) ? 1.0 : 0.0});
+  const int done = static_cast<int>(found[0]);
+  const bool has_state = found[1] > 0;
   if ((done > 0 || has_state) && !opt.resume) {
     throw std::runtime_error("output folder " + opt.out_dir + " already holds " +
                              (done > 0
@@ -296,6 +355,17 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           "checkpoint_every may change)");
     }
   }
+  // ZeRO-1 keeps each rank's block of the AdamW moments only, which the state file cannot
+  // hold: states inside a GRPO phase are not written, so a resume redoes the phase from its
+  // start (the phase-boundary and silver states carry no optimizer).
+  const bool zero1 = dp->zero1();
+  if (zero1 && at.mid_iteration() && at.phase != "silver" && at.step > 0) {
+    throw std::runtime_error("evolve --resume --zero1: the training state " + state_path +
+                             " is inside the " + at.phase + " phase (step " +
+                             std::to_string(at.step) +
+                             ") and holds full AdamW moments, which ZeRO-1 cannot take; resume "
+                             "without --zero1 (docs/reliability.md)");
+  }
   // The base checkpoint: --model, or the one the saved state names.
   std::string base_dir = opt.model_dir;
   if (base_dir.empty() && !at.info.is_null()) base_dir = at.info.value("model_dir", "");
@@ -323,46 +393,61 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   const RoleSetup setup = make_role_setup(questioner, *tokenizer, cfg);
   const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
 
-  fs::create_directories(opt.out_dir);
-  // Temporary files of writes that a kill interrupted (in the folder and the open iteration).
+  // Rank 0 alone writes files and logs; the other ranks' records go nowhere.
   const fs::path open_iteration = fs::path(opt.out_dir) / ("iter-" + std::to_string(start));
-  for (const fs::path& dir : {fs::path(opt.out_dir), open_iteration, open_iteration / "questioner",
-                              open_iteration / "reasoner"}) {
-    if (fs::is_directory(dir)) remove_stale_temporaries(dir.string());
-  }
-  cfg.save((fs::path(opt.out_dir) / "config.json").string());
-  // Metrics logged after the saved state belong to work that is redone: drop them.
   const std::string metrics_path = (fs::path(opt.out_dir) / "metrics.jsonl").string();
-  if (!at.info.is_null() && fs::exists(metrics_path)) {
-    const uintmax_t saved = info_field<uintmax_t>(at.info, "metrics_bytes", state_path);
-    if (fs::file_size(metrics_path) > saved) fs::resize_file(metrics_path, saved);
+  if (dp->is_main()) {
+    fs::create_directories(opt.out_dir);
+    // Temporary files of writes that a kill interrupted (in the folder and the open iteration).
+    for (const fs::path& dir : {fs::path(opt.out_dir), open_iteration,
+                                open_iteration / "questioner", open_iteration / "reasoner"}) {
+      if (fs::is_directory(dir)) remove_stale_temporaries(dir.string());
+    }
+    cfg.save((fs::path(opt.out_dir) / "config.json").string());
+    // Metrics logged after the saved state belong to work that is redone: drop them.
+    if (!at.info.is_null() && fs::exists(metrics_path)) {
+      const uintmax_t saved = info_field<uintmax_t>(at.info, "metrics_bytes", state_path);
+      if (fs::file_size(metrics_path) > saved) fs::resize_file(metrics_path, saved);
+    }
   }
-  MetricsLog log(metrics_path, /*truncate=*/!opt.resume);
+  MetricsLog log(dp->is_main() ? metrics_path : "/dev/null", /*truncate=*/!opt.resume);
   const std::string base_dir_abs = base_dir.empty() ? "" : fs::absolute(base_dir).string();
   const int every = cfg.checkpoint_every;
-  // Writes the training state; `position` adds the phase's own fields (data position, RNG
-  // counters, the silver set, ...). `summary` is the iteration's summary so far.
+  // Writes the training state (rank 0; every rank holds the same weights, optimizer and silver
+  // set, and the others wait at a barrier until the file is complete). `position` adds the
+  // phase's own fields (global data position, RNG counters, the silver set, ...). `summary` is
+  // the iteration's summary so far.
   auto save_state = [&](int iteration, const std::string& phase, int64_t step,
                         const nlohmann::json& summary_so_far, const nlohmann::json& position,
                         const VLM* model, GrpoTrainer* trainer) {
-    nlohmann::json info = {{"kind", "evolve"},
-                           {"iteration", iteration},
-                           {"phase", phase},
-                           {"step", step},
-                           {"seed", cfg.seed},
-                           {"config", resumable_config(cfg)},
-                           {"model_dir", base_dir_abs},
-                           {"threads", cpu_thread_count()},
-                           {"metrics_bytes", fs::file_size(metrics_path)},
-                           {"summary", summary_so_far}};
-    for (auto it = position.begin(); it != position.end(); ++it) info[it.key()] = it.value();
-    if (trainer) info["nonfinite_in_a_row"] = trainer->nonfinite_in_a_row();
-    save_train_state(state_path, info, model, trainer ? &trainer->optimizer() : nullptr);
+    if (dp->is_main()) {
+      nlohmann::json info = {{"kind", "evolve"},
+                             {"iteration", iteration},
+                             {"phase", phase},
+                             {"step", step},
+                             {"seed", cfg.seed},
+                             {"config", resumable_config(cfg)},
+                             {"model_dir", base_dir_abs},
+                             {"threads", cpu_thread_count()},
+                             {"ranks", world},
+                             {"metrics_bytes", fs::file_size(metrics_path)},
+                             {"summary", summary_so_far}};
+      for (auto it = position.begin(); it != position.end(); ++it) info[it.key()] = it.value();
+      if (trainer) info["nonfinite_in_a_row"] = trainer->nonfinite_in_a_row();
+      save_train_state(state_path, info, model, trainer ? &trainer->optimizer() : nullptr);
+    }
+    dp->barrier();
   };
   if (!at.info.is_null() && at.info.value("threads", 0) != cpu_thread_count()) {
     say("evolve: warning: the saved state was made with " +
         std::to_string(at.info.value("threads", 0)) + " CPU threads, this run has " +
         std::to_string(cpu_thread_count()) +
+        "; the result is not guaranteed bit-identical to an uninterrupted run");
+  }
+  if (!at.info.is_null() && at.info.value("ranks", 1) != world) {
+    say("evolve: warning: the saved state was made with " +
+        std::to_string(at.info.value("ranks", 1)) + " ranks, this run has " +
+        std::to_string(world) +
         "; the result is not guaranteed bit-identical to an uninterrupted run");
   }
 
@@ -392,13 +477,14 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
              {"parameters", questioner.params().numel()},
              {"resume", at.mid_iteration() ? nlohmann::json{{"phase", at.phase}, {"step", at.step}}
                                            : nlohmann::json(nullptr)},
+             {"ranks", world},
              {"config", cfg.to_json()}});
 
   const size_t n_images = images.paths.size();
   for (int it = start; it <= iterations; ++it) {
     const auto t_iter = Clock::now();
     const fs::path iter_dir = fs::path(opt.out_dir) / ("iter-" + std::to_string(it));
-    fs::create_directories(iter_dir);
+    if (dp->is_main()) fs::create_directories(iter_dir);
     // Inside the iteration a saved state continues from (first iteration of a resumed run).
     const bool resumed = it == start && at.mid_iteration();
     const std::string resume_phase = resumed ? at.phase : "questioner";
@@ -409,33 +495,41 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     // ---- phase 1: Questioner GRPO against the frozen Reasoner ----
     const auto t_q = Clock::now();
     if (resume_phase == "questioner") {
-      GrpoTrainer trainer(questioner, cfg.grpo);
+      GrpoTrainer trainer(questioner, cfg.grpo, dp);
       // The trainer's reference is the phase's starting weights (loaded above); the trained
-      // weights and the optimizer come from the state.
+      // weights and the optimizer come from the state (every rank loads the same file).
       if (resume_step > 0) {
         load_train_state(state_path, &questioner, &trainer.optimizer());
         trainer.set_nonfinite_in_a_row(
             info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
-      RewardFn reward =
-          make_questioner_reward(reasoner, setup, cfg, mix_seed(seed, it, kQuestionerReward),
-                                 static_cast<uint64_t>(resume_step));
+      // Each rank's Reasoner votes draw from a stream of its own (rank 0: the single-process
+      // one). Every rank calls its reward once per step, so each stream has made resume_step
+      // calls.
+      const uint64_t reward_seed = mix_seed(seed, it, kQuestionerReward);
+      RewardFn reward = make_questioner_reward(
+          reasoner, setup, cfg, rank == 0 ? reward_seed : mix_seed(reward_seed, rank),
+          static_cast<uint64_t>(resume_step));
       const std::vector<int64_t> ids =
           build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
       const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, n_images);
       const SamplingOptions sampling =
           to_sampling_options(cfg.questioner.rollout, setup.stop_token);
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " questioner GRPO",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " questioner GRPO",
                           cfg.questioner.steps, "step");
       if (bar && resume_step > 0) bar->set(resume_step);
+      // This rank's share of every update's prompts (all of them with one process).
+      const std::vector<int64_t> mine = dist::update_shard_indices(
+          static_cast<int64_t>(per_step), cfg.grpo.prompts_per_update, rank, world);
       for (int s = static_cast<int>(resume_step); s < cfg.questioner.steps; ++s) {
-        std::vector<PromptInput> prompts(per_step);
-        for (size_t i = 0; i < per_step; ++i) {
-          prompts[i] = {ids, images.load(order[(s * per_step + i) % n_images])};
+        std::vector<PromptInput> prompts(mine.size());
+        for (size_t k = 0; k < mine.size(); ++k) {
+          const size_t i = static_cast<size_t>(mine[k]);
+          prompts[k] = {ids, images.load(order[(s * per_step + i) % n_images])};
         }
         GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,
-                                        mix_seed(seed, it, kQuestionerStep * 100000 + s));
+                                        mix_seed(seed, it, kQuestionerStep * 100000 + s), mine);
         nlohmann::json rec = st.to_json();
         rec["event"] = "step";
         rec["iteration"] = it;
@@ -449,7 +543,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->advance();
         }
         if (opt.after_step) opt.after_step(it, "questioner", s + 1);
-        if ((s + 1) % every == 0 && s + 1 < cfg.questioner.steps) {
+        if (!zero1 && (s + 1) % every == 0 && s + 1 < cfg.questioner.steps) {
           // Data position: the next prompt is order[(s + 1) * per_step]; the reward's RNG
           // stream has made s + 1 calls; every other seed derives from (seed, iteration, step).
           save_state(it, "questioner", s + 1, summary,
@@ -459,8 +553,11 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         }
       }
       summary["questioner_seconds"] = seconds_since(t_q);
-      // Phase end: the new Questioner is final for this iteration.
-      save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+      // Phase end: the new Questioner is final for this iteration (rank 0 writes it; save_state's
+      // barrier holds the others until it is complete).
+      if (dp->is_main()) {
+        save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+      }
       save_state(it, "silver", 0, summary, nlohmann::json::object(), nullptr, nullptr);
     }
 
@@ -481,7 +578,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     if (!silver_restored) {
       const size_t chunk = std::max<size_t>(
           1, static_cast<size_t>(cfg.grpo.generation_batch / cfg.data.vote_samples));
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " silver labels",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " silver labels",
                           static_cast<int64_t>(candidates), "img");
       const size_t first = resume_phase == "silver" ? static_cast<size_t>(resume_step) : 0;
       if (first % chunk != 0 && first < candidates) {
@@ -489,33 +586,59 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
                                  " is not a multiple of the chunk size " + std::to_string(chunk));
       }
       if (bar && first > 0) bar->set(static_cast<int64_t>(first));
-      for (size_t begin = first; begin < candidates; begin += chunk) {
-        const size_t end = std::min(candidates, begin + chunk);
-        std::vector<Tensor> pixels;
-        for (size_t c = begin; c < end; ++c) pixels.push_back(images.load(cand_order[c]));
-        SilverSet part =
-            build_silver_set(questioner, reasoner, setup, cfg, pixels,
-                             mix_seed(seed, it, kSilver * 100000 + begin), images.has_oracle());
+      // Chunk k goes to rank k % world, seeded by its first image as with one process, so the
+      // silver set does not depend on the number of ranks; the parts are gathered at every
+      // state save and at the end, so a saved silver set is always whole.
+      auto add_part = [&silver](SilverSet& part, size_t begin) {
         for (SilverQuestion& q : part.questions) {
           q.image += static_cast<int64_t>(begin);
           silver.questions.push_back(std::move(q));
         }
         silver.kept += part.kept;
-        for (size_t k = 0; k < part.confidence_histogram.size(); ++k) {
-          silver.confidence_histogram[k] += part.confidence_histogram[k];
+        for (size_t h = 0; h < part.confidence_histogram.size(); ++h) {
+          silver.confidence_histogram[h] += part.confidence_histogram[h];
+        }
+      };
+      nlohmann::json my_parts = nlohmann::json::array();
+      for (size_t begin = first, k = first / chunk; begin < candidates; begin += chunk, ++k) {
+        const size_t end = std::min(candidates, begin + chunk);
+        if (static_cast<int>(k % static_cast<size_t>(world)) == rank) {
+          std::vector<Tensor> pixels;
+          for (size_t c = begin; c < end; ++c) pixels.push_back(images.load(cand_order[c]));
+          SilverSet part =
+              build_silver_set(questioner, reasoner, setup, cfg, pixels,
+                               mix_seed(seed, it, kSilver * 100000 + begin), images.has_oracle());
+          if (world > 1) {
+            my_parts.push_back(silver_part_json(part, begin));
+          } else {
+            add_part(part, begin);
+          }
+        }
+        const bool save_now = (k + 1) % static_cast<size_t>(every) == 0 && end < candidates;
+        if (world > 1 && (save_now || end == candidates)) {
+          // Every rank's parts since the last gather, merged in chunk order (a collective: all
+          // ranks walk every chunk and reach it at the same k).
+          std::map<size_t, SilverSet> parts;
+          for (const std::string& text : dp->all_gather_strings(
+                   my_parts.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+            for (const nlohmann::json& j : nlohmann::json::parse(text))
+              parts[j["begin"].get<size_t>()] = silver_part_from_json(j);
+          }
+          for (auto& [part_begin, part] : parts) add_part(part, part_begin);
+          my_parts = nlohmann::json::array();
         }
         if (bar) {
-          bar->set_field("kept", std::to_string(silver.kept));
+          if (world == 1 || save_now) bar->set_field("kept", std::to_string(silver.kept));
           bar->set(static_cast<int64_t>(end));
         }
         if (opt.after_step) opt.after_step(it, "silver", static_cast<int64_t>(end));
-        if ((begin / chunk + 1) % every == 0 && end < candidates) {
+        if (save_now) {
           save_state(it, "silver", static_cast<int64_t>(end), summary,
                      {{"data_position", end}, {"silver", silver_set_to_json(silver)}}, nullptr,
                      nullptr);
         }
       }
-      silver.seconds = seconds_since(t_d);
+      silver.seconds = dp->max(seconds_since(t_d));
     }
     const double kept_fraction =
         candidates > 0 ? static_cast<double>(silver.kept) / static_cast<double>(candidates) : 0.0;
@@ -583,7 +706,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         if (!oracle.empty()) j["oracle_answer"] = optional_json(oracle[i]);
         lines += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
-      write_text_atomically(iter_dir / "silver.jsonl", lines);
+      if (dp->is_main()) write_text_atomically(iter_dir / "silver.jsonl", lines);
     }
     summary["candidates"] = candidates;
     summary["valid_questions"] = valid;
@@ -625,8 +748,9 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     }
     SamplingConfig greedy = cfg.reasoner.rollout;
     greedy.temperature = 0;
+    // (Diagnostics: rank 0 alone answers; the others never print them.)
     auto kept_accuracy = [&](const VLM& model) -> nlohmann::json {
-      if (kept_oracle.empty()) return nullptr;
+      if (kept_oracle.empty() || !dp->is_main()) return nullptr;
       std::vector<std::vector<std::string>> r =
           answer_questions(model, setup, kept_pixels, kept_questions, ReasonerMode::train, 1,
                            greedy, mix_seed(seed, it, kDiagnostics));
@@ -653,7 +777,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       summary["reasoner_phase"] = "skipped";
       summary["reasoner_skip_reason"] = skip_reason;
     } else {
-      GrpoTrainer trainer(reasoner, cfg.grpo);
+      GrpoTrainer trainer(reasoner, cfg.grpo, dp);
       const int64_t first_step = resume_phase == "reasoner" ? resume_step : 0;
       if (first_step > 0) {
         load_train_state(state_path, &reasoner, &trainer.optimizer());
@@ -664,23 +788,26 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, kept.size());
       const SamplingOptions sampling = to_sampling_options(cfg.reasoner.rollout, setup.stop_token);
-      auto bar = make_bar(opt.progress, "iter " + std::to_string(it) + " reasoner GRPO",
+      auto bar = make_bar(progress, "iter " + std::to_string(it) + " reasoner GRPO",
                           cfg.reasoner.steps, "step");
       if (bar && first_step > 0) bar->set(first_step);
+      const std::vector<int64_t> mine = dist::update_shard_indices(
+          static_cast<int64_t>(per_step), cfg.grpo.prompts_per_update, rank, world);
       for (int s = static_cast<int>(first_step); s < cfg.reasoner.steps; ++s) {
-        std::vector<PromptInput> prompts(per_step);
-        std::vector<std::string> labels(per_step);
-        for (size_t i = 0; i < per_step; ++i) {
+        std::vector<PromptInput> prompts(mine.size());
+        std::vector<std::string> labels(mine.size());
+        for (size_t j = 0; j < mine.size(); ++j) {
+          const size_t i = static_cast<size_t>(mine[j]);
           const size_t k = order[(s * per_step + i) % kept.size()];
           const SilverQuestion& q = silver.questions[kept[k]];
-          prompts[i].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
+          prompts[j].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
                                                  q.question, ReasonerMode::train, setup.prompts);
-          prompts[i].pixels = kept_pixels[k];
-          labels[i] = q.label;
+          prompts[j].pixels = kept_pixels[k];
+          labels[j] = q.label;
         }
         GrpoStepStats st = trainer.step(prompts, cfg.reasoner.group_size, sampling,
                                         make_reasoner_reward(setup, cfg, labels),
-                                        mix_seed(seed, it, kReasonerStep * 100000 + s));
+                                        mix_seed(seed, it, kReasonerStep * 100000 + s), mine);
         nlohmann::json rec = st.to_json();
         rec["event"] = "step";
         rec["iteration"] = it;
@@ -693,7 +820,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           bar->advance();
         }
         if (opt.after_step) opt.after_step(it, "reasoner", s + 1);
-        if ((s + 1) % every == 0 && s + 1 < cfg.reasoner.steps) {
+        if (!zero1 && (s + 1) % every == 0 && s + 1 < cfg.reasoner.steps) {
           save_state(it, "reasoner", s + 1, summary,
                      {{"data_position", static_cast<uint64_t>(s + 1) * per_step},
                       {"silver", silver_set_to_json(silver)},
@@ -714,13 +841,16 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           " -> " + (after.is_number() ? fmt("%.3f", after.get<double>()) : "n/a"));
     }
 
-    // ---- the Reasoner's checkpoint, then the completion marker, then the next position ----
-    save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+    // ---- the Reasoner's checkpoint, then the completion marker, then the next position
+    // (rank 0; the others wait) ----
     summary["seconds"] = seconds_since(t_iter);
-    nlohmann::json rec = summary;
-    rec["event"] = "iteration";
-    log.write(rec);
-    write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    if (dp->is_main()) {
+      save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+      nlohmann::json rec = summary;
+      rec["event"] = "iteration";
+      log.write(rec);
+      write_text_atomically(iter_dir / "summary.json", summary.dump(2) + "\n");
+    }
     save_state(it + 1, "questioner", 0, {{"iteration", it + 1}}, nlohmann::json::object(), nullptr,
                nullptr);
     say("[iter " + std::to_string(it) + "/" + std::to_string(iterations) + "] done in " +

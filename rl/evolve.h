@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "rl/config.h"
+#include "runtime/dist/data_parallel.h"
 
 namespace visplay::rl {
 
@@ -47,6 +48,16 @@ struct EvolveOptions {
   // silver-label chunk (phase "silver", step = candidates done), before the state is saved.
   // Tests use it to kill the process at a chosen point; nullptr = none.
   std::function<void(int iteration, const std::string& phase, int64_t step)> after_step;
+  // Data parallel over its ranks (null: one process). Every rank runs the loop on the same
+  // folders: each GRPO step's prompts are shared out over the ranks (each rank generates and
+  // scores its own; the Reasoner's votes for a question stay on the rank that asked it), the
+  // candidate images of the data phase too, and the silver set is gathered so every rank
+  // holds all of it (gathered at every training-state save, too). Rank 0 alone prints, logs
+  // and writes files (checkpoints, the training state); the others wait at a barrier after
+  // each. Resume: every rank reads the state, so out_dir must be on a shared file system.
+  // Under ZeRO-1 (dp->zero1()) no state is saved inside a GRPO phase (the AdamW moments are
+  // sharded), and resuming a mid-GRPO state with it is an error.
+  std::shared_ptr<dist::DataParallel> data_parallel;
 };
 
 struct EvolveResult {

@@ -15,6 +15,8 @@
 #include "model/vlm.h"
 #include "rl/config.h"
 #include "rl/rollout.h"
+#include "runtime/dist/data_parallel.h"
+#include "runtime/dist/zero.h"
 #include "runtime/optim.h"
 
 namespace visplay::rl {
@@ -59,37 +61,57 @@ class GrpoTrainer {
   // Trains `policy` in place. The reference is a deep copy of its weights now (skipped when
   // kl_coef = 0). Throws std::runtime_error for an option the loss kernel cannot do (a KL
   // estimator other than k3).
-  GrpoTrainer(VLM& policy, const GrpoConfig& config);
+  // Data parallel (`dp` with more than one rank): rank 0's weights are broadcast first; each
+  // rank then passes its share of every step's prompts (see step / train_on) and the ranks
+  // together make the update a single process would make on the whole batch. Null: one
+  // process.
+  GrpoTrainer(VLM& policy, const GrpoConfig& config,
+              std::shared_ptr<dist::DataParallel> dp = nullptr);
 
   // Generates group_size rollouts per prompt (seeded by `seed`), scores them with `reward`, and
-  // trains on them (see train_on).
+  // trains on them (see train_on). The reward callback sees this rank's prompts only.
   GrpoStepStats step(const std::vector<PromptInput>& prompts, int64_t group_size,
-                     const SamplingOptions& sampling, const RewardFn& reward, uint64_t seed);
+                     const SamplingOptions& sampling, const RewardFn& reward, uint64_t seed,
+                     const std::vector<int64_t>& global_index = {});
 
   // The update on given rollouts and rewards: prompts are split into mini-batches of
   // prompts_per_update (one optimizer step each, `epochs` passes), each mini-batch into
   // micro-batches of micro_batch_size sequences whose gradients accumulate. Old log-probs are
   // the sampling log-probs when the step makes one update, else they are recomputed with the
   // training forward before the first update (so every ratio compares like with like).
+  // Data parallel: `prompts` are this rank's, global_index[p] their (ascending) positions in
+  // the step's global batch; empty means the ranks' prompts follow each other in rank order.
+  // Mini-batch u is global prompts [u * prompts_per_update, ...) whichever rank holds them
+  // (dist::update_shard_indices spreads every mini-batch over all ranks); the token weights
+  // are normalised by the global mini-batch weight, gradients summed over ranks before
+  // clipping, and the statistics are those of the whole batch.
   GrpoStepStats train_on(const std::vector<PromptInput>& prompts,
                          const std::vector<Generation>& rollouts, int64_t group_size,
-                         const std::vector<double>& rewards);
+                         const std::vector<double>& rewards,
+                         const std::vector<int64_t>& global_index = {});
 
   const VLM& policy() const { return policy_; }
   const VLM* reference() const { return reference_.get(); }
-  AdamW& optimizer() { return *optimizer_; }
+  AdamW& optimizer() { return *optimizer_; }  // without parameters under ZeRO-1
   const GrpoConfig& config() const { return config_; }
   // Updates skipped in a row for a non-finite loss or gradient norm (part of a saved training
   // state, so that a resumed run stops exactly where an uninterrupted one would).
   int64_t nonfinite_in_a_row() const { return nonfinite_in_a_row_; }
   void set_nonfinite_in_a_row(int64_t n) { nonfinite_in_a_row_ = n; }
+  dist::DataParallel& data_parallel() { return *dp_; }
 
  private:
+  // global_index, or the rank-order layout when it is empty; sets the global prompt count.
+  std::vector<int64_t> global_positions(int64_t local, const std::vector<int64_t>& given,
+                                        int64_t* global_count);
   VLM& policy_;
   GrpoConfig config_;
+  std::shared_ptr<dist::DataParallel> dp_;
   std::unique_ptr<VLM> reference_;
   std::vector<Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<dist::ZeroAdamW> zero_;  // ZeRO-1 (dp->zero1()): holds the moments instead
+  void zero_grad();
   int64_t nonfinite_in_a_row_ = 0;
 };
 

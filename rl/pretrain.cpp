@@ -12,6 +12,7 @@
 
 #include "model/sampler.h"
 #include "rl/train_state.h"
+#include "runtime/dist/zero.h"
 #include "runtime/optim.h"
 #include "runtime/progress.h"
 
@@ -170,10 +171,11 @@ SupervisedBatch make_supervised_batch(const VLMConfig& config, const Tokenizer& 
   return batch;
 }
 
-Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch) {
+Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch, int64_t token_count) {
   TokenLogprobs lp = model.token_logprobs(batch.input, batch.targets);
   Tensor total = sum(mul(lp.logprobs, batch.mask));
-  return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, batch.response_tokens)));
+  const int64_t tokens = token_count > 0 ? token_count : batch.response_tokens;
+  return scale(total, -1.0 / static_cast<double>(std::max<int64_t>(1, tokens)));
 }
 
 namespace {
@@ -206,9 +208,22 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
                              " must be positive");
   }
   const auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<dist::DataParallel> dp =
+      o.data_parallel ? o.data_parallel : std::make_shared<dist::DataParallel>();
+  if (dp->size() > o.batch_size) {
+    throw std::runtime_error("pretrain: batch_size " + std::to_string(o.batch_size) +
+                             " is smaller than the " + std::to_string(dp->size()) +
+                             " ranks (each rank needs an example per step)");
+  }
+  const dist::Range shard = dist::shard_range(o.batch_size, dp->rank(), dp->size());
+  dp->broadcast_parameters(model.params().tensors());
   model.params().set_requires_grad(true);
   std::vector<Tensor> params = model.params().tensors();
-  AdamW optimizer(params, AdamWOptions{o.lr, 0.9, 0.95, 1e-8, o.weight_decay});
+  const AdamWOptions adam{o.lr, 0.9, 0.95, o.adam_eps, o.weight_decay};
+  // ZeRO-1: the sharded optimizer holds the moments; the plain one then has no parameters.
+  std::unique_ptr<dist::ZeroAdamW> zero;
+  if (dp->zero1()) zero = std::make_unique<dist::ZeroAdamW>(params, adam, dp);
+  AdamW optimizer(zero ? std::vector<Tensor>{} : params, adam);
   std::vector<world::BenchmarkItem> validation;
   if (o.eval_every > 0 && o.eval_questions > 0) {
     validation = world::sample_benchmark(validation_seed(o.seed), o.eval_questions);
@@ -221,7 +236,17 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
   // Resume: weights, optimizer, position and history from the saved state; the metrics
   // logged after it belong to steps that are redone, so they are cut off.
   const nlohmann::json state_options = pretrain_state_options(o);
-  if (o.resume && !o.state_path.empty() && std::filesystem::exists(o.state_path)) {
+  // Rank 0's view of the folder decides; every rank then loads the same file.
+  const bool load_state =
+      o.resume && !o.state_path.empty() &&
+      dp->max(dp->is_main() && std::filesystem::exists(o.state_path) ? 1.0 : 0.0) > 0;
+  if (load_state) {
+    if (zero) {
+      throw std::runtime_error("pretrain --resume with ZeRO-1 (--zero1): the training state " +
+                               o.state_path +
+                               " holds no sharded AdamW moments; resume without --zero1 "
+                               "(docs/reliability.md)");
+    }
     const nlohmann::json info = read_train_state_info(o.state_path);
     if (info.value("kind", "") != "pretrain") {
       throw std::runtime_error(o.state_path + ": not a pretrain training state");
@@ -255,7 +280,11 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     }
     if (bar) bar->set(result.first_step);
   }
+  // Rank 0 alone writes the state (every rank holds the same weights and moments); the others
+  // wait for it so that no rank runs ahead of a state that may still be incomplete. Under
+  // ZeRO-1 no state is written: each rank holds only its block of the moments.
   auto save_state = [&](int64_t steps_done) {
+    if (zero) return;
     nlohmann::json validation_so_far = nlohmann::json::array();
     for (const auto& [at, acc] : result.validation) validation_so_far.push_back({at, acc});
     const nlohmann::json info = {
@@ -266,28 +295,46 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
         {"validation", validation_so_far},
         {"threads", cpu_thread_count()},
         {"metrics_bytes", log ? std::filesystem::file_size(log->path()) : uintmax_t{0}}};
-    save_train_state(o.state_path, info, &model, &optimizer);
+    if (dp->is_main()) save_train_state(o.state_path, info, &model, &optimizer);
+    dp->barrier();
   };
   for (int64_t step = result.first_step; step < o.steps; ++step) {
     std::vector<sft::Example> examples;
-    for (int64_t i = 0; i < o.batch_size; ++i) {
+    for (int64_t i = shard.begin; i < shard.end; ++i) {  // this rank's share of the batch
       const uint64_t index = static_cast<uint64_t>((step * o.batch_size + i) % o.scenes);
       examples.push_back(sft::sample_example(o.seed, index, o.mix));
     }
     SupervisedBatch batch = make_supervised_batch(model.config(), tokenizer, examples);
     const double lr = lr_at(LrSchedule::cosine, o.lr, step, o.steps, o.warmup, o.min_lr);
+    const int64_t tokens =
+        static_cast<int64_t>(dp->sum(static_cast<double>(batch.response_tokens)));
     optimizer.zero_grad();
-    Tensor loss = supervised_loss(model, batch);
+    if (zero) zero->zero_grad();
+    Tensor loss = supervised_loss(model, batch, tokens);
     loss.backward();
-    const double norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
-    PretrainStep record{step, loss.item(), lr, norm, batch.response_tokens};
+    double norm = 0;
+    if (zero) {
+      norm = zero->reduce_gradients();
+      if (o.grad_clip <= 0) norm = 0;
+    } else {
+      dp->all_reduce_gradients(params);
+      norm = o.grad_clip > 0 ? clip_grad_norm(params, o.grad_clip) : 0.0;
+    }
+    // Each rank's loss is its share of the global mean.
+    PretrainStep record{step, dp->sum(loss.item()), lr, norm, tokens};
     // Stop before a NaN/Inf can reach the weights; the checkpoint of the last
     // validation (written atomically) stays the last good one.
     if (!std::isfinite(record.loss) || !std::isfinite(norm)) {
-      throw std::runtime_error("pretrain: non-finite " + std::string(std::isfinite(record.loss) ? "gradient norm" : "loss") +
-                               " at step " + std::to_string(step) + "; the last saved checkpoint is intact");
+      throw std::runtime_error("pretrain: non-finite " +
+                               std::string(std::isfinite(record.loss) ? "gradient norm" : "loss") +
+                               " at step " + std::to_string(step) +
+                               "; the last saved checkpoint is intact");
     }
-    optimizer.step(lr);
+    if (zero) {
+      zero->step(o.grad_clip, lr);
+    } else {
+      optimizer.step(lr);
+    }
     result.steps.push_back(record);
     smoothed = step == 0 ? record.loss : 0.95 * smoothed + 0.05 * record.loss;
     if (log) {
@@ -304,11 +351,13 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
       EvalOptions eval;
       eval.batch_size = o.eval_batch;
       model.params().set_requires_grad(false);
-      EvalResult r = evaluate_items(model, tokenizer, validation, eval);
+      EvalResult r = evaluate_items(model, tokenizer, validation, eval, dp.get());
       model.params().set_requires_grad(true);
       result.validation.push_back({step + 1, r.report.overall.value()});
       if (bar) bar->set_field("val_acc", r.report.overall.value(), 3);
-      if (o.on_validation) o.on_validation(model, step + 1, r.report.overall.value());
+      if (o.on_validation && dp->is_main())
+        o.on_validation(model, step + 1, r.report.overall.value());
+      dp->barrier();
       if (log) {
         nlohmann::json line = eval_report_json(r);
         line["phase"] = "pretrain_validation";
@@ -419,7 +468,7 @@ EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, cons
 
 EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
                           const std::vector<world::BenchmarkItem>& items,
-                          const EvalOptions& options) {
+                          const EvalOptions& options, dist::DataParallel* dp) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> pixels;
   std::vector<std::string> questions;
@@ -435,7 +484,22 @@ EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
     labeled.push_back(q);
   }
   EvalResult result;
-  result.replies = answer_questions(model, tokenizer, pixels, questions, options);
+  if (dp && dp->distributed()) {
+    // Each rank answers its shard; the replies travel as one JSON array per rank.
+    const dist::Range r =
+        dist::shard_range(static_cast<int64_t>(items.size()), dp->rank(), dp->size());
+    std::vector<Tensor> my_pixels(pixels.begin() + r.begin, pixels.begin() + r.end);
+    std::vector<std::string> my_questions(questions.begin() + r.begin, questions.begin() + r.end);
+    std::vector<std::string> mine =
+        my_questions.empty() ? std::vector<std::string>{}
+                             : answer_questions(model, tokenizer, my_pixels, my_questions, options);
+    for (const std::string& part : dp->all_gather_strings(
+             nlohmann::json(mine).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+      for (const auto& reply : nlohmann::json::parse(part)) result.replies.push_back(reply);
+    }
+  } else {
+    result.replies = answer_questions(model, tokenizer, pixels, questions, options);
+  }
   result.report = score_replies(labeled, result.replies);
   result.blind = blind_baseline(labeled);
   result.seconds = seconds_since(start);

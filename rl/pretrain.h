@@ -24,6 +24,7 @@
 #include "model/tokenizer.h"
 #include "model/vlm.h"
 #include "rl/roles.h"
+#include "runtime/dist/data_parallel.h"
 #include "runtime/metrics_log.h"
 
 namespace visplay::rl {
@@ -53,11 +54,13 @@ struct PretrainOptions {
   int64_t warmup = 100;
   double weight_decay = 0.01;
   double grad_clip = 1.0;
+  double adam_eps = 1e-8;
   sft::ExampleMix mix;
   int64_t eval_every = 500;      // 0: no periodic validation
   int64_t eval_questions = 240;  // validation benchmark (seed + 1000003), greedy
   int64_t eval_batch = 120;
-  // Called after each validation (e.g. to save the checkpoint so far), when set.
+  // Called after each validation (e.g. to save the checkpoint so far), when set; on rank 0
+  // only, while the other ranks wait at a barrier.
   std::function<void(const VLM& model, int64_t step, double accuracy)> on_validation;
   // Crash-safe training state (rl/train_state.h), when state_path is not empty: the weights,
   // the AdamW moments and step, the step reached, the validation history and the metrics log
@@ -72,6 +75,13 @@ struct PretrainOptions {
   // Called after every step (steps done so far), before the state is saved; tests kill the
   // process here.
   std::function<void(int64_t steps_done)> after_step;
+  // Data parallel over its ranks (null: one process): rank 0's weights are broadcast, each
+  // rank takes its shard of every step's batch (dist::shard_range), the loss is normalised
+  // by the whole batch's response tokens and gradients are summed over ranks before
+  // clipping; validation questions are shared out too. Every rank gets the same result.
+  // The training state (state_path) is written by rank 0 and read by every rank on resume;
+  // under ZeRO-1 none is written and resume is an error.
+  std::shared_ptr<dist::DataParallel> data_parallel;
 };
 
 struct PretrainStep {
@@ -104,8 +114,10 @@ SupervisedBatch make_supervised_batch(const VLMConfig& config, const Tokenizer& 
 std::vector<int64_t> example_prompt(const VLMConfig& config, const Tokenizer& tokenizer,
                                     const sft::Example& example);
 
-// Mean response-token cross-entropy of a batch (differentiable).
-Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch);
+// Mean response-token cross-entropy of a batch (differentiable): the sum over its response
+// tokens divided by `token_count` (<= 0: the batch's own response_tokens; data parallel: the
+// whole batch's over every rank).
+Tensor supervised_loss(const VLM& model, const SupervisedBatch& batch, int64_t token_count = 0);
 
 // Trains `model` in place. Metrics (one line per step, and validation lines) go to `log`
 // when given; a progress bar to `progress` when given.
@@ -137,10 +149,12 @@ struct EvalResult {
 // Loads every image of a benchmark (an error names the image), answers, scores.
 EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, const Benchmark& bench,
                               const EvalOptions& options, std::ostream* progress = nullptr);
-// Same on in-memory benchmark items (validation during pretraining, tests).
+// Same on in-memory benchmark items (validation during pretraining, tests). With `dp` over
+// several ranks each rank answers its shard of the items and the replies are gathered, so
+// every rank returns the whole report.
 EvalResult evaluate_items(const VLM& model, const Tokenizer& tokenizer,
                           const std::vector<world::BenchmarkItem>& items,
-                          const EvalOptions& options);
+                          const EvalOptions& options, dist::DataParallel* dp = nullptr);
 
 // The report: {"accuracy", "per_type", "hallucination", "no_answer", "questions", ...the
 // rest of ScoreReport::to_json(), "blind_baseline": {same fields}, "seconds"}.

@@ -23,14 +23,23 @@ SamplingOptions to_sampling_options(const SamplingConfig& config, int64_t stop_t
 std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
                                         int64_t samples_per_prompt, const SamplingOptions& options,
                                         uint64_t seed, int64_t max_batch_sequences,
-                                        GenerationStats* stats) {
+                                        GenerationStats* stats,
+                                        const std::vector<int64_t>* seed_index) {
   if (samples_per_prompt < 1) {
     throw std::runtime_error(
         "generate_groups: samples_per_prompt = " + std::to_string(samples_per_prompt) + " < 1");
   }
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t P = static_cast<int64_t>(prompts.size());
-  const std::vector<uint64_t> seeds = derive_seeds(seed, P * samples_per_prompt);
+  if (seed_index && static_cast<int64_t>(seed_index->size()) != P) {
+    throw std::runtime_error("generate_groups: " + std::to_string(seed_index->size()) +
+                             " seed indices for " + std::to_string(P) + " prompts");
+  }
+  int64_t positions = P;
+  if (seed_index) {
+    for (int64_t g : *seed_index) positions = std::max(positions, g + 1);
+  }
+  const std::vector<uint64_t> seeds = derive_seeds(seed, positions * samples_per_prompt);
   const int64_t per_chunk = std::max<int64_t>(1, max_batch_sequences / samples_per_prompt);
   std::vector<Generation> out;
   out.reserve(static_cast<size_t>(P * samples_per_prompt));
@@ -43,7 +52,8 @@ std::vector<Generation> generate_groups(const VLM& model, const std::vector<Prom
     for (int64_t p = 0; p < end - begin; ++p) {
       for (int64_t j = 0; j < samples_per_prompt; ++j) {
         rows.push_back(p);
-        chunk_seeds.push_back(seeds[(begin + p) * samples_per_prompt + j]);
+        const int64_t at = seed_index ? (*seed_index)[begin + p] : begin + p;
+        chunk_seeds.push_back(seeds[at * samples_per_prompt + j]);
       }
     }
     std::vector<Generation> gens = sample_from(model, prefix, rows, options, chunk_seeds);

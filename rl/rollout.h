@@ -28,10 +28,14 @@ struct GenerationStats {
 // sequence's seed does not depend on the chunking. stats (nullable) accumulates.
 // The sampler bans the image-pad token (fed back, it would be replaced by a visual token); as a
 // guard a sequence is still cut just before any image pad (stopped = false).
+// `seed_index` (data parallel): the position of each prompt in the global batch, so that a
+// prompt gets the seeds it would get in a single-process run of the whole batch; null means
+// 0, 1, 2, ...
 std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
                                         int64_t samples_per_prompt, const SamplingOptions& options,
                                         uint64_t seed, int64_t max_batch_sequences,
-                                        GenerationStats* stats = nullptr);
+                                        GenerationStats* stats = nullptr,
+                                        const std::vector<int64_t>* seed_index = nullptr);
 
 // Per-token values of ragged rows as a right-padded [N, L] f32 tensor (`fill` beyond a row's
 // end), the layout of completion_logprobs.

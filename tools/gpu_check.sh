@@ -2,7 +2,8 @@
 # GPU check, one call on a machine with an NVIDIA GPU (H100/H200): build the kernels for
 # sm_90a, run the cuda-labelled tests (cuda backend vs sim and float64), the kernel
 # benchmarks and, when PyTorch is installed, the same shapes in PyTorch; print a table and
-# save everything under bench/results/. Every step has a timeout; the whole run stays
+# save everything under bench/results/; with 2 GPUs or more also the NCCL all-reduce bus
+# bandwidth (tools/nccl_allreduce_bench.cu). Every step has a timeout; the whole run stays
 # inside 8 minutes. Usage: tools/gpu_check.sh [build-dir]   (default build-gpu)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -117,6 +118,26 @@ else
 fi
 
 step "summary"
+# NCCL all-reduce bandwidth across this machine's GPUs (tools/nccl_allreduce_bench.cu, one
+# process, ncclCommInitAll): only with 2 GPUs or more and libnccl present.
+NGPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
+NCCL_LINE="skipped ($NGPU GPU)"
+if [ "$NGPU" -ge 2 ] && [ $((SECONDS - START)) -lt 420 ]; then
+  step "NCCL all-reduce bandwidth ($NGPU GPUs)"
+  NVCC=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  CUDA_HOME=$(dirname "$(dirname "$NVCC")")
+  if timeout "$(budget 60)" "$NVCC" -O2 -std=c++17 tools/nccl_allreduce_bench.cu -I"$CUDA_HOME/include" \
+      -L"$CUDA_HOME/lib64" -L"$CUDA_HOME/lib" -lnccl -o "$BUILD/bin/nccl_allreduce_bench" >>"$LOG" 2>&1; then
+    NCCL_OUT=$(timeout "$(budget 40)" "$BUILD/bin/nccl_allreduce_bench" 2>&1 | tee -a "$LOG")
+    echo "$NCCL_OUT"
+    NCCL_LINE=$(echo "$NCCL_OUT" | awk '/bus bandwidth \(best\)/ { print $(NF-4) " GB/s over " $(NF-1) " GPUs" }')
+    [ -n "$NCCL_LINE" ] || { NCCL_LINE="FAILED"; status=1; }
+  else
+    say "NCCL benchmark build failed (no libnccl?), see $LOG"
+    NCCL_LINE="build failed"
+  fi
+fi
+
 value() { awk -v n="$1" '$1 == n { print $2; exit }' "$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 {
@@ -138,6 +159,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
   for name in gemm_bf16_cublaslt_4096 gemm_bf16_tiled_4096 attention_bwd_S4096_D128; do
     printf "%-44s %12s\n" "$name" "$(value "$name" "$OURS")"
   done
+  printf "%-44s %12s\n" "nccl all-reduce busbw (best size)" "$NCCL_LINE"
 } | tee -a "$LOG"
 rm -f "$OURS" "$TORCH"
 say ""

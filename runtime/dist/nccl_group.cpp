@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "runtime/cuda_device.h"
 #include "runtime/ops.h"
@@ -19,6 +20,11 @@ namespace {
 
 void check_nccl(ncclResult_t rc, const char* what) {
   if (rc != ncclSuccess) throw std::runtime_error(std::string("NCCL ") + what + " failed: " + ncclGetErrorString(rc));
+}
+
+void check_cuda(cudaError_t rc, const char* what) {
+  if (rc != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA ") + what + " failed: " + cudaGetErrorString(rc));
 }
 
 ncclDataType_t nccl_type(DType t) {
@@ -63,8 +69,16 @@ class NcclProcessGroup final : public ProcessGroup {
     std::vector<int32_t> got = bytes.to_vector<int32_t>();
     for (size_t i = 0; i < sizeof(id); ++i) id.internal[i] = static_cast<char>(got[i]);
     check_nccl(ncclCommInitRank(&comm_, bootstrap->size(), id, bootstrap->rank()), "comm init");
+    // Collectives run on a stream of their own that waits for the compute (default) stream
+    // at each call, so queued gradient buckets reduce while later buckets are still packed.
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream create");
+    check_cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "event create");
   }
-  ~NcclProcessGroup() override { ncclCommDestroy(comm_); }
+  ~NcclProcessGroup() override {
+    ncclCommDestroy(comm_);
+    cudaEventDestroy(ready_);
+    cudaStreamDestroy(stream_);
+  }
 
   int rank() const override { return bootstrap_->rank(); }
   int size() const override { return bootstrap_->size(); }
@@ -73,45 +87,69 @@ class NcclProcessGroup final : public ProcessGroup {
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
     require_cuda_contiguous("all_reduce", t);
-    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_, nullptr),
+    after_compute();
+    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()),
+                             nccl_op(op), comm_, stream_),
                "all_reduce");
-    cuda_synchronize();
+    sync();
   }
   void broadcast(const Tensor& t, int root) override {
     require_cuda_contiguous("broadcast", t);
-    check_nccl(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, nullptr),
+    after_compute();
+    check_nccl(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root,
+                             comm_, stream_),
                "broadcast");
-    cuda_synchronize();
+    sync();
   }
   Tensor all_gather(const Tensor& t) override {
     Tensor src = t.detach().contiguous();
     require_cuda_contiguous("all_gather", src);
+    after_compute();
     Shape shape = src.shape();
     shape.insert(shape.begin(), size());
     Tensor out = Tensor::empty(shape, src.dtype(), src.device());
-    check_nccl(ncclAllGather(src.raw_data(), out.raw_data(), src.numel(), nccl_type(src.dtype()), comm_, nullptr),
+    check_nccl(ncclAllGather(src.raw_data(), out.raw_data(), src.numel(), nccl_type(src.dtype()),
+                             comm_, stream_),
                "all_gather");
-    cuda_synchronize();
+    sync();
     return out;
   }
   Tensor reduce_scatter(const Tensor& t, ReduceOp op) override {
     Tensor src = t.detach().contiguous();
     require_cuda_contiguous("reduce_scatter", src);
+    after_compute();
     if (src.dim() == 0 || src.size(0) % size() != 0)
       op_error("reduce_scatter", "dim 0 of " + shape_str(src.shape()) + " must divide by the group size " +
                                      std::to_string(size()));
     Shape shape = src.shape();
     shape[0] /= size();
     Tensor out = Tensor::empty(shape, src.dtype(), src.device());
-    check_nccl(ncclReduceScatter(src.raw_data(), out.raw_data(), out.numel(), nccl_type(src.dtype()), nccl_op(op),
-                                 comm_, nullptr),
+    check_nccl(ncclReduceScatter(src.raw_data(), out.raw_data(), out.numel(),
+                                 nccl_type(src.dtype()), nccl_op(op), comm_, stream_),
                "reduce_scatter");
-    cuda_synchronize();
+    sync();
     return out;
   }
   void barrier() override { bootstrap_->barrier(); }
 
+  void all_reduce_async(const Tensor& t, ReduceOp op) override {
+    require_cuda_contiguous("all_reduce_async", t);
+    after_compute();
+    check_nccl(ncclAllReduce(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()),
+                             nccl_op(op), comm_, stream_),
+               "all_reduce_async");
+  }
+  void wait() override { sync(); }
+
  private:
+  // The collective stream waits for everything queued so far on the compute stream.
+  void after_compute() {
+    check_cuda(cudaEventRecord(ready_, cudaStreamLegacy), "event record");
+    check_cuda(cudaStreamWaitEvent(stream_, ready_, 0), "stream wait");
+  }
+  void sync() { check_cuda(cudaStreamSynchronize(stream_), "stream synchronize"); }
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
   std::shared_ptr<ProcessGroup> bootstrap_;
   int device_;
   ncclComm_t comm_ = nullptr;

@@ -147,7 +147,34 @@ class MpiProcessGroup final : public ProcessGroup {
 
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier"); }
 
+  void all_reduce_async(const Tensor& t, ReduceOp op) override {
+    require_host_contiguous("all_reduce_async", t);
+    if (t.dtype() == DType::bf16)
+      op_error("all_reduce_async", "bf16 reductions are not supported on MPI: " + t.str());
+    MPI_Request request;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), static_cast<int>(t.numel()),
+                             mpi_type(t.dtype()), mpi_op(op), MPI_COMM_WORLD, &request),
+              "all_reduce_async");
+    pending_.push_back({request, t, op});
+  }
+
+  void wait() override {
+    std::vector<Pending> pending = std::move(pending_);
+    pending_.clear();
+    for (Pending& p : pending) {
+      check_mpi(MPI_Wait(&p.request, MPI_STATUS_IGNORE), "wait");
+      if (p.op == ReduceOp::avg) divide(p.tensor);
+    }
+  }
+
  private:
+  struct Pending {
+    MPI_Request request;
+    Tensor tensor;
+    ReduceOp op;
+  };
+  std::vector<Pending> pending_;
+
   void divide(const Tensor& t) const {
     NoGradGuard no_grad;
     t.copy_(scale(t.detach(), 1.0 / size_));
@@ -155,13 +182,20 @@ class MpiProcessGroup final : public ProcessGroup {
   int rank_ = 0, size_ = 1, local_rank_ = 0;
 };
 
+#endif  // VISPLAY_HAVE_MPI
+
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(v)) return true;
   return false;
 }
 
-#endif  // VISPLAY_HAVE_MPI
+// The job size mpirun announces (1 when unknown).
+int launched_job_size() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return 1;
+}
 
 }  // namespace
 
@@ -185,6 +219,12 @@ std::shared_ptr<ProcessGroup> world_group() {
       return;
     }
 #endif
+    // A build without MPI under mpirun: N copies of a single-process run would all write the
+    // same files, so refuse.
+    if (!mpi_available() && launched_by_mpi() && launched_job_size() > 1)
+      throw std::runtime_error("launched by mpirun with " + std::to_string(launched_job_size()) +
+                               " ranks, but this build has no MPI (configure with "
+                               "-DVISPLAY_MPI=ON and libopenmpi-dev)");
     group = single_process_group();
   });
   return group;

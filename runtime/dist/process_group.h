@@ -29,6 +29,12 @@ class ProcessGroup {
   virtual Tensor reduce_scatter(const Tensor& t, ReduceOp op = ReduceOp::sum) = 0;
   virtual void barrier() = 0;
 
+  // Starts an in-place all-reduce that completes at the next wait(): the tensor must stay
+  // alive and unread until then. Lets a caller queue several buckets at once (MPI:
+  // non-blocking requests; NCCL: the group's own stream). Default: blocking.
+  virtual void all_reduce_async(const Tensor& t, ReduceOp op = ReduceOp::sum) { all_reduce(t, op); }
+  virtual void wait() {}
+
   bool is_main() const { return rank() == 0; }
 };
 

@@ -20,6 +20,7 @@
 #include "model/shapeworld_vocab.h"
 #include "rl/evolve.h"
 #include "rl/pretrain.h"
+#include "runtime/dist/data_parallel.h"
 #include "runtime/metrics_log.h"
 #include "runtime/progress.h"
 #include "tools/cli/command.h"
@@ -139,8 +140,33 @@ void save_plot(const visplay::Image& image, const std::string& path,
   written.push_back(path);
 }
 
+// The evolve options of the demo: the same on every rank.
+visplay::rl::EvolveOptions demo_evolve_options(const DemoOptions& o, const std::string& out,
+                                               const std::string& pool_dir) {
+  visplay::rl::EvolveOptions evolve;
+  evolve.config = demo_config(o);
+  evolve.model_dir = out + "/models/base";
+  evolve.images_dir = pool_dir;
+  evolve.out_dir = out + "/models";
+  evolve.iterations = o.iterations;
+  evolve.data_parallel = visplay::dist::world_data_parallel();
+  return evolve;
+}
+
+// Under mpirun, ranks other than 0 only help with the self-evolution: they wait while rank 0
+// makes the worlds and the base checkpoint, run the loop with it, and leave the evaluations,
+// plots and report to rank 0.
+void run_demo_helper_rank(const DemoOptions& o) {
+  visplay::dist::world_data_parallel()->barrier();
+  visplay::rl::run_evolve(demo_evolve_options(o, o.out, o.out + "/worlds/pool"));
+}
+
 void run_demo(const DemoOptions& o) {
   using namespace visplay;
+  if (!dist::world_data_parallel()->is_main()) {
+    run_demo_helper_rank(o);
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -214,17 +240,13 @@ void run_demo(const DemoOptions& o) {
 
   section("3. VisPlay self-evolution");
   {
-    rl::EvolveOptions evolve;
-    evolve.config = demo_config(o);
-    evolve.model_dir = out + "/models/base";
-    evolve.images_dir = pool_dir;
-    evolve.out_dir = out + "/models";
-    evolve.iterations = o.iterations;
+    rl::EvolveOptions evolve = demo_evolve_options(o, out, pool_dir);
     evolve.console = &std::cout;
     evolve.progress = &std::cerr;
     evolve.config.save(out + "/evolve_config.json");
     std::printf("VisPlay: %d iterations on %lld unlabeled images (config: %s/evolve_config.json)\n",
                 o.iterations, static_cast<long long>(o.pool), out.c_str());
+    evolve.data_parallel->barrier();  // the worlds and the base checkpoint are written
     rl::EvolveResult result = rl::run_evolve(evolve);
     for (int k = result.first_iteration; k <= result.last_iteration; ++k) {
       const std::string reasoner = out + "/models/iter-" + std::to_string(k) + "/reasoner";

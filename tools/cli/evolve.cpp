@@ -13,6 +13,7 @@
 
 #include "model/tokenizer.h"
 #include "rl/config.h"
+#include "runtime/dist/data_parallel.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -27,6 +28,7 @@ struct EvolveCliOptions {
   int checkpoint_every = -1;  // -1: the config's checkpoint_every
   bool resume = false;
   bool quiet = false;
+  bool zero1 = false;
 };
 
 // The preset's values, then every key of the config file on top (a JSON merge patch), then
@@ -100,6 +102,8 @@ void setup_evolve(CLI::App& app) {
                 "Continue a killed or finished run in --out from its saved training state "
                 "(bit-exact on the same machine and thread count; docs/reliability.md)");
   cmd->add_flag("--quiet", opts->quiet, "No per-step lines and no progress bars");
+  cmd->add_flag("--zero1", opts->zero1,
+                "ZeRO-1: shard the AdamW moments over the ranks (under mpirun)");
   cmd->callback([opts] {
     visplay::rl::EvolveOptions o;
     o.config = load_config(*opts);
@@ -109,11 +113,16 @@ void setup_evolve(CLI::App& app) {
     o.out_dir = opts->out;
     o.iterations = opts->iterations;
     o.resume = opts->resume;
+    // Under mpirun: data parallel over every rank, one GPU per rank (docs/distributed.md).
+    o.data_parallel = visplay::dist::world_data_parallel();
+    visplay::dist::select_local_gpu(o.data_parallel->cpu_group());
+    o.data_parallel->set_zero1(opts->zero1);
     if (!opts->quiet) {
       o.console = &std::cout;
       o.progress = &std::cerr;
     }
     visplay::rl::EvolveResult r = visplay::rl::run_evolve(o);
+    if (!o.data_parallel->is_main()) return;
     std::cout << "evolve: iterations " << r.first_iteration << ".." << r.last_iteration
               << " complete in " << opts->out << std::endl;
   });

@@ -14,6 +14,7 @@
 #include "model/checkpoint.h"
 #include "model/file_util.h"
 #include "model/shapeworld_vocab.h"
+#include "runtime/dist/data_parallel.h"
 #include "tools/cli/command.h"
 
 namespace {
@@ -23,20 +24,36 @@ struct PretrainCliOptions {
   std::string size = "base";
   std::string init;  // continue from this checkpoint instead of fresh weights
   bool resume = false;
+  bool zero1 = false;
   visplay::rl::PretrainOptions train;
 };
 
 void run_pretrain(const PretrainCliOptions& o) {
   using namespace visplay;
-  std::filesystem::create_directories(o.out);
-  // The crash-safe training state; a run that left one is continued only on request.
+  // Under mpirun every rank trains on its share of each batch; rank 0 alone prints, logs and
+  // writes the checkpoint and the training state (docs/distributed.md).
+  std::shared_ptr<dist::DataParallel> dp = dist::world_data_parallel();
+  dist::select_local_gpu(dp->cpu_group());
+  dp->set_zero1(o.zero1);
+  const bool main_rank = dp->is_main();
+  if (main_rank) std::filesystem::create_directories(o.out);
+  // The crash-safe training state; a run that left one is continued only on request. Every
+  // rank reads it on --resume (OUT on a shared file system), rank 0 alone writes it.
   const std::string state_path = o.out + "/train_state.safetensors";
-  const bool resuming = o.resume && std::filesystem::exists(state_path);
-  if (!o.resume && std::filesystem::exists(state_path)) {
+  // Rank 0's view decides (a rank that cannot see the file then fails loading it, by name).
+  const bool has_state = dp->max(main_rank && std::filesystem::exists(state_path) ? 1.0 : 0.0) > 0;
+  const bool resuming = o.resume && has_state;
+  if (!o.resume && has_state) {
     throw std::runtime_error(o.out + " holds the training state of an earlier run (" + state_path +
                              "); pass --resume to continue it, or choose another folder");
   }
-  remove_stale_temporaries(o.out);
+  if (resuming && o.zero1) {
+    throw std::runtime_error(
+        "pretrain --resume --zero1: ZeRO-1 shards the AdamW moments over the "
+        "ranks and neither saves nor loads a training state (" +
+        state_path + "); resume without --zero1 (docs/reliability.md)");
+  }
+  if (main_rank) remove_stale_temporaries(o.out);
   auto tokenizer = make_shapeworld_tokenizer();
   VLM model = o.init.empty() ? VLM(rl::shapeworld_model_config(*tokenizer, o.size))
                              : load_checkpoint(o.init);
@@ -46,21 +63,35 @@ void run_pretrain(const PretrainCliOptions& o) {
         o.init + "/config.json: vocab_size " + std::to_string(model.config().decoder.vocab_size) +
         " is not the ShapeWorld vocabulary's " + std::to_string(tokenizer->vocab_size()));
   }
-  std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu\n",
-              o.size.c_str(), static_cast<long long>(model.params().numel()),
-              static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
-              static_cast<unsigned long long>(o.train.seed));
-  std::fflush(stdout);
-  if (resuming) std::printf("pretrain: resuming from %s\n", state_path.c_str());
-  MetricsLog log(o.out + "/metrics.jsonl", /*truncate=*/!resuming);
-  write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
+  if (main_rank) {
+    std::printf("pretrain: %s model, %lld parameters, %lld steps x %lld examples, seed %llu",
+                o.size.c_str(), static_cast<long long>(model.params().numel()),
+                static_cast<long long>(o.train.steps), static_cast<long long>(o.train.batch_size),
+                static_cast<unsigned long long>(o.train.seed));
+    if (dp->distributed())
+      std::printf(", %d ranks (%s)", dp->size(), dp->cpu_group().backend().c_str());
+    std::printf("\n");
+    if (resuming) std::printf("pretrain: resuming from %s\n", state_path.c_str());
+    std::fflush(stdout);
+  }
+  std::unique_ptr<MetricsLog> log;
+  if (main_rank) {
+    log = std::make_unique<MetricsLog>(o.out + "/metrics.jsonl", /*truncate=*/!resuming);
+    write_shapeworld_tokenizer_json(o.out + "/tokenizer.json");
+  }
   // The checkpoint so far is saved at every validation, so a long run that is stopped
   // early still leaves a loadable model.
   rl::PretrainOptions train = o.train;
   train.state_path = state_path;
   train.resume = resuming;
+  train.data_parallel = dp;
   train.on_validation = [&](const VLM& m, int64_t, double) { save_checkpoint(o.out, m); };
-  rl::PretrainResult result = rl::pretrain(model, *tokenizer, train, &log, &std::cerr);
+  rl::PretrainResult result =
+      rl::pretrain(model, *tokenizer, train, log.get(), main_rank ? &std::cerr : nullptr);
+  if (!main_rank) {
+    dp->barrier();  // rank 0 writes the checkpoint
+    return;
+  }
   save_checkpoint(o.out, model);
   nlohmann::json summary = {
       {"command", "visplay pretrain"},
@@ -97,6 +128,8 @@ void run_pretrain(const PretrainCliOptions& o) {
                 static_cast<long long>(o.train.eval_questions));
   }
   std::printf("\ncheckpoint: %s (model.safetensors, config.json, tokenizer.json)\n", o.out.c_str());
+  std::fflush(stdout);
+  dp->barrier();
 }
 
 void setup_pretrain(CLI::App& app) {
@@ -133,6 +166,8 @@ void setup_pretrain(CLI::App& app) {
   cmd->add_flag("--resume", opts->resume,
                 "Continue the run in --out from its training state, bit-exactly (same options "
                 "and thread count; docs/reliability.md)");
+  cmd->add_flag("--zero1", opts->zero1,
+                "ZeRO-1: shard the AdamW moments over the ranks (under mpirun)");
   cmd->add_option("--size", opts->size, "Model size preset")
       ->check(CLI::IsMember({"base", "tiny"}));
   cmd->callback([opts] { run_pretrain(*opts); });
