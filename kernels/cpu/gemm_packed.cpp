@@ -36,7 +36,6 @@ inline vec16 load16(const float* p) {
 inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 
 typedef float vec8 __attribute__((vector_size(32)));
-typedef int32_t ivec8 __attribute__((vector_size(32)));
 
 // dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
 // three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
@@ -45,22 +44,19 @@ __attribute__((always_inline)) inline void transpose8x8(const float* src, int64_
                                                         float* dst, int64_t dst_stride) {
   vec8 r[8], t[8], u[8];
   for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
-  const ivec8 unpack_lo = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi = {2, 10, 3, 11, 6, 14, 7, 15};
-  const ivec8 pair_lo = {0, 1, 8, 9, 4, 5, 12, 13}, pair_hi = {2, 3, 10, 11, 6, 7, 14, 15};
-  const ivec8 lane_lo = {0, 1, 2, 3, 8, 9, 10, 11}, lane_hi = {4, 5, 6, 7, 12, 13, 14, 15};
   for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shuffle(r[i], r[i + 1], unpack_lo);
-    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], unpack_hi);
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
-    u[h + 0] = __builtin_shuffle(t[h + 0], t[h + 2], pair_lo);
-    u[h + 1] = __builtin_shuffle(t[h + 0], t[h + 2], pair_hi);
-    u[h + 2] = __builtin_shuffle(t[h + 1], t[h + 3], pair_lo);
-    u[h + 3] = __builtin_shuffle(t[h + 1], t[h + 3], pair_hi);
+    u[h + 0] = __builtin_shufflevector(t[h + 0], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 1] = __builtin_shufflevector(t[h + 0], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
   }
   for (int c = 0; c < 4; ++c) {
-    vec8 lo = __builtin_shuffle(u[c], u[c + 4], lane_lo);  // column c
-    vec8 hi = __builtin_shuffle(u[c], u[c + 4], lane_hi);  // column c + 4
+    vec8 lo = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);    // column c
+    vec8 hi = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);  // column c + 4
     std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
     std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
   }

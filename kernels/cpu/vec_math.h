@@ -136,7 +136,6 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
 inline void dot8_rows(const float* __restrict q, const float* __restrict x, int64_t stride,
                       int64_t D, float* __restrict out) {
   typedef float vec __attribute__((vector_size(32)));
-  typedef int32_t ivec __attribute__((vector_size(32)));
   vec acc[8];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; ++r) acc[r] = vec{};
@@ -150,16 +149,20 @@ inline void dot8_rows(const float* __restrict q, const float* __restrict x, int6
       acc[r] += qv * xv;
     }
   }
-  const ivec even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
-  const ivec lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
-  const ivec lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
-  vec s01 = __builtin_shuffle(acc[0], acc[1], even) + __builtin_shuffle(acc[0], acc[1], odd);
-  vec s23 = __builtin_shuffle(acc[2], acc[3], even) + __builtin_shuffle(acc[2], acc[3], odd);
-  vec s45 = __builtin_shuffle(acc[4], acc[5], even) + __builtin_shuffle(acc[4], acc[5], odd);
-  vec s67 = __builtin_shuffle(acc[6], acc[7], even) + __builtin_shuffle(acc[6], acc[7], odd);
-  vec s0123 = __builtin_shuffle(s01, s23, lo2) + __builtin_shuffle(s01, s23, hi2);
-  vec s4567 = __builtin_shuffle(s45, s67, lo2) + __builtin_shuffle(s45, s67, hi2);
-  vec total = __builtin_shuffle(s0123, s4567, lo4) + __builtin_shuffle(s0123, s4567, hi4);
+  vec s01 = __builtin_shufflevector(acc[0], acc[1], 0, 8, 2, 10, 4, 12, 6, 14) +
+            __builtin_shufflevector(acc[0], acc[1], 1, 9, 3, 11, 5, 13, 7, 15);
+  vec s23 = __builtin_shufflevector(acc[2], acc[3], 0, 8, 2, 10, 4, 12, 6, 14) +
+            __builtin_shufflevector(acc[2], acc[3], 1, 9, 3, 11, 5, 13, 7, 15);
+  vec s45 = __builtin_shufflevector(acc[4], acc[5], 0, 8, 2, 10, 4, 12, 6, 14) +
+            __builtin_shufflevector(acc[4], acc[5], 1, 9, 3, 11, 5, 13, 7, 15);
+  vec s67 = __builtin_shufflevector(acc[6], acc[7], 0, 8, 2, 10, 4, 12, 6, 14) +
+            __builtin_shufflevector(acc[6], acc[7], 1, 9, 3, 11, 5, 13, 7, 15);
+  vec s0123 = __builtin_shufflevector(s01, s23, 0, 1, 8, 9, 4, 5, 12, 13) +
+              __builtin_shufflevector(s01, s23, 2, 3, 10, 11, 6, 7, 14, 15);
+  vec s4567 = __builtin_shufflevector(s45, s67, 0, 1, 8, 9, 4, 5, 12, 13) +
+              __builtin_shufflevector(s45, s67, 2, 3, 10, 11, 6, 7, 14, 15);
+  vec total = __builtin_shufflevector(s0123, s4567, 0, 1, 2, 3, 8, 9, 10, 11) +
+              __builtin_shufflevector(s0123, s4567, 4, 5, 6, 7, 12, 13, 14, 15);
   std::memcpy(out, &total, sizeof(vec));
 }
 
