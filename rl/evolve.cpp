@@ -411,6 +411,16 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     }
   }
   MetricsLog log(dp->is_main() ? metrics_path : "/dev/null", /*truncate=*/!opt.resume);
+  // One GRPO step of either role: its metrics record and its console line.
+  auto report_step = [&](int it, const char* phase, int step, int steps, const GrpoStepStats& st) {
+    nlohmann::json rec = st.to_json();
+    rec["event"] = "step";
+    rec["iteration"] = it;
+    rec["phase"] = phase;
+    rec["step"] = step;
+    log.write(rec);
+    say(step_line(it, iterations, phase, step, steps, st));
+  };
   const std::string base_dir_abs = base_dir.empty() ? "" : fs::absolute(base_dir).string();
   const int every = cfg.checkpoint_every;
   // Writes the training state (rank 0; every rank holds the same weights, optimizer and silver
@@ -530,13 +540,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         }
         GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,
                                         mix_seed(seed, it, kQuestionerStep * 100000 + s), mine);
-        nlohmann::json rec = st.to_json();
-        rec["event"] = "step";
-        rec["iteration"] = it;
-        rec["phase"] = "questioner";
-        rec["step"] = s + 1;
-        log.write(rec);
-        say(step_line(it, iterations, "questioner", s + 1, cfg.questioner.steps, st));
+        report_step(it, "questioner", s + 1, cfg.questioner.steps, st);
         if (bar) {
           bar->set_field("reward", st.reward_mean, 3);
           bar->set_field("valid", num(st.reward_metrics, "valid_fraction"), 2);
@@ -808,13 +812,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         GrpoStepStats st = trainer.step(prompts, cfg.reasoner.group_size, sampling,
                                         make_reasoner_reward(setup, cfg, labels),
                                         mix_seed(seed, it, kReasonerStep * 100000 + s), mine);
-        nlohmann::json rec = st.to_json();
-        rec["event"] = "step";
-        rec["iteration"] = it;
-        rec["phase"] = "reasoner";
-        rec["step"] = s + 1;
-        log.write(rec);
-        say(step_line(it, iterations, "reasoner", s + 1, cfg.reasoner.steps, st));
+        report_step(it, "reasoner", s + 1, cfg.reasoner.steps, st);
         if (bar) {
           bar->set_field("reward", st.reward_mean, 3);
           bar->advance();
