@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <ostream>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 
 #include "model/sampler.h"
 #include "rl/train_state.h"
+#include "rl/vote.h"
 #include "runtime/dist/zero.h"
 #include "runtime/optim.h"
 #include "runtime/progress.h"
@@ -396,12 +398,16 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
   const PromptConfig used = format.style == ChatStyle::shapeworld ? prompts : PromptConfig{};
   const int64_t visual = model.config().vision.num_visual_tokens();
   SamplingOptions sampling;
-  sampling.greedy = true;
+  sampling.greedy = options.votes <= 0;
+  sampling.temperature = static_cast<float>(options.temperature);
   sampling.max_new_tokens = options.max_new_tokens;
+  const int64_t samples = std::max<int64_t>(1, options.votes);
   sampling.stop_tokens = {stop_token_id(tokenizer)};
   const int64_t total = static_cast<int64_t>(questions.size());
   std::vector<std::string> replies;
   replies.reserve(questions.size());
+  const std::vector<uint64_t> all_seeds =
+      options.votes > 0 ? derive_seeds(options.seed, total * samples) : std::vector<uint64_t>{};
   for (int64_t begin = 0; begin < total; begin += options.batch_size) {
     const int64_t end = std::min(total, begin + options.batch_size);
     std::vector<PromptInput> batch;
@@ -410,16 +416,35 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
           {build_reasoner_prompt(format, tokenizer, visual, questions[i], options.mode, used),
            pixels[i]});
     }
-    std::vector<uint64_t> seeds(batch.size(), 0);
-    std::vector<Generation> out = generate(model, batch, 1, sampling, seeds);
+    // Sample j of question i is seeded by all_seeds[i * samples + j], so a reply does not
+    // depend on the batch size.
+    std::vector<uint64_t> seeds(batch.size() * samples, 0);
+    if (options.votes > 0) {
+      seeds.assign(all_seeds.begin() + begin * samples, all_seeds.begin() + end * samples);
+    }
+    std::vector<Generation> out = generate(model, batch, samples, sampling, seeds);
     // A reply ends at its first stop token: whatever a sampler appends after it is not
     // part of the reply.
     const int64_t stop = stop_token_id(tokenizer);
+    std::vector<std::string> sampled;
     for (const Generation& g : out) {
       auto end_of_reply = std::find(g.tokens.begin(), g.tokens.end(), stop);
       if (end_of_reply != g.tokens.end()) ++end_of_reply;
       std::vector<int64_t> reply(g.tokens.begin(), end_of_reply);
-      replies.push_back(decode_response(tokenizer, reply));
+      sampled.push_back(decode_response(tokenizer, reply));
+    }
+    if (options.votes <= 0) {
+      for (std::string& reply : sampled) replies.push_back(std::move(reply));
+    } else {
+      for (size_t q = 0; q < batch.size(); ++q) {
+        std::span<const std::string> group(sampled.data() + q * samples, samples);
+        const VoteResult vote = majority_vote_responses(group);
+        size_t pick = 0;  // no answer at all: the first reply (scored wrong)
+        if (vote.has_label) {
+          while (vote.bucket_of[pick] != vote.winner) ++pick;
+        }
+        replies.push_back(group[pick]);
+      }
     }
     if (on_batch) on_batch(end, total);
   }

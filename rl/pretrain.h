@@ -130,6 +130,13 @@ struct EvalOptions {
   int64_t batch_size = 100;
   int64_t max_new_tokens = 80;
   ReasonerMode mode = ReasonerMode::train;  // step-by-step prompt
+  // votes > 0: self-consistency (maj@votes) instead of greedy: `votes` replies sampled at
+  // `temperature` per question, the reply kept is the first of the majority answer's bucket
+  // (the silver label VisPlay would assign). Measures how far majority voting can lift the
+  // model above its greedy answers (the ceiling of training on its own votes).
+  int64_t votes = 0;
+  double temperature = 0.7;
+  uint64_t seed = 1;
 };
 
 // Greedy replies (decoded text) of the Reasoner to questions about images, in order.

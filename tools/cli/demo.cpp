@@ -74,14 +74,16 @@ void section(const std::string& title) {
   std::fflush(stdout);
 }
 
-// Evaluates the Reasoner of a checkpoint folder on one benchmark.
+// Evaluates the Reasoner of a checkpoint folder on one benchmark (greedy unless `options`
+// asks for majority votes).
 visplay::rl::EvalResult evaluate_dir(const std::string& model_dir, const visplay::Benchmark& bench,
-                                     const std::string& label) {
+                                     const std::string& label,
+                                     const visplay::rl::EvalOptions& options = {}) {
   using namespace visplay;
   VLM model = load_checkpoint(model_dir);
   auto tokenizer = load_tokenizer(model_dir);
   std::fprintf(stderr, "%s\n", label.c_str());
-  return rl::evaluate_benchmark(model, *tokenizer, bench, rl::EvalOptions{}, &std::cerr);
+  return rl::evaluate_benchmark(model, *tokenizer, bench, options, &std::cerr);
 }
 
 json eval_entry(const visplay::rl::EvalResult& r) {
@@ -213,6 +215,24 @@ void run_demo(const DemoOptions& o) {
   rl::EvalResult base_val = evaluate_dir(out + "/models/base", val, "base on validation");
   rl::EvalResult base_test = evaluate_dir(out + "/models/base", test, "base on test");
   std::printf("base model on the test benchmark:\n%s", rl::eval_table(base_test).c_str());
+  // The self-consistency ceiling: the base's majority answer over the loop's own votes (same
+  // count and temperature as its silver labels). Training the Reasoner toward its majority
+  // answers can at best reach roughly this accuracy, so it bounds the loop's gain.
+  const rl::VisPlayConfig loop_config = demo_config(o);
+  rl::EvalOptions vote_options;
+  vote_options.votes = loop_config.data.vote_samples;
+  vote_options.temperature = loop_config.data.vote_sampling.temperature;
+  vote_options.seed = o.seed;
+  rl::EvalResult base_val_majority =
+      evaluate_dir(out + "/models/base", val, "base majority votes on validation", vote_options);
+  rl::EvalResult base_test_majority =
+      evaluate_dir(out + "/models/base", test, "base majority votes on test", vote_options);
+  std::printf(
+      "self-consistency ceiling: majority of %lld votes at T %.2f scores %.1f%% on test "
+      "(greedy %.1f%%, %+.1f points)\n",
+      static_cast<long long>(vote_options.votes), vote_options.temperature,
+      100 * base_test_majority.report.overall.value(), 100 * base_test.report.overall.value(),
+      100 * (base_test_majority.report.overall.value() - base_test.report.overall.value()));
   metrics.write({{"event", "demo_eval"},
                  {"iteration", 0},
                  {"split", "validation"},
@@ -233,7 +253,14 @@ void run_demo(const DemoOptions& o) {
       {"blind_baseline",
        {{"validation", json::parse(base_val.blind.to_json())},
         {"test", json::parse(base_test.blind.to_json())}}},
-      {"base", {{"validation", eval_entry(base_val)}, {"test", eval_entry(base_test)}}}};
+      {"base", {{"validation", eval_entry(base_val)}, {"test", eval_entry(base_test)}}},
+      {"base_majority",
+       {{"votes", vote_options.votes},
+        {"temperature", vote_options.temperature},
+        {"validation", eval_entry(base_val_majority)},
+        {"test", eval_entry(base_test_majority)},
+        {"test_margin_points", 100 * (base_test_majority.report.overall.value() -
+                                      base_test.report.overall.value())}}}};
   std::vector<double> iters = {0}, val_acc = {base_val.report.overall.value()},
                       test_acc = {base_test.report.overall.value()},
                       halluc = {base_test.report.hallucination.value()};
@@ -311,10 +338,12 @@ void run_demo(const DemoOptions& o) {
     opt.y_min = 0.0;
     opt.y_max = 1.0;
     std::vector<double> blind(iters.size(), base_test.blind.overall.value());
+    std::vector<double> ceiling(iters.size(), base_test_majority.report.overall.value());
     save_plot(plot::line_chart({{"test", iters, test_acc, std::nullopt},
                                 {"validation", iters, val_acc, std::nullopt},
                                 {"test hallucination", iters, halluc, std::nullopt},
-                                {"blind baseline", iters, blind, std::nullopt}},
+                                {"blind baseline", iters, blind, std::nullopt},
+                                {"base majority vote (test)", iters, ceiling, std::nullopt}},
                                opt),
               out + "/plots/accuracy.png", written);
   }

@@ -1,4 +1,4 @@
-// `visplay eval`: greedy answers of a model's Reasoner to every question of a benchmark
+// `visplay eval`: greedy (or, with --votes, majority-vote) answers of a model's Reasoner to every question of a benchmark
 // folder (any folder in the shapeworld.md format), scored against the answers. The
 // Reasoner is prompted step by step (ReasonerMode::train, the mode VisPlay trains); the
 // report gives accuracy, per type, the hallucination slice, replies without \boxed{},
@@ -26,6 +26,9 @@ struct EvalCliOptions {
   int64_t limit = 0;
   std::string replies;
   bool allow_bad_lines = false;
+  int64_t votes = 0;
+  double temperature = 0.7;
+  uint64_t seed = 1;
 };
 
 void run_eval(const EvalCliOptions& o) {
@@ -42,11 +45,18 @@ void run_eval(const EvalCliOptions& o) {
   rl::EvalOptions options;
   options.batch_size = o.batch;
   options.max_new_tokens = o.max_new_tokens;
+  options.votes = o.votes;
+  options.temperature = o.temperature;
+  options.seed = o.seed;
   rl::EvalResult result = rl::evaluate_benchmark(model, *tokenizer, bench, options, &std::cerr);
   nlohmann::json report = rl::eval_report_json(result);
   report["model"] = o.model;
   report["bench"] = o.bench;
-  report["mode"] = "greedy, reasoner step-by-step prompt";
+  report["mode"] = o.votes > 0 ? "majority of " + std::to_string(o.votes) +
+                                     " sampled replies (temperature " +
+                                     std::to_string(o.temperature) +
+                                     "), reasoner step-by-step prompt"
+                               : "greedy, reasoner step-by-step prompt";
   // Malformed lines of questions.jsonl were skipped by read_benchmark (one warning
   // each on stderr); the report names them so a partial score is never mistaken
   // for a full one.
@@ -101,6 +111,13 @@ void setup_eval(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--replies", opts->replies, "Write every reply (JSONL) here");
   cmd->add_option("--limit", opts->limit, "Only the first N questions (0 = all)");
+  cmd->add_option("--votes", opts->votes,
+                  "Self-consistency: score the majority answer of N sampled replies per "
+                  "question instead of the greedy reply (0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", opts->temperature, "Sampling temperature with --votes")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", opts->seed, "Sampling seed with --votes");
   cmd->add_flag("--allow-bad-lines", opts->allow_bad_lines,
                 "Exit 0 even when malformed lines of questions.jsonl were skipped "
                 "(they are always scored without, reported and listed in the report)");
