@@ -35,7 +35,8 @@ bool VLMPolicy::is_vision_parameter(const std::string& name) const {
 Tensor VLMPolicy::prepare_image(const std::string& path) const {
   const VisionConfig& v = model_.config().vision;
   const int size = static_cast<int>(v.image_size);
-  std::vector<float> chw = load_image_for_model(path, size, v.image_mean.data(), v.image_std.data());
+  std::vector<float> chw =
+      load_image_for_model(path, size, v.image_mean.data(), v.image_std.data());
   return Tensor::from_vector(chw, {3, size, size});
 }
 
@@ -79,8 +80,7 @@ struct QwenBatch {
 
 QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput>& prompts,
                           const std::vector<int64_t>& rows,
-                          const std::vector<std::vector<int64_t>>& completions,
-                          const char* where) {
+                          const std::vector<std::vector<int64_t>>& completions, const char* where) {
   const Qwen25VLVisionConfig& v = c.vision;
   int64_t B = static_cast<int64_t>(rows.size()), P = 0, L = 0;
   if (B == 0) throw std::runtime_error(std::string(where) + ": no sequences");
@@ -90,8 +90,7 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
                                " names prompt " + std::to_string(rows[i]) + " of " +
                                std::to_string(prompts.size()));
     P = std::max<int64_t>(P, static_cast<int64_t>(prompts[rows[i]].ids.size()));
-    if (!completions.empty())
-      L = std::max<int64_t>(L, static_cast<int64_t>(completions[i].size()));
+    if (!completions.empty()) L = std::max<int64_t>(L, static_cast<int64_t>(completions[i].size()));
   }
   if (P == 0) throw std::runtime_error(std::string(where) + ": empty prompt");
   const int64_t S = P + L, pad = c.pad_token_id >= 0 ? c.pad_token_id : 0;
@@ -102,7 +101,8 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
   for (int64_t i = 0; i < B; ++i) {
     const PromptInput& p = prompts[rows[i]];
     const int64_t off = P - static_cast<int64_t>(p.ids.size());
-    for (size_t s = 0; s < p.ids.size(); ++s) ids[i * S + off + s] = p.ids[s], mask[i * S + off + s] = 1;
+    for (size_t s = 0; s < p.ids.size(); ++s)
+      ids[i * S + off + s] = p.ids[s], mask[i * S + off + s] = 1;
     if (!completions.empty()) {
       for (size_t k = 0; k < completions[i].size(); ++k) {
         const int64_t t = completions[i][k];
@@ -143,11 +143,14 @@ Qwen25VLCache select_cache_rows(const Qwen25VLCache& cache, const std::vector<in
     Shape shape = cache.k[l].shape();
     shape[0] = R;
     shape[1] = capacity;
-    Tensor k = Tensor::zeros(shape, cache.k[l].dtype()), v = Tensor::zeros(shape, cache.v[l].dtype());
+    Tensor k = Tensor::zeros(shape, cache.k[l].dtype()),
+           v = Tensor::zeros(shape, cache.v[l].dtype());
     for (int64_t r = 0; r < R; ++r) {
-      k.slice(0, r, r + 1).slice(1, 0, cache.length)
+      k.slice(0, r, r + 1)
+          .slice(1, 0, cache.length)
           .copy_(cache.k[l].slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
-      v.slice(0, r, r + 1).slice(1, 0, cache.length)
+      v.slice(0, r, r + 1)
+          .slice(1, 0, cache.length)
           .copy_(cache.v[l].slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
     }
     out.k.push_back(k);
@@ -155,7 +158,8 @@ Qwen25VLCache select_cache_rows(const Qwen25VLCache& cache, const std::vector<in
   }
   out.key_mask = Tensor::zeros({R, capacity}, DType::i32);
   for (int64_t r = 0; r < R; ++r) {
-    out.key_mask.slice(0, r, r + 1).slice(1, 0, cache.length)
+    out.key_mask.slice(0, r, r + 1)
+        .slice(1, 0, cache.length)
         .copy_(cache.key_mask.slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
     out.next_position.push_back(cache.next_position[rows[r]]);
   }
@@ -214,7 +218,8 @@ std::vector<Generation> Qwen25VLPolicy::sample(const std::vector<PromptInput>& p
                              " seeds for " + std::to_string(R) + " sequences");
   if (options.max_new_tokens < 0)
     throw std::runtime_error(std::string(where) + ": max_new_tokens must be >= 0");
-  if (!(options.top_p > 0)) throw std::runtime_error(std::string(where) + ": top_p must be in (0, 1]");
+  if (!(options.top_p > 0))
+    throw std::runtime_error(std::string(where) + ": top_p must be in (0, 1]");
   std::vector<Generation> out(R);
   for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
   if (R == 0 || options.max_new_tokens == 0) return out;
@@ -278,8 +283,7 @@ TokenLogprobs Qwen25VLPolicy::completion_logprobs(
     throw std::runtime_error(std::string(where) + ": " + std::to_string(rows.size()) +
                              " rows but " + std::to_string(completions.size()) + " completions");
   QwenBatch b = make_qwen_batch(model_->config(), prompts, rows, completions, where);
-  const int64_t N = static_cast<int64_t>(rows.size()), P = b.prompt_columns,
-                L = b.ids.size(1) - P;
+  const int64_t N = static_cast<int64_t>(rows.size()), P = b.prompt_columns, L = b.ids.size(1) - P;
   if (L == 0) return {Tensor::zeros({N, 0}), Tensor::zeros({N, 0})};
   std::vector<int64_t> targets(N * L, 0);
   std::vector<float> cmask(N * L, 0.0f);
@@ -291,8 +295,8 @@ TokenLogprobs Qwen25VLPolicy::completion_logprobs(
   Tensor hidden = model_->hidden_states(b.ids, b.mask, b.pixel_values, b.grids);
   // Hidden state at column P-1+k predicts completion token k.
   Tensor h = hidden.slice(1, P - 1, P - 1 + L).to(DType::f32);
-  TokenLogprobs lp = token_logprobs(h, model_->head_weight().to(DType::f32),
-                                    Tensor::from_vector(targets, {N, L}));
+  TokenLogprobs lp =
+      token_logprobs(h, model_->head_weight().to(DType::f32), Tensor::from_vector(targets, {N, L}));
   Tensor mask = Tensor::from_vector(cmask, {N, L});
   return {mul(lp.logprobs, mask), mul(lp.entropy, mask)};
 }

@@ -379,7 +379,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   }
   for (const std::string& dir : {questioner_dir, reasoner_dir}) {
     if (!fs::is_directory(dir))
-      throw std::runtime_error("evolve: model folder " + dir + " does not exist or is not a folder");
+      throw std::runtime_error("evolve: model folder " + dir +
+                               " does not exist or is not a folder");
   }
   const std::string tokenizer_file = (fs::path(questioner_dir) / "tokenizer.json").string();
   if (!fs::exists(tokenizer_file)) {
@@ -547,8 +548,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         for (size_t k = 0; k < mine.size(); ++k) {
           const size_t i = static_cast<size_t>(mine[k]);
           Tensor image = images.load(order[(s * per_step + i) % n_images]);
-          prompts[k] = {build_questioner_prompt(setup.format, *tokenizer, setup.visual_tokens(image),
-                                                setup.prompts),
+          prompts[k] = {build_questioner_prompt(setup.format, *tokenizer,
+                                                setup.visual_tokens(image), setup.prompts),
                         image};
         }
         GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,

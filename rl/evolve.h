@@ -41,7 +41,8 @@ struct EvolveOptions {
   // Starting checkpoint for both roles (with tokenizer.json): a visplay checkpoint or a Hugging
   // Face Qwen2.5-VL directory (model/policy.h's load_policy decides by config.json).
   std::string model_dir;
-  std::string images_dir;  // PNG/JPEG images (recursively), or a ShapeWorld folder with scenes.jsonl
+  std::string
+      images_dir;  // PNG/JPEG images (recursively), or a ShapeWorld folder with scenes.jsonl
   std::string out_dir;
   int iterations = -1;               // iterations to reach in total; -1 = config.iterations
   bool resume = false;               // continue from the training state (or last iteration)

@@ -23,9 +23,9 @@ std::vector<PromptInput> reasoner_prompts(const RoleSetup& setup, const std::vec
   }
   std::vector<PromptInput> prompts(questions.size());
   for (size_t i = 0; i < questions.size(); ++i) {
-    prompts[i].ids = build_reasoner_prompt(setup.format, *setup.tokenizer,
-                                           setup.visual_tokens(images[i]), questions[i], mode,
-                                           setup.prompts);
+    prompts[i].ids =
+        build_reasoner_prompt(setup.format, *setup.tokenizer, setup.visual_tokens(images[i]),
+                              questions[i], mode, setup.prompts);
     prompts[i].pixels = images[i];
   }
   return prompts;
@@ -61,10 +61,10 @@ RoleSetup make_role_setup(const PolicyModel& model, const Tokenizer& tokenizer,
   }
   s.visual_tokens = [&model](const Tensor& image) { return model.visual_tokens(image); };
   if (model.image_pad_token_id() != tokenizer.special_ids().image_pad) {
-    throw std::runtime_error("model image_pad_token_id " + std::to_string(model.image_pad_token_id()) +
-                             " differs from the tokenizer's <|image_pad|> id " +
-                             std::to_string(tokenizer.special_ids().image_pad) + " (" +
-                             tokenizer.origin() + ")");
+    throw std::runtime_error(
+        "model image_pad_token_id " + std::to_string(model.image_pad_token_id()) +
+        " differs from the tokenizer's <|image_pad|> id " +
+        std::to_string(tokenizer.special_ids().image_pad) + " (" + tokenizer.origin() + ")");
   }
   if (tokenizer.vocab_size() > model.vocab_size()) {
     throw std::runtime_error(
@@ -76,12 +76,9 @@ RoleSetup make_role_setup(const PolicyModel& model, const Tokenizer& tokenizer,
   return s;
 }
 
-std::vector<std::vector<AskedQuestion>> ask_questions(const PolicyModel& questioner,
-                                                      const RoleSetup& setup,
-                                                      const std::vector<Tensor>& images,
-                                                      int64_t samples_per_image,
-                                                      const SamplingConfig& sampling,
-                                                      uint64_t seed) {
+std::vector<std::vector<AskedQuestion>> ask_questions(
+    const PolicyModel& questioner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    int64_t samples_per_image, const SamplingConfig& sampling, uint64_t seed) {
   std::vector<PromptInput> prompts(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     prompts[i] = {build_questioner_prompt(setup.format, *setup.tokenizer,
@@ -101,13 +98,10 @@ std::vector<std::vector<AskedQuestion>> ask_questions(const PolicyModel& questio
   return out;
 }
 
-std::vector<std::vector<std::string>> answer_questions(const PolicyModel& reasoner,
-                                                       const RoleSetup& setup,
-                                                       const std::vector<Tensor>& images,
-                                                       const std::vector<std::string>& questions,
-                                                       ReasonerMode mode, int64_t samples,
-                                                       const SamplingConfig& sampling,
-                                                       uint64_t seed) {
+std::vector<std::vector<std::string>> answer_questions(
+    const PolicyModel& reasoner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    const std::vector<std::string>& questions, ReasonerMode mode, int64_t samples,
+    const SamplingConfig& sampling, uint64_t seed) {
   std::vector<PromptInput> prompts = reasoner_prompts(setup, images, questions, mode);
   std::vector<Generation> gens =
       generate_groups(reasoner, prompts, samples, to_sampling_options(sampling, setup.stop_token),
@@ -126,9 +120,8 @@ RewardFn make_questioner_reward(const VLM& reasoner, const RoleSetup& setup,
   auto policy = std::make_shared<VLMPolicy>(reasoner);
   RewardFn inner = make_questioner_reward(*policy, setup, config, seed, first_call);
   return [policy, inner](const std::vector<PromptInput>& prompts,
-                         const std::vector<Generation>& rollouts, int64_t group_size) {
-    return inner(prompts, rollouts, group_size);
-  };
+                         const std::vector<Generation>& rollouts,
+                         int64_t group_size) { return inner(prompts, rollouts, group_size); };
 }
 
 RewardFn make_questioner_reward(const PolicyModel& reasoner, const RoleSetup& setup,
@@ -188,9 +181,8 @@ RewardFn make_questioner_reward(const PolicyModel& reasoner, const RoleSetup& se
 }
 
 SilverSet build_silver_set(const PolicyModel& questioner, const PolicyModel& reasoner,
-                           const RoleSetup& setup,
-                           const VisPlayConfig& config, const std::vector<Tensor>& images,
-                           uint64_t seed, bool with_greedy) {
+                           const RoleSetup& setup, const VisPlayConfig& config,
+                           const std::vector<Tensor>& images, uint64_t seed, bool with_greedy) {
   const auto t0 = std::chrono::steady_clock::now();
   const AnswerOptions answer_opt{config.rewards.answer_no_rule};
   SilverSet set;

@@ -10,11 +10,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <functional>
 
 #include "model/policy.h"
 #include "model/sampler.h"
@@ -52,22 +51,18 @@ struct AskedQuestion {
   std::string output;  // decoded response (stop token dropped)
   ParsedQuestion parsed;
 };
-// samples_per_image questions for each image (prepared by the model: PolicyModel::prepare_image); result[i][j] is
-// sample j of image i.
-std::vector<std::vector<AskedQuestion>> ask_questions(const PolicyModel& questioner, const RoleSetup& setup,
-                                                      const std::vector<Tensor>& images,
-                                                      int64_t samples_per_image,
-                                                      const SamplingConfig& sampling,
-                                                      uint64_t seed);
+// samples_per_image questions for each image (prepared by the model: PolicyModel::prepare_image);
+// result[i][j] is sample j of image i.
+std::vector<std::vector<AskedQuestion>> ask_questions(
+    const PolicyModel& questioner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    int64_t samples_per_image, const SamplingConfig& sampling, uint64_t seed);
 
 // samples Reasoner responses to each (image, question) pair with the mode's prompt;
 // result[i][j] is response j to question i (decoded, stop token dropped).
-std::vector<std::vector<std::string>> answer_questions(const PolicyModel& reasoner, const RoleSetup& setup,
-                                                       const std::vector<Tensor>& images,
-                                                       const std::vector<std::string>& questions,
-                                                       ReasonerMode mode, int64_t samples,
-                                                       const SamplingConfig& sampling,
-                                                       uint64_t seed);
+std::vector<std::vector<std::string>> answer_questions(
+    const PolicyModel& reasoner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    const std::vector<std::string>& questions, ReasonerMode mode, int64_t samples,
+    const SamplingConfig& sampling, uint64_t seed);
 
 // The Questioner's GRPO reward against a frozen Reasoner. `reasoner` must outlive the returned
 // callback; call k (counted from first_call: a resumed run passes the calls already made) uses
@@ -104,9 +99,8 @@ struct SilverSet {
 // data.vote_samples times with the vote prompt; kept = label and c in the band. With
 // with_greedy, each valid question also gets one greedy answer (vote prompt) for diagnostics.
 SilverSet build_silver_set(const PolicyModel& questioner, const PolicyModel& reasoner,
-                           const RoleSetup& setup,
-                           const VisPlayConfig& config, const std::vector<Tensor>& images,
-                           uint64_t seed, bool with_greedy);
+                           const RoleSetup& setup, const VisPlayConfig& config,
+                           const std::vector<Tensor>& images, uint64_t seed, bool with_greedy);
 
 // The Reasoner's GRPO reward: prompts[p] is the training prompt of a question whose silver label
 // is labels[p]. Metrics: silver_match, format_fraction (a complete \boxed{} answer).

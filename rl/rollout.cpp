@@ -98,15 +98,14 @@ std::vector<Generation> generate_groups(const VLM& model, const std::vector<Prom
                                         uint64_t seed, int64_t max_batch_sequences,
                                         GenerationStats* stats,
                                         const std::vector<int64_t>* seed_index) {
-  return generate_groups(VLMPolicy(model), prompts, samples_per_prompt, options,
-                         seed, max_batch_sequences, stats, seed_index);
+  return generate_groups(VLMPolicy(model), prompts, samples_per_prompt, options, seed,
+                         max_batch_sequences, stats, seed_index);
 }
 
 std::vector<std::vector<float>> score_completions(
     const VLM& model, const std::vector<PromptInput>& prompts, const std::vector<int64_t>& rows,
     const std::vector<std::vector<int64_t>>& completions, int64_t micro_batch_size) {
-  return score_completions(VLMPolicy(model), prompts, rows, completions,
-                           micro_batch_size);
+  return score_completions(VLMPolicy(model), prompts, rows, completions, micro_batch_size);
 }
 
 std::vector<std::vector<float>> score_completions(

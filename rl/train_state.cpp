@@ -90,8 +90,8 @@ T field(const nlohmann::json& j, const char* key, const std::string& where) {
 
 }  // namespace
 
-void save_train_state(const std::string& path, const nlohmann::json& info,
-                      const ParamStore* model, AdamW* optimizer) {
+void save_train_state(const std::string& path, const nlohmann::json& info, const ParamStore* model,
+                      AdamW* optimizer) {
   if (optimizer && !model) {
     throw std::runtime_error("save_train_state: an optimizer state needs its model");
   }

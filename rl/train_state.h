@@ -24,8 +24,8 @@ namespace visplay::rl {
 // Writes the state file. `model` and `optimizer` may be null (a loop position between
 // training phases has no optimizer); optimizer parameters must be parameters of `model`.
 // `model`: the trained model's parameters (a PolicyModel's params()).
-void save_train_state(const std::string& path, const nlohmann::json& info,
-                      const ParamStore* model, AdamW* optimizer);
+void save_train_state(const std::string& path, const nlohmann::json& info, const ParamStore* model,
+                      AdamW* optimizer);
 inline void save_train_state(const std::string& path, const nlohmann::json& info, const VLM* model,
                              AdamW* optimizer) {
   save_train_state(path, info, model ? &model->params() : nullptr, optimizer);

@@ -86,9 +86,9 @@ Prompts questioner_prompts(const Qwen25VLPolicy& policy, const fs::path& images)
   EXPECT_EQ(setup.format.name, "qwen");
   for (const char* name : {"img0.png", "img1.png"}) {
     Tensor image = policy.prepare_image((images / name).string());
-    p.prompts.push_back({build_questioner_prompt(setup.format, *p.tok, setup.visual_tokens(image),
-                                                 setup.prompts),
-                         image});
+    p.prompts.push_back(
+        {build_questioner_prompt(setup.format, *p.tok, setup.visual_tokens(image), setup.prompts),
+         image});
   }
   EXPECT_EQ(policy.visual_tokens(p.prompts[0].pixels), 4);
   EXPECT_EQ(policy.visual_tokens(p.prompts[1].pixels), 6);
@@ -116,7 +116,8 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
     tokens += static_cast<int64_t>(g.tokens.size());
   }
   EXPECT_GT(tokens, 6);
-  std::vector<std::vector<float>> scored = score_completions(*policy, p.prompts, rows, completions, 4);
+  std::vector<std::vector<float>> scored =
+      score_completions(*policy, p.prompts, rows, completions, 4);
   for (size_t i = 0; i < gens.size(); ++i) {
     ASSERT_EQ(scored[i].size(), gens[i].tokens.size());
     for (size_t k = 0; k < scored[i].size(); ++k)
@@ -255,10 +256,10 @@ TEST(Qwen25VLEvolve, OneIterationSavesLoadableRolesDeterministically) {
   run("a");
   run("b");
   const fs::path it1 = root / "a" / "iter-1";
-  for (const char* f : {"questioner/config.json", "questioner/model.safetensors",
-                        "questioner/tokenizer.json", "questioner/preprocessor_config.json",
-                        "reasoner/config.json", "reasoner/model.safetensors", "silver.jsonl",
-                        "summary.json"})
+  for (const char* f :
+       {"questioner/config.json", "questioner/model.safetensors", "questioner/tokenizer.json",
+        "questioner/preprocessor_config.json", "reasoner/config.json", "reasoner/model.safetensors",
+        "silver.jsonl", "summary.json"})
     EXPECT_TRUE(fs::exists(it1 / f)) << f;
   // Both roles load back as Qwen2.5-VL with every parameter; the questioner took its update
   // (its weights moved off the base checkpoint's).
