@@ -301,6 +301,44 @@ TEST(Qwen25VLEvolve, OneIterationSavesLoadableRolesDeterministically) {
   fs::remove_all(root);
 }
 
+// A run killed inside iteration 2's Questioner phase and resumed ends with the same weights as
+// an uninterrupted one: iteration 2 restarts from iteration 1's f32 Hugging Face checkpoints
+// and the training state (Qwen2.5-VL weights by name, AdamW moments).
+TEST(Qwen25VLEvolve, KilledAndResumedRunEqualsUninterruptedRun) {
+  testing::use_one_thread();
+  const fs::path root = fresh_dir("resume");
+  write_images(root / "images", 3, 33);
+  EvolveOptions o;
+  o.config = tiny_evolve_config();
+  o.config.questioner.steps = 2;
+  o.model_dir = kModel;
+  o.images_dir = (root / "images").string();
+  o.iterations = 2;
+  o.out_dir = (root / "straight").string();
+  run_evolve(o);
+  struct Killed {};
+  o.out_dir = (root / "killed").string();
+  o.after_step = [](int iteration, const std::string& phase, int64_t step) {
+    if (iteration == 2 && phase == "questioner" && step == 2) throw Killed{};
+  };
+  EXPECT_THROW(run_evolve(o), Killed);
+  EXPECT_EQ(last_complete_iteration(o.out_dir), 1);
+  nlohmann::json at = nlohmann::json::parse(
+      std::ifstream(root / "killed" / "iter-1" / "summary.json"));  // iteration 1 complete
+  EXPECT_EQ(at["iteration"], 1);
+  o.after_step = nullptr;
+  o.resume = true;
+  EvolveResult r = run_evolve(o);
+  EXPECT_EQ(r.first_iteration, 2);
+  EXPECT_EQ(r.last_iteration, 2);
+  for (const char* role : {"questioner", "reasoner"}) {
+    const std::string a = file_bytes(root / "straight" / "iter-2" / role / "model.safetensors");
+    EXPECT_FALSE(a.empty()) << role;
+    EXPECT_TRUE(a == file_bytes(root / "killed" / "iter-2" / role / "model.safetensors")) << role;
+  }
+  fs::remove_all(root);
+}
+
 TEST(Qwen25VLEvolve, BadModelFolderAndEmptyImagesAreClearErrors) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("bad");
