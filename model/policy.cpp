@@ -32,11 +32,13 @@ bool VLMPolicy::is_vision_parameter(const std::string& name) const {
   return name.rfind("vision.", 0) == 0 || name.rfind("projector.", 0) == 0;
 }
 
-Tensor VLMPolicy::prepare_image(const std::string& path) const {
+// As load_image_for_model: a bilinear resize to the model's square size, then normalised CHW.
+Tensor VLMPolicy::prepare_image(const Image& image) const {
   const VisionConfig& v = model_.config().vision;
   const int size = static_cast<int>(v.image_size);
-  std::vector<float> chw =
-      load_image_for_model(path, size, v.image_mean.data(), v.image_std.data());
+  const Image& sized =
+      image.width == size && image.height == size ? image : resize_bilinear(image, size, size);
+  std::vector<float> chw = to_chw_normalized(sized, v.image_mean.data(), v.image_std.data());
   return Tensor::from_vector(chw, {3, size, size});
 }
 
@@ -70,11 +72,15 @@ void VLMPolicy::save(const std::string& dir, const std::string& source_dir) cons
 namespace {
 
 // Left-padded prompt batch of `rows` (indices into prompts) followed by each row's completion
-// (empty for prefill), right padded: ids, mask, and the images in row order.
+// (empty for prefill), right padded: ids, mask, the grid of every row's image in row order,
+// and each distinct prompt's image once (a GRPO group shares one) with, for every image-pad
+// slot of the batch, its row among the encoded visual tokens of those distinct images.
 struct QwenBatch {
   Tensor ids, mask;  // [B, S]
-  Tensor pixel_values;
   std::vector<std::array<int64_t, 3>> grids;
+  Tensor unique_pixels;  // [patches, patch_dim] of the distinct images (undefined: none)
+  std::vector<std::array<int64_t, 3>> unique_grids;
+  Tensor visual_rows;  // [image-pad slots] i64
   int64_t prompt_columns = 0;
 };
 
@@ -97,6 +103,8 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
   std::vector<int64_t> ids(B * S, pad);
   std::vector<int32_t> mask(B * S, 0);
   std::vector<Tensor> images;
+  std::vector<int64_t> visual_rows, first_row(prompts.size(), -1);
+  int64_t unique_tokens = 0;
   QwenBatch b;
   for (int64_t i = 0; i < B; ++i) {
     const PromptInput& p = prompts[rows[i]];
@@ -123,12 +131,24 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
       throw std::runtime_error(std::string(where) + ": prompt " + std::to_string(rows[i]) +
                                " image must be a prepared Qwen2.5-VL image [t, h, w, " +
                                std::to_string(v.patch_dim()) + "], got " + p.pixels.str());
-    b.grids.push_back({p.pixels.size(0), p.pixels.size(1), p.pixels.size(2)});
-    images.push_back(p.pixels.reshape({-1, v.patch_dim()}));
+    const std::array<int64_t, 3> grid = {p.pixels.size(0), p.pixels.size(1), p.pixels.size(2)};
+    const int64_t tokens = grid[0] * grid[1] * grid[2] / v.merge_unit();
+    b.grids.push_back(grid);
+    if (first_row[rows[i]] < 0) {
+      first_row[rows[i]] = unique_tokens;
+      unique_tokens += tokens;
+      b.unique_grids.push_back(grid);
+      images.push_back(p.pixels.reshape({-1, v.patch_dim()}));
+    }
+    for (int64_t t = 0; t < tokens; ++t) visual_rows.push_back(first_row[rows[i]] + t);
   }
   b.ids = Tensor::from_vector(ids, {B, S});
   b.mask = Tensor::from_vector(mask, {B, S});
-  if (!images.empty()) b.pixel_values = images.size() == 1 ? images[0] : concat(images, 0);
+  if (!images.empty()) {
+    b.unique_pixels = images.size() == 1 ? images[0] : concat(images, 0);
+    b.visual_rows =
+        Tensor::from_vector(visual_rows, {static_cast<int64_t>(visual_rows.size())});
+  }
   b.prompt_columns = P;
   return b;
 }
@@ -190,8 +210,8 @@ bool Qwen25VLPolicy::is_vision_parameter(const std::string& name) const {
   return name.rfind("visual.", 0) == 0;
 }
 
-Tensor Qwen25VLPolicy::prepare_image(const std::string& path) const {
-  Qwen25VLPixels px = qwen25vl_preprocess({load_image(path)}, images_);
+Tensor Qwen25VLPolicy::prepare_image(const Image& image) const {
+  Qwen25VLPixels px = qwen25vl_preprocess({image}, images_);
   const auto& g = px.grids.at(0);
   return px.pixel_values.reshape({g[0], g[1], g[2], px.pixel_values.size(1)});
 }
@@ -231,7 +251,8 @@ std::vector<Generation> Qwen25VLPolicy::sample(const std::vector<PromptInput>& p
   QwenBatch b = make_qwen_batch(model_->config(), prompts, all, {}, where);
   const int64_t S = b.prompt_columns;
   Qwen25VLCache prefix;
-  Tensor first = model_->prefill(b.ids, b.mask, b.pixel_values, b.grids, S, &prefix)
+  // Every prompt once: the distinct images are the batch's images, in order.
+  Tensor first = model_->prefill(b.ids, b.mask, b.unique_pixels, b.grids, S, &prefix)
                      .to(DType::f32)
                      .contiguous();
   // Room for every new token except the last, which is sampled but never fed back.
@@ -292,7 +313,12 @@ TokenLogprobs Qwen25VLPolicy::completion_logprobs(
       targets[i * L + k] = completions[i][k];
       cmask[i * L + k] = 1.0f;
     }
-  Tensor hidden = model_->hidden_states(b.ids, b.mask, b.pixel_values, b.grids);
+  // Each distinct image through the vision tower once; its rows looked up (differentiably) for
+  // every sequence that shows it.
+  Tensor visual;
+  if (b.unique_pixels.defined())
+    visual = embedding(model_->encode_images(b.unique_pixels, b.unique_grids), b.visual_rows);
+  Tensor hidden = model_->hidden_states_from_visual(b.ids, b.mask, visual, b.grids);
   // Hidden state at column P-1+k predicts completion token k.
   Tensor h = hidden.slice(1, P - 1, P - 1 + L).to(DType::f32);
   TokenLogprobs lp =

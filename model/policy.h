@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "model/image.h"
 #include "model/qwen25vl.h"
 #include "model/sampler.h"
 #include "model/vlm.h"
@@ -46,9 +47,10 @@ class PolicyModel {
   virtual int64_t image_pad_token_id() const = 0;
   virtual int64_t vocab_size() const = 0;
 
-  // The image file at `path` as this model's input for one image (what PromptInput::pixels
-  // holds). Throws naming the file when it cannot be decoded.
-  virtual Tensor prepare_image(const std::string& path) const = 0;
+  // A decoded image as this model's input for one image (what PromptInput::pixels holds).
+  virtual Tensor prepare_image(const Image& image) const = 0;
+  // The same for an image file. Throws naming the file when it cannot be decoded.
+  Tensor prepare_image_file(const std::string& path) const { return prepare_image(load_image(path)); }
   // Image-pad tokens the prompt needs for a prepared image.
   virtual int64_t visual_tokens(const Tensor& prepared) const = 0;
 
@@ -90,7 +92,7 @@ class VLMPolicy : public PolicyModel {
   bool has_vision() const override { return model_.config().has_vision; }
   int64_t image_pad_token_id() const override { return model_.config().image_pad_token_id; }
   int64_t vocab_size() const override { return model_.config().decoder.vocab_size; }
-  Tensor prepare_image(const std::string& path) const override;
+  Tensor prepare_image(const Image& image) const override;
   int64_t visual_tokens(const Tensor& prepared) const override;
   std::vector<Generation> sample(const std::vector<PromptInput>& prompts,
                                  const std::vector<int64_t>& rows, const SamplingOptions& options,
@@ -126,7 +128,7 @@ class Qwen25VLPolicy : public PolicyModel {
   bool has_vision() const override { return true; }
   int64_t image_pad_token_id() const override { return model_->config().image_token_id; }
   int64_t vocab_size() const override { return model_->config().text.vocab_size; }
-  Tensor prepare_image(const std::string& path) const override;
+  Tensor prepare_image(const Image& image) const override;
   int64_t visual_tokens(const Tensor& prepared) const override;
   std::vector<Generation> sample(const std::vector<PromptInput>& prompts,
                                  const std::vector<int64_t>& rows, const SamplingOptions& options,

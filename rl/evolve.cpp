@@ -60,7 +60,7 @@ struct ImageSet {
   const PolicyModel* model = nullptr;
 
   bool has_oracle() const { return !scenes.empty(); }
-  Tensor load(size_t i) const { return model->prepare_image(paths.at(i)); }
+  Tensor load(size_t i) const { return model->prepare_image_file(paths.at(i)); }
 };
 
 ImageSet open_images(const std::string& dir, const PolicyModel& model) {

@@ -85,7 +85,7 @@ Prompts questioner_prompts(const Qwen25VLPolicy& policy, const fs::path& images)
   RoleSetup setup = make_role_setup(policy, *p.tok, VisPlayConfig());
   EXPECT_EQ(setup.format.name, "qwen");
   for (const char* name : {"img0.png", "img1.png"}) {
-    Tensor image = policy.prepare_image((images / name).string());
+    Tensor image = policy.prepare_image_file((images / name).string());
     p.prompts.push_back(
         {build_questioner_prompt(setup.format, *p.tok, setup.visual_tokens(image), setup.prompts),
          image});
@@ -122,6 +122,16 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
     ASSERT_EQ(scored[i].size(), gens[i].tokens.size());
     for (size_t k = 0; k < scored[i].size(); ++k)
       EXPECT_NEAR(scored[i][k], gens[i].logprobs[k], 2e-4) << "seq " << i << " token " << k;
+  }
+  // Sequences of different prompts interleaved (each distinct image is still encoded once and
+  // looked up per sequence): the same log-probs.
+  std::vector<int64_t> mixed_rows(rows.rbegin(), rows.rend());
+  std::vector<std::vector<int64_t>> mixed(completions.rbegin(), completions.rend());
+  std::vector<std::vector<float>> rescored =
+      score_completions(*policy, p.prompts, mixed_rows, mixed, 5);
+  for (size_t i = 0; i < gens.size(); ++i) {
+    const std::vector<float>& back = rescored[gens.size() - 1 - i];
+    for (size_t k = 0; k < back.size(); ++k) EXPECT_NEAR(back[k], scored[i][k], 1e-5);
   }
   // One prompt per chunk: the same samples (seeds do not depend on the chunking).
   std::vector<Generation> chunked = generate_groups(*policy, p.prompts, 3, opt, 77, 3);

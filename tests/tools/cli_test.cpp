@@ -150,7 +150,8 @@ TEST_F(Cli, BadInputFailsWithAMessage) {
 
 // A Hugging Face Qwen2.5-VL directory (the tiny random fixture of tools/gen_qwen25vl_fixture.py)
 // through `visplay evolve`: one iteration on a plain folder of images saves both roles in the
-// Hugging Face layout; a missing model folder and an empty image folder fail naming them.
+// Hugging Face layout, and `visplay eval` scores the base and the trained Reasoner; a missing
+// model folder and an empty image folder fail naming them.
 TEST_F(Cli, EvolveOnAQwen25VLDirectory) {
   const std::string model = std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/qwen25vl_tiny";
   RunResult w = run("world --out " + path("pool") + " --scenes 3 --seed 2");
@@ -175,6 +176,15 @@ TEST_F(Cli, EvolveOnAQwen25VLDirectory) {
     EXPECT_EQ(read_json(dir / "config.json")["model_type"], "qwen2_5_vl") << role;
     EXPECT_TRUE(fs::exists(dir / "model.safetensors")) << role;
     EXPECT_TRUE(fs::exists(dir / "tokenizer.json")) << role;
+  }
+  // `visplay eval` takes the same directory (its own processor settings), and a trained role.
+  RunResult lab = run("world --out " + path("lab") + " --scenes 2 --seed 3 --labeled");
+  ASSERT_EQ(lab.exit_code, 0) << lab.output;
+  for (const std::string& m : {model, path("run/iter-1/reasoner")}) {
+    RunResult ev = run("eval --model " + m + " --bench " + path("lab") +
+                       " --max-new-tokens 4 --out " + path("report.json"));
+    ASSERT_EQ(ev.exit_code, 0) << ev.output;
+    EXPECT_EQ(read_json(dir_ / "report.json")["questions"], 2) << ev.output;
   }
   RunResult missing = run("evolve --model " + path("nope") + " --images " + path("pool/images") +
                           " --out " + path("run2") + tiny);
