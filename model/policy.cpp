@@ -146,8 +146,7 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
   b.mask = Tensor::from_vector(mask, {B, S});
   if (!images.empty()) {
     b.unique_pixels = images.size() == 1 ? images[0] : concat(images, 0);
-    b.visual_rows =
-        Tensor::from_vector(visual_rows, {static_cast<int64_t>(visual_rows.size())});
+    b.visual_rows = Tensor::from_vector(visual_rows, {static_cast<int64_t>(visual_rows.size())});
   }
   b.prompt_columns = P;
   return b;

@@ -50,7 +50,9 @@ class PolicyModel {
   // A decoded image as this model's input for one image (what PromptInput::pixels holds).
   virtual Tensor prepare_image(const Image& image) const = 0;
   // The same for an image file. Throws naming the file when it cannot be decoded.
-  Tensor prepare_image_file(const std::string& path) const { return prepare_image(load_image(path)); }
+  Tensor prepare_image_file(const std::string& path) const {
+    return prepare_image(load_image(path));
+  }
   // Image-pad tokens the prompt needs for a prepared image.
   virtual int64_t visual_tokens(const Tensor& prepared) const = 0;
 

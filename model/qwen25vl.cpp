@@ -639,8 +639,7 @@ Tensor Qwen25VL::hidden_states_from_visual(const Tensor& input_ids, const Tensor
   Tensor positions = rope_index(input_ids, attention_mask, grids);  // checks the pad runs
   Tensor key_mask =
       attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
-  return decode(embed_visual(input_ids, visual), positions.to_vector<int64_t>(), key_mask,
-                nullptr);
+  return decode(embed_visual(input_ids, visual), positions.to_vector<int64_t>(), key_mask, nullptr);
 }
 
 Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask,

@@ -217,7 +217,7 @@ TEST(Roles, InvalidUtf8BecomesReplacementCharacters) {
             "\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
   EXPECT_EQ(replace_invalid_utf8("a\xE2\x82"), "a" + r);          // cut 3-byte character: one
   EXPECT_EQ(replace_invalid_utf8("\xE2\x82x\x83"), r + "x" + r);  // stray continuation byte
-  EXPECT_EQ(replace_invalid_utf8("\xC0\xAF"), r + r);              // overlong lead, then stray
+  EXPECT_EQ(replace_invalid_utf8("\xC0\xAF"), r + r);             // overlong lead, then stray
   EXPECT_EQ(replace_invalid_utf8("\xED\xA0\x80"), r + r + r);     // surrogate: no valid prefix
   EXPECT_EQ(replace_invalid_utf8("\xF0\x9F\x98"), r);
   EXPECT_EQ(replace_invalid_utf8("\xFF"), r);
