@@ -182,6 +182,18 @@ TEST(Qwen25VLPolicy, GrpoRaisesTheRewardedResponse) {
   // The reference kept the starting weights.
   std::vector<std::vector<float>> ref = score(*trainer.reference_policy());
   EXPECT_NEAR(sum_of(ref[0]), sum_of(before[0]), 1e-5);
+  // grpo.train_vision_tower = false freezes every visual.* tensor, and only those.
+  const std::vector<float> merger =
+      policy->params().get("visual.merger.mlp.0.weight").to_vector<float>();
+  const std::vector<float> lm =
+      policy->params().get("model.layers.1.mlp.up_proj.weight").to_vector<float>();
+  // (Sampling log-probs of the current weights: ratios start at 1, nothing clipped.)
+  for (size_t j = 0; j < rollouts.size(); ++j) rollouts[j].logprobs = after[j];
+  g.train_vision_tower = false;
+  GrpoTrainer frozen(*policy, g);
+  frozen.train_on(p.prompts, rollouts, 4, {1.0, 0.0, 0.0, 0.0});
+  EXPECT_EQ(policy->params().get("visual.merger.mlp.0.weight").to_vector<float>(), merger);
+  EXPECT_NE(policy->params().get("model.layers.1.mlp.up_proj.weight").to_vector<float>(), lm);
   fs::remove_all(root);
 }
 
