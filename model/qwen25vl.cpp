@@ -565,6 +565,13 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
 
 Tensor Qwen25VL::embed(const Tensor& input_ids, const Tensor& pixel_values,
                        const std::vector<std::array<int64_t, 3>>& grids) const {
+  if (grids.empty()) return embed_visual(input_ids, Tensor());
+  if (!pixel_values.defined())
+    throw std::runtime_error("Qwen25VL::embed: image grids given without pixel_values");
+  return embed_visual(input_ids, encode_images(pixel_values, grids));
+}
+
+Tensor Qwen25VL::embed_visual(const Tensor& input_ids, const Tensor& visual_tokens) const {
   const DecoderConfig& t = config_.text;
   const char* where = "Qwen25VL::embed";
   const Tensor& embed_w = params_.get("model.embed_tokens.weight");
@@ -573,11 +580,10 @@ Tensor Qwen25VL::embed(const Tensor& input_ids, const Tensor& pixel_values,
     if (id < 0 || id >= t.vocab_size)
       throw std::runtime_error(std::string(where) + ": token id " + std::to_string(id) +
                                " outside the vocabulary of " + std::to_string(t.vocab_size));
-  if (grids.empty()) return embedding(embed_w, Tensor::from_vector(ids, input_ids.shape()));
-  if (!pixel_values.defined())
-    throw std::runtime_error(std::string(where) + ": image grids given without pixel_values");
+  if (!visual_tokens.defined())
+    return embedding(embed_w, Tensor::from_vector(ids, input_ids.shape()));
   // A row lookup into [embedding table; visual tokens], so gradients reach both.
-  Tensor visual = encode_images(pixel_values, grids).to(embed_w.dtype());
+  Tensor visual = visual_tokens.to(embed_w.dtype());
   int64_t k = 0;
   for (int64_t& id : ids)
     if (id == config_.image_token_id) id = t.vocab_size + k++;
@@ -625,6 +631,15 @@ Tensor Qwen25VL::hidden_states(const Tensor& input_ids, const Tensor& attention_
       attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
   return decode(embed(input_ids, pixel_values, grids), positions.to_vector<int64_t>(), key_mask,
                 nullptr);
+}
+
+Tensor Qwen25VL::hidden_states_from_visual(const Tensor& input_ids, const Tensor& attention_mask,
+                                           const Tensor& visual,
+                                           const std::vector<std::array<int64_t, 3>>& grids) const {
+  Tensor positions = rope_index(input_ids, attention_mask, grids);  // checks the pad runs
+  Tensor key_mask =
+      attention_mask.defined() ? attention_mask.to(DType::i32).contiguous() : Tensor();
+  return decode(embed_visual(input_ids, visual), positions.to_vector<int64_t>(), key_mask, nullptr);
 }
 
 Tensor Qwen25VL::logits(const Tensor& input_ids, const Tensor& attention_mask,

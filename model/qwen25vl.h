@@ -175,6 +175,14 @@ class Qwen25VL {
                        const Tensor& pixel_values,
                        const std::vector<std::array<int64_t, 3>>& grids) const;
 
+  // hidden_states with the visual tokens given instead of pixels: visual [image-pad tokens,
+  // out_hidden], row k replacing the batch's k-th image-pad token (row by row); grids, one per
+  // image in that order, place the M-RoPE positions. Lets a caller encode each distinct image
+  // once and look its rows up for every sequence that shows it (GRPO groups).
+  Tensor hidden_states_from_visual(const Tensor& input_ids, const Tensor& attention_mask,
+                                   const Tensor& visual,
+                                   const std::vector<std::array<int64_t, 3>>& grids) const;
+
   const Tensor& head_weight() const;
   // log p(targets[b, s] | tokens <= s) [B, S] through the fused LM-head op
   // (never materialising the logits), plus the entropies: what GRPO scores.
@@ -201,6 +209,8 @@ class Qwen25VL {
   // Input embeddings [B, S, D] with image-pad rows replaced by the visual tokens.
   Tensor embed(const Tensor& input_ids, const Tensor& pixel_values,
                const std::vector<std::array<int64_t, 3>>& grids) const;
+  // The same with the visual tokens given (undefined: text only).
+  Tensor embed_visual(const Tensor& input_ids, const Tensor& visual_tokens) const;
   // The decoder stack + final norm on embeddings with M-RoPE positions [3, B, S].
   Tensor decode(Tensor x, const std::vector<int64_t>& positions, const Tensor& key_mask,
                 Qwen25VLCache* cache) const;

@@ -15,9 +15,9 @@
 
 #include "data/benchmark.h"
 #include "data/shapeworld.h"
-#include "model/checkpoint.h"
 #include "model/file_util.h"
 #include "model/image.h"
+#include "model/policy.h"
 #include "model/tokenizer.h"
 #include "rl/diagnostics.h"
 #include "rl/grpo_trainer.h"
@@ -52,25 +52,20 @@ enum SeedStream : uint64_t {
 };
 
 // The unlabeled images: a ShapeWorld folder (scenes.jsonl lists the images and carries the
-// scenes for the oracle) or any folder of PNG/JPEG files.
+// scenes for the oracle) or any folder of PNG/JPEG files. Each is prepared for the model when
+// it is used (PolicyModel::prepare_image).
 struct ImageSet {
   std::vector<std::string> paths;
   std::vector<world::Scene> scenes;  // empty without an oracle
-  int size = 0;
-  std::array<float, 3> mean{}, std{};
+  const PolicyModel* model = nullptr;
 
   bool has_oracle() const { return !scenes.empty(); }
-  Tensor load(size_t i) const {
-    std::vector<float> chw = load_image_for_model(paths.at(i), size, mean.data(), std.data());
-    return Tensor::from_vector(chw, {3, size, size});
-  }
+  Tensor load(size_t i) const { return model->prepare_image_file(paths.at(i)); }
 };
 
-ImageSet open_images(const std::string& dir, const VisionConfig& vision) {
+ImageSet open_images(const std::string& dir, const PolicyModel& model) {
   ImageSet set;
-  set.size = static_cast<int>(vision.image_size);
-  set.mean = vision.image_mean;
-  set.std = vision.image_std;
+  set.model = &model;
   if (fs::exists(fs::path(dir) / "scenes.jsonl")) {
     for (const PoolImage& p : read_scenes(dir)) {
       set.paths.push_back((fs::path(dir) / p.image).string());
@@ -382,16 +377,34 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     questioner_dir =
         (fs::path(opt.out_dir) / ("iter-" + std::to_string(start)) / "questioner").string();
   }
+  for (const std::string& dir : {questioner_dir, reasoner_dir}) {
+    if (!fs::is_directory(dir))
+      throw std::runtime_error("evolve: model folder " + dir +
+                               " does not exist or is not a folder");
+  }
   const std::string tokenizer_file = (fs::path(questioner_dir) / "tokenizer.json").string();
   if (!fs::exists(tokenizer_file)) {
     throw std::runtime_error("checkpoint " + questioner_dir +
                              " has no tokenizer.json (the roles need its vocabulary)");
   }
   std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(tokenizer_file);
-  VLM questioner = load_checkpoint(questioner_dir);
-  VLM reasoner = load_checkpoint(reasoner_dir);
+  // Each role behind the policy interface: the demo VLM or a Qwen2.5-VL directory.
+  std::unique_ptr<PolicyModel> questioner_model = load_policy(questioner_dir);
+  std::unique_ptr<PolicyModel> reasoner_model = load_policy(reasoner_dir);
+  if (questioner_model->kind() != reasoner_model->kind()) {
+    throw std::runtime_error("evolve: " + questioner_dir + " holds a " + questioner_model->kind() +
+                             " model but " + reasoner_dir + " a " + reasoner_model->kind() +
+                             " one");
+  }
+  // Qwen2.5-VL images: the config's area bounds (the reference resizes to 512^2..2048^2).
+  for (PolicyModel* m : {questioner_model.get(), reasoner_model.get()}) {
+    if (auto* q = dynamic_cast<Qwen25VLPolicy*>(m))
+      q->set_pixel_bounds(cfg.images.min_pixels, cfg.images.max_pixels);
+  }
+  PolicyModel& questioner = *questioner_model;
+  PolicyModel& reasoner = *reasoner_model;
   const RoleSetup setup = make_role_setup(questioner, *tokenizer, cfg);
-  const ImageSet images = open_images(opt.images_dir, questioner.config().vision);
+  const ImageSet images = open_images(opt.images_dir, questioner);
 
   // Rank 0 alone writes files and logs; the other ranks' records go nowhere.
   const fs::path open_iteration = fs::path(opt.out_dir) / ("iter-" + std::to_string(start));
@@ -429,7 +442,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   // the iteration's summary so far.
   auto save_state = [&](int iteration, const std::string& phase, int64_t step,
                         const nlohmann::json& summary_so_far, const nlohmann::json& position,
-                        const VLM* model, GrpoTrainer* trainer) {
+                        const ParamStore* model, GrpoTrainer* trainer) {
     if (dp->is_main()) {
       nlohmann::json info = {{"kind", "evolve"},
                              {"iteration", iteration},
@@ -509,7 +522,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       // The trainer's reference is the phase's starting weights (loaded above); the trained
       // weights and the optimizer come from the state (every rank loads the same file).
       if (resume_step > 0) {
-        load_train_state(state_path, &questioner, &trainer.optimizer());
+        load_train_state(state_path, &questioner.params(), &trainer.optimizer());
         trainer.set_nonfinite_in_a_row(
             info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
@@ -520,8 +533,6 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       RewardFn reward = make_questioner_reward(
           reasoner, setup, cfg, rank == 0 ? reward_seed : mix_seed(reward_seed, rank),
           static_cast<uint64_t>(resume_step));
-      const std::vector<int64_t> ids =
-          build_questioner_prompt(setup.format, *tokenizer, setup.num_visual_tokens, setup.prompts);
       const std::vector<size_t> order = permutation(n_images, mix_seed(seed, it, kQuestionerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, n_images);
       const SamplingOptions sampling =
@@ -536,7 +547,10 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         std::vector<PromptInput> prompts(mine.size());
         for (size_t k = 0; k < mine.size(); ++k) {
           const size_t i = static_cast<size_t>(mine[k]);
-          prompts[k] = {ids, images.load(order[(s * per_step + i) % n_images])};
+          Tensor image = images.load(order[(s * per_step + i) % n_images]);
+          prompts[k] = {build_questioner_prompt(setup.format, *tokenizer,
+                                                setup.visual_tokens(image), setup.prompts),
+                        image};
         }
         GrpoStepStats st = trainer.step(prompts, cfg.questioner.group_size, sampling, reward,
                                         mix_seed(seed, it, kQuestionerStep * 100000 + s), mine);
@@ -553,14 +567,14 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           save_state(it, "questioner", s + 1, summary,
                      {{"data_position", static_cast<uint64_t>(s + 1) * per_step},
                       {"rng", {{"questioner_reward_calls", s + 1}}}},
-                     &questioner, &trainer);
+                     &questioner.params(), &trainer);
         }
       }
       summary["questioner_seconds"] = seconds_since(t_q);
       // Phase end: the new Questioner is final for this iteration (rank 0 writes it; save_state's
       // barrier holds the others until it is complete).
       if (dp->is_main()) {
-        save_checkpoint((iter_dir / "questioner").string(), questioner, tokenizer_file);
+        questioner.save((iter_dir / "questioner").string(), questioner_dir);
       }
       save_state(it, "silver", 0, summary, nlohmann::json::object(), nullptr, nullptr);
     }
@@ -753,7 +767,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     SamplingConfig greedy = cfg.reasoner.rollout;
     greedy.temperature = 0;
     // (Diagnostics: rank 0 alone answers; the others never print them.)
-    auto kept_accuracy = [&](const VLM& model) -> nlohmann::json {
+    auto kept_accuracy = [&](const PolicyModel& model) -> nlohmann::json {
       if (kept_oracle.empty() || !dp->is_main()) return nullptr;
       std::vector<std::vector<std::string>> r =
           answer_questions(model, setup, kept_pixels, kept_questions, ReasonerMode::train, 1,
@@ -784,7 +798,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
       GrpoTrainer trainer(reasoner, cfg.grpo, dp);
       const int64_t first_step = resume_phase == "reasoner" ? resume_step : 0;
       if (first_step > 0) {
-        load_train_state(state_path, &reasoner, &trainer.optimizer());
+        load_train_state(state_path, &reasoner.params(), &trainer.optimizer());
         trainer.set_nonfinite_in_a_row(
             info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
@@ -804,8 +818,9 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
           const size_t i = static_cast<size_t>(mine[j]);
           const size_t k = order[(s * per_step + i) % kept.size()];
           const SilverQuestion& q = silver.questions[kept[k]];
-          prompts[j].ids = build_reasoner_prompt(setup.format, *tokenizer, setup.num_visual_tokens,
-                                                 q.question, ReasonerMode::train, setup.prompts);
+          prompts[j].ids =
+              build_reasoner_prompt(setup.format, *tokenizer, setup.visual_tokens(kept_pixels[k]),
+                                    q.question, ReasonerMode::train, setup.prompts);
           prompts[j].pixels = kept_pixels[k];
           labels[j] = q.label;
         }
@@ -823,7 +838,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
                      {{"data_position", static_cast<uint64_t>(s + 1) * per_step},
                       {"silver", silver_set_to_json(silver)},
                       {"accuracy_before", accuracy_before}},
-                     &reasoner, &trainer);
+                     &reasoner.params(), &trainer);
         }
       }
       summary["reasoner_phase"] = "trained";
@@ -843,7 +858,7 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     // (rank 0; the others wait) ----
     summary["seconds"] = seconds_since(t_iter);
     if (dp->is_main()) {
-      save_checkpoint((iter_dir / "reasoner").string(), reasoner, tokenizer_file);
+      reasoner.save((iter_dir / "reasoner").string(), questioner_dir);
       nlohmann::json rec = summary;
       rec["event"] = "iteration";
       log.write(rec);

@@ -7,8 +7,9 @@
 // Output folder:
 //   config.json             the effective configuration
 //   metrics.jsonl           one record per step / phase / iteration ("event" says which)
-//   iter-K/questioner/      checkpoint (model.safetensors, config.json, tokenizer.json),
-//                           written when the questioner phase ends
+//   iter-K/questioner/      checkpoint (model.safetensors, config.json, tokenizer.json; for a
+//                           Qwen2.5-VL start, the Hugging Face layout in f32 with the tokenizer
+//                           and processor files), written when the questioner phase ends
 //   iter-K/reasoner/        checkpoint
 //   iter-K/silver.jsonl     the candidate questions, their votes, labels, c, kept
 //   iter-K/summary.json     written last: marks iteration K complete
@@ -37,8 +38,11 @@ namespace visplay::rl {
 
 struct EvolveOptions {
   VisPlayConfig config;
-  std::string model_dir;   // starting checkpoint for both roles (with tokenizer.json)
-  std::string images_dir;  // images (recursively), or a ShapeWorld folder with scenes.jsonl
+  // Starting checkpoint for both roles (with tokenizer.json): a visplay checkpoint or a Hugging
+  // Face Qwen2.5-VL directory (model/policy.h's load_policy decides by config.json).
+  std::string model_dir;
+  std::string
+      images_dir;  // PNG/JPEG images (recursively), or a ShapeWorld folder with scenes.jsonl
   std::string out_dir;
   int iterations = -1;               // iterations to reach in total; -1 = config.iterations
   bool resume = false;               // continue from the training state (or last iteration)

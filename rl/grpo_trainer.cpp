@@ -17,10 +17,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-bool is_vision_parameter(const std::string& name) {
-  return name.rfind("vision.", 0) == 0 || name.rfind("projector.", 0) == 0;
-}
-
 }  // namespace
 
 std::unique_ptr<VLM> clone_model(const VLM& model) {
@@ -65,6 +61,21 @@ nlohmann::json GrpoStepStats::to_json() const {
 
 GrpoTrainer::GrpoTrainer(VLM& policy, const GrpoConfig& config,
                          std::shared_ptr<dist::DataParallel> dp)
+    : GrpoTrainer(std::make_unique<VLMPolicy>(policy), config, std::move(dp)) {}
+
+GrpoTrainer::GrpoTrainer(std::unique_ptr<PolicyModel> owned, const GrpoConfig& config,
+                         std::shared_ptr<dist::DataParallel> dp)
+    : GrpoTrainer(*owned, config, std::move(dp)) {
+  owned_policy_ = std::move(owned);
+}
+
+const VLM* GrpoTrainer::reference() const {
+  const auto* vlm = dynamic_cast<const VLMPolicy*>(reference_.get());
+  return vlm ? &vlm->model() : nullptr;
+}
+
+GrpoTrainer::GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
+                         std::shared_ptr<dist::DataParallel> dp)
     : policy_(policy),
       config_(config),
       dp_(dp ? std::move(dp) : std::make_shared<dist::DataParallel>()) {
@@ -74,11 +85,11 @@ GrpoTrainer::GrpoTrainer(VLM& policy, const GrpoConfig& config,
   }
   // Every rank starts from rank 0's weights (and so from the same reference).
   dp_->broadcast_parameters(policy_.params().tensors());
-  if (config_.kl_coef > 0) reference_ = clone_model(policy_);
+  if (config_.kl_coef > 0) reference_ = policy_.clone();
   ParamStore& params = policy_.params();
   params.set_requires_grad(true);
   for (const std::string& name : params.names()) {
-    if (!config_.train_vision_tower && is_vision_parameter(name)) {
+    if (!config_.train_vision_tower && policy_.is_vision_parameter(name)) {
       params.get(name).set_requires_grad(false);
     } else {
       trainable_.push_back(params.get(name));
@@ -341,18 +352,17 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
         std::vector<int64_t> micro_rows;
         for (int64_t i = m0; i < m1; ++i) micro_rows.push_back(rows[i] - p0);
         std::vector<std::vector<int64_t>> micro(completions.begin() + m0, completions.begin() + m1);
-        CompletionBatch batch =
-            make_completion_batch(policy_.config(), micro_prompts, micro_rows, micro);
-        const int64_t L = batch.max_completion;
+        TokenLogprobs lp = policy_.completion_logprobs(micro_prompts, micro_rows, micro);
+        const int64_t L = lp.logprobs.size(1);
         Tensor mask = pad_rows(w, L);
         Tensor adv = pad_rows({token_advantage.begin() + m0, token_advantage.begin() + m1}, L);
         Tensor old = pad_rows({old_logprobs.begin() + m0, old_logprobs.begin() + m1}, L);
         Tensor ref = old;
         if (reference_) {
           NoGradGuard no_grad;
-          ref = completion_logprobs(*reference_, batch).logprobs.contiguous();
+          ref = reference_->completion_logprobs(micro_prompts, micro_rows, micro)
+                    .logprobs.contiguous();
         }
-        TokenLogprobs lp = completion_logprobs(policy_, batch);
         kernels::cpu::GrpoLossStats ls;
         Tensor loss = grpo_loss(lp.logprobs, old, ref, adv, mask, loss_opt, &ls);
         if (!std::isfinite(ls.loss)) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "model/policy.h"
 #include "model/sampler.h"
 #include "model/vlm.h"
 #include "rl/config.h"
@@ -65,6 +66,10 @@ class GrpoTrainer {
   // rank then passes its share of every step's prompts (see step / train_on) and the ranks
   // together make the update a single process would make on the whole batch. Null: one
   // process.
+  // `policy` must outlive the trainer.
+  GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
+              std::shared_ptr<dist::DataParallel> dp = nullptr);
+  // The demo VLM (trained in place through a VLMPolicy that shares its weights).
   GrpoTrainer(VLM& policy, const GrpoConfig& config,
               std::shared_ptr<dist::DataParallel> dp = nullptr);
 
@@ -90,8 +95,10 @@ class GrpoTrainer {
                          const std::vector<double>& rewards,
                          const std::vector<int64_t>& global_index = {});
 
-  const VLM& policy() const { return policy_; }
-  const VLM* reference() const { return reference_.get(); }
+  const PolicyModel& policy() const { return policy_; }
+  const PolicyModel* reference_policy() const { return reference_.get(); }
+  // The reference as a demo VLM (null without a reference or for another model kind).
+  const VLM* reference() const;
   AdamW& optimizer() { return *optimizer_; }  // without parameters under ZeRO-1
   const GrpoConfig& config() const { return config_; }
   // Updates skipped in a row for a non-finite loss or gradient norm (part of a saved training
@@ -101,13 +108,16 @@ class GrpoTrainer {
   dist::DataParallel& data_parallel() { return *dp_; }
 
  private:
+  GrpoTrainer(std::unique_ptr<PolicyModel> owned, const GrpoConfig& config,
+              std::shared_ptr<dist::DataParallel> dp);
   // global_index, or the rank-order layout when it is empty; sets the global prompt count.
   std::vector<int64_t> global_positions(int64_t local, const std::vector<int64_t>& given,
                                         int64_t* global_count);
-  VLM& policy_;
+  std::unique_ptr<PolicyModel> owned_policy_;  // the VLMPolicy of the VLM constructor
+  PolicyModel& policy_;
   GrpoConfig config_;
   std::shared_ptr<dist::DataParallel> dp_;
-  std::unique_ptr<VLM> reference_;
+  std::unique_ptr<PolicyModel> reference_;
   std::vector<Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<dist::ZeroAdamW> zero_;  // ZeRO-1 (dp->zero1()): holds the moments instead

@@ -387,6 +387,14 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
                                           const std::vector<std::string>& questions,
                                           const EvalOptions& options,
                                           const std::function<void(int64_t, int64_t)>& on_batch) {
+  return answer_questions(VLMPolicy(model), tokenizer, pixels, questions, options, on_batch);
+}
+
+std::vector<std::string> answer_questions(const PolicyModel& model, const Tokenizer& tokenizer,
+                                          const std::vector<Tensor>& pixels,
+                                          const std::vector<std::string>& questions,
+                                          const EvalOptions& options,
+                                          const std::function<void(int64_t, int64_t)>& on_batch) {
   if (pixels.size() != questions.size()) {
     throw std::runtime_error("answer_questions: " + std::to_string(pixels.size()) + " images for " +
                              std::to_string(questions.size()) + " questions");
@@ -396,7 +404,6 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
   static const PromptConfig prompts = shapeworld_prompts();
   const ChatFormat format = ChatFormat::for_tokenizer(tokenizer);
   const PromptConfig used = format.style == ChatStyle::shapeworld ? prompts : PromptConfig{};
-  const int64_t visual = model.config().vision.num_visual_tokens();
   SamplingOptions sampling;
   sampling.greedy = options.votes <= 0;
   sampling.temperature = static_cast<float>(options.temperature);
@@ -412,9 +419,9 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
     const int64_t end = std::min(total, begin + options.batch_size);
     std::vector<PromptInput> batch;
     for (int64_t i = begin; i < end; ++i) {
-      batch.push_back(
-          {build_reasoner_prompt(format, tokenizer, visual, questions[i], options.mode, used),
-           pixels[i]});
+      batch.push_back({build_reasoner_prompt(format, tokenizer, model.visual_tokens(pixels[i]),
+                                             questions[i], options.mode, used),
+                       pixels[i]});
     }
     // Sample j of question i is seeded by all_seeds[i * samples + j], so a reply does not
     // depend on the batch size.
@@ -422,7 +429,10 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
     if (options.votes > 0) {
       seeds.assign(all_seeds.begin() + begin * samples, all_seeds.begin() + end * samples);
     }
-    std::vector<Generation> out = generate(model, batch, samples, sampling, seeds);
+    std::vector<int64_t> rows;
+    for (int64_t p = 0; p < static_cast<int64_t>(batch.size()); ++p)
+      rows.insert(rows.end(), static_cast<size_t>(samples), p);
+    std::vector<Generation> out = model.sample(batch, rows, sampling, seeds);
     // A reply ends at its first stop token: whatever a sampler appends after it is not
     // part of the reply.
     const int64_t stop = stop_token_id(tokenizer);
@@ -453,6 +463,12 @@ std::vector<std::string> answer_questions(const VLM& model, const Tokenizer& tok
 
 EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, const Benchmark& bench,
                               const EvalOptions& options, std::ostream* progress) {
+  return evaluate_benchmark(VLMPolicy(model), tokenizer, bench, options, progress);
+}
+
+EvalResult evaluate_benchmark(const PolicyModel& model, const Tokenizer& tokenizer,
+                              const Benchmark& bench, const EvalOptions& options,
+                              std::ostream* progress) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> pixels;
   std::vector<std::string> questions;
@@ -469,7 +485,7 @@ EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, cons
       throw std::runtime_error(bench.dir + "/questions.jsonl:" + std::to_string(q.line) +
                                ": image " + q.image + ": " + e.what());
     }
-    pixels.push_back(image_to_pixels(model.config(), image));
+    pixels.push_back(model.prepare_image(image));
     questions.push_back(q.question);
   }
   std::unique_ptr<ProgressBar> bar;

@@ -21,6 +21,7 @@
 #include "data/benchmark.h"
 #include "data/sft.h"
 #include "model/image.h"
+#include "model/policy.h"
 #include "model/tokenizer.h"
 #include "model/vlm.h"
 #include "rl/roles.h"
@@ -141,6 +142,11 @@ struct EvalOptions {
 
 // Greedy replies (decoded text) of the Reasoner to questions about images, in order.
 // `on_batch(done, total)` is called after every batch when given.
+// pixels[i]: question i's image as the model prepares it (PolicyModel::prepare_image).
+std::vector<std::string> answer_questions(
+    const PolicyModel& model, const Tokenizer& tokenizer, const std::vector<Tensor>& pixels,
+    const std::vector<std::string>& questions, const EvalOptions& options,
+    const std::function<void(int64_t, int64_t)>& on_batch = nullptr);
 std::vector<std::string> answer_questions(
     const VLM& model, const Tokenizer& tokenizer, const std::vector<Tensor>& pixels,
     const std::vector<std::string>& questions, const EvalOptions& options,
@@ -154,6 +160,10 @@ struct EvalResult {
 };
 
 // Loads every image of a benchmark (an error names the image), answers, scores.
+// Any PolicyModel: the demo VLM or Qwen2.5-VL (images prepared by the model).
+EvalResult evaluate_benchmark(const PolicyModel& model, const Tokenizer& tokenizer,
+                              const Benchmark& bench, const EvalOptions& options,
+                              std::ostream* progress = nullptr);
 EvalResult evaluate_benchmark(const VLM& model, const Tokenizer& tokenizer, const Benchmark& bench,
                               const EvalOptions& options, std::ostream* progress = nullptr);
 // Same on in-memory benchmark items (validation during pretraining, tests). With `dp` over

@@ -23,8 +23,9 @@ std::vector<PromptInput> reasoner_prompts(const RoleSetup& setup, const std::vec
   }
   std::vector<PromptInput> prompts(questions.size());
   for (size_t i = 0; i < questions.size(); ++i) {
-    prompts[i].ids = build_reasoner_prompt(setup.format, *setup.tokenizer, setup.num_visual_tokens,
-                                           questions[i], mode, setup.prompts);
+    prompts[i].ids =
+        build_reasoner_prompt(setup.format, *setup.tokenizer, setup.visual_tokens(images[i]),
+                              questions[i], mode, setup.prompts);
     prompts[i].pixels = images[i];
   }
   return prompts;
@@ -41,40 +42,49 @@ uint64_t mix_seed(uint64_t base, uint64_t a, uint64_t b) {
 
 RoleSetup make_role_setup(const VLM& model, const Tokenizer& tokenizer,
                           const VisPlayConfig& config) {
+  RoleSetup s = make_role_setup(VLMPolicy(model), tokenizer, config);
+  const int64_t per_image = model.config().vision.num_visual_tokens();
+  s.visual_tokens = [per_image](const Tensor& image) {
+    return image.dim() == 4 ? image.size(0) * per_image : per_image;
+  };
+  return s;
+}
+
+RoleSetup make_role_setup(const PolicyModel& model, const Tokenizer& tokenizer,
+                          const VisPlayConfig& config) {
   RoleSetup s;
   s.tokenizer = &tokenizer;
   s.format = ChatFormat::for_tokenizer(tokenizer);
   s.prompts = resolve_prompts(config.prompts, tokenizer);
-  const VLMConfig& c = model.config();
-  if (!c.has_vision) {
+  if (!model.has_vision()) {
     throw std::runtime_error("the VisPlay roles need a vision model; this checkpoint is text only");
   }
-  s.num_visual_tokens = c.vision.num_visual_tokens();
-  if (c.image_pad_token_id != tokenizer.special_ids().image_pad) {
-    throw std::runtime_error("model image_pad_token_id " + std::to_string(c.image_pad_token_id) +
-                             " differs from the tokenizer's <|image_pad|> id " +
-                             std::to_string(tokenizer.special_ids().image_pad) + " (" +
-                             tokenizer.origin() + ")");
+  s.visual_tokens = [&model](const Tensor& image) { return model.visual_tokens(image); };
+  if (model.image_pad_token_id() != tokenizer.special_ids().image_pad) {
+    throw std::runtime_error(
+        "model image_pad_token_id " + std::to_string(model.image_pad_token_id()) +
+        " differs from the tokenizer's <|image_pad|> id " +
+        std::to_string(tokenizer.special_ids().image_pad) + " (" + tokenizer.origin() + ")");
   }
-  if (tokenizer.vocab_size() > c.decoder.vocab_size) {
+  if (tokenizer.vocab_size() > model.vocab_size()) {
     throw std::runtime_error(
         "tokenizer " + tokenizer.origin() + " has " + std::to_string(tokenizer.vocab_size()) +
-        " tokens but the model's vocab_size is " + std::to_string(c.decoder.vocab_size));
+        " tokens but the model's vocab_size is " + std::to_string(model.vocab_size()));
   }
   s.stop_token = stop_token_id(tokenizer);
   s.generation_batch = config.grpo.generation_batch;
   return s;
 }
 
-std::vector<std::vector<AskedQuestion>> ask_questions(const VLM& questioner, const RoleSetup& setup,
-                                                      const std::vector<Tensor>& images,
-                                                      int64_t samples_per_image,
-                                                      const SamplingConfig& sampling,
-                                                      uint64_t seed) {
-  const std::vector<int64_t> ids = build_questioner_prompt(setup.format, *setup.tokenizer,
-                                                           setup.num_visual_tokens, setup.prompts);
+std::vector<std::vector<AskedQuestion>> ask_questions(
+    const PolicyModel& questioner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    int64_t samples_per_image, const SamplingConfig& sampling, uint64_t seed) {
   std::vector<PromptInput> prompts(images.size());
-  for (size_t i = 0; i < images.size(); ++i) prompts[i] = {ids, images[i]};
+  for (size_t i = 0; i < images.size(); ++i) {
+    prompts[i] = {build_questioner_prompt(setup.format, *setup.tokenizer,
+                                          setup.visual_tokens(images[i]), setup.prompts),
+                  images[i]};
+  }
   std::vector<Generation> gens = generate_groups(questioner, prompts, samples_per_image,
                                                  to_sampling_options(sampling, setup.stop_token),
                                                  seed, setup.generation_batch);
@@ -88,12 +98,10 @@ std::vector<std::vector<AskedQuestion>> ask_questions(const VLM& questioner, con
   return out;
 }
 
-std::vector<std::vector<std::string>> answer_questions(const VLM& reasoner, const RoleSetup& setup,
-                                                       const std::vector<Tensor>& images,
-                                                       const std::vector<std::string>& questions,
-                                                       ReasonerMode mode, int64_t samples,
-                                                       const SamplingConfig& sampling,
-                                                       uint64_t seed) {
+std::vector<std::vector<std::string>> answer_questions(
+    const PolicyModel& reasoner, const RoleSetup& setup, const std::vector<Tensor>& images,
+    const std::vector<std::string>& questions, ReasonerMode mode, int64_t samples,
+    const SamplingConfig& sampling, uint64_t seed) {
   std::vector<PromptInput> prompts = reasoner_prompts(setup, images, questions, mode);
   std::vector<Generation> gens =
       generate_groups(reasoner, prompts, samples, to_sampling_options(sampling, setup.stop_token),
@@ -108,6 +116,15 @@ std::vector<std::vector<std::string>> answer_questions(const VLM& reasoner, cons
 // Decode and parse every rollout, let the frozen Reasoner answer each valid question m times
 // directly (one batched call), vote, then combine uncertainty and diversity per image group.
 RewardFn make_questioner_reward(const VLM& reasoner, const RoleSetup& setup,
+                                const VisPlayConfig& config, uint64_t seed, uint64_t first_call) {
+  auto policy = std::make_shared<VLMPolicy>(reasoner);
+  RewardFn inner = make_questioner_reward(*policy, setup, config, seed, first_call);
+  return [policy, inner](const std::vector<PromptInput>& prompts,
+                         const std::vector<Generation>& rollouts,
+                         int64_t group_size) { return inner(prompts, rollouts, group_size); };
+}
+
+RewardFn make_questioner_reward(const PolicyModel& reasoner, const RoleSetup& setup,
                                 const VisPlayConfig& config, uint64_t seed, uint64_t first_call) {
   auto calls = std::make_shared<uint64_t>(first_call);
   return [&reasoner, setup, config, seed, calls](const std::vector<PromptInput>& prompts,
@@ -163,9 +180,9 @@ RewardFn make_questioner_reward(const VLM& reasoner, const RoleSetup& setup,
   };
 }
 
-SilverSet build_silver_set(const VLM& questioner, const VLM& reasoner, const RoleSetup& setup,
-                           const VisPlayConfig& config, const std::vector<Tensor>& images,
-                           uint64_t seed, bool with_greedy) {
+SilverSet build_silver_set(const PolicyModel& questioner, const PolicyModel& reasoner,
+                           const RoleSetup& setup, const VisPlayConfig& config,
+                           const std::vector<Tensor>& images, uint64_t seed, bool with_greedy) {
   const auto t0 = std::chrono::steady_clock::now();
   const AnswerOptions answer_opt{config.rewards.answer_no_rule};
   SilverSet set;

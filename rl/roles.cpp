@@ -173,7 +173,59 @@ std::string decode_response(const Tokenizer& tokenizer, std::span<const int64_t>
   size_t n = tokens.size();
   if (n > 0 && tokens[n - 1] == tokenizer.special_ids().im_end) --n;
   std::vector<int32_t> ids(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(n));
-  return tokenizer.decode(ids);
+  return replace_invalid_utf8(tokenizer.decode(ids));
+}
+
+// The Unicode "maximal subpart" rule: a lead byte followed by fewer valid continuation bytes
+// than it needs is one replacement; a byte that cannot start a sequence is one replacement.
+std::string replace_invalid_utf8(std::string_view text) {
+  static const char kReplacement[] = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(text.size());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    int need = 0;
+    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+    } else if (c == 0xE0) {
+      need = 2, lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+      need = 2;
+    } else if (c == 0xED) {
+      need = 2, hi = 0x9F;
+    } else if (c == 0xF0) {
+      need = 3, lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      need = 3;
+    } else if (c == 0xF4) {
+      need = 3, hi = 0x8F;
+    } else {
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    int got = 0;
+    while (got < need && j < n) {
+      const auto d = static_cast<uint8_t>(text[j]);
+      if (got == 0 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) break;
+      ++j, ++got;
+    }
+    if (got == need) {
+      out.append(text.substr(i, j - i));
+    } else {
+      out += kReplacement;
+    }
+    i = j;
+  }
+  return out;
 }
 
 }  // namespace visplay::rl

@@ -86,8 +86,14 @@ int64_t stop_token_id(const Tokenizer& tokenizer);
 // A response text as ids with the stop token appended (targets for supervised training).
 std::vector<int64_t> encode_response(const Tokenizer& tokenizer, std::string_view response);
 
-// Generated ids back to text, a trailing stop token dropped.
+// Generated ids back to text, a trailing stop token dropped. Invalid UTF-8 (a multi-byte
+// character cut by the token limit, or byte tokens a model strings together) becomes U+FFFD,
+// as the reference's decode does, so every text the loop logs, saves or reprompts with is valid.
 std::string decode_response(const Tokenizer& tokenizer, std::span<const int64_t> tokens);
+
+// `text` with each maximal invalid UTF-8 subpart replaced by U+FFFD (Python's
+// bytes.decode("utf-8", errors="replace")).
+std::string replace_invalid_utf8(std::string_view text);
 
 }  // namespace visplay::rl
 

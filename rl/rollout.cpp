@@ -20,7 +20,8 @@ SamplingOptions to_sampling_options(const SamplingConfig& config, int64_t stop_t
 
 // Chunks of whole prompts so that the KV cache of one chunk's samples stays bounded; the seeds
 // are derived once for the whole call, so chunk boundaries never change a sequence's seed.
-std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
+std::vector<Generation> generate_groups(const PolicyModel& model,
+                                        const std::vector<PromptInput>& prompts,
                                         int64_t samples_per_prompt, const SamplingOptions& options,
                                         uint64_t seed, int64_t max_batch_sequences,
                                         GenerationStats* stats,
@@ -46,7 +47,6 @@ std::vector<Generation> generate_groups(const VLM& model, const std::vector<Prom
   for (int64_t begin = 0; begin < P; begin += per_chunk) {
     const int64_t end = std::min(P, begin + per_chunk);
     std::vector<PromptInput> chunk(prompts.begin() + begin, prompts.begin() + end);
-    PrefixState prefix = prefill(model, chunk);
     std::vector<int64_t> rows;
     std::vector<uint64_t> chunk_seeds;
     for (int64_t p = 0; p < end - begin; ++p) {
@@ -56,8 +56,8 @@ std::vector<Generation> generate_groups(const VLM& model, const std::vector<Prom
         chunk_seeds.push_back(seeds[at * samples_per_prompt + j]);
       }
     }
-    std::vector<Generation> gens = sample_from(model, prefix, rows, options, chunk_seeds);
-    const int64_t pad = model.config().image_pad_token_id;
+    std::vector<Generation> gens = model.sample(chunk, rows, options, chunk_seeds);
+    const int64_t pad = model.image_pad_token_id();
     for (Generation& g : gens) {
       g.prompt_index += begin;
       auto hit = pad >= 0 ? std::find(g.tokens.begin(), g.tokens.end(), pad) : g.tokens.end();
@@ -93,9 +93,25 @@ Tensor pad_rows(const std::vector<std::vector<float>>& rows, int64_t length, flo
   return Tensor::from_vector(out, {n, length});
 }
 
+std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
+                                        int64_t samples_per_prompt, const SamplingOptions& options,
+                                        uint64_t seed, int64_t max_batch_sequences,
+                                        GenerationStats* stats,
+                                        const std::vector<int64_t>* seed_index) {
+  return generate_groups(VLMPolicy(model), prompts, samples_per_prompt, options, seed,
+                         max_batch_sequences, stats, seed_index);
+}
+
 std::vector<std::vector<float>> score_completions(
     const VLM& model, const std::vector<PromptInput>& prompts, const std::vector<int64_t>& rows,
     const std::vector<std::vector<int64_t>>& completions, int64_t micro_batch_size) {
+  return score_completions(VLMPolicy(model), prompts, rows, completions, micro_batch_size);
+}
+
+std::vector<std::vector<float>> score_completions(
+    const PolicyModel& model, const std::vector<PromptInput>& prompts,
+    const std::vector<int64_t>& rows, const std::vector<std::vector<int64_t>>& completions,
+    int64_t micro_batch_size) {
   NoGradGuard no_grad;
   std::vector<std::vector<float>> out;
   out.reserve(completions.size());
@@ -104,9 +120,8 @@ std::vector<std::vector<float>> score_completions(
     const int64_t end = std::min(n, begin + micro_batch_size);
     std::vector<int64_t> micro_rows(rows.begin() + begin, rows.begin() + end);
     std::vector<std::vector<int64_t>> micro(completions.begin() + begin, completions.begin() + end);
-    CompletionBatch batch = make_completion_batch(model.config(), prompts, micro_rows, micro);
-    TokenLogprobs lp = completion_logprobs(model, batch);
-    const int64_t L = batch.max_completion;
+    TokenLogprobs lp = model.completion_logprobs(prompts, micro_rows, micro);
+    const int64_t L = lp.logprobs.size(1);
     std::vector<float> flat = lp.logprobs.contiguous().to_vector<float>();
     for (int64_t i = 0; i < end - begin; ++i) {
       auto first = flat.begin() + i * L;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/completion.h"
+#include "model/policy.h"
 #include "model/sampler.h"
 #include "model/vlm.h"
 #include "rl/config.h"
@@ -31,6 +32,13 @@ struct GenerationStats {
 // `seed_index` (data parallel): the position of each prompt in the global batch, so that a
 // prompt gets the seeds it would get in a single-process run of the whole batch; null means
 // 0, 1, 2, ...
+std::vector<Generation> generate_groups(const PolicyModel& model,
+                                        const std::vector<PromptInput>& prompts,
+                                        int64_t samples_per_prompt, const SamplingOptions& options,
+                                        uint64_t seed, int64_t max_batch_sequences,
+                                        GenerationStats* stats = nullptr,
+                                        const std::vector<int64_t>* seed_index = nullptr);
+// The same on the demo VLM (through VLMPolicy).
 std::vector<Generation> generate_groups(const VLM& model, const std::vector<PromptInput>& prompts,
                                         int64_t samples_per_prompt, const SamplingOptions& options,
                                         uint64_t seed, int64_t max_batch_sequences,
@@ -43,6 +51,10 @@ Tensor pad_rows(const std::vector<std::vector<float>>& rows, int64_t length, flo
 
 // Log-probs (no gradient) of every completion token: completions[i] continues prompts[rows[i]].
 // Micro-batched; each prompt's image is encoded once per micro-batch.
+std::vector<std::vector<float>> score_completions(
+    const PolicyModel& model, const std::vector<PromptInput>& prompts,
+    const std::vector<int64_t>& rows, const std::vector<std::vector<int64_t>>& completions,
+    int64_t micro_batch_size);
 std::vector<std::vector<float>> score_completions(
     const VLM& model, const std::vector<PromptInput>& prompts, const std::vector<int64_t>& rows,
     const std::vector<std::vector<int64_t>>& completions, int64_t micro_batch_size);

@@ -18,9 +18,8 @@ constexpr const char* kFormat = "visplay-train-state-v1";
 
 // The model's name of every optimizer parameter, matched by storage (the optimizer holds
 // handles to the model's tensors). Throws when one is not a parameter of the model.
-std::vector<std::string> optimizer_names(const VLM& model, const AdamW& optimizer) {
+std::vector<std::string> optimizer_names(const ParamStore& params, const AdamW& optimizer) {
   std::map<std::pair<const void*, int64_t>, std::string> by_storage;
-  const ParamStore& params = model.params();
   for (const std::string& name : params.names()) {
     const Tensor& t = params.get(name);
     by_storage[{t.storage().get(), t.offset()}] = name;
@@ -91,7 +90,7 @@ T field(const nlohmann::json& j, const char* key, const std::string& where) {
 
 }  // namespace
 
-void save_train_state(const std::string& path, const nlohmann::json& info, const VLM* model,
+void save_train_state(const std::string& path, const nlohmann::json& info, const ParamStore* model,
                       AdamW* optimizer) {
   if (optimizer && !model) {
     throw std::runtime_error("save_train_state: an optimizer state needs its model");
@@ -99,7 +98,7 @@ void save_train_state(const std::string& path, const nlohmann::json& info, const
   std::vector<std::pair<std::string, Tensor>> tensors;
   std::map<std::string, std::string> meta = {{"format", kFormat}, {"info", info.dump()}};
   if (model) {
-    const ParamStore& params = model->params();
+    const ParamStore& params = *model;
     for (const std::string& name : params.names()) {
       tensors.emplace_back("weights." + name, params.get(name));
     }
@@ -122,14 +121,14 @@ nlohmann::json read_train_state_info(const std::string& path) {
   return parse_info(file);
 }
 
-void load_train_state(const std::string& path, VLM* model, AdamW* optimizer) {
+void load_train_state(const std::string& path, ParamStore* model, AdamW* optimizer) {
   SafetensorsFile file(path);
   parse_info(file);
   const auto& meta = file.metadata();
   if (model) {
     if (!meta.count("weights"))
       throw std::runtime_error(path + ": training state holds no weights");
-    ParamStore& params = model->params();
+    ParamStore& params = *model;
     for (const std::string& name : params.names()) {
       load_into(file, "weights." + name, params.get(name));
     }

@@ -23,8 +23,13 @@ namespace visplay::rl {
 
 // Writes the state file. `model` and `optimizer` may be null (a loop position between
 // training phases has no optimizer); optimizer parameters must be parameters of `model`.
-void save_train_state(const std::string& path, const nlohmann::json& info, const VLM* model,
+// `model`: the trained model's parameters (a PolicyModel's params()).
+void save_train_state(const std::string& path, const nlohmann::json& info, const ParamStore* model,
                       AdamW* optimizer);
+inline void save_train_state(const std::string& path, const nlohmann::json& info, const VLM* model,
+                             AdamW* optimizer) {
+  save_train_state(path, info, model ? &model->params() : nullptr, optimizer);
+}
 
 // The info document of a state file. Throws naming the file when it is not a visplay training
 // state (wrong format tag, unreadable metadata).
@@ -33,7 +38,10 @@ nlohmann::json read_train_state_info(const std::string& path);
 // Loads the state's weights into `model` (in place: handles held by a trainer stay valid) and
 // the moments and step into `optimizer` (either may be null). Every tensor must be present
 // with the expected shape and dtype; the first problem is an error naming the file and tensor.
-void load_train_state(const std::string& path, VLM* model, AdamW* optimizer);
+void load_train_state(const std::string& path, ParamStore* model, AdamW* optimizer);
+inline void load_train_state(const std::string& path, VLM* model, AdamW* optimizer) {
+  load_train_state(path, model ? &model->params() : nullptr, optimizer);
+}
 
 // The silver-label set as JSON and back, exactly (doubles round-trip). from_json throws naming
 // `where` and the field on a malformed document.

@@ -208,5 +208,20 @@ TEST(Roles, ShapeWorldVocabularyCoversPromptsQuestionsAndAnswers) {
   EXPECT_EQ(resolve_prompts(custom, *tok).reasoner_train, shapeworld_prompts().reasoner_train);
 }
 
+// Byte-level BPE decodes partial characters as raw bytes; the loop's texts must be valid UTF-8
+// (JSON logs and training states refuse anything else), replaced as Python's errors="replace".
+TEST(Roles, InvalidUtf8BecomesReplacementCharacters) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(replace_invalid_utf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(replace_invalid_utf8("\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"),
+            "\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(replace_invalid_utf8("a\xE2\x82"), "a" + r);          // cut 3-byte character: one
+  EXPECT_EQ(replace_invalid_utf8("\xE2\x82x\x83"), r + "x" + r);  // stray continuation byte
+  EXPECT_EQ(replace_invalid_utf8("\xC0\xAF"), r + r);             // overlong lead, then stray
+  EXPECT_EQ(replace_invalid_utf8("\xED\xA0\x80"), r + r + r);     // surrogate: no valid prefix
+  EXPECT_EQ(replace_invalid_utf8("\xF0\x9F\x98"), r);
+  EXPECT_EQ(replace_invalid_utf8("\xFF"), r);
+}
+
 }  // namespace
 }  // namespace visplay::rl

@@ -148,4 +148,53 @@ TEST_F(Cli, BadInputFailsWithAMessage) {
   EXPECT_NE(u.output.find("q1"), std::string::npos) << u.output;
 }
 
+// A Hugging Face Qwen2.5-VL directory (the tiny random fixture of tools/gen_qwen25vl_fixture.py)
+// through `visplay evolve`: one iteration on a plain folder of images saves both roles in the
+// Hugging Face layout, and `visplay eval` scores the base and the trained Reasoner; a missing
+// model folder and an empty image folder fail naming them.
+TEST_F(Cli, EvolveOnAQwen25VLDirectory) {
+  const std::string model = std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/qwen25vl_tiny";
+  RunResult w = run("world --out " + path("pool") + " --scenes 3 --seed 2");
+  ASSERT_EQ(w.exit_code, 0) << w.output;
+  std::ofstream(dir_ / "tiny.json") << R"({
+    "iterations": 1,
+    "questioner": {"group_size": 4, "steps": 1, "rollout": {"max_new_tokens": 8}},
+    "reasoner": {"group_size": 2, "steps": 1, "rollout": {"max_new_tokens": 8}},
+    "uncertainty": {"samples": 3, "sampling": {"max_new_tokens": 4}},
+    "data": {"candidate_images": 3, "vote_samples": 3,
+             "question_sampling": {"max_new_tokens": 8}, "vote_sampling": {"max_new_tokens": 6}},
+    "grpo": {"prompts_per_step": 2, "prompts_per_update": 2, "micro_batch_size": 4,
+             "generation_batch": 16, "lr": 0.001},
+    "images": {"min_pixels": 3136, "max_pixels": 7056}
+  })";
+  const std::string tiny = " --config " + path("tiny.json") + " --quiet";
+  RunResult e = run("evolve --model " + model + " --images " + path("pool/images") + " --out " +
+                    path("run") + tiny);
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  for (const char* role : {"questioner", "reasoner"}) {
+    const fs::path dir = dir_ / "run" / "iter-1" / role;
+    EXPECT_EQ(read_json(dir / "config.json")["model_type"], "qwen2_5_vl") << role;
+    EXPECT_TRUE(fs::exists(dir / "model.safetensors")) << role;
+    EXPECT_TRUE(fs::exists(dir / "tokenizer.json")) << role;
+  }
+  // `visplay eval` takes the same directory (its own processor settings), and a trained role.
+  RunResult lab = run("world --out " + path("lab") + " --scenes 2 --seed 3 --labeled");
+  ASSERT_EQ(lab.exit_code, 0) << lab.output;
+  for (const std::string& m : {model, path("run/iter-1/reasoner")}) {
+    RunResult ev = run("eval --model " + m + " --bench " + path("lab") +
+                       " --max-new-tokens 4 --out " + path("report.json"));
+    ASSERT_EQ(ev.exit_code, 0) << ev.output;
+    EXPECT_EQ(read_json(dir_ / "report.json")["questions"], 2) << ev.output;
+  }
+  RunResult missing = run("evolve --model " + path("nope") + " --images " + path("pool/images") +
+                          " --out " + path("run2") + tiny);
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("does not exist"), std::string::npos) << missing.output;
+  fs::create_directories(dir_ / "empty");
+  RunResult empty = run("evolve --model " + model + " --images " + path("empty") + " --out " +
+                        path("run3") + tiny);
+  EXPECT_EQ(empty.exit_code, 1) << empty.output;
+  EXPECT_NE(empty.output.find("holds no images"), std::string::npos) << empty.output;
+}
+
 }  // namespace

@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "model/checkpoint.h"
+#include "model/policy.h"
 #include "rl/pretrain.h"
 #include "tools/cli/command.h"
 
@@ -33,7 +33,8 @@ struct EvalCliOptions {
 
 void run_eval(const EvalCliOptions& o) {
   using namespace visplay;
-  VLM model = load_checkpoint(o.model);
+  // The demo model or a Hugging Face Qwen2.5-VL directory (model/policy.h).
+  std::unique_ptr<PolicyModel> model = load_policy(o.model);
   auto tokenizer = load_tokenizer(o.model);
   Benchmark bench = read_benchmark(o.bench);
   if (bench.questions.empty()) {
@@ -48,7 +49,7 @@ void run_eval(const EvalCliOptions& o) {
   options.votes = o.votes;
   options.temperature = o.temperature;
   options.seed = o.seed;
-  rl::EvalResult result = rl::evaluate_benchmark(model, *tokenizer, bench, options, &std::cerr);
+  rl::EvalResult result = rl::evaluate_benchmark(*model, *tokenizer, bench, options, &std::cerr);
   nlohmann::json report = rl::eval_report_json(result);
   report["model"] = o.model;
   report["bench"] = o.bench;
@@ -100,7 +101,7 @@ void setup_eval(CLI::App& app) {
       "eval", "Greedy accuracy of a model on a benchmark folder, with the blind baseline");
   cmd->add_option("--model", opts->model,
                   "Checkpoint folder (config.json, model.safetensors, "
-                  "tokenizer.json)")
+                  "tokenizer.json) or a Hugging Face Qwen2.5-VL directory")
       ->required();
   cmd->add_option("--bench", opts->bench, "Benchmark folder (questions.jsonl + images)")
       ->required();

@@ -84,11 +84,14 @@ void setup_evolve(CLI::App& app) {
                   "word-level tokenizer)")
       ->check(CLI::IsMember({"auto", "paper", "shapeworld"}));
   cmd->add_option("--model", opts->model,
-                  "Starting checkpoint folder for both roles (model.safetensors, config.json, "
-                  "tokenizer.json); not needed with --resume after an iteration");
+                  "Starting checkpoint folder for both roles: a visplay checkpoint "
+                  "(model.safetensors, config.json, tokenizer.json) or a Hugging Face Qwen2.5-VL "
+                  "directory (config.json with model_type qwen2_5_vl, safetensors shards, "
+                  "tokenizer.json, preprocessor_config.json; roles are saved in the same "
+                  "layout); not needed with --resume after an iteration");
   cmd->add_option("--images", opts->images,
-                  "Folder of unlabeled images, or a ShapeWorld folder with scenes.jsonl (enables "
-                  "oracle diagnostics)")
+                  "Folder of unlabeled PNG/JPEG images (searched recursively), or a ShapeWorld "
+                  "folder with scenes.jsonl (enables oracle diagnostics)")
       ->required();
   cmd->add_option("--out", opts->out, "Output folder (created)")->required();
   cmd->add_option("--iterations", opts->iterations,
