@@ -444,51 +444,41 @@ inline float dot_lanes8(const float* q, const float* k, int64_t D) {
 // -inf, query i's scores to scores + i * score_stride. Key blocks of 8 are the
 // outer loop, so each block is read once and reused from L1 by every query;
 // for D % 8 == 0 every dot goes through dot8_rows (a partial last block
-// repeats its last key, copied into `tail`, 8 * D floats), otherwise through
-// dot_lanes8. Each dot's value is the same whatever the block, the query count
-// or the neighbouring keys, so the decode kernels agree bit for bit. When
-// v_row0 is given, the matching value rows are prefetched for the P.V pass.
+// repeats its last key), otherwise through dot_lanes8. Each dot's value is the
+// same whatever the block, the query count or the neighbouring keys, so the
+// decode kernels agree bit for bit. When v_row0 is given, the matching value
+// rows are prefetched for the P.V pass.
 void score_keys(const float* q, int64_t q_stride, int64_t nq, const float* k_row0,
                 const float* v_row0, int64_t kv_stride, const int32_t* mask, int64_t n, int64_t D,
-                float scale, float* scores, int64_t score_stride, float* tail) {
+                float scale, float* scores, int64_t score_stride) {
   for (int64_t j0 = 0; j0 < n; j0 += 8) {
     const int64_t m = std::min<int64_t>(8, n - j0);
     if (v_row0)
       for (int64_t r = 0; r < m; ++r)
         for (int64_t d = 0; d < D; d += 16) __builtin_prefetch(v_row0 + (j0 + r) * kv_stride + d);
-    const float* block = k_row0 + j0 * kv_stride;
-    int64_t block_stride = kv_stride;
-    if (D % 8 == 0 && m < 8) {
-      for (int64_t r = 0; r < 8; ++r)
-        std::memcpy(tail + r * D, k_row0 + std::min(j0 + r, n - 1) * kv_stride, D * sizeof(float));
-      block = tail;
-      block_stride = D;
-    }
+    const float* rows[8];
+    for (int64_t r = 0; r < 8; ++r) rows[r] = k_row0 + (j0 + std::min(r, m - 1)) * kv_stride;
     for (int64_t i = 0; i < nq; ++i) {
       const float* qi = q + i * q_stride;
       float* si = scores + i * score_stride + j0;
       float dots[8];
       if (D % 8 == 0) {
-        dot8_rows(qi, block, block_stride, D, dots);
+        dot8_rows(qi, rows, D, dots);
       } else {
-        for (int64_t r = 0; r < m; ++r) dots[r] = dot_lanes8(qi, block + r * block_stride, D);
+        for (int64_t r = 0; r < m; ++r) dots[r] = dot_lanes8(qi, rows[r], D);
       }
       for (int64_t r = 0; r < m; ++r) si[r] = mask[j0 + r] ? dots[r] * scale : -INFINITY;
     }
   }
 }
 
-// Softmax of scores[0..n) in place into probs (fast_exp, masked: 0) with the
-// normaliser summed in double in slot order; returns 1 / normaliser, or 0
-// when every key is masked.
+// Softmax weights of scores[0..n) into probs (fast_exp; masked: 0), the
+// normaliser summed in eight double lanes (sum_exp); returns 1 / normaliser,
+// or 0 when every key is masked.
 float softmax_weights(const float* scores, int64_t n, float* probs) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, scores[j]);
+  const float mx = max_lanes8(scores, n);
   if (mx == -INFINITY) return 0.0f;
-  for (int64_t j = 0; j < n; ++j) probs[j] = fast_exp(scores[j] - mx);
-  double z = 0;
-  for (int64_t j = 0; j < n; ++j) z += probs[j];
-  return static_cast<float>(1.0 / z);
+  return static_cast<float>(1.0 / sum_exp(scores, n, mx, probs));
 }
 
 }  // namespace
@@ -505,7 +495,7 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
   const int64_t work = B * H * length * D;
 #pragma omp parallel if (work > (1 << 18))
   {
-    std::vector<float> scores(length), probs(length), acc(D), tail(8 * D);
+    std::vector<float> scores(length), probs(length), acc(D);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h) {
@@ -514,7 +504,7 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
         const float* k_row0 = k_cache + (b * capacity * Hkv + hk) * D;  // slot 0 of this kv head
         const float* v_row0 = v_cache + (b * capacity * Hkv + hk) * D;
         score_keys(q + (b * H + h) * D, D, 1, k_row0, v_row0, kv_stride, key_mask + b * capacity,
-                   length, D, scale_f, scores.data(), length, tail.data());
+                   length, D, scale_f, scores.data(), length);
         float* oi = out + (b * H + h) * D;
         const float inv = softmax_weights(scores.data(), length, probs.data());
         if (inv == 0.0f) {  // no visible key: zeros, like attention_forward
@@ -558,8 +548,7 @@ void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
   {
     // Queries of one item: (member m, head g) at row m * group + g.
     const int64_t nq_max = largest * group;
-    std::vector<float> queries(nq_max * D), scores(nq_max * total), probs(total), acc(D),
-        tail(8 * D);
+    std::vector<float> queries(nq_max * D), scores(nq_max * total), probs(total), acc(D);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t p = 0; p < P; ++p)
       for (int64_t hk = 0; hk < Hkv; ++hk) {
@@ -574,8 +563,7 @@ void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
         const float* pv_row0 = Lp > 0 ? prefix_v + (p * s.prefix_capacity * Hkv + hk) * D : nullptr;
         if (Lp > 0)
           score_keys(queries.data(), D, nq, pk_row0, pv_row0, kv_stride,
-                     prefix_mask + p * s.prefix_capacity, Lp, D, scale_f, scores.data(), total,
-                     tail.data());
+                     prefix_mask + p * s.prefix_capacity, Lp, D, scale_f, scores.data(), total);
         for (int64_t m = 0; m < rows; ++m) {
           const int64_t b = mine[m];
           const float* k_row0 = L > 0 ? k_cache + (b * s.capacity * Hkv + hk) * D : nullptr;
@@ -583,7 +571,7 @@ void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
           if (L > 0)
             score_keys(queries.data() + m * group * D, D, group, k_row0, v_row0, kv_stride,
                        key_mask + b * s.capacity, L, D, scale_f,
-                       scores.data() + m * group * total + Lp, total, tail.data());
+                       scores.data() + m * group * total + Lp, total);
           for (int64_t g = 0; g < group; ++g) {
             const int64_t h = hk * group + g;
             float* oi = out + (b * H + h) * D;
