@@ -438,6 +438,10 @@ Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& 
       input_error("KV cache's shared prefix has " + std::to_string(cache->prefix_row.size()) +
                   " rows and " + std::to_string(cache->prefix.k.size()) +
                   " layers for a batch of " + std::to_string(B));
+    for (int64_t r : cache->prefix_row)  // the decode kernel indexes with these
+      if (r < 0 || r >= cache->prefix.key_mask.size(0))
+        input_error("KV cache's prefix row " + std::to_string(r) + " is out of range for " +
+                    std::to_string(cache->prefix.key_mask.size(0)) + " prefix rows");
     if (cache->length + S > cache->capacity())
       input_error("KV cache is full: " + std::to_string(cache->length) + " + " + std::to_string(S) +
                   " tokens exceed its capacity " + std::to_string(cache->capacity()));

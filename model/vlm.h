@@ -67,8 +67,8 @@ struct KVCache {
   // A new cache whose row r reads this cache's row rows[r] as its shared
   // prefix (by reference, no copy; rows may repeat: the n samples of a
   // prompt), with room for `capacity` own slots, none written. This cache
-  // must not itself have a shared prefix, and must not be written to again
-  // while the new one is in use.
+  // must not itself have a shared prefix, and its first `length` slots must
+  // not change while the new one is in use.
   KVCache share_prefix(const std::vector<int64_t>& rows, int64_t capacity) const;
 };
 

@@ -329,7 +329,9 @@ TEST(Sampler, SharedPrefixGenerationBitIdenticalToPrivateCopies) {
         if (greedy && i % 5 == 0)
           expect_matches_full_recompute(f.model, f.prompts[i / 5], shared[i], true);
       }
-      if (stops) EXPECT_GT(stopped_early, 0) << "the stop tokens should end some rows early";
+      if (stops) {
+        EXPECT_GT(stopped_early, 0) << "the stop tokens should end some rows early";
+      }
     }
   }
 }
@@ -363,7 +365,9 @@ TEST(Sampler, SharedPrefixDecodeStepsEqualCopiesAndFullForward) {
     Tensor a = m.decode(e, pt, mask, &shared);
     Tensor b = m.decode(e, pt, mask, &copied);
     for (int64_t i = 0; i < n; ++i) shared.next_position[i] += S, copied.next_position[i] += S;
-    if (S == 1) EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>()) << "step " << t;
+    if (S == 1) {
+      EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>()) << "step " << t;
+    }
     EXPECT_TRUE(test::all_close(a.to_vector<double>(), b.to_vector<double>(), 1e-5, 1e-6));
     hidden.push_back(a);
   }
@@ -417,9 +421,16 @@ TEST(Sampler, SharePrefixRejectsBadRowsAndNesting) {
   KVCache picked = shared.select_rows({1, 1, 0}, 4);
   EXPECT_EQ(picked.prefix_row, (std::vector<int64_t>{1, 1, 0}));
   EXPECT_EQ(picked.total_length(), prefix.cache.length);
-  // The full cache is a clear error, not an overflow.
+  // The full cache is a clear error, not an overflow; so is a prefix row
+  // that does not exist.
   NoGradGuard g;
   const int64_t D = f.model.config().decoder.hidden_size;
+  KVCache broken = prefix.cache.share_prefix({0}, 2);
+  broken.prefix_row[0] = 3;
+  EXPECT_THROW(f.model.decode(test::random_tensor({1, 1, D}, 1, DType::f32),
+                              Tensor::from_vector(std::vector<int64_t>{9}, {1, 1}),
+                              Tensor::full({1, 1}, 1.0, DType::i32), &broken),
+               std::runtime_error);
   KVCache small = prefix.cache.share_prefix({0}, 1);
   Tensor pos = Tensor::from_vector(std::vector<int64_t>{9, 10}, {1, 2});
   EXPECT_THROW(f.model.decode(test::random_tensor({1, 2, D}, 1, DType::f32), pos,
