@@ -388,19 +388,26 @@ TEST(Sampler, SharedPrefixDecodeStepsEqualCopiesAndFullForward) {
   }
 }
 
-// Same seed, same samples at 1 and 2 threads, with enough rows (3 prompts x 24
-// samples) that the decode kernels split work across threads.
+// Same seed, same samples at 1 and 2 threads. A wider decoder (head_dim 32)
+// and 3 prompts x 48 samples put the shared-prefix decode kernel's work,
+// (3 x prefix + 144 x own slots) x heads x head_dim, above its threading
+// threshold (2^18) from the 15th token on, and the decode GEMMs above theirs.
 TEST(Sampler, SharedPrefixGenerationSameAtOneAndTwoThreads) {
   Fixture f;
+  VLMConfig c = ref::tiny_vlm_config();
+  c.decoder.hidden_size = 128;
+  c.decoder.intermediate_size = 256;
+  VLM model(c);
+  ref::randomize(model, 5, 0.2);
   SamplingOptions opt;
   opt.temperature = 1.2;
-  opt.max_new_tokens = 20;
-  std::vector<uint64_t> seeds = derive_seeds(77, 72);
+  opt.max_new_tokens = 24;
+  std::vector<uint64_t> seeds = derive_seeds(77, 144);
   const int before = omp_get_max_threads();
   omp_set_num_threads(1);
-  std::vector<Generation> one = generate(f.model, f.prompts, 24, opt, seeds);
+  std::vector<Generation> one = generate(model, f.prompts, 48, opt, seeds);
   omp_set_num_threads(2);
-  std::vector<Generation> two = generate(f.model, f.prompts, 24, opt, seeds);
+  std::vector<Generation> two = generate(model, f.prompts, 48, opt, seeds);
   omp_set_num_threads(before);
   for (size_t i = 0; i < one.size(); ++i) {
     EXPECT_EQ(one[i].tokens, two[i].tokens) << "sequence " << i;
