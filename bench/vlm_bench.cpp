@@ -91,14 +91,17 @@ void BM_vlm_train_step(benchmark::State& state) {
 }
 BENCHMARK(BM_vlm_train_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
-// prefill 8 prompts, share each prefix with its 8 samples, decode 32 tokens each.
-void BM_vlm_generate(benchmark::State& state) {
+// prefill 8 prompts, share each prefix with its 8 samples, decode 32 tokens
+// each. The samples read the prompt's cached prefix in place (the default),
+// or with share_prefix false each copies it (the path before prefix sharing).
+void run_generate(benchmark::State& state, bool share_prefix) {
   VLM model(demo_config());
   model.init_weights(kWeightSeed);
   NoGradGuard no_grad;
   std::vector<PromptInput> prompts = demo_prompts(model.config(), kPrompts, kPromptSeed);
   std::vector<uint64_t> seeds = derive_seeds(kSampleSeed, kPrompts * kSamples);
   SamplingOptions options = demo_sampling();
+  options.share_prefix_kv = share_prefix;
   benchmark::DoNotOptimize(generate(model, prompts, kSamples, options, seeds).size());  // warm-up
   MemoryProbe probe;
   probe.start();
@@ -111,7 +114,13 @@ void BM_vlm_generate(benchmark::State& state) {
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(generated), benchmark::Counter::kIsRate);
 }
+void BM_vlm_generate(benchmark::State& state) { run_generate(state, true); }
+void BM_vlm_generate_private_prefix(benchmark::State& state) { run_generate(state, false); }
 BENCHMARK(BM_vlm_generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+BENCHMARK(BM_vlm_generate_private_prefix)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime();
 
 // Everything the PyTorch reference needs to rebuild the model and check it.
 void export_for_reference(const std::string& dir) {

@@ -213,7 +213,11 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
-  KVCache cache = prefix.cache.select_rows(rows, prefix.cache.length + opt.max_new_tokens - 1);
+  const KVCache& pc = prefix.cache;
+  const bool share = opt.share_prefix_kv && !pc.has_shared_prefix() && !pc.k.empty() &&
+                     pc.k[0].device() == kCPU && pc.k[0].dtype() == DType::f32;
+  KVCache cache = share ? pc.share_prefix(rows, opt.max_new_tokens - 1)
+                        : pc.select_rows(rows, pc.length + opt.max_new_tokens - 1);
   std::vector<Rng> rngs;
   for (uint64_t s : seeds) rngs.emplace_back(s);
   // live[i]: which output sequence cache row i belongs to (rows are compacted

@@ -1,6 +1,8 @@
 // Batched generation with a KV cache: prefill every prompt once (left padded,
-// one batch), copy each prompt's cache rows to its n samples, then decode one
-// token per step for all samples together.
+// one batch), then decode one token per step for all samples together. On the
+// CPU the n samples of a prompt read its cached prefix in place (one copy per
+// prompt, KVCache::share_prefix) and each stores only its own tokens; the
+// result is bit-identical to giving every sample a private copy of the prefix.
 //
 // Each output sequence has its own seeded Rng, and a row's logits depend only
 // on its own tokens, so a sequence's result does not depend on what else is in
@@ -31,6 +33,10 @@ struct SamplingOptions {
   // sample_from always adds the model's image-pad token: a generated pad would
   // be read back as an image slot by the training forward.
   std::vector<int64_t> banned_tokens;
+  // Samples read their prompt's cached prefix in place instead of each copying
+  // it (CPU f32 caches; elsewhere they always copy). Same results either way;
+  // false is for tests and benchmarks of the copying path.
+  bool share_prefix_kv = true;
 };
 
 // One prompt: token ids (with one image-pad id per visual token where the

@@ -39,6 +39,37 @@ Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v
   return out;
 }
 
+// cached_decode_attention for a cache whose rows read a shared prefix (the
+// prompt's slots stored once, read once per step by all of its samples).
+// q [B, 1, H, D]; layer l's prefix and own slots; `length` own slots written.
+Tensor shared_prefix_decode_attention(const Tensor& q, const KVCache& cache, int64_t l,
+                                      int64_t length) {
+  Tensor qc = q.contiguous();
+  const KVCache::SharedPrefix& pre = cache.prefix;
+  kernels::cpu::PrefixDecodeShape s;
+  s.B = qc.size(0), s.H = qc.size(2), s.D = qc.size(3), s.Hkv = cache.k[l].size(2);
+  s.prefixes = pre.key_mask.size(0), s.prefix_capacity = pre.key_mask.size(1);
+  s.prefix_length = pre.length, s.capacity = cache.capacity(), s.length = length;
+  s.scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  Tensor out = Tensor::empty({s.B, 1, s.H, s.D});
+  kernels::cpu::decode_attention_shared_prefix(
+      s, qc.data<float>(), pre.k[l].data<float>(), pre.v[l].data<float>(),
+      pre.key_mask.data<int32_t>(), cache.prefix_row.data(), cache.k[l].data<float>(),
+      cache.v[l].data<float>(), cache.key_mask.data<int32_t>(), out.data<float>());
+  return out;
+}
+
+// Each row's prefix slots [0, prefix length) of a shared-prefix tensor
+// ([P, prefix capacity, ...]) followed by `own` ([B, n, ...]) along dim 1:
+// the private-copy layout, for the general attention op (several new tokens
+// per row, or a device the decode kernel does not cover).
+Tensor with_prefix_rows(const Tensor& shared, const KVCache& cache, const Tensor& own) {
+  std::vector<Tensor> rows;
+  for (int64_t r : cache.prefix_row)
+    rows.push_back(shared.slice(0, r, r + 1).slice(1, 0, cache.prefix.length));
+  return concat({concat(rows, 0), own}, 1);
+}
+
 // cache[:, t:t+S] = src for a [B, cap, Hkv, D] cache and src [B, S, Hkv, D]:
 // one memcpy per row when both are contiguous f32 on the CPU (every decode
 // step of every layer writes here), the general strided copy otherwise.
@@ -109,6 +140,41 @@ KVCache KVCache::select_rows(const std::vector<int64_t>& rows, int64_t new_capac
     std::memcpy(dm + i * new_capacity, sm + rows[i] * capacity(), length * sizeof(int32_t));
     out.next_position.push_back(next_position[rows[i]]);
   }
+  if (has_shared_prefix()) {
+    out.prefix = prefix;
+    for (int64_t r : rows) out.prefix_row.push_back(prefix_row[r]);
+  }
+  return out;
+}
+
+// The new cache's own slots start empty; its prefix is this cache's tensors
+// (shared storage), so nothing of the prompt is copied.
+KVCache KVCache::share_prefix(const std::vector<int64_t>& rows, int64_t new_capacity) const {
+  if (has_shared_prefix())
+    throw std::runtime_error("KVCache::share_prefix: this cache already reads a shared prefix");
+  if (rows.empty()) throw std::runtime_error("KVCache::share_prefix: no rows");
+  if (new_capacity < 0)
+    throw std::runtime_error("KVCache::share_prefix: negative capacity " +
+                             std::to_string(new_capacity));
+  for (int64_t r : rows)
+    if (r < 0 || r >= batch())
+      throw std::runtime_error("KVCache::share_prefix: row " + std::to_string(r) +
+                               " out of range for batch " + std::to_string(batch()));
+  const int64_t n = static_cast<int64_t>(rows.size());
+  KVCache out;
+  for (size_t l = 0; l < k.size(); ++l) {
+    out.k.push_back(
+        Tensor::empty({n, new_capacity, k[l].size(2), k[l].size(3)}, k[l].dtype(), k[l].device()));
+    out.v.push_back(
+        Tensor::empty({n, new_capacity, v[l].size(2), v[l].size(3)}, v[l].dtype(), v[l].device()));
+  }
+  out.key_mask = Tensor::zeros({n, new_capacity}, DType::i32, key_mask.device());
+  for (int64_t r : rows) out.next_position.push_back(next_position[r]);
+  out.prefix.k = k;
+  out.prefix.v = v;
+  out.prefix.key_mask = key_mask;
+  out.prefix.length = length;
+  out.prefix_row = rows;
   return out;
 }
 
@@ -316,7 +382,23 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
     int64_t t = cache->length;
     write_cache_slots(cache->k[l], t, k);
     write_cache_slots(cache->v[l], t, v);
-    if (S == 1 && q.dtype() == DType::f32 && q.device() == kCPU) {
+    const bool cpu_f32 = q.dtype() == DType::f32 && q.device() == kCPU &&
+                         cache->k[l].dtype() == DType::f32 && cache->k[l].device() == kCPU;
+    if (cache->has_shared_prefix()) {
+      if (S == 1 && cpu_f32 && cache->prefix.k[l].dtype() == DType::f32 &&
+          cache->prefix.k[l].device() == kCPU) {
+        a = shared_prefix_decode_attention(q, *cache, l, t + 1);
+      } else {
+        // Each row's prefix in front of its own slots; the new tokens are the
+        // last S keys, so the causal mask lines up as in the plain case.
+        opt.causal = true;
+        opt.key_mask =
+            with_prefix_rows(cache->prefix.key_mask, *cache, cache->key_mask.slice(1, 0, t + S));
+        a = attention(
+            q, with_prefix_rows(cache->prefix.k[l], *cache, cache->k[l].slice(1, 0, t + S)),
+            with_prefix_rows(cache->prefix.v[l], *cache, cache->v[l].slice(1, 0, t + S)), opt);
+      }
+    } else if (S == 1 && cpu_f32) {
       a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
     } else if (S == 1) {
       // One new token per row: attend over the whole buffer, unwritten slots
@@ -350,6 +432,16 @@ Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& 
     if (cache->batch() != B || cache->k.size() != static_cast<size_t>(d.num_hidden_layers))
       input_error("KV cache of batch " + std::to_string(cache->batch()) + " used with a batch of " +
                   std::to_string(B));
+    if (cache->has_shared_prefix() &&
+        (cache->prefix_row.size() != static_cast<size_t>(B) ||
+         cache->prefix.k.size() != static_cast<size_t>(d.num_hidden_layers)))
+      input_error("KV cache's shared prefix has " + std::to_string(cache->prefix_row.size()) +
+                  " rows and " + std::to_string(cache->prefix.k.size()) +
+                  " layers for a batch of " + std::to_string(B));
+    for (int64_t r : cache->prefix_row)  // the decode kernel indexes with these
+      if (r < 0 || r >= cache->prefix.key_mask.size(0))
+        input_error("KV cache's prefix row " + std::to_string(r) + " is out of range for " +
+                    std::to_string(cache->prefix.key_mask.size(0)) + " prefix rows");
     if (cache->length + S > cache->capacity())
       input_error("KV cache is full: " + std::to_string(cache->length) + " + " + std::to_string(S) +
                   " tokens exceed its capacity " + std::to_string(cache->capacity()));

@@ -33,19 +33,43 @@ struct VLMInput {
 
 // Per-layer key/value cache for incremental decoding. Rows share one write
 // index (left padding keeps them aligned); each row has its own next position.
+//
+// Optionally the rows read a shared prefix first (share_prefix): the prompt's
+// cached slots are stored once, in `prefix`, and row r attends to prefix row
+// prefix_row[r]'s first prefix_length slots, then to its own `length` slots.
+// The G samples of one prompt then hold and read only their own tokens.
 struct KVCache {
   std::vector<Tensor> k, v;            // per layer [B, capacity, Hkv, head_dim], keys after RoPE
   Tensor key_mask;                     // [B, capacity] i32: 1 where a real token was written
   std::vector<int64_t> next_position;  // per row: the position of its next real token
-  int64_t length = 0;                  // slots written so far (same for every row)
+  int64_t length = 0;                  // own slots written so far (same for every row)
+
+  // The shared prefix (empty prefix_row: none). `prefix` holds its tensors by
+  // reference (a Tensor copy shares storage) and is only read.
+  struct SharedPrefix {
+    std::vector<Tensor> k, v;  // per layer [P, prefix capacity, Hkv, head_dim]
+    Tensor key_mask;           // [P, prefix capacity] i32
+    int64_t length = 0;        // slots every row reads
+  };
+  SharedPrefix prefix;
+  std::vector<int64_t> prefix_row;  // per row: its row of the shared prefix
 
   int64_t batch() const { return key_mask.defined() ? key_mask.size(0) : 0; }
   int64_t capacity() const { return key_mask.defined() ? key_mask.size(1) : 0; }
+  bool has_shared_prefix() const { return !prefix_row.empty(); }
+  // Slots a row attends to: the shared prefix's and its own.
+  int64_t total_length() const { return (has_shared_prefix() ? prefix.length : 0) + length; }
   static KVCache allocate(const DecoderConfig& config, int64_t batch, int64_t capacity);
   // A new cache whose row r is a copy of row rows[r] of this one (rows may
-  // repeat: that is how one prompt prefix is shared by n samples), with room
-  // for `capacity` slots (>= length).
+  // repeat), with room for `capacity` slots (>= length). A shared prefix
+  // stays shared (each new row keeps its source row's prefix row).
   KVCache select_rows(const std::vector<int64_t>& rows, int64_t capacity) const;
+  // A new cache whose row r reads this cache's row rows[r] as its shared
+  // prefix (by reference, no copy; rows may repeat: the n samples of a
+  // prompt), with room for `capacity` own slots, none written. This cache
+  // must not itself have a shared prefix, and its first `length` slots must
+  // not change while the new one is in use.
+  KVCache share_prefix(const std::vector<int64_t>& rows, int64_t capacity) const;
 };
 
 // Positions for a left-padded batch: index among the real tokens of each row

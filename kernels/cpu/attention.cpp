@@ -426,6 +426,63 @@ void attention_forward_naive(const AttentionShape& s, const T* q, const T* k, co
     }
 }
 
+namespace {
+
+// q . k by eight lanes over d, summed ((0+1)+(2+3))+((4+5)+(6+7)): the
+// decode kernels' dot for head sizes that are not a multiple of 8.
+inline float dot_lanes8(const float* q, const float* k, int64_t D) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8)
+    for (int u = 0; u < 8; ++u) lane[u] += q[d + u] * k[d + u];
+  for (; d < D; ++d) lane[d & 7] += q[d] * k[d];
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// Dots of query rows q_rows[0..nq) (each D floats, at q + i * q_stride)
+// against keys j < n (key j at k_row0 + j * kv_stride), scaled, masked keys
+// -inf, query i's scores to scores + i * score_stride. Key blocks of 8 are the
+// outer loop, so each block is read once and reused from L1 by every query;
+// for D % 8 == 0 every dot goes through dot8_rows (a partial last block
+// repeats its last key), otherwise through dot_lanes8. Each dot's value is the
+// same whatever the block, the query count or the neighbouring keys, so the
+// decode kernels agree bit for bit. When v_row0 is given, the matching value
+// rows are prefetched for the P.V pass.
+void score_keys(const float* q, int64_t q_stride, int64_t nq, const float* k_row0,
+                const float* v_row0, int64_t kv_stride, const int32_t* mask, int64_t n, int64_t D,
+                float scale, float* scores, int64_t score_stride) {
+  for (int64_t j0 = 0; j0 < n; j0 += 8) {
+    const int64_t m = std::min<int64_t>(8, n - j0);
+    if (v_row0)
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t d = 0; d < D; d += 16) __builtin_prefetch(v_row0 + (j0 + r) * kv_stride + d);
+    const float* rows[8];
+    for (int64_t r = 0; r < 8; ++r) rows[r] = k_row0 + (j0 + std::min(r, m - 1)) * kv_stride;
+    for (int64_t i = 0; i < nq; ++i) {
+      const float* qi = q + i * q_stride;
+      float* si = scores + i * score_stride + j0;
+      float dots[8];
+      if (D % 8 == 0) {
+        dot8_rows(qi, rows, D, dots);
+      } else {
+        for (int64_t r = 0; r < m; ++r) dots[r] = dot_lanes8(qi, rows[r], D);
+      }
+      for (int64_t r = 0; r < m; ++r) si[r] = mask[j0 + r] ? dots[r] * scale : -INFINITY;
+    }
+  }
+}
+
+// Softmax weights of scores[0..n) into probs (fast_exp; masked: 0), the
+// normaliser summed in eight double lanes (sum_exp); returns 1 / normaliser,
+// or 0 when every key is masked.
+float softmax_weights(const float* scores, int64_t n, float* probs) {
+  const float mx = max_lanes8(scores, n);
+  if (mx == -INFINITY) return 0.0f;
+  return static_cast<float>(1.0 / sum_exp(scores, n, mx, probs));
+}
+
+}  // namespace
+
 // The decode step's attention: scores by 8-lane dot products (vectorised
 // without reassociation), exp over the whole score row (vectorised), P.V with
 // the accumulators in registers. Scratch is per thread, allocated once per
@@ -443,68 +500,93 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t hk = h / group;
-        const float* qi = q + (b * H + h) * D;
+        const int64_t kv_stride = Hkv * D;
         const float* k_row0 = k_cache + (b * capacity * Hkv + hk) * D;  // slot 0 of this kv head
         const float* v_row0 = v_cache + (b * capacity * Hkv + hk) * D;
-        const int32_t* mask = key_mask + b * capacity;
-        float mx = -INFINITY;
-        const int64_t kv_stride = Hkv * D;
-        int64_t j0 = 0;
-        if (D % 8 == 0) {
-          // Eight keys per dot8_rows; a partial last group repeats its last
-          // key (a written slot) and drops the extra results.
-          for (; j0 < length; j0 += 8) {
-            // The P.V loop below reads these keys' value rows: start fetching
-            // them now (the cache is far larger than L2 during generation).
-            for (int64_t r = 0; r < 8 && j0 + r < length; ++r)
-              for (int64_t d = 0; d < D; d += 16)
-                __builtin_prefetch(v_row0 + (j0 + r) * kv_stride + d);
-            float dots[8];
-            if (j0 + 8 <= length) {
-              dot8_rows(qi, k_row0 + j0 * kv_stride, kv_stride, D, dots);
-            } else {
-              float tail[8 * 64];  // D <= 64 here; larger D takes the loop below
-              if (D > 64) break;
-              for (int64_t r = 0; r < 8; ++r)
-                std::memcpy(tail + r * D, k_row0 + std::min(j0 + r, length - 1) * kv_stride,
-                            D * sizeof(float));
-              dot8_rows(qi, tail, D, D, dots);
-            }
-            for (int64_t r = 0; r < 8 && j0 + r < length; ++r) {
-              float sc = mask[j0 + r] ? dots[r] * scale_f : -INFINITY;
-              scores[j0 + r] = sc;
-              mx = std::max(mx, sc);
-            }
-          }
-        }
-        for (int64_t j = j0; j < length; ++j) {
-          if (!mask[j]) {
-            scores[j] = -INFINITY;
-            continue;
-          }
-          const float* kj = k_row0 + j * kv_stride;
-          float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          int64_t d = 0;
-          for (; d + 8 <= D; d += 8)
-            for (int u = 0; u < 8; ++u) lane[u] += qi[d + u] * kj[d + u];
-          for (; d < D; ++d) lane[d & 7] += qi[d] * kj[d];
-          float dot8 = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
-                       ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-          scores[j] = dot8 * scale_f;
-          mx = std::max(mx, scores[j]);
-        }
+        score_keys(q + (b * H + h) * D, D, 1, k_row0, v_row0, kv_stride, key_mask + b * capacity,
+                   length, D, scale_f, scores.data(), length);
         float* oi = out + (b * H + h) * D;
-        if (mx == -INFINITY) {  // no visible key: zeros, like attention_forward
+        const float inv = softmax_weights(scores.data(), length, probs.data());
+        if (inv == 0.0f) {  // no visible key: zeros, like attention_forward
           std::fill(oi, oi + D, 0.0f);
           continue;
         }
-        for (int64_t j = 0; j < length; ++j) probs[j] = fast_exp(scores[j] - mx);  // masked: 0
-        double z = 0;
-        for (int64_t j = 0; j < length; ++j) z += probs[j];
         std::fill(acc.begin(), acc.end(), 0.0f);
-        accumulate_rows(acc.data(), D, probs.data(), v_row0, Hkv * D, length);
-        const float inv = static_cast<float>(1.0 / z);
+        accumulate_rows(acc.data(), D, probs.data(), v_row0, kv_stride, length);
         for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+      }
+  }
+}
+
+// One work item per (prompt, kv head): its queries (every row of the prompt x
+// every query head of the kv head's group) score the shared prefix block by
+// block (score_keys: the (queries, D) x (D, prefix) product reading each key
+// once), then each query its own row's slots into the same score row, then
+// one softmax over both parts and P.V over prefix rows then own rows, all in
+// decode_attention's order (see the header).
+void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
+                                    const float* prefix_k, const float* prefix_v,
+                                    const int32_t* prefix_mask, const int64_t* prefix_row,
+                                    const float* k_cache, const float* v_cache,
+                                    const int32_t* key_mask, float* out) {
+  const int64_t B = s.B, H = s.H, Hkv = s.Hkv, D = s.D, P = s.prefixes;
+  const int64_t Lp = s.prefix_length, L = s.length, total = Lp + L;
+  const int64_t group = H / Hkv, kv_stride = Hkv * D;
+  const float scale_f = static_cast<float>(s.scale);
+  // Rows of each prompt in row order: members[first[p] .. first[p + 1]).
+  std::vector<int64_t> first(P + 1, 0), members(B);
+  for (int64_t b = 0; b < B; ++b) ++first[prefix_row[b] + 1];
+  for (int64_t p = 0; p < P; ++p) first[p + 1] += first[p];
+  int64_t largest = 0;
+  for (int64_t p = 0; p < P; ++p) largest = std::max(largest, first[p + 1] - first[p]);
+  {
+    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    for (int64_t b = 0; b < B; ++b) members[fill[prefix_row[b]]++] = b;
+  }
+  const int64_t work = (P * Lp + B * L) * H * D;
+#pragma omp parallel if (work > (1 << 18))
+  {
+    // Queries of one item: (member m, head g) at row m * group + g.
+    const int64_t nq_max = largest * group;
+    std::vector<float> queries(nq_max * D), scores(nq_max * total), probs(total), acc(D);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t hk = 0; hk < Hkv; ++hk) {
+        const int64_t rows = first[p + 1] - first[p], nq = rows * group;
+        if (rows == 0) continue;
+        const int64_t* mine = members.data() + first[p];
+        for (int64_t m = 0; m < rows; ++m)
+          std::memcpy(queries.data() + m * group * D, q + (mine[m] * H + hk * group) * D,
+                      group * D * sizeof(float));
+        // (No pointer arithmetic on a part that is empty: its buffers may be null.)
+        const float* pk_row0 = Lp > 0 ? prefix_k + (p * s.prefix_capacity * Hkv + hk) * D : nullptr;
+        const float* pv_row0 = Lp > 0 ? prefix_v + (p * s.prefix_capacity * Hkv + hk) * D : nullptr;
+        if (Lp > 0)
+          score_keys(queries.data(), D, nq, pk_row0, pv_row0, kv_stride,
+                     prefix_mask + p * s.prefix_capacity, Lp, D, scale_f, scores.data(), total);
+        for (int64_t m = 0; m < rows; ++m) {
+          const int64_t b = mine[m];
+          const float* k_row0 = L > 0 ? k_cache + (b * s.capacity * Hkv + hk) * D : nullptr;
+          const float* v_row0 = L > 0 ? v_cache + (b * s.capacity * Hkv + hk) * D : nullptr;
+          if (L > 0)
+            score_keys(queries.data() + m * group * D, D, group, k_row0, v_row0, kv_stride,
+                       key_mask + b * s.capacity, L, D, scale_f,
+                       scores.data() + m * group * total + Lp, total);
+          for (int64_t g = 0; g < group; ++g) {
+            const int64_t h = hk * group + g;
+            float* oi = out + (b * H + h) * D;
+            const float inv =
+                softmax_weights(scores.data() + (m * group + g) * total, total, probs.data());
+            if (inv == 0.0f) {
+              std::fill(oi, oi + D, 0.0f);
+              continue;
+            }
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            if (Lp > 0) accumulate_rows(acc.data(), D, probs.data(), pv_row0, kv_stride, Lp);
+            if (L > 0) accumulate_rows(acc.data(), D, probs.data() + Lp, v_row0, kv_stride, L);
+            for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] * inv;
+          }
+        }
       }
   }
 }

@@ -49,4 +49,32 @@ void decode_attention(const float* q, const float* k_cache, const float* v_cache
                       const int32_t* key_mask, float* out, int64_t B, int64_t H, int64_t Hkv,
                       int64_t D, int64_t capacity, int64_t length, double scale);
 
+// The decode step when rows share a cached prompt prefix (the G samples of one
+// prompt): each row's keys are its prefix row's first `prefix_length` slots
+// followed by the first `length` slots of its own cache.
+//   q [B, H, D]; prefix_k, prefix_v [P, prefix_capacity, Hkv, D] and
+//   prefix_mask [P, prefix_capacity] (0 = padding), stored once per prompt;
+//   prefix_row [B] in [0, P): the prompt of each row (rows of one prompt need
+//   not be adjacent); k_cache, v_cache [B, capacity, Hkv, D] and key_mask
+//   [B, capacity]: each row's own (generated) slots; out [B, H, D].
+// Rows of one prompt are processed together, so each shared prefix key and
+// value row is read from memory once per step and reused from L1 by every
+// query of the group. Scores, softmax (one max over both parts, a double
+// normaliser summed prefix first) and P.V (prefix rows, then own rows) follow
+// decode_attention's order exactly, so the result is bit-identical to
+// decode_attention on a cache holding a private copy of the prefix in front
+// of the row's own slots. A row that sees no key gets zeros. Outputs are split
+// across threads, never sums.
+struct PrefixDecodeShape {
+  int64_t B, H, Hkv, D;
+  int64_t prefixes, prefix_capacity, prefix_length;  // P, slots per prefix row, slots read
+  int64_t capacity, length;                          // own slots per row, slots read
+  double scale;
+};
+void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
+                                    const float* prefix_k, const float* prefix_v,
+                                    const int32_t* prefix_mask, const int64_t* prefix_row,
+                                    const float* k_cache, const float* v_cache,
+                                    const int32_t* key_mask, float* out);
+
 }  // namespace visplay::kernels::cpu

@@ -11,6 +11,7 @@
 //
 // The double overloads are plain libm: f64 runs are the reference path.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -129,12 +130,13 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
   }
 }
 
-// out[r] = sum_d q[d] * x[r * stride + d] for 8 rows r, D a multiple of 8:
+// out[r] = sum_d q[d] * rows[r][d] for 8 rows r, D a multiple of 8:
 // eight 8-lane partial-sum vectors, then one transpose-and-add tree that
 // reduces all eight at once (7 shuffle pairs for 8 dot products instead of a
-// horizontal sum per row). Each dot sums lanes as ((0+1)+(2+3))+((4+5)+(6+7)).
-inline void dot8_rows(const float* __restrict q, const float* __restrict x, int64_t stride,
-                      int64_t D, float* __restrict out) {
+// horizontal sum per row). Each dot sums lanes as ((0+1)+(2+3))+((4+5)+(6+7)),
+// so its value does not depend on the other seven rows (a row may repeat).
+inline void dot8_rows(const float* __restrict q, const float* const* rows, int64_t D,
+                      float* __restrict out) {
   typedef float vec __attribute__((vector_size(32)));
   vec acc[8];
 #pragma GCC unroll 8
@@ -145,7 +147,7 @@ inline void dot8_rows(const float* __restrict q, const float* __restrict x, int6
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       vec xv;
-      std::memcpy(&xv, x + r * stride + d, sizeof(vec));
+      std::memcpy(&xv, rows[r] + d, sizeof(vec));
       acc[r] += qv * xv;
     }
   }
@@ -164,6 +166,27 @@ inline void dot8_rows(const float* __restrict q, const float* __restrict x, int6
   vec total = __builtin_shufflevector(s0123, s4567, 0, 1, 2, 3, 8, 9, 10, 11) +
               __builtin_shufflevector(s0123, s4567, 4, 5, 6, 7, 12, 13, 14, 15);
   std::memcpy(out, &total, sizeof(vec));
+}
+
+// The same for 8 rows at x + r * stride.
+inline void dot8_rows(const float* __restrict q, const float* __restrict x, int64_t stride,
+                      int64_t D, float* __restrict out) {
+  const float* rows[8];
+  for (int r = 0; r < 8; ++r) rows[r] = x + r * stride;
+  dot8_rows(q, rows, D, out);
+}
+
+// max of x[0..n) (-inf when n == 0): eight lanes, then a fixed tree; max is
+// exact, so the result equals the sequential one (NaN aside).
+inline float max_lanes8(const float* x, int64_t n) {
+  float lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; ++u) lane[u] = std::max(lane[u], x[j + u]);
+  for (; j < n; ++j) lane[0] = std::max(lane[0], x[j]);
+  return std::max(std::max(std::max(lane[0], lane[1]), std::max(lane[2], lane[3])),
+                  std::max(std::max(lane[4], lane[5]), std::max(lane[6], lane[7])));
 }
 
 // sum_j exp(x[j] - shift) in double. f32: the exps (fast_exp, vectorised) go to

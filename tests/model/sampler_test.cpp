@@ -3,10 +3,12 @@
 #include "model/sampler.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 #include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
@@ -292,6 +294,155 @@ TEST(Sampler, CacheCapacityIsChecked) {
   Tensor pos = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3}, {1, 4});
   Tensor mask = Tensor::full({1, 4}, 1.0, DType::i32);
   EXPECT_THROW(f.model.decode(emb, pos, mask, &cache), std::runtime_error);
+}
+
+// ---- the shared prompt prefix (KVCache::share_prefix) ----
+
+// Generation with the samples reading their prompt's prefix in place must give
+// exactly what private copies give: same tokens, bit-equal log-probs, for
+// greedy and sampled decoding, with stop tokens ending rows early (the cache
+// is compacted mid-generation, its shared prefix carried along), and the
+// greedy tokens must match a full forward.
+TEST(Sampler, SharedPrefixGenerationBitIdenticalToPrivateCopies) {
+  Fixture f;
+  for (bool greedy : {true, false}) {
+    for (bool stops : {false, true}) {
+      SCOPED_TRACE(std::string(greedy ? "greedy" : "sampled") + (stops ? ", stop tokens" : ""));
+      SamplingOptions opt;
+      opt.greedy = greedy;
+      opt.temperature = 1.3;
+      opt.top_k = 30;
+      opt.max_new_tokens = 12;
+      if (stops) opt.stop_tokens = {3, 7, 11, 19, 23};
+      std::vector<uint64_t> seeds = derive_seeds(41, 15);
+      SamplingOptions copying = opt;
+      copying.share_prefix_kv = false;
+      std::vector<Generation> shared = generate(f.model, f.prompts, 5, opt, seeds);
+      std::vector<Generation> copied = generate(f.model, f.prompts, 5, copying, seeds);
+      ASSERT_EQ(shared.size(), copied.size());
+      int stopped_early = 0;
+      for (size_t i = 0; i < shared.size(); ++i) {
+        EXPECT_EQ(shared[i].tokens, copied[i].tokens) << "sequence " << i;
+        EXPECT_EQ(shared[i].logprobs, copied[i].logprobs) << "sequence " << i;
+        EXPECT_EQ(shared[i].stopped, copied[i].stopped);
+        stopped_early += shared[i].tokens.size() < 12u;
+        if (greedy && i % 5 == 0)
+          expect_matches_full_recompute(f.model, f.prompts[i / 5], shared[i], true);
+      }
+      if (stops) {
+        EXPECT_GT(stopped_early, 0) << "the stop tokens should end some rows early";
+      }
+    }
+  }
+}
+
+// The decoder step by step on a shared-prefix cache: the hidden states equal
+// those of private copies bit for bit (one token per step: the decode kernel)
+// and those of the full forward over prompt + tokens within 1e-5 (and also
+// when two tokens go in at once: the general attention path).
+TEST(Sampler, SharedPrefixDecodeStepsEqualCopiesAndFullForward) {
+  Fixture f;
+  const VLM& m = f.model;
+  NoGradGuard g;
+  const int64_t D = m.config().decoder.hidden_size;
+  PrefixState prefix = prefill(m, f.prompts);
+  const std::vector<int64_t> rows{2, 0, 0, 1, 2, 2};
+  const int64_t n = static_cast<int64_t>(rows.size()), steps = 4;
+  KVCache shared = prefix.cache.share_prefix(rows, steps + 1);
+  KVCache copied = prefix.cache.select_rows(rows, prefix.cache.length + steps + 1);
+  EXPECT_EQ(shared.length, 0);
+  EXPECT_EQ(shared.total_length(), prefix.cache.length);
+  Tensor emb = test::random_tensor({n, steps + 1, D}, 5, DType::f32, -1, 1);
+  std::vector<Tensor> hidden;
+  for (int64_t t = 0; t < steps + 1; t += t < steps - 1 ? 1 : 2) {
+    const int64_t S = t < steps - 1 ? 1 : 2;  // the last call feeds 2 tokens
+    std::vector<int64_t> pos;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t s = 0; s < S; ++s) pos.push_back(shared.next_position[i] + s);
+    Tensor e = emb.slice(1, t, t + S).contiguous();
+    Tensor pt = Tensor::from_vector(pos, {n, S});
+    Tensor mask = Tensor::full({n, S}, 1.0, DType::i32);
+    Tensor a = m.decode(e, pt, mask, &shared);
+    Tensor b = m.decode(e, pt, mask, &copied);
+    for (int64_t i = 0; i < n; ++i) shared.next_position[i] += S, copied.next_position[i] += S;
+    if (S == 1) {
+      EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>()) << "step " << t;
+    }
+    EXPECT_TRUE(test::all_close(a.to_vector<double>(), b.to_vector<double>(), 1e-5, 1e-6));
+    hidden.push_back(a);
+  }
+  EXPECT_EQ(shared.length, steps + 1);
+  Tensor got = concat(hidden, 1);  // [n, steps + 1, D]
+  // The full forward of each row: its prompt's embeddings, then the fed ones.
+  for (int64_t i = 0; i < n; ++i) {
+    const PromptInput& p = f.prompts[rows[i]];
+    const int64_t P = static_cast<int64_t>(p.ids.size());
+    Tensor visual = p.pixels.defined() ? m.encode_images(p.pixels.unsqueeze(0)) : Tensor();
+    Tensor prompt_emb = m.embed(Tensor::from_vector(p.ids, {1, P}), visual);
+    Tensor all = concat({prompt_emb, emb.slice(0, i, i + 1)}, 1);
+    Tensor ones = Tensor::full({1, P + steps + 1}, 1.0, DType::i32);
+    Tensor full = m.decode(all, positions_from_mask(ones), ones).slice(1, P, P + steps + 1);
+    EXPECT_TRUE(test::all_close(got.slice(0, i, i + 1).contiguous().to_vector<double>(),
+                                full.contiguous().to_vector<double>(), 1e-5, 1e-5))
+        << "row " << i;
+  }
+}
+
+// Same seed, same samples at 1 and 2 threads. A wider decoder (head_dim 32)
+// and 3 prompts x 48 samples put the shared-prefix decode kernel's work,
+// (3 x prefix + 144 x own slots) x heads x head_dim, above its threading
+// threshold (2^18) from the 15th token on, and the decode GEMMs above theirs.
+TEST(Sampler, SharedPrefixGenerationSameAtOneAndTwoThreads) {
+  Fixture f;
+  VLMConfig c = ref::tiny_vlm_config();
+  c.decoder.hidden_size = 128;
+  c.decoder.intermediate_size = 256;
+  VLM model(c);
+  ref::randomize(model, 5, 0.2);
+  SamplingOptions opt;
+  opt.temperature = 1.2;
+  opt.max_new_tokens = 24;
+  std::vector<uint64_t> seeds = derive_seeds(77, 144);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  std::vector<Generation> one = generate(model, f.prompts, 48, opt, seeds);
+  omp_set_num_threads(2);
+  std::vector<Generation> two = generate(model, f.prompts, 48, opt, seeds);
+  omp_set_num_threads(before);
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].tokens, two[i].tokens) << "sequence " << i;
+    EXPECT_EQ(one[i].logprobs, two[i].logprobs) << "sequence " << i;
+  }
+}
+
+TEST(Sampler, SharePrefixRejectsBadRowsAndNesting) {
+  Fixture f;
+  PrefixState prefix = prefill(f.model, f.prompts);
+  EXPECT_THROW(prefix.cache.share_prefix({0, 3}, 4), std::runtime_error);
+  EXPECT_THROW(prefix.cache.share_prefix({-1}, 4), std::runtime_error);
+  EXPECT_THROW(prefix.cache.share_prefix({}, 4), std::runtime_error);
+  EXPECT_THROW(prefix.cache.share_prefix({0}, -1), std::runtime_error);
+  KVCache shared = prefix.cache.share_prefix({0, 1}, 4);
+  EXPECT_THROW(shared.share_prefix({0}, 4), std::runtime_error);
+  // A compacted copy keeps reading the prefix of its source rows.
+  KVCache picked = shared.select_rows({1, 1, 0}, 4);
+  EXPECT_EQ(picked.prefix_row, (std::vector<int64_t>{1, 1, 0}));
+  EXPECT_EQ(picked.total_length(), prefix.cache.length);
+  // The full cache is a clear error, not an overflow; so is a prefix row
+  // that does not exist.
+  NoGradGuard g;
+  const int64_t D = f.model.config().decoder.hidden_size;
+  KVCache broken = prefix.cache.share_prefix({0}, 2);
+  broken.prefix_row[0] = 3;
+  EXPECT_THROW(f.model.decode(test::random_tensor({1, 1, D}, 1, DType::f32),
+                              Tensor::from_vector(std::vector<int64_t>{9}, {1, 1}),
+                              Tensor::full({1, 1}, 1.0, DType::i32), &broken),
+               std::runtime_error);
+  KVCache small = prefix.cache.share_prefix({0}, 1);
+  Tensor pos = Tensor::from_vector(std::vector<int64_t>{9, 10}, {1, 2});
+  EXPECT_THROW(f.model.decode(test::random_tensor({1, 2, D}, 1, DType::f32), pos,
+                              Tensor::full({1, 2}, 1.0, DType::i32), &small),
+               std::runtime_error);
 }
 
 }  // namespace
