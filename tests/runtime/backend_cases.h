@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/ops.h"
+#include "runtime/ops_gelu_erf.h"
 #include "tests/runtime/test_util.h"
 
 namespace visplay::test {
@@ -63,6 +64,7 @@ inline std::vector<OpCase> cases() {
       {"log", {{17, 3}}, one(log), 0.1, 3.0},
       {"gelu", {{300}}, one(gelu), -4, 4},
       {"silu", {{300}}, one(silu), -4, 4},
+      {"gelu_erf", {{7, 45}}, one(gelu_erf), -5, 5},
       {"softmax", {{5, 130}}, one(softmax), -5, 5},
       {"log_softmax", {{5, 130}}, one(log_softmax), -5, 5},
       {"sum_all", {{1000}}, [](auto& x) { return sum(x[0]); }},
