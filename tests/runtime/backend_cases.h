@@ -125,6 +125,19 @@ inline std::vector<OpCase> cases() {
          return attention(x[0], x[1], x[2], opt);
        },
        -1, 1, 3e-2, 3e-2},
+      // The Qwen2.5-VL ViT's window attention (model/qwen25vl.cpp segment_attention): head
+      // dim 80, windows as a batch right-padded by a key mask, bidirectional.
+      {"attention_windows_d80", {{3, 20, 2, 80}, {3, 20, 2, 80}, {3, 20, 2, 80}},
+       [](auto& x) {
+         std::vector<int32_t> mask(3 * 20, 0);
+         for (int w = 0, len[3] = {20, 7, 13}; w < 3; ++w)
+           for (int j = 0; j < len[w]; ++j) mask[w * 20 + j] = 1;
+         AttentionOptions opt;
+         opt.causal = false;
+         opt.key_mask = Tensor::from_vector(mask, {3, 20}, DType::i32, x[0].device());
+         return attention(x[0], x[1], x[2], opt);
+       },
+       -1, 1, 3e-2, 3e-2},
       {"cross_entropy_ignore", {{6, 19}},
        [](auto& x) {
          Tensor t = Tensor::from_vector<int64_t>({3, -100, 18, 0, 7, 7}, {6});
