@@ -446,9 +446,11 @@ Tensor Qwen25VL::encode_images(const Tensor& pixel_values,
           cos_t[n * hd + j] = static_cast<float>(std::cos(static_cast<double>(angle)));
           sin_t[n * hd + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
         }
-  DType dt = params_.get("visual.patch_embed.proj.weight").dtype();
-  Tensor cos = Tensor::from_vector(cos_t, {1, N, 1, hd}).to(dt);
-  Tensor sin = Tensor::from_vector(sin_t, {1, N, 1, hd}).to(dt);
+  // The tables live where the weights do (cpu, or sim/cuda after params().set(.., to(dev))).
+  const Tensor& proj = params_.get("visual.patch_embed.proj.weight");
+  DType dt = proj.dtype();
+  Tensor cos = Tensor::from_vector(cos_t, {1, N, 1, hd}, DType::f32, proj.device()).to(dt);
+  Tensor sin = Tensor::from_vector(sin_t, {1, N, 1, hd}, DType::f32, proj.device()).to(dt);
 
   const Tensor& conv = params_.get("visual.patch_embed.proj.weight");
   Tensor x = linear(pixel_values.to(dt), conv.reshape({v.hidden_size, v.patch_dim()}));
