@@ -56,8 +56,12 @@ TEST(Qwen25VLSim, VisionTowerMatchesCpuAtHeadDim80) {
   double rel = relative_error(sim_out.to_vector<double>(), cpu_out.to_vector<double>());
   RecordProperty("vision_sim_relative_error", std::to_string(rel));
   std::printf("vision tower sim vs cpu: max relative error %.3g\n", rel);
-  // The device attention rounds q, k, v and P to bf16 (tensor cores): not 1e-4.
-  EXPECT_LT(rel, 2e-2);
+  // The device attention rounds q, k, v and P to bf16 (tensor cores), so 1e-4 is not
+  // guaranteed; the bound leaves 10x margin over the measured error.
+  // Measured 9.9e-5; a head-dim-80 bug that drops the last 16 dims of the scores gives
+  // 1e-2. (The tanh GELU in the merger gives only 2e-4, within this bound: the kernel
+  // test LayersSim.GeluErfForwardBackward catches that one.)
+  EXPECT_LT(rel, 1e-3);
 }
 
 }  // namespace
