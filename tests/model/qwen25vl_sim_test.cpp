@@ -92,7 +92,7 @@ TEST(Qwen25VLSim, VisionTowerGradientsMatchCpuAtHeadDim80) {
   // tanh GELU derivative in place of gelu_erf's gives only 6e-4 here, hidden by the bf16
   // attention noise; LayersSim.GeluErfForwardBackward catches it.)
   const std::pair<const char*, double> checks[] = {
-      {"visual.blocks.0.attn.qkv.weight", 2e-2}, {"visual.blocks.1.attn.qkv.weight", 2e-2},
+      {"visual.blocks.0.attn.qkv.weight", 2e-2},  {"visual.blocks.1.attn.qkv.weight", 2e-2},
       {"visual.blocks.0.attn.proj.weight", 2e-2}, {"visual.merger.mlp.0.weight", 2e-3},
       {"visual.merger.mlp.0.bias", 2e-3},         {"visual.patch_embed.proj.weight", 2e-3}};
   for (auto [name, bound] : checks) {
