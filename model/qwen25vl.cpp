@@ -617,8 +617,8 @@ Tensor Qwen25VL::decode(Tensor x, const std::vector<int64_t>& pos, const Tensor&
       cos_t[r * hd + j] = cos_t[r * hd + j + hd / 2] = c;
       sin_t[r * hd + j] = sin_t[r * hd + j + hd / 2] = s;
     }
-  Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}).to(x.dtype());
-  Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}).to(x.dtype());
+  Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
+  Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
   for (int64_t l = 0; l < t.num_hidden_layers; ++l)
     x = decoder_layer(l, x, cos, sin, key_mask, cache);
   if (cache) cache->length += S;

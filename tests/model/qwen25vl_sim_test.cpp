@@ -105,5 +105,57 @@ TEST(Qwen25VLSim, VisionTowerGradientsMatchCpuAtHeadDim80) {
   }
 }
 
+// The whole model's logits (vision tower, visual tokens spliced into the embeddings,
+// M-RoPE decoder with causal GQA attention at head dim 64) on sim vs cpu, for a batch of
+// two prompts with the image, the second left-padded.
+TEST(Qwen25VLSim, LogitsMatchCpu) {
+  Qwen25VLConfig c = load_qwen25vl_config(kConfig);
+  c.vision.hidden_size = 160;
+  c.vision.num_heads = 2;
+  c.vision.intermediate_size = 96;
+  c.vision.out_hidden_size = 128;
+  c.text.hidden_size = 128;
+  c.text.num_attention_heads = 2;
+  c.text.num_key_value_heads = 1;
+  c.mrope_section = {8, 12, 12};
+  ASSERT_EQ(c.text.head_dim(), 64);
+  Qwen25VL cpu_model(c), sim_model(c);
+  Rng rng(11);
+  cpu_model.params().initialize(rng, 0.05);
+  for (const std::string& name : cpu_model.params().names())
+    sim_model.params().set(name, cpu_model.params().get(name).detach().to(kSim));
+  std::vector<std::array<int64_t, 3>> grids = {{1, 8, 12}, {1, 8, 12}};  // 24 tokens each
+  Tensor pixels = test::random_tensor({192, c.vision.patch_dim()}, 12, DType::f32, -2, 2);
+  std::vector<int64_t> row = {3, 4, c.vision_start_token_id};
+  for (int i = 0; i < 24; ++i) row.push_back(c.image_token_id);
+  for (int64_t x : {c.vision_end_token_id, int64_t{5}, int64_t{6}, int64_t{7}}) row.push_back(x);
+  const int64_t S = static_cast<int64_t>(row.size()) + 3;
+  std::vector<int64_t> ids(2 * S, 0);
+  std::vector<int32_t> mask(2 * S, 0);
+  for (int64_t s = 0; s < S - 3; ++s) ids[s] = row[s], mask[s] = 1;  // row 0: right-padded
+  for (int64_t s = 0; s < S - 3; ++s) ids[S + 3 + s] = row[s], mask[S + 3 + s] = 1;  // left
+  for (int64_t s = S - 3; s < S; ++s) ids[s] = 8;                     // right padding tokens
+  Tensor input_ids = Tensor::from_vector(ids, {2, S});
+  Tensor attention_mask = Tensor::from_vector(mask, {2, S}, DType::i32);
+  Tensor cpu_logits, sim_logits;
+  {
+    NoGradGuard g;
+    cpu_logits = cpu_model.logits(input_ids, attention_mask, pixels, grids);
+    sim_logits = sim_model.logits(input_ids, attention_mask, pixels.to(kSim), grids);
+  }
+  ASSERT_EQ(sim_logits.device(), kSim);
+  ASSERT_EQ(sim_logits.shape(), cpu_logits.shape());
+  // Only positions with a real token: a padding row's logits are unspecified.
+  std::vector<double> a = sim_logits.to_vector<double>(), b = cpu_logits.to_vector<double>(),
+                      got, want;
+  int64_t V = cpu_logits.size(-1);
+  for (int64_t r = 0; r < 2 * S; ++r)
+    if (mask[r])
+      for (int64_t v = 0; v < V; ++v) got.push_back(a[r * V + v]), want.push_back(b[r * V + v]);
+  double rel = relative_error(got, want);
+  std::printf("logits sim vs cpu: max relative error %.3g\n", rel);
+  EXPECT_LT(rel, 1e-2);
+}
+
 }  // namespace
 }  // namespace visplay
