@@ -446,9 +446,11 @@ Tensor Qwen25VL::encode_images(const Tensor& pixel_values,
           cos_t[n * hd + j] = static_cast<float>(std::cos(static_cast<double>(angle)));
           sin_t[n * hd + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
         }
-  DType dt = params_.get("visual.patch_embed.proj.weight").dtype();
-  Tensor cos = Tensor::from_vector(cos_t, {1, N, 1, hd}).to(dt);
-  Tensor sin = Tensor::from_vector(sin_t, {1, N, 1, hd}).to(dt);
+  // The tables live where the weights do (cpu, or sim/cuda after params().set(.., to(dev))).
+  const Tensor& proj = params_.get("visual.patch_embed.proj.weight");
+  DType dt = proj.dtype();
+  Tensor cos = Tensor::from_vector(cos_t, {1, N, 1, hd}, DType::f32, proj.device()).to(dt);
+  Tensor sin = Tensor::from_vector(sin_t, {1, N, 1, hd}, DType::f32, proj.device()).to(dt);
 
   const Tensor& conv = params_.get("visual.patch_embed.proj.weight");
   Tensor x = linear(pixel_values.to(dt), conv.reshape({v.hidden_size, v.patch_dim()}));
@@ -615,8 +617,8 @@ Tensor Qwen25VL::decode(Tensor x, const std::vector<int64_t>& pos, const Tensor&
       cos_t[r * hd + j] = cos_t[r * hd + j + hd / 2] = c;
       sin_t[r * hd + j] = sin_t[r * hd + j + hd / 2] = s;
     }
-  Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}).to(x.dtype());
-  Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}).to(x.dtype());
+  Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
+  Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
   for (int64_t l = 0; l < t.num_hidden_layers; ++l)
     x = decoder_layer(l, x, cos, sin, key_mask, cache);
   if (cache) cache->length += S;

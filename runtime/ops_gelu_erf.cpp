@@ -7,11 +7,13 @@
 namespace visplay {
 
 // y = x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2; dy/dx = Phi(x) + x * phi(x).
-// Computed in double per element so f32 results are correctly rounded.
+// On cpu computed in double per element so f32 results are correctly rounded; on
+// sim/cuda the f32 kernel UnaryOp::gelu_erf (erff, a few ulp).
 Tensor gelu_erf(const Tensor& x) {
   const char* op = "gelu_erf";
   check_floating(op, x);
   if (x.dtype() == DType::bf16) return gelu_erf(x.to(DType::f32)).to(DType::bf16);
+  if (detail::on_device(x)) return detail::device_unary(op, kernels::UnaryOp::gelu_erf, 0.0f, x);
   detail::require_cpu(op, x);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());

@@ -392,9 +392,9 @@ namespace {
 Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kc::AttentionShape& s,
                         const Tensor& mask) {
   const char* op = "attention";
-  if (s.D != 64 && s.D != 128)
-    op_error(op, "device attention supports head dims 64 and 128, got " + std::to_string(s.D) + " (q " +
-                     shape_str(q.shape()) + ")");
+  if (s.D != 64 && s.D != 80 && s.D != 128)
+    op_error(op, "device attention supports head dims 64, 80 and 128, got " + std::to_string(s.D) +
+                     " (q " + shape_str(q.shape()) + ")");
   Device dev = q.device();
   std::vector<int32_t> starts(s.B, 0), lengths(s.B, static_cast<int32_t>(s.Sk));
   if (mask.defined()) {

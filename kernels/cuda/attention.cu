@@ -9,6 +9,8 @@
 // The forward keeps a running max and sum per row (online softmax) and saves
 // lse = max + log(sum). The backward recomputes P = exp(S - lse) twice, once in a kernel
 // owning queries (dq) and once in one owning keys (dk, dv), instead of atomics.
+// Head dims 64, 80 (the Qwen2.5-VL ViT: 1280 / 16 heads) and 128 are instantiated; the
+// templates need only D % 16 == 0 (D / 16 mma k-steps, D / 8 output column tiles).
 #include <stdexcept>
 #include <string>
 
@@ -112,6 +114,7 @@ __device__ __forceinline__ int visible_key_count(const AttentionArgs& a, int b) 
 
 template <int D>
 __global__ void flash_forward_kernel(AttentionArgs a, float* out, float* lse) {
+  static_assert(D % 16 == 0, "head_dim must be a multiple of the mma k-step (16)");
   __shared__ unsigned short k_tile[kAttnCols][D + kAttnPad];
   __shared__ unsigned short v_tile[kAttnCols][D + kAttnPad];
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -329,14 +332,15 @@ static AttentionArgs attention_args(const uint16_t* q, const uint16_t* k, const 
                                     const int* key_lengths, const AttentionShape& s,
                                     const char* what) {
   bool ok = s.batch >= 0 && s.q_len >= 0 && s.kv_len >= 0 && s.q_heads > 0 && s.kv_heads > 0 &&
-            s.q_heads % s.kv_heads == 0 && (s.head_dim == 64 || s.head_dim == 128);
+            s.q_heads % s.kv_heads == 0 &&
+            (s.head_dim == 64 || s.head_dim == 80 || s.head_dim == 128);
   if (!ok)
     throw std::invalid_argument(
         std::string(what) + ": unsupported shape batch=" + std::to_string(s.batch) +
         " q_len=" + std::to_string(s.q_len) + " kv_len=" + std::to_string(s.kv_len) +
         " q_heads=" + std::to_string(s.q_heads) + " kv_heads=" + std::to_string(s.kv_heads) +
         " head_dim=" + std::to_string(s.head_dim) +
-        " (head_dim 64 or 128, q_heads a multiple of kv_heads)");
+        " (head_dim 64, 80 or 128, q_heads a multiple of kv_heads)");
   return AttentionArgs{q,        k,         v,          key_lengths, s.batch,     s.q_len,
                        s.kv_len, s.q_heads, s.kv_heads, s.causal,    s.scale, s.key_starts};
 }
@@ -347,7 +351,9 @@ void flash_attention_forward(const uint16_t* q, const uint16_t* k, const uint16_
   AttentionArgs args = attention_args(q, k, v, key_lengths, shape, "flash_attention_forward");
   if (shape.batch == 0 || shape.q_len == 0) return;
   dim3 grid(ceil_div(shape.q_len, kAttnRows), shape.q_heads, shape.batch);
-  auto* kernel = shape.head_dim == 64 ? flash_forward_kernel<64> : flash_forward_kernel<128>;
+  auto* kernel = shape.head_dim == 64   ? flash_forward_kernel<64>
+                 : shape.head_dim == 80 ? flash_forward_kernel<80>
+                                        : flash_forward_kernel<128>;
   SIMT_LAUNCH(kernel, grid, 128, 0, stream)(args, out, lse);
   simt::check_launch("flash_attention_forward");
 }
@@ -364,15 +370,17 @@ void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16
     (out, dout, rows, shape.q_len, shape.q_heads, shape.head_dim, delta);
     simt::check_launch("flash_attention_backward delta");
     dim3 grid(ceil_div(shape.q_len, kAttnRows), shape.q_heads, shape.batch);
-    auto* dq_kernel =
-        shape.head_dim == 64 ? flash_backward_dq_kernel<64> : flash_backward_dq_kernel<128>;
+    auto* dq_kernel = shape.head_dim == 64   ? flash_backward_dq_kernel<64>
+                      : shape.head_dim == 80 ? flash_backward_dq_kernel<80>
+                                             : flash_backward_dq_kernel<128>;
     SIMT_LAUNCH(dq_kernel, grid, 128, 0, stream)(args, dout, lse, delta, dq);
     simt::check_launch("flash_attention_backward dq");
   }
   if (shape.kv_len > 0) {
     dim3 grid(ceil_div(shape.kv_len, kAttnRows), shape.kv_heads, shape.batch);
-    auto* dkdv_kernel =
-        shape.head_dim == 64 ? flash_backward_dkdv_kernel<64> : flash_backward_dkdv_kernel<128>;
+    auto* dkdv_kernel = shape.head_dim == 64   ? flash_backward_dkdv_kernel<64>
+                        : shape.head_dim == 80 ? flash_backward_dkdv_kernel<80>
+                                               : flash_backward_dkdv_kernel<128>;
     SIMT_LAUNCH(dkdv_kernel, grid, 128, 0, stream)(args, dout, lse, delta, dk, dv);
     simt::check_launch("flash_attention_backward dk dv");
   }

@@ -26,6 +26,16 @@ __device__ __forceinline__ float gelu_tanh_grad(float x) {
   float t = tanhf(k * (x + 0.044715f * x * x * x));
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
 }
+// The exact GELU x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2, and its derivative
+// Phi(x) + x * phi(x), in f32 with erff (2 ulp on the device).
+__device__ __forceinline__ float gelu_erf_value(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+__device__ __forceinline__ float gelu_erf_grad(float x) {
+  float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+  float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
+  return cdf + x * pdf;
+}
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 }  // namespace
 
@@ -56,6 +66,7 @@ __global__ void unary_forward_kernel(UnaryOp op, const float* x, float* out, int
       case UnaryOp::log: r = logf(v); break;
       case UnaryOp::gelu: r = gelu_tanh(v); break;
       case UnaryOp::silu: r = v * sigmoidf(v); break;
+      case UnaryOp::gelu_erf: r = gelu_erf_value(v); break;
     }
     out[i] = r;
   }
@@ -72,6 +83,7 @@ __global__ void unary_backward_kernel(UnaryOp op, const float* dy, const float* 
       case UnaryOp::exp: d = y[i]; break;
       case UnaryOp::log: d = 1.0f / v; break;
       case UnaryOp::gelu: d = gelu_tanh_grad(v); break;
+      case UnaryOp::gelu_erf: d = gelu_erf_grad(v); break;
       case UnaryOp::silu: {
         float s = sigmoidf(v);
         d = s * (1.0f + v * (1.0f - s));

@@ -1,6 +1,6 @@
 // Sim-backend tests of flash attention (mma.sync bf16 tensor cores) against float64
 // attention on the same bf16-rounded inputs: forward output and lse, backward dq, dk,
-// dv. Shapes cover head dims 64 and 128, GQA ratio 4, causal and bidirectional, key
+// dv. Shapes cover head dims 64, 80 and 128, GQA ratio 4, causal and bidirectional, key
 // padding, lengths that are not multiples of the 64-row tiles, and q_len != kv_len.
 #include <gtest/gtest.h>
 
@@ -92,6 +92,7 @@ Ref attention64(const std::vector<float>& q, const std::vector<float>& k,
 struct Case {
   int batch, q_len, kv_len, q_heads, kv_heads, head_dim;
   bool causal, padded;
+  std::vector<int> key_lengths = {};  // per batch row (overrides `padded`): window segments
 };
 
 void run_case(const Case& c) {
@@ -116,12 +117,13 @@ void run_case(const Case& c) {
   auto dout = random_floats(nq, seed + 4);
   std::vector<int> key_len(c.batch, c.kv_len);
   if (c.padded) key_len[c.batch - 1] = c.kv_len * 2 / 3;
+  if (!c.key_lengths.empty()) key_len = c.key_lengths;
   auto qb = visplay::test::to_bf16(q), kb = visplay::test::to_bf16(k),
        vb = visplay::test::to_bf16(v);
 
   auto out = poisoned(nq), lse = poisoned(size_t(c.batch) * c.q_heads * c.q_len);
   auto delta = poisoned(lse.size()), dq = poisoned(nq), dk = poisoned(nk), dv = poisoned(nk);
-  const int* lengths = c.padded ? key_len.data() : nullptr;
+  const int* lengths = c.padded || !c.key_lengths.empty() ? key_len.data() : nullptr;
   sim::flash_attention_forward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(), lse.data(),
                                nullptr);
   sim::flash_attention_backward(qb.data(), kb.data(), vb.data(), lengths, s, out.data(),
@@ -131,7 +133,8 @@ void run_case(const Case& c) {
   std::string what = "B" + std::to_string(c.batch) + " Sq" + std::to_string(c.q_len) + " Sk" +
                      std::to_string(c.kv_len) + " H" + std::to_string(c.q_heads) + "/" +
                      std::to_string(c.kv_heads) + " D" + std::to_string(c.head_dim) +
-                     (c.causal ? " causal" : "") + (c.padded ? " padded" : "");
+                     (c.causal ? " causal" : "") + (c.padded ? " padded" : "") +
+                     (c.key_lengths.empty() ? "" : " segments");
   // P, dS and dout are rounded to bf16 before their products: bf16 tolerances per
   // element, plus a relative L2 bound (measured ~1e-3 for out, ~3e-3 for gradients) that a
   // 1 % systematic error would exceed.
@@ -161,6 +164,16 @@ TEST_P(AttentionSim, HeadDim64BidirectionalPaddedGqa2) {
 TEST_P(AttentionSim, DecodeStyleCausalShortQuery) { run_case({1, 5, 70, 2, 2, 64, true, false}); }
 TEST_P(AttentionSim, CausalLongerQueryThanKeysHasEmptyRows) {
   run_case({1, 9, 4, 1, 1, 64, true, false});
+}
+
+// Head dim 80: the Qwen2.5-VL vision tower (1280 wide, 16 heads).
+TEST_P(AttentionSim, HeadDim80Bidirectional) { run_case({1, 70, 70, 2, 2, 80, false, false}); }
+TEST_P(AttentionSim, HeadDim80GqaCausalPadded) { run_case({2, 37, 37, 4, 2, 80, true, true}); }
+// Window attention as model/qwen25vl.cpp runs it (segment_attention): the windows are
+// a batch padded to the longest, each row's real keys a prefix of its own length; the
+// padding query rows still get finite outputs (discarded by the model).
+TEST_P(AttentionSim, HeadDim80WindowSegments) {
+  run_case({4, 64, 64, 2, 2, 80, false, false, {64, 16, 40, 1}});
 }
 
 TEST(AttentionSimErrors, UnsupportedHeadDimThrows) {

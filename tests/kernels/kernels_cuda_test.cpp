@@ -11,6 +11,7 @@
 #include "visplay/kernels/adamw.h"
 #include "visplay/kernels/advantage.h"
 #include "visplay/kernels/attention.h"
+#include "visplay/kernels/elementwise.h"
 #include "visplay/kernels/embedding.h"
 #include "visplay/kernels/gemm.h"
 #include "visplay/kernels/grpo.h"
@@ -251,8 +252,24 @@ TEST_F(KernelsCuda, PatchEmbedAndGelu) {
   visplay::test::expect_close(dout.back(), widen(out), 1e-4, 1e-4, "patch embed");
 }
 
+// The exact GELU (UnaryOp::gelu_erf): the device's erff/expf against the host's.
+TEST_F(KernelsCuda, GeluErfMatchesSim) {
+  int n = 100001;
+  auto x = random_floats(n, 70, -6, 6), dy = random_floats(n, 71);
+  Device<float> dx_in(x), ddy(dy), dy_out(poisoned(n)), dgrad(poisoned(n));
+  auto op = visplay::kernels::UnaryOp::gelu_erf;
+  cu::unary_forward(op, dx_in.ptr, dy_out.ptr, n, 0.0f, nullptr);
+  cu::unary_backward(op, ddy.ptr, dx_in.ptr, dy_out.ptr, dgrad.ptr, n, 0.0f, nullptr);
+  auto y = poisoned(n), grad = poisoned(n);
+  sim::unary_forward(op, x.data(), y.data(), n, 0.0f, nullptr);
+  sim::unary_backward(op, dy.data(), x.data(), y.data(), grad.data(), n, 0.0f, nullptr);
+  visplay::test::expect_close(dy_out.back(), widen(y), 1e-5, 1e-6, "gelu_erf y");
+  visplay::test::expect_close(dgrad.back(), widen(grad), 1e-5, 1e-6, "gelu_erf dx");
+}
+
+// Head dim 80 is the Qwen2.5-VL vision tower's (bidirectional, as its windows).
 TEST_F(KernelsCuda, FlashAttentionMatchesSim) {
-  for (int D : {64, 128}) {
+  for (int D : {64, 80, 128}) {
     cu::AttentionShape cs;
     cs.batch = 2;
     cs.q_len = 150;

@@ -8,6 +8,7 @@
 #include "kernels/simt/simt.h"
 #include "tests/kernels/reference.h"
 #include "visplay/kernels/adamw.h"
+#include "visplay/kernels/elementwise.h"
 #include "visplay/kernels/embedding.h"
 #include "visplay/kernels/norm.h"
 #include "visplay/kernels/rope.h"
@@ -225,6 +226,29 @@ TEST_P(LayersSim, AdamWMultiTensor) {
     expect_close(m[i], wm, 1e-5, 1e-7, what + " m");
     expect_close(v[i], wv, 1e-5, 1e-9, what + " v");
     expect_close(p[i], wp, 1e-5, 1e-6, what + " param");
+  }
+}
+
+// The exact GELU (UnaryOp::gelu_erf, the Qwen2.5-VL patch merger's) against float64:
+// y = x Phi(x) and dx = dy (Phi(x) + x phi(x)) with std::erf in double. Inputs reach
+// |x| = 6, where 1 + erf cancels; the tanh form misses by ~1e-4 near |x| = 2.5.
+TEST_P(LayersSim, GeluErfForwardBackward) {
+  for (int n : {1, 300, 70001}) {  // 70001: more than one grid-stride pass of the launch
+    auto x = random_floats(n, 40 + n, -6.0f, 6.0f), dy = random_floats(n, 41 + n);
+    auto y = poisoned(n), dx = poisoned(n);
+    sim::unary_forward(visplay::kernels::UnaryOp::gelu_erf, x.data(), y.data(), n, 0.0f, nullptr);
+    sim::unary_backward(visplay::kernels::UnaryOp::gelu_erf, dy.data(), x.data(), y.data(),
+                        dx.data(), n, 0.0f, nullptr);
+    std::vector<double> want_y(n), want_dx(n);
+    for (int i = 0; i < n; ++i) {
+      double v = x[i], cdf = 0.5 * (1.0 + std::erf(v / std::sqrt(2.0)));
+      double pdf = std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+      want_y[i] = v * cdf;
+      want_dx[i] = dy[i] * (cdf + v * pdf);
+    }
+    std::string what = "gelu_erf n=" + std::to_string(n);
+    expect_close(y, want_y, 1e-5, 1e-6, what + " y");
+    expect_close(dx, want_dx, 1e-5, 1e-6, what + " dx");
   }
 }
 

@@ -3,7 +3,7 @@
 // the losses and every parameter's gradient agree, and AdamW moves the
 // weights the same way wherever the gradient is clearly non-zero (Adam's
 // first step is lr * sign(g): a gradient within rounding of 0 may flip sign).
-// Head dims are 64 because the flash-attention kernel takes 64 or 128.
+// Head dims are 64 because the flash-attention kernel takes 64, 80 or 128.
 #include <gtest/gtest.h>
 
 #include "model/vlm.h"
@@ -14,7 +14,7 @@
 namespace visplay {
 namespace {
 
-// The tiny test VLM with head dims of 64 (the flash-attention kernel takes 64 or 128).
+// The tiny test VLM with head dims of 64 (the flash-attention kernel takes 64, 80 or 128).
 VLMConfig sim_config() {
   VLMConfig c = ref::tiny_vlm_config();
   c.decoder.hidden_size = 128;

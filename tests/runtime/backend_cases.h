@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/ops.h"
+#include "runtime/ops_gelu_erf.h"
 #include "tests/runtime/test_util.h"
 
 namespace visplay::test {
@@ -63,6 +64,7 @@ inline std::vector<OpCase> cases() {
       {"log", {{17, 3}}, one(log), 0.1, 3.0},
       {"gelu", {{300}}, one(gelu), -4, 4},
       {"silu", {{300}}, one(silu), -4, 4},
+      {"gelu_erf", {{7, 45}}, one(gelu_erf), -5, 5},
       {"softmax", {{5, 130}}, one(softmax), -5, 5},
       {"log_softmax", {{5, 130}}, one(log_softmax), -5, 5},
       {"sum_all", {{1000}}, [](auto& x) { return sum(x[0]); }},
@@ -120,6 +122,19 @@ inline std::vector<OpCase> cases() {
        [](auto& x) {
          AttentionOptions opt;
          opt.causal = false;
+         return attention(x[0], x[1], x[2], opt);
+       },
+       -1, 1, 3e-2, 3e-2},
+      // The Qwen2.5-VL ViT's window attention (model/qwen25vl.cpp segment_attention): head
+      // dim 80, windows as a batch right-padded by a key mask, bidirectional.
+      {"attention_windows_d80", {{3, 20, 2, 80}, {3, 20, 2, 80}, {3, 20, 2, 80}},
+       [](auto& x) {
+         std::vector<int32_t> mask(3 * 20, 0);
+         for (int w = 0, len[3] = {20, 7, 13}; w < 3; ++w)
+           for (int j = 0; j < len[w]; ++j) mask[w * 20 + j] = 1;
+         AttentionOptions opt;
+         opt.causal = false;
+         opt.key_mask = Tensor::from_vector(mask, {3, 20}, DType::i32, x[0].device());
          return attention(x[0], x[1], x[2], opt);
        },
        -1, 1, 3e-2, 3e-2},

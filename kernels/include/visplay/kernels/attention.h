@@ -20,7 +20,7 @@ namespace visplay::kernels::sim {
 struct AttentionShape {
   int batch = 1, q_len = 1, kv_len = 1;
   int q_heads = 1, kv_heads = 1;  // GQA: q_heads a multiple of kv_heads
-  int head_dim = 64;              // 64 or 128
+  int head_dim = 64;              // 64, 80 (Qwen2.5-VL ViT) or 128
   bool causal = false;            // query i sees keys j <= i + (kv_len - q_len)
   float scale = 0.125f;           // usually 1 / sqrt(head_dim)
   // [batch] device array or nullptr: keys j < key_starts[b] are padding (left-padded

@@ -16,7 +16,16 @@ struct StridedShape {
   int64_t stride_b[kMaxDims] = {};
 };
 enum class BinaryOp : int { add = 0, sub = 1, mul = 2 };
-enum class UnaryOp : int { scale = 0, add_scalar = 1, exp = 2, log = 3, gelu = 4, silu = 5 };
+// gelu is the tanh form; gelu_erf the exact x * Phi(x) (the Qwen2.5-VL patch merger's).
+enum class UnaryOp : int {
+  scale = 0,
+  add_scalar = 1,
+  exp = 2,
+  log = 3,
+  gelu = 4,
+  silu = 5,
+  gelu_erf = 6
+};
 }  // namespace visplay::kernels
 #define VISPLAY_KERNELS_DECLARE
 namespace visplay::kernels::cuda {
