@@ -252,7 +252,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
   }
   const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
   // A row-major (no transpose): the micro-kernel reads its rows in place.
-  // Packing them cost ~7% of the demo training step and measured 10-25%
+  // Packing them cost ~7% of the demo training step and measured ~16%
   // slower per GEMM on an AVX-512 Xeon (the broadcasts read L1/L2 either way).
   // op(A) = A^T stays packed: in place, each k would touch a new cache line.
   const bool direct_a = !trans_a;
