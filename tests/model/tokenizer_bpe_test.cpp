@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/tokenizer.h"
+#include "tests/model/shared_tokenizers.h"
 
 namespace visplay {
 namespace {
@@ -76,11 +77,13 @@ void expect_vectors(const Tokenizer& tokenizer, bool use_qwen) {
 }
 
 TEST(TokenizerBpe, QwenReproducesTestVectors) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   EXPECT_EQ(qwen().kind(), "bpe");
   expect_vectors(qwen(), true);
 }
 
 TEST(TokenizerBpe, Gpt2ReproducesTestVectors) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   EXPECT_EQ(gpt2().kind(), "bpe");
   expect_vectors(gpt2(), false);
 }
@@ -88,6 +91,7 @@ TEST(TokenizerBpe, Gpt2ReproducesTestVectors) {
 // The Qwen file stores merges as ["a","b"] pairs; rewritten as "a b" strings the same
 // vectors must still come out.
 TEST(TokenizerBpe, StringMergesMatchPairMerges) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::ifstream in(kQwenDir + "/tokenizer.json");
   json root = json::parse(in);
   json& merges = root["model"]["merges"];
@@ -100,6 +104,7 @@ TEST(TokenizerBpe, StringMergesMatchPairMerges) {
 // Also GPT-2 expressed as a tokenizer.json (ByteLevel pre-tokenizer with its built-in
 // regex) must behave like encoder.json + vocab.bpe.
 TEST(TokenizerBpe, Gpt2AsTokenizerJson) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::ifstream enc(kGpt2Dir + "/encoder.json");
   json vocab = json::parse(enc);
   std::ifstream bpe(kGpt2Dir + "/vocab.bpe");
@@ -117,6 +122,7 @@ TEST(TokenizerBpe, Gpt2AsTokenizerJson) {
 }
 
 TEST(TokenizerBpe, FileAndFolderLoadTheSame) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   auto from_file = load_tokenizer(kQwenDir + "/tokenizer.json");
   std::string text = "<|im_start|>user\nHow many red circles are there?<|im_end|>";
   EXPECT_EQ(from_file->encode(text), qwen().encode(text));
@@ -124,6 +130,7 @@ TEST(TokenizerBpe, FileAndFolderLoadTheSame) {
 }
 
 TEST(TokenizerBpe, SpecialIds) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   const SpecialTokenIds& q = qwen().special_ids();
   EXPECT_EQ(q.im_start, 151644);  // ids from shared/tokenizers/README.md
   EXPECT_EQ(q.vision_start, 151652);
@@ -188,6 +195,7 @@ std::string random_bytes(std::mt19937& rng, size_t length, int max_byte) {
 }
 
 TEST(TokenizerBpe, RoundTripRandomText) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::mt19937 rng(1234);
   for (int trial = 0; trial < 300; ++trial) {
     std::string text = random_nfc_stable_text(rng, 1 + rng() % 60);
@@ -199,6 +207,7 @@ TEST(TokenizerBpe, RoundTripRandomText) {
 }
 
 TEST(TokenizerBpe, RoundTripRandomBytes) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::mt19937 rng(99);
   for (int trial = 0; trial < 300; ++trial) {
     // GPT-2 has no normaliser: any bytes at all, invalid UTF-8 included.
@@ -214,6 +223,7 @@ TEST(TokenizerBpe, RoundTripRandomBytes) {
 // U+1100 U+1161 U+11A8, and ordering of marks by combining class (U+0323 class 220 before
 // U+0302 class 230, so ệ = U+1EC7 comes out either way).
 TEST(TokenizerBpe, QwenNormalizesToNfc) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   EXPECT_EQ(qwen().encode("cafe\xCC\x81"), qwen().encode("caf\xC3\xA9"));
   EXPECT_EQ(qwen().encode("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), qwen().encode("\xEA\xB0\x81"));
   EXPECT_EQ(qwen().encode("e\xCC\x82\xCC\xA3"), qwen().encode("\xE1\xBB\x87"));
@@ -227,6 +237,7 @@ TEST(TokenizerBpe, QwenNormalizesToNfc) {
 // A 200 KB run of spaces is a single regex piece: it must neither overflow the regex
 // stack nor take quadratic time in the merges.
 TEST(TokenizerBpe, LongPiecesAreFast) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::string spaces(200000, ' ');
   std::string letters(100000, 'a');
   auto start = std::chrono::steady_clock::now();
@@ -239,6 +250,7 @@ TEST(TokenizerBpe, LongPiecesAreFast) {
 }
 
 TEST(TokenizerBpe, Throughput) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   // English-like text from the vectors, repeated with variations to about 2 MB.
   std::vector<Vector> vectors = load_vectors();
   std::mt19937 rng(7);
@@ -263,6 +275,7 @@ TEST(TokenizerBpe, Throughput) {
 }
 
 TEST(TokenizerBpe, ThreadsGiveTheSameIds) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   std::mt19937 rng(5);
   std::vector<std::string> texts;
   for (int i = 0; i < 200; ++i) texts.push_back(random_nfc_stable_text(rng, 40));

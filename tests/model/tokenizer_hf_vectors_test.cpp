@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/tokenizer.h"
+#include "tests/model/shared_tokenizers.h"
 
 namespace visplay {
 namespace {
@@ -31,6 +32,7 @@ std::vector<json> hf_vectors() {
 }
 
 TEST(TokenizerHfVectors, QwenMatchesHuggingFace) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   auto qwen = load_tokenizer(std::string(VISPLAY_SHARED_DIR) + "/tokenizers/qwen2");
   std::vector<json> vectors = hf_vectors();
   ASSERT_EQ(vectors.size(), 160u);
@@ -44,6 +46,7 @@ TEST(TokenizerHfVectors, QwenMatchesHuggingFace) {
 }
 
 TEST(TokenizerHfVectors, Gpt2MatchesHuggingFace) {
+  SKIP_WITHOUT_SHARED_TOKENIZERS();
   auto gpt2 = load_tokenizer(std::string(VISPLAY_SHARED_DIR) + "/tokenizers/gpt2");
   for (const json& v : hf_vectors()) {
     std::string text = v["text"];
