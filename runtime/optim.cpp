@@ -21,6 +21,16 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions opt) : params_(std::move(p
     DType t = p.dtype() == DType::f64 ? DType::f64 : DType::f32;
     m_.push_back(Tensor::zeros(p.shape(), t, p.device()));
     v_.push_back(Tensor::zeros(p.shape(), t, p.device()));
+    if (opt_.master_weights && p.dtype() == DType::bf16) {
+      NoGradGuard no_grad;
+      master_.push_back(p.detach().to(DType::f32).contiguous());
+    } else {
+      if (on_device(p) && p.dtype() == DType::bf16)
+        op_error("AdamW", "bf16 parameter " + std::to_string(i) + " on " + p.device().str() +
+                              " needs AdamWOptions::master_weights (device steps keep an f32 "
+                              "master)");
+      master_.emplace_back();
+    }
   }
 }
 
@@ -33,7 +43,7 @@ void AdamW::step(double lr_override) {
   std::vector<Tensor> device_grads;
   for (size_t i = 0; i < params_.size(); ++i)
     if (on_device(params_[i]) && params_[i].grad().defined()) {
-      require_device_f32("AdamW", params_[i]);
+      if (!master_[i].defined()) require_device_f32("AdamW", params_[i]);
       device_params.push_back(i);
       device_grads.push_back(params_[i].grad().to(DType::f32).contiguous());
     }
@@ -44,14 +54,24 @@ void AdamW::step(double lr_override) {
       std::vector<TensorDesc> descs;
       for (size_t k = 0; k < device_params.size(); ++k) {
         size_t i = device_params[k];
-        descs.push_back({params_[i].data<float>(), device_grads[k].data<float>(), m_[i].data<float>(),
-                         v_[i].data<float>(), static_cast<long>(params_[i].numel())});
+        TensorDesc d{};
+        d.grad = device_grads[k].data<float>();
+        d.m = m_[i].data<float>();
+        d.v = v_[i].data<float>();
+        d.size = static_cast<long>(params_[i].numel());
+        if (master_[i].defined()) {  // step the master, store its bf16 rounding in the parameter
+          d.param = master_[i].data<float>();
+          d.param_bf16 = reinterpret_cast<uint16_t*>(params_[i].data<bf16>());
+        } else {
+          d.param = params_[i].data<float>();
+        }
+        descs.push_back(d);
       }
-      options.lr = static_cast<float>(lr);
-      options.beta1 = static_cast<float>(opt_.beta1);
-      options.beta2 = static_cast<float>(opt_.beta2);
-      options.eps = static_cast<float>(opt_.eps);
-      options.weight_decay = static_cast<float>(opt_.weight_decay);
+      options.lr = lr;
+      options.beta1 = opt_.beta1;
+      options.beta2 = opt_.beta2;
+      options.eps = opt_.eps;
+      options.weight_decay = opt_.weight_decay;
       options.step = static_cast<int>(step_);
       kernel(descs.data(), static_cast<int>(descs.size()), options, nullptr);
     };
@@ -71,6 +91,14 @@ void AdamW::step(double lr_override) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     require_cpu("AdamW", p);
+    if (master_[i].defined()) {
+      Tensor g32 = g.to(DType::f32).contiguous();
+      kernels::cpu::adamw_step_bf16_master(
+          master_[i].data<float>(), reinterpret_cast<uint16_t*>(p.data<bf16>()), g32.data<float>(),
+          m_[i].data<float>(), v_[i].data<float>(), p.numel(), lr, opt_.beta1, opt_.beta2, opt_.eps,
+          opt_.weight_decay, step_);
+      continue;
+    }
     if (p.dtype() == DType::bf16) {
       // Update an f32 copy, then round back into the bf16 parameter.
       Tensor p32 = p.to(DType::f32).contiguous();

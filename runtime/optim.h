@@ -15,6 +15,12 @@ struct AdamWOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;
+  // Mixed precision: every bf16 parameter gets an f32 master copy (taken from the parameter
+  // when the optimizer is built). Steps update the master with f32 moments and store the
+  // master rounded to bf16 (nearest even) into the parameter, so updates smaller than a bf16
+  // ulp accumulate instead of rounding away. Off: a bf16 parameter is widened, stepped and
+  // rounded back each step (cpu only). f32/f64 parameters are their own master either way.
+  bool master_weights = false;
 };
 
 class AdamW {
@@ -29,11 +35,13 @@ class AdamW {
   // Optimizer state for checkpoints: first and second moments per parameter.
   std::vector<Tensor>& exp_avg() { return m_; }
   std::vector<Tensor>& exp_avg_sq() { return v_; }
+  // The f32 master copy per parameter (undefined where the parameter is its own master).
+  std::vector<Tensor>& master() { return master_; }
   void set_steps(int64_t s) { step_ = s; }
   const std::vector<Tensor>& params() const { return params_; }
 
  private:
-  std::vector<Tensor> params_, m_, v_;
+  std::vector<Tensor> params_, m_, v_, master_;
   AdamWOptions opt_;
   int64_t step_ = 0;
 };

@@ -1,6 +1,7 @@
 #include "kernels/cpu/adamw.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/parallel.h"
 
@@ -56,6 +57,25 @@ void adamw_step<float>(float* param_in, const float* grad_in, float* m_in, float
     float update = (mi * c1) / (std::sqrt(vi) * c2 + eps_f);
     param[i] = param[i] - (lr_f * update + decay * param[i]);
   }
+}
+
+uint16_t float_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The master update is the f32 step itself (one code path, so f32 and mixed-precision
+// training share its rounding); the bf16 copy is a second pass over the fresh master, cheap
+// next to the step and keeping the vectorised loop untouched.
+void adamw_step_bf16_master(float* master, uint16_t* param_bf16, const float* grad, float* m,
+                            float* v, int64_t n, double lr, double beta1, double beta2, double eps,
+                            double weight_decay, int64_t step) {
+  adamw_step<float>(master, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+#pragma omp parallel for schedule(static) if (n > kParallelMinElements)
+  for (int64_t i = 0; i < n; ++i) param_bf16[i] = float_to_bf16_bits(master[i]);
 }
 
 template void adamw_step<double>(double*, const double*, double*, double*, int64_t, double, double,

@@ -13,8 +13,13 @@ struct AdamWBatch {
   AdamWTensor tensors[kAdamWBatch];
 };
 
-__global__ void adamw_kernel(AdamWBatch batch, float lr, float beta1, float beta2, float eps,
-                             float weight_decay, float bias_correction1, float bias_correction2,
-                             float grad_scale);
+// The step's constants, folded in double on the host as kernels/cpu/adamw.cpp does.
+struct AdamWConstants {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float inv_bias_correction1, inv_sqrt_bias_correction2;  // 1 / (1 - b1^t), 1 / sqrt(1 - b2^t)
+  float lr, lr_times_decay, eps, grad_scale;
+};
+
+__global__ void adamw_kernel(AdamWBatch batch, AdamWConstants c);
 
 }  // namespace visplay::kernels::VISPLAY_KERNELS_NS

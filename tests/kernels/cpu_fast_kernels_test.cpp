@@ -194,6 +194,57 @@ TEST(FastKernels, AdamWF32MatchesDouble) {
   EXPECT_TRUE(close_to(v, vd, 1e-5, 2e-7));
 }
 
+// Mixed precision: the master follows the f32 step exactly (same code path) and the bf16
+// copy is the master rounded to nearest even: ties to even both ways, NaN stays NaN, the
+// largest finite values round to infinity as __float2bfloat16_rn does.
+TEST(FastKernels, AdamWBf16MasterRoundsToNearestEven) {
+  // Rounding on hand-picked bit patterns: 1 + 2^-8 is a tie (to 1.0), 1 + 3*2^-8 a tie up.
+  auto bits_of = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  auto from_bits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  EXPECT_EQ(float_to_bf16_bits(1.0f), 0x3f80);
+  EXPECT_EQ(float_to_bf16_bits(from_bits(0x3f808000u)), 0x3f80);  // tie, even below
+  EXPECT_EQ(float_to_bf16_bits(from_bits(0x3f818000u)), 0x3f82);  // tie, even above
+  EXPECT_EQ(float_to_bf16_bits(from_bits(0x3f808001u)), 0x3f81);  // just above the tie
+  EXPECT_EQ(float_to_bf16_bits(from_bits(0xbf807fffu)), 0xbf80);  // negative, just below
+  EXPECT_EQ(float_to_bf16_bits(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(float_to_bf16_bits(std::numeric_limits<float>::max()), 0x7f80);
+  uint16_t nan = float_to_bf16_bits(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(nan & 0x7f80, 0x7f80);
+  EXPECT_NE(nan & 0x7f, 0);
+
+  const int64_t n = 1501;
+  std::vector<float> master = random_floats(n, 70, -3.0f, 3.0f);
+  std::vector<float> plain = master, m(n, 0.0f), v(n, 0.0f), m2(n, 0.0f), v2(n, 0.0f);
+  std::vector<uint16_t> param(n, 0xffff);
+  for (int64_t step = 1; step <= 3; ++step) {
+    std::vector<float> g = random_floats(n, 80 + step, -1.0f, 1.0f);
+    adamw_step_bf16_master(master.data(), param.data(), g.data(), m.data(), v.data(), n, 1e-3, 0.9,
+                           0.95, 1e-8, 0.01, step);
+    adamw_step(plain.data(), g.data(), m2.data(), v2.data(), n, 1e-3, 0.9, 0.95, 1e-8, 0.01, step);
+  }
+  EXPECT_EQ(std::memcmp(master.data(), plain.data(), n * 4), 0);
+  EXPECT_EQ(std::memcmp(m.data(), m2.data(), n * 4), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    // Round to nearest even from the definition: the nearer bf16 neighbour, the even one on a tie.
+    uint32_t u = bits_of(master[i]);
+    uint32_t lower = u & 0xffff0000u, upper = lower + 0x10000u;
+    double below = std::fabs(double(master[i]) - from_bits(lower));
+    double above = std::fabs(double(from_bits(upper)) - master[i]);
+    uint32_t want = below < above   ? lower
+                    : above < below ? upper
+                                    : ((lower >> 16) & 1 ? upper : lower);
+    ASSERT_EQ(param[i], want >> 16) << i;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The packed GEMM, every transpose combination, edge tiles (M, N not
 // multiples of 8 / 32), K over one K block (256), alpha/beta.
