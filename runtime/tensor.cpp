@@ -89,6 +89,8 @@ static thread_local bool g_grad_enabled = true;
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+EnableGradGuard::EnableGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = true; }
+EnableGradGuard::~EnableGradGuard() { g_grad_enabled = prev_; }
 
 // ---------------------------------------------------------------------------
 // creation
@@ -532,6 +534,62 @@ Tensor record_op(Tensor output, const char* name, std::vector<Tensor> inputs, Ba
   output.impl()->grad_fn = std::move(node);
   output.impl()->requires_grad = true;
   return output;
+}
+
+// The recorded edges are inputs then params; the rule returns the gradients of the non-leaf
+// inputs (from the nested backward's detached copies) and none for leaves, whose .grad the
+// nested backward has already accumulated.
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs,
+                  const std::vector<Tensor>& params) {
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  for (const Tensor& t : params) {
+    if (!t.defined() || !t.is_leaf()) op_error("checkpoint", "params must be defined leaf tensors");
+    any = any || t.requires_grad();
+  }
+  if (!grad_enabled() || !any) return fn(inputs);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = fn(inputs);
+  }
+  if (!out.defined() || !is_floating(out.dtype()))
+    op_error("checkpoint", "the block must return a defined floating tensor");
+  std::vector<Tensor> edges = inputs;
+  edges.insert(edges.end(), params.begin(), params.end());
+  const size_t num_edges = edges.size();
+  return record_op(out, "checkpoint", std::move(edges),
+                   [fn, inputs, num_edges](const Tensor& grad_output) {
+                     std::vector<Tensor> leaves;
+                     leaves.reserve(inputs.size());
+                     for (const Tensor& t : inputs) {
+                       if (!t.defined()) {
+                         leaves.emplace_back();
+                         continue;
+                       }
+                       // A leaf input takes part itself, so its .grad accumulates each
+                       // use's contribution in turn, as without the checkpoint; a non-leaf
+                       // is cut from the outer graph and its summed gradient handed back.
+                       if (t.is_leaf()) {
+                         leaves.push_back(t);
+                         continue;
+                       }
+                       Tensor leaf = t.detach();
+                       if (t.requires_grad()) leaf.set_requires_grad(true);
+                       leaves.push_back(leaf);
+                     }
+                     Tensor recomputed;
+                     {
+                       EnableGradGuard grad_on;
+                       recomputed = fn(leaves);
+                     }
+                     std::vector<Tensor> grads(num_edges);
+                     if (recomputed.requires_grad()) recomputed.backward(grad_output);
+                     for (size_t i = 0; i < leaves.size(); ++i)
+                       if (leaves[i].defined() && !inputs[i].is_leaf() && leaves[i].requires_grad())
+                         grads[i] = leaves[i].grad();
+                     return grads;
+                   });
 }
 
 Tensor add(const Tensor& a, const Tensor& b);  // ops.h

@@ -146,6 +146,35 @@ class NoGradGuard {
   bool prev_;
 };
 
+// RAII scope in which ops record history again (a checkpoint's recomputation runs inside
+// backward, which records none).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Activation recomputation (gradient checkpointing). Runs fn(inputs) without recording its
+// history, so the tensors fn makes inside are freed when it returns and only `inputs` (and
+// the output) stay alive for backward. The output's backward re-runs fn with grad enabled
+// (non-leaf inputs replaced by detached copies) and backpropagates the output gradient
+// through that fresh graph: the copies' gradients flow on to the outer graph, and the
+// gradients of the leaves fn reads (its parameters, leaf inputs) accumulate into their .grad
+// directly, as they would without the checkpoint. Gradients are bit-identical to running fn
+// directly when fn is deterministic, its intermediate tensors are not used outside it, and each
+// parameter is used by one block. fn must read only `inputs`, `params` and tensors that need no
+// gradient (captured by value: it runs again during backward). `params` lists the leaves fn reads
+// that require grad, so the output requires grad even when no input does. Outside grad mode, or
+// when nothing requires grad, this is just fn(inputs).
+using CheckpointFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs,
+                  const std::vector<Tensor>& params = {});
+
 // Attaches a backward rule to an op's output when grad mode is on and some
 // input requires grad; returns the output. Used by every differentiable op.
 Tensor record_op(Tensor output, const char* name, std::vector<Tensor> inputs, BackwardFn backward);

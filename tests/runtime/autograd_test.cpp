@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
+#include "runtime/allocator.h"
 #include "runtime/ops.h"
 #include "tests/runtime/test_util.h"
 
@@ -70,4 +73,169 @@ TEST(Autograd, Bf16ComputesThroughF32) {
   y.backward();
   ASSERT_TRUE(x.grad().defined());
   EXPECT_EQ(x.grad().dtype(), DType::bf16);
+}
+
+// ---- activation recomputation (checkpoint) ----
+
+namespace {
+
+// A pre-norm transformer-like block: RMSNorm, causal attention, residual, RMSNorm, SwiGLU
+// MLP, residual; x [B, S, D]. The weights are leaves of `w`.
+Tensor block(const Tensor& x, const std::vector<Tensor>& w, int64_t heads) {
+  int64_t B = x.size(0), S = x.size(1), D = x.size(2), hd = D / heads;
+  Tensor h = rmsnorm(x, w[0], 1e-6);
+  Tensor q = linear(h, w[1]).reshape({B, S, heads, hd});
+  Tensor k = linear(h, w[2]).reshape({B, S, heads, hd});
+  Tensor v = linear(h, w[3]).reshape({B, S, heads, hd});
+  AttentionOptions opt;
+  opt.causal = true;
+  Tensor x1 = add(x, linear(attention(q, k, v, opt).reshape({B, S, D}), w[4]));
+  Tensor h2 = rmsnorm(x1, w[5], 1e-6);
+  return add(x1, linear(swiglu(linear(h2, w[6]), linear(h2, w[7])), w[8]));
+}
+
+struct Stack {
+  std::vector<std::vector<Tensor>> layers;
+  Stack(int64_t num_layers, int64_t D, int64_t F, DType dt, uint64_t seed) {
+    for (int64_t l = 0; l < num_layers; ++l) {
+      std::vector<Tensor> w;
+      uint64_t s = seed + 100 * l;
+      w.push_back(test::random_tensor({D}, s, dt, 0.5, 1.5));
+      for (int i = 1; i <= 4; ++i) w.push_back(test::random_tensor({D, D}, s + i, dt, -0.3, 0.3));
+      w.push_back(test::random_tensor({D}, s + 5, dt, 0.5, 1.5));
+      w.push_back(test::random_tensor({F, D}, s + 6, dt, -0.3, 0.3));
+      w.push_back(test::random_tensor({F, D}, s + 7, dt, -0.3, 0.3));
+      w.push_back(test::random_tensor({D, F}, s + 8, dt, -0.3, 0.3));
+      for (Tensor& t : w) t.set_requires_grad();
+      layers.push_back(w);
+    }
+  }
+  std::vector<Tensor> all() const {
+    std::vector<Tensor> out;
+    for (const auto& l : layers) out.insert(out.end(), l.begin(), l.end());
+    return out;
+  }
+  void zero_grad() const {
+    for (const Tensor& t : all()) t.zero_grad();
+  }
+  // Runs the stack (each layer checkpointed when `recompute`), then a weighted sum as loss,
+  // and backpropagates.
+  void forward_backward(const Tensor& x, const Tensor& loss_weights, bool recompute,
+                        int64_t heads) const {
+    Tensor h = x;
+    for (const auto& w : layers) {
+      if (recompute) {
+        h = checkpoint([w, heads](const std::vector<Tensor>& in) { return block(in[0], w, heads); },
+                       {h}, w);
+      } else {
+        h = block(h, w, heads);
+      }
+    }
+    sum(mul(h, loss_weights)).backward();
+  }
+};
+
+std::string grad_bytes(const std::vector<Tensor>& ts) {
+  std::string out;
+  for (const Tensor& t : ts) {
+    Tensor g = t.grad().contiguous();
+    out.append(static_cast<const char*>(g.raw_data()), g.numel() * dtype_size(g.dtype()));
+  }
+  return out;
+}
+
+}  // namespace
+
+// Same ops in the same order: every gradient (weights and input) is bit-identical with and
+// without recomputation, in f32 and bf16, accumulated over two backward calls.
+TEST(Checkpoint, GradientsBitIdenticalToDirectRun) {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (uint64_t seed : {1u, 2u}) {
+      const int64_t B = 2, S = 9, D = 16, F = 24, heads = 2;
+      Stack stack(3, D, F, dt, seed * 1000);
+      Tensor x = test::random_tensor({B, S, D}, seed, dt).detach().set_requires_grad();
+      Tensor lw = test::random_tensor({B, S, D}, seed + 7, dt);
+      std::vector<Tensor> all = stack.all();
+      all.push_back(x);
+      for (int rep = 0; rep < 2; ++rep) stack.forward_backward(x, lw, false, heads);
+      std::string direct = grad_bytes(all);
+      stack.zero_grad();
+      x.zero_grad();
+      for (int rep = 0; rep < 2; ++rep) stack.forward_backward(x, lw, true, heads);
+      std::string recomputed = grad_bytes(all);
+      EXPECT_EQ(direct.size(), recomputed.size());
+      EXPECT_TRUE(direct == recomputed) << dtype_name(dt) << " seed " << seed;
+      // The gradients are real: perturbing the loss weights changes them.
+      stack.zero_grad();
+      x.zero_grad();
+      stack.forward_backward(x, scale(lw, 1.5), true, heads);
+      EXPECT_FALSE(grad_bytes(all) == recomputed);
+    }
+  }
+}
+
+// The gradients through a checkpoint match finite differences (f64), including a parameter
+// read by the block while the block input needs no gradient.
+TEST(Checkpoint, MatchesFiniteDifferences) {
+  Tensor w = test::random_tensor({4, 4}, 11).detach().set_requires_grad();
+  Tensor b = test::random_tensor({4}, 12).detach().set_requires_grad();
+  test::expect_gradients_match(
+      [&](const std::vector<Tensor>& in) {
+        Tensor y =
+            checkpoint([&](const std::vector<Tensor>& v) { return gelu(linear(v[0], v[1], b)); },
+                       {in[0], in[1]}, {b});
+        return sum(mul(y, y));
+      },
+      {test::random_tensor({3, 4}, 13), w});
+  // Input without gradient: the output still requires grad through the listed parameter.
+  Tensor x = test::random_tensor({3, 4}, 14);
+  b.zero_grad();
+  Tensor y =
+      checkpoint([&](const std::vector<Tensor>& v) { return linear(v[0], w, b); }, {x}, {w, b});
+  EXPECT_TRUE(y.requires_grad());
+  sum(y).backward();
+  ASSERT_TRUE(b.grad().defined());
+  for (double g : b.grad().to_vector<double>()) EXPECT_DOUBLE_EQ(g, 3.0);
+}
+
+TEST(Checkpoint, OutsideGradModeAndBadParams) {
+  Tensor w = test::random_tensor({4, 4}, 21).detach().set_requires_grad();
+  Tensor x = test::random_tensor({2, 4}, 22).detach().set_requires_grad();
+  auto fn = [&](const std::vector<Tensor>& v) { return linear(v[0], w); };
+  {
+    NoGradGuard no_grad;
+    Tensor y = checkpoint(fn, {x}, {w});
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(y.to_vector<double>(), linear(x, w).to_vector<double>());
+  }
+  Tensor not_leaf = mul(w, w);
+  EXPECT_THROW(checkpoint(fn, {x}, {not_leaf}), std::invalid_argument);
+}
+
+// Recomputation keeps only each block's input alive between forward and backward: the peak
+// allocator bytes of forward + backward fall (the numbers are printed for docs/runtime.md).
+TEST(Checkpoint, PeakBytesFallWithRecomputation) {
+  const int64_t B = 1, S = 512, D = 32, F = 96, heads = 4, layers = 6;
+  Stack stack(layers, D, F, DType::f32, 77);
+  Tensor x = test::random_tensor({B, S, D}, 78, DType::f32).detach().set_requires_grad();
+  Tensor lw = test::random_tensor({B, S, D}, 79, DType::f32);
+  CachingAllocator& alloc = allocator_for(kCPU);
+  size_t peak[2];
+  std::string grads[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    stack.zero_grad();
+    x.zero_grad();
+    size_t base = alloc.stats().current_bytes;
+    alloc.reset_peak();
+    stack.forward_backward(x, lw, recompute == 1, heads);
+    peak[recompute] = alloc.stats().peak_bytes - base;
+    std::vector<Tensor> all = stack.all();
+    all.push_back(x);
+    grads[recompute] = grad_bytes(all);
+  }
+  std::printf(
+      "checkpoint peak bytes over the weights: direct %zu, recomputed %zu (%d layers, S %d)\n",
+      peak[0], peak[1], static_cast<int>(layers), static_cast<int>(S));
+  EXPECT_TRUE(grads[0] == grads[1]);
+  EXPECT_LT(peak[1] * 2, peak[0]);
 }
