@@ -456,7 +456,7 @@ Tensor Qwen25VL::encode_images(const Tensor& pixel_values,
   Tensor x = linear(pixel_values.to(dt), conv.reshape({v.hidden_size, v.patch_dim()}));
   x = embedding(x, Tensor::from_vector(patch_order, {N}));  // rows into window order
   for (int64_t l = 0; l < v.depth; ++l)
-    x = vision_block(l, x, cos, sin, v.full_attention(l) ? frames : windows);
+    x = vision_block_maybe_recomputed(l, x, cos, sin, v.full_attention(l) ? frames : windows);
   Tensor h = rmsnorm(x, params_.get("visual.merger.ln_q.weight"), 1e-6)
                  .reshape({merged, v.hidden_size * unit});
   h = gelu_erf(linear(h, params_.get("visual.merger.mlp.0.weight"),
@@ -565,6 +565,39 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
   return add(x1, mlp);
 }
 
+std::vector<Tensor> Qwen25VL::trainable_params_under(const std::string& prefix) const {
+  std::vector<Tensor> out;
+  for (const std::string& name : params_.names())
+    if (name.compare(0, prefix.size(), prefix) == 0 && params_.get(name).requires_grad())
+      out.push_back(params_.get(name));
+  return out;
+}
+
+// The block's closure captures the angle tables, mask and segments by value: backward runs
+// it again after this forward has returned.
+Tensor Qwen25VL::decoder_layer_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
+                                                const Tensor& sin, const Tensor& key_mask,
+                                                Qwen25VLCache* cache) const {
+  if (!recompute_layers_ || cache || !grad_enabled())
+    return decoder_layer(layer, x, cos, sin, key_mask, cache);
+  return checkpoint(
+      [this, layer, cos, sin, key_mask](const std::vector<Tensor>& in) {
+        return decoder_layer(layer, in[0], cos, sin, key_mask, nullptr);
+      },
+      {x}, trainable_params_under("model.layers." + std::to_string(layer) + "."));
+}
+
+Tensor Qwen25VL::vision_block_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
+                                               const Tensor& sin,
+                                               const std::vector<int64_t>& segments) const {
+  if (!recompute_layers_ || !grad_enabled()) return vision_block(layer, x, cos, sin, segments);
+  return checkpoint(
+      [this, layer, cos, sin, segments](const std::vector<Tensor>& in) {
+        return vision_block(layer, in[0], cos, sin, segments);
+      },
+      {x}, trainable_params_under("visual.blocks." + std::to_string(layer) + "."));
+}
+
 Tensor Qwen25VL::embed(const Tensor& input_ids, const Tensor& pixel_values,
                        const std::vector<std::array<int64_t, 3>>& grids) const {
   if (grids.empty()) return embed_visual(input_ids, Tensor());
@@ -620,7 +653,7 @@ Tensor Qwen25VL::decode(Tensor x, const std::vector<int64_t>& pos, const Tensor&
   Tensor cos = Tensor::from_vector(cos_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
   Tensor sin = Tensor::from_vector(sin_t, {B, S, 1, hd}, DType::f32, x.device()).to(x.dtype());
   for (int64_t l = 0; l < t.num_hidden_layers; ++l)
-    x = decoder_layer(l, x, cos, sin, key_mask, cache);
+    x = decoder_layer_maybe_recomputed(l, x, cos, sin, key_mask, cache);
   if (cache) cache->length += S;
   return rmsnorm(x, params_.get("model.norm.weight"), t.rms_norm_eps);
 }

@@ -191,6 +191,12 @@ class Qwen25VL {
                                const std::vector<std::array<int64_t, 3>>& grids,
                                const Tensor& targets) const;
 
+  // Activation recomputation: when on, training forwards (grad mode, no cache) run each
+  // decoder layer and vision block through runtime checkpoint(): only the layer inputs stay
+  // alive until backward, which recomputes the layer. Gradients are bit-identical on cpu.
+  void set_recompute_layers(bool on) { recompute_layers_ = on; }
+  bool recompute_layers() const { return recompute_layers_; }
+
   // ---- incremental decoding (use under NoGradGuard) ----
   // Runs the prompt batch into a new cache with room for `capacity` tokens in
   // all; returns the logits of each row's last token [B, V].
@@ -215,8 +221,19 @@ class Qwen25VL {
   Tensor decode(Tensor x, const std::vector<int64_t>& positions, const Tensor& key_mask,
                 Qwen25VLCache* cache) const;
 
+  // decoder_layer / vision_block, through checkpoint() when recompute_layers_ is on.
+  Tensor decoder_layer_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
+                                        const Tensor& sin, const Tensor& key_mask,
+                                        Qwen25VLCache* cache) const;
+  Tensor vision_block_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
+                                       const Tensor& sin,
+                                       const std::vector<int64_t>& segments) const;
+  // The parameters named prefix* that require grad (a checkpointed layer's leaves).
+  std::vector<Tensor> trainable_params_under(const std::string& prefix) const;
+
   Qwen25VLConfig config_;
   ParamStore params_;
+  bool recompute_layers_ = false;
 };
 
 // Loads a Hugging Face directory: config.json, model.safetensors or the shards
