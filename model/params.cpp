@@ -77,6 +77,16 @@ void ParamStore::set_requires_grad(bool on) {
   for (Entry& e : entries_) e.tensor.set_requires_grad(on);
 }
 
+void ParamStore::convert(DType dtype) {
+  NoGradGuard no_grad;
+  for (Entry& e : entries_) {
+    if (!is_floating(e.tensor.dtype()) || e.tensor.dtype() == dtype) continue;
+    const bool trainable = e.tensor.requires_grad();
+    e.tensor = e.tensor.to(dtype).contiguous().detach();
+    if (trainable) e.tensor.set_requires_grad(true);
+  }
+}
+
 ParamStore ParamStore::clone() const {
   ParamStore out;
   for (size_t i = 0; i < entries_.size(); ++i) {

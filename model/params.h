@@ -40,6 +40,10 @@ class ParamStore {
   void initialize(Rng& rng, double std = 0.02);
   // Marks every parameter as a trainable leaf (or not).
   void set_requires_grad(bool on);
+  // Converts every floating parameter to `dtype` (new storage, no history; requires_grad
+  // kept): e.g. bf16 weights for mixed-precision training. Handles taken before see the old
+  // tensors.
+  void convert(DType dtype);
   // A deep copy (fresh storage, no autograd history), e.g. frozen reference weights.
   ParamStore clone() const;
 

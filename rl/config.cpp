@@ -115,6 +115,8 @@ void visit_fields(C& c, F&& f) {
   f("grpo.adam_eps", c.grpo.adam_eps);
   f("grpo.grad_clip", c.grpo.grad_clip);
   f("grpo.train_vision_tower", c.grpo.train_vision_tower);
+  f("grpo.master_weights", c.grpo.master_weights);
+  f("grpo.recompute_layers", c.grpo.recompute_layers);
   f("grpo.generation_batch", c.grpo.generation_batch);
   f("rewards.uncertainty", c.rewards.uncertainty);
   f("rewards.diversity_scope", c.rewards.diversity_scope);

@@ -82,6 +82,13 @@ struct GrpoConfig {
   double adam_eps = 1e-8;
   double grad_clip = 1.0;  // global norm; 0 = off
   bool train_vision_tower = true;
+  // Mixed precision: a Qwen2.5-VL policy's weights are held in bf16 and AdamW keeps f32 master
+  // weights and moments for them (runtime/optim.h AdamWOptions::master_weights). Off: f32.
+  bool master_weights = false;
+  // Activation recomputation in the training forward (Qwen2.5-VL decoder layers and vision
+  // blocks, runtime/tensor.h checkpoint): far less activation memory for one more forward of
+  // each micro-batch; the gradients are the same bit for bit.
+  bool recompute_layers = false;
   // Most sequences one batched generation call decodes together (prompts are chunked; each
   // sequence has its own seed, so chunking does not change what is sampled).
   int generation_batch = 512;

@@ -401,6 +401,17 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
     if (auto* q = dynamic_cast<Qwen25VLPolicy*>(m))
       q->set_pixel_bounds(cfg.images.min_pixels, cfg.images.max_pixels);
   }
+  // Mixed precision: bf16 weights (exact from the f32 checkpoints this loop writes, which hold
+  // bf16 values); the trainers' AdamW keeps the f32 masters.
+  if (cfg.grpo.master_weights) {
+    for (PolicyModel* m : {questioner_model.get(), reasoner_model.get()}) {
+      if (!dynamic_cast<Qwen25VLPolicy*>(m)) {
+        throw std::runtime_error("evolve: grpo.master_weights needs a Qwen2.5-VL model (" +
+                                 m->kind() + " given)");
+      }
+      m->params().convert(DType::bf16);
+    }
+  }
   PolicyModel& questioner = *questioner_model;
   PolicyModel& reasoner = *reasoner_model;
   const RoleSetup setup = make_role_setup(questioner, *tokenizer, cfg);

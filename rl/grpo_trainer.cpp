@@ -101,6 +101,14 @@ GrpoTrainer::GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
   opt.beta2 = config_.adam_beta2;
   opt.eps = config_.adam_eps;
   opt.weight_decay = config_.weight_decay;
+  opt.master_weights = config_.master_weights;
+  if (auto* qwen = dynamic_cast<Qwen25VLPolicy*>(&policy_))
+    qwen->model().set_recompute_layers(config_.recompute_layers);
+  if (dp_->zero1() && config_.master_weights) {
+    throw std::runtime_error(
+        "grpo.master_weights: ZeRO-1 (--zero1) shards f32 moments only, not master weights; "
+        "run without one of them");
+  }
   if (dp_->zero1()) zero_ = std::make_unique<dist::ZeroAdamW>(trainable_, opt, dp_);
   optimizer_ = std::make_unique<AdamW>(zero_ ? std::vector<Tensor>{} : trainable_, opt);
 }

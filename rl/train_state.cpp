@@ -109,6 +109,8 @@ void save_train_state(const std::string& path, const nlohmann::json& info, const
     for (size_t i = 0; i < names.size(); ++i) {
       tensors.emplace_back("adamw.exp_avg." + names[i], optimizer->exp_avg()[i]);
       tensors.emplace_back("adamw.exp_avg_sq." + names[i], optimizer->exp_avg_sq()[i]);
+      if (optimizer->master()[i].defined())
+        tensors.emplace_back("adamw.master." + names[i], optimizer->master()[i]);
     }
     meta["adamw_step"] = std::to_string(optimizer->steps());
     meta["adamw_params"] = std::to_string(names.size());
@@ -149,6 +151,17 @@ void load_train_state(const std::string& path, ParamStore* model, AdamW* optimiz
     for (size_t i = 0; i < names.size(); ++i) {
       load_into(file, "adamw.exp_avg." + names[i], optimizer->exp_avg()[i]);
       load_into(file, "adamw.exp_avg_sq." + names[i], optimizer->exp_avg_sq()[i]);
+      // The f32 master holds what the bf16 weights rounded away: rebuilding it from them
+      // would not continue the run, so a state without it is an error.
+      if (optimizer->master()[i].defined()) {
+        const std::string key = "adamw.master." + names[i];
+        if (!file.contains(key)) {
+          throw std::runtime_error(path + ": training state has no f32 master weights '" + key +
+                                   "' (saved without grpo.master_weights?), which the "
+                                   "mixed-precision optimizer needs to resume exactly");
+        }
+        load_into(file, key, optimizer->master()[i]);
+      }
     }
     try {
       optimizer->set_steps(std::stoll(step->second));

@@ -1,9 +1,10 @@
 // Crash-safe training state for `visplay evolve` and `visplay pretrain` (docs/reliability.md).
 //
 // One safetensors file holds everything a killed run needs to continue bit-exactly:
-//   weights.<name>          the trained model's parameters (f32, bit for bit)
+//   weights.<name>          the trained model's parameters (their dtype, bit for bit)
 //   adamw.exp_avg.<name>    AdamW first moments of the optimizer's parameters
 //   adamw.exp_avg_sq.<name> AdamW second moments
+//   adamw.master.<name>     the f32 master copy of a bf16 parameter (AdamWOptions::master_weights)
 //   __metadata__            format tag, the AdamW step count and `info`: a JSON document with
 //                           the loop position (iteration, phase, step, data position), RNG
 //                           stream states, counters and whatever else the loop needs.

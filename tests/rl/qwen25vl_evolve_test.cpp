@@ -197,6 +197,67 @@ TEST(Qwen25VLPolicy, GrpoRaisesTheRewardedResponse) {
   fs::remove_all(root);
 }
 
+// Mixed precision and recomputation in a GRPO update of the tiny checkpoint: bf16 weights, f32
+// masters in the optimizer, and the same update bit for bit with and without recomputed
+// layers (the gradients are identical); the rewarded response gains probability.
+TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
+  testing::use_one_thread();
+  const fs::path root = fresh_dir("grpo_mixed");
+  std::vector<std::unique_ptr<Qwen25VLPolicy>> policies;
+  for (int i = 0; i < 2; ++i) {
+    policies.push_back(load_tiny());
+    policies.back()->params().convert(DType::bf16);
+  }
+  Prompts p = questioner_prompts(*policies[0], write_images(root / "images", 2, 9));
+  p.prompts.resize(1);
+  const int64_t stop = stop_token_id(*p.tok);
+  const std::vector<std::vector<int64_t>> responses = {
+      {40, 41, 42, stop}, {50, 51, stop}, {60, 61, 62, 63, stop}, {70, stop}};
+  auto score = [&](const PolicyModel& m) {
+    std::vector<int64_t> rows(responses.size(), 0);
+    return score_completions(m, p.prompts, rows, responses, 4);
+  };
+  std::vector<std::vector<float>> before = score(*policies[0]);
+  std::vector<Generation> rollouts;
+  for (size_t j = 0; j < responses.size(); ++j) {
+    Generation g;
+    g.tokens = responses[j];
+    g.logprobs = before[j];
+    g.stopped = true;
+    rollouts.push_back(g);
+  }
+  std::string weights[2], masters[2];
+  for (int i = 0; i < 2; ++i) {
+    GrpoConfig g;
+    g.lr = 1e-2;
+    g.prompts_per_update = 8;
+    g.micro_batch_size = 2;  // two micro-batches: gradients accumulate
+    g.weight_decay = 0.0;
+    g.master_weights = true;
+    g.recompute_layers = i == 1;
+    GrpoTrainer trainer(*policies[i], g);
+    EXPECT_EQ(policies[i]->model().recompute_layers(), i == 1);
+    GrpoStepStats st = trainer.train_on(p.prompts, rollouts, 4, {1.0, 0.0, 0.0, 0.0});
+    EXPECT_EQ(st.updates, 1);
+    EXPECT_GT(st.grad_norm, 0);
+    for (const std::string& name : policies[i]->params().names()) {
+      Tensor w = policies[i]->params().get(name);
+      ASSERT_EQ(w.dtype(), DType::bf16) << name;
+      weights[i].append(reinterpret_cast<const char*>(w.data<bf16>()), w.numel() * 2);
+    }
+    for (const Tensor& m : trainer.optimizer().master()) {
+      ASSERT_TRUE(m.defined());
+      ASSERT_EQ(m.dtype(), DType::f32);
+      masters[i].append(static_cast<const char*>(m.raw_data()), m.numel() * 4);
+    }
+  }
+  EXPECT_TRUE(weights[0] == weights[1]);
+  EXPECT_TRUE(masters[0] == masters[1]);
+  std::vector<std::vector<float>> after = score(*policies[1]);
+  EXPECT_GT(sum_of(after[0]), sum_of(before[0]) + 1e-3);
+  fs::remove_all(root);
+}
+
 // A configuration small enough for a second on one thread: 2 prompts a step, short responses.
 VisPlayConfig tiny_evolve_config() {
   VisPlayConfig c;
@@ -325,14 +386,17 @@ TEST(Qwen25VLEvolve, OneIterationSavesLoadableRolesDeterministically) {
 
 // A run killed inside iteration 2's Questioner phase and resumed ends with the same weights as
 // an uninterrupted one: iteration 2 restarts from iteration 1's f32 Hugging Face checkpoints
-// and the training state (Qwen2.5-VL weights by name, AdamW moments).
-TEST(Qwen25VLEvolve, KilledAndResumedRunEqualsUninterruptedRun) {
+// and the training state (Qwen2.5-VL weights by name, AdamW moments; with `mixed`, bf16
+// weights, their f32 masters, and recomputed layers).
+void expect_killed_and_resumed_run_equals_uninterrupted(const std::string& name, bool mixed) {
   testing::use_one_thread();
-  const fs::path root = fresh_dir("resume");
+  const fs::path root = fresh_dir(name);
   write_images(root / "images", 3, 33);
   EvolveOptions o;
   o.config = tiny_evolve_config();
   o.config.questioner.steps = 2;
+  o.config.grpo.master_weights = mixed;
+  o.config.grpo.recompute_layers = mixed;
   o.model_dir = kModel;
   o.images_dir = (root / "images").string();
   o.iterations = 2;
@@ -358,7 +422,22 @@ TEST(Qwen25VLEvolve, KilledAndResumedRunEqualsUninterruptedRun) {
     EXPECT_FALSE(a.empty()) << role;
     EXPECT_TRUE(a == file_bytes(root / "killed" / "iter-2" / role / "model.safetensors")) << role;
   }
+  if (mixed) {
+    // The saved roles hold bf16 values (f32 files of bf16-rounded weights).
+    std::unique_ptr<PolicyModel> q =
+        load_policy((root / "straight" / "iter-2" / "questioner").string());
+    for (float x : q->params().get("model.layers.0.mlp.up_proj.weight").to_vector<float>())
+      ASSERT_EQ(x, static_cast<float>(bf16(x)));
+  }
   fs::remove_all(root);
+}
+
+TEST(Qwen25VLEvolve, KilledAndResumedRunEqualsUninterruptedRun) {
+  expect_killed_and_resumed_run_equals_uninterrupted("resume", false);
+}
+
+TEST(Qwen25VLEvolve, KilledAndResumedMixedPrecisionRunEqualsUninterruptedRun) {
+  expect_killed_and_resumed_run_equals_uninterrupted("resume_mixed", true);
 }
 
 TEST(Qwen25VLEvolve, BadModelFolderAndEmptyImagesAreClearErrors) {

@@ -98,6 +98,88 @@ TEST(TrainState, RoundTripIsBitExact) {
   EXPECT_EQ(bytes_of(b.model.params().tensors()), bytes_of(a.model.params().tensors()));
 }
 
+// Mixed precision (bf16 weights, f32 masters and moments): a run saved after 3 of 6 steps and
+// resumed into a fresh model and optimizer ends bit for bit where the uninterrupted run does.
+// A resume that rebuilds the masters from the bf16 weights instead does not (the check can
+// fail), and a state without masters is refused.
+TEST(TrainState, MixedPrecisionResumeEqualsUninterruptedRun) {
+  testing::use_one_thread();
+  TempDir dir("mixed");
+  const std::string path = (dir.path / "state.safetensors").string();
+  auto make_store = [](uint64_t seed) {
+    ParamStore store;
+    Rng rng(seed);
+    store.set("a", (randn({37, 5}, rng) * 0.5).to(DType::bf16).detach());
+    store.set("b", randn({64}, rng).to(DType::bf16).detach());
+    store.set("c", randn({9}, rng).detach());  // f32: its own master
+    store.set_requires_grad(true);
+    return store;
+  };
+  AdamWOptions o{2e-3, 0.9, 0.99, 1e-8, 0.1};
+  o.master_weights = true;
+  auto run_steps = [](ParamStore& store, AdamW& opt, int from, int to) {
+    for (int step = from; step < to; ++step) {
+      Rng rng(1000 + step);
+      for (const Tensor& p : store.tensors()) p.set_grad(randn(p.shape(), rng).to(p.dtype()));
+      opt.step();
+      opt.zero_grad();
+    }
+  };
+  auto bits = [](const std::vector<Tensor>& ts) {
+    std::string out;
+    for (const Tensor& t : ts) {
+      if (!t.defined()) continue;
+      Tensor c = t.contiguous();
+      out.append(static_cast<const char*>(c.raw_data()),
+                 static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
+    }
+    return out;
+  };
+
+  ParamStore full = make_store(1);
+  AdamW full_opt(full.tensors(), o);
+  run_steps(full, full_opt, 0, 6);
+
+  ParamStore first = make_store(1);
+  AdamW first_opt(first.tensors(), o);
+  run_steps(first, first_opt, 0, 3);
+  save_train_state(path, {{"kind", "mixed"}}, &first, &first_opt);
+
+  ParamStore resumed = make_store(2);  // other weights, so other masters: all must be loaded
+  AdamW resumed_opt(resumed.tensors(), o);
+  load_train_state(path, &resumed, &resumed_opt);
+  EXPECT_EQ(bits(resumed_opt.master()), bits(first_opt.master()));
+  run_steps(resumed, resumed_opt, 3, 6);
+  EXPECT_EQ(bits(resumed.tensors()), bits(full.tensors()));
+  EXPECT_EQ(bits(resumed_opt.master()), bits(full_opt.master()));
+  EXPECT_EQ(bits(resumed_opt.exp_avg()), bits(full_opt.exp_avg()));
+
+  // Masters rebuilt from the loaded bf16 weights lose what rounding dropped.
+  ParamStore rebuilt = make_store(2);
+  load_train_state(path, &rebuilt, nullptr);
+  AdamW rebuilt_opt(rebuilt.tensors(), o);
+  rebuilt_opt.exp_avg() = first_opt.exp_avg();
+  rebuilt_opt.exp_avg_sq() = first_opt.exp_avg_sq();
+  for (Tensor& t : rebuilt_opt.exp_avg()) t = t.clone();
+  for (Tensor& t : rebuilt_opt.exp_avg_sq()) t = t.clone();
+  rebuilt_opt.set_steps(3);
+  run_steps(rebuilt, rebuilt_opt, 3, 6);
+  EXPECT_NE(bits(rebuilt_opt.master()), bits(full_opt.master()));
+
+  // A state saved by a plain (no master) optimizer cannot resume a mixed-precision one.
+  AdamWOptions plain = o;
+  plain.master_weights = false;
+  ParamStore other = make_store(1);
+  AdamW plain_opt(other.tensors(), plain);
+  save_train_state(path, {{"kind", "plain"}}, &other, &plain_opt);
+  try {
+    load_train_state(path, &resumed, &resumed_opt);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("adamw.master.a"), std::string::npos) << e.what();
+  }
+}
+
 void kill_self(const std::string&) { ::raise(SIGKILL); }
 
 TEST(TrainState, WriteKilledBeforeRenameKeepsThePreviousState) {
