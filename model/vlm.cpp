@@ -415,6 +415,17 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
   return add(x, linear(a.reshape({B, S, H * hd}), w("self_attn.o_proj.weight")));
 }
 
+Tensor VLM::decoder_layer(int64_t l, const Tensor& x, const Tensor& positions,
+                          const Tensor& token_mask, KVCache* cache) const {
+  const DecoderConfig& d = config_.decoder;
+  Tensor x1 = attention_block(l, x, positions, token_mask, cache);
+  auto w = [&](const char* s) -> const Tensor& { return params_.get(decoder_param_name(l, s)); };
+  Tensor h = rmsnorm(x1, w("post_attention_layernorm.weight"), d.rms_norm_eps);
+  Tensor gate = linear(h, w("mlp.gate_proj.weight"));
+  Tensor up = linear(h, w("mlp.up_proj.weight"));
+  return add(x1, linear(swiglu(gate, up), w("mlp.down_proj.weight")));
+}
+
 Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& token_mask,
                    KVCache* cache) const {
   const DecoderConfig& d = config_.decoder;
@@ -448,13 +459,23 @@ Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& 
     cache->key_mask.slice(1, cache->length, cache->length + S).copy_(token_mask);
   }
   Tensor x = embeds;
+  const bool recompute = recompute_layers_ && !cache && grad_enabled();
   for (int64_t l = 0; l < d.num_hidden_layers; ++l) {
-    x = attention_block(l, x, positions, token_mask, cache);
-    auto w = [&](const char* s) -> const Tensor& { return params_.get(decoder_param_name(l, s)); };
-    Tensor h = rmsnorm(x, w("post_attention_layernorm.weight"), d.rms_norm_eps);
-    Tensor gate = linear(h, w("mlp.gate_proj.weight"));
-    Tensor up = linear(h, w("mlp.up_proj.weight"));
-    x = add(x, linear(swiglu(gate, up), w("mlp.down_proj.weight")));
+    if (!recompute) {
+      x = decoder_layer(l, x, positions, token_mask, cache);
+      continue;
+    }
+    // The layer's trainable leaves, so the checkpoint records an edge even for a frozen input.
+    std::vector<Tensor> layer_params;
+    const std::string prefix = decoder_param_name(l, "");
+    for (const std::string& name : params_.names())
+      if (name.compare(0, prefix.size(), prefix) == 0 && params_.get(name).requires_grad())
+        layer_params.push_back(params_.get(name));
+    x = checkpoint(
+        [this, l, positions, token_mask](const std::vector<Tensor>& in) {
+          return decoder_layer(l, in[0], positions, token_mask, nullptr);
+        },
+        {x}, layer_params);
   }
   if (cache) cache->length += S;
   return rmsnorm(x, params_.get("model.norm.weight"), d.rms_norm_eps);

@@ -109,6 +109,11 @@ class VLM {
                 KVCache* cache = nullptr) const;
   // The LM head weight [V, D] (the embedding when tied).
   const Tensor& head_weight() const;
+  // Activation recomputation: when on, decode without a cache in grad mode runs each decoder
+  // layer through runtime checkpoint() (only layer inputs kept until backward, which
+  // recomputes the layer). Gradients are bit-identical on cpu.
+  void set_recompute_layers(bool on) { recompute_layers_ = on; }
+  bool recompute_layers() const { return recompute_layers_; }
 
   // ---- full forwards ----
   Tensor hidden_states(const VLMInput& input) const;  // [B, S, D]
@@ -121,9 +126,13 @@ class VLM {
   void register_parameters();
   Tensor attention_block(int64_t layer, const Tensor& x, const Tensor& positions,
                          const Tensor& token_mask, KVCache* cache) const;
+  // attention_block, then the MLP half (RMSNorm, SwiGLU, residual).
+  Tensor decoder_layer(int64_t layer, const Tensor& x, const Tensor& positions,
+                       const Tensor& token_mask, KVCache* cache) const;
 
   VLMConfig config_;
   ParamStore params_;
+  bool recompute_layers_ = false;
 };
 
 // Hugging Face name of decoder layer `layer`'s parameter `suffix`, e.g.

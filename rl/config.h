@@ -85,9 +85,9 @@ struct GrpoConfig {
   // Mixed precision: a Qwen2.5-VL policy's weights are held in bf16 and AdamW keeps f32 master
   // weights and moments for them (runtime/optim.h AdamWOptions::master_weights). Off: f32.
   bool master_weights = false;
-  // Activation recomputation in the training forward (Qwen2.5-VL decoder layers and vision
-  // blocks, runtime/tensor.h checkpoint): far less activation memory for one more forward of
-  // each micro-batch; the gradients are the same bit for bit.
+  // Activation recomputation in the training forward (runtime/tensor.h checkpoint): Qwen2.5-VL
+  // decoder layers and vision blocks, the demo VLM's decoder layers. Far less activation
+  // memory for one more forward of each micro-batch; the gradients are the same bit for bit.
   bool recompute_layers = false;
   // Most sequences one batched generation call decodes together (prompts are chunked; each
   // sequence has its own seed, so chunking does not change what is sampled).

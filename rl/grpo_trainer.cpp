@@ -104,6 +104,8 @@ GrpoTrainer::GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
   opt.master_weights = config_.master_weights;
   if (auto* qwen = dynamic_cast<Qwen25VLPolicy*>(&policy_))
     qwen->model().set_recompute_layers(config_.recompute_layers);
+  if (auto* vlm = dynamic_cast<VLMPolicy*>(&policy_))
+    vlm->model().set_recompute_layers(config_.recompute_layers);
   if (dp_->zero1() && config_.master_weights) {
     throw std::runtime_error(
         "grpo.master_weights: ZeRO-1 (--zero1) shards f32 moments only, not master weights; "
