@@ -176,6 +176,26 @@ TEST(Evolve, MissingTokenizerIsAnError) {
   }
 }
 
+// grpo.master_weights converts a Qwen2.5-VL policy to bf16; the demo model is refused clearly.
+TEST(Evolve, MasterWeightsNeedAQwen25VLModel) {
+  testing::use_one_thread();
+  World w("master");
+  EvolveOptions o;
+  o.config = w.tiny_config();
+  o.config.grpo.master_weights = true;
+  o.model_dir = (w.root / "model").string();
+  o.images_dir = (w.root / "images").string();
+  o.out_dir = (w.root / "out").string();
+  try {
+    run_evolve(o);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("grpo.master_weights needs a Qwen2.5-VL model"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // Hand-made scenes and silver questions: accuracies and the margin counted by hand.
 TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
   testing::use_one_thread();
