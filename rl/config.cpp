@@ -39,6 +39,9 @@ VISPLAY_ENUM_NAMES(KlEstimator, {KlEstimator::k1, "k1"}, {KlEstimator::k2, "k2"}
                    {KlEstimator::k3, "k3"});
 VISPLAY_ENUM_NAMES(LossAggregation, {LossAggregation::token_mean, "token_mean"},
                    {LossAggregation::seq_mean_token_mean, "seq_mean_token_mean"});
+VISPLAY_ENUM_NAMES(LabelSource, {LabelSource::silver, "silver"},
+                   {LabelSource::silver_well_posed, "silver_well_posed"},
+                   {LabelSource::oracle, "oracle"});
 #undef VISPLAY_ENUM_NAMES
 
 template <class E>
@@ -85,6 +88,8 @@ void visit_fields(C& c, F&& f) {
   f("reasoner.steps", c.reasoner.steps);
   visit_sampling(c.reasoner.rollout, "reasoner.rollout", f);
   f("reasoner.min_kept_fraction", c.reasoner.min_kept_fraction);
+  f("reasoner.labels", c.reasoner.labels);
+  f("reasoner.balance_labels", c.reasoner.balance_labels);
   f("uncertainty.samples", c.uncertainty.samples);
   visit_sampling(c.uncertainty.sampling, "uncertainty.sampling", f);
   f("data.candidate_images", c.data.candidate_images);
@@ -260,6 +265,7 @@ std::string to_string(BleuSymmetry v) { return enum_name(v); }
 std::string to_string(AdvantageKind v) { return enum_name(v); }
 std::string to_string(KlEstimator v) { return enum_name(v); }
 std::string to_string(LossAggregation v) { return enum_name(v); }
+std::string to_string(LabelSource v) { return enum_name(v); }
 
 QuestionerRewardOptions RewardConfig::questioner_options() const {
   QuestionerRewardOptions o;

@@ -17,6 +17,11 @@ namespace visplay::rl {
 enum class AdvantageKind { grpo, dr_grpo };  // (r - mean)/(std + eps) | r - mean (Dr. GRPO)
 enum class KlEstimator { k1, k2, k3 };       // k3 = exp(ref - pi) - (ref - pi) - 1
 enum class LossAggregation { token_mean, seq_mean_token_mean };
+// Where the Reasoner's training labels come from. Only `silver` is VisPlay; the others need
+// the ShapeWorld oracle and exist to diagnose the loop: `silver_well_posed` drops the kept
+// questions the oracle cannot answer (ill-posed), `oracle` also replaces each silver label by
+// the true answer (an upper bound for the same questions).
+enum class LabelSource { silver, silver_well_posed, oracle };
 
 // One way of sampling from a model.
 struct SamplingConfig {
@@ -39,6 +44,10 @@ struct ReasonerConfig {
   // Guard against collapse: skip the Reasoner phase (logged) when fewer than this share of
   // the candidate questions survive the confidence band.
   double min_kept_fraction = 0.05;
+  LabelSource labels = LabelSource::silver;  // diagnostics only, see LabelSource
+  // Every distinct label comes round equally often in the training steps (reasoner_order in
+  // rl/reasoner_data.h); off: each kept question equally often.
+  bool balance_labels = false;
 };
 
 // The frozen Reasoner as uncertainty oracle during Questioner training: direct answers.
@@ -171,5 +180,6 @@ std::string to_string(BleuSymmetry v);
 std::string to_string(AdvantageKind v);
 std::string to_string(KlEstimator v);
 std::string to_string(LossAggregation v);
+std::string to_string(LabelSource v);
 
 }  // namespace visplay::rl

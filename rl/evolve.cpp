@@ -21,6 +21,7 @@
 #include "model/tokenizer.h"
 #include "rl/diagnostics.h"
 #include "rl/grpo_trainer.h"
+#include "rl/reasoner_data.h"
 #include "rl/role_rewards.h"
 #include "rl/roles.h"
 #include "rl/train_state.h"
@@ -77,17 +78,6 @@ ImageSet open_images(const std::string& dir, const PolicyModel& model) {
   }
   if (set.paths.empty()) throw std::runtime_error("images folder " + dir + " holds no images");
   return set;
-}
-
-// A seeded Fisher-Yates permutation of 0..n-1.
-std::vector<size_t> permutation(size_t n, uint64_t seed) {
-  std::vector<size_t> p(n);
-  for (size_t i = 0; i < n; ++i) p[i] = i;
-  Rng rng(seed);
-  for (size_t i = n; i > 1; --i) {
-    std::swap(p[i - 1], p[static_cast<size_t>(rng.randint(0, static_cast<int64_t>(i)))]);
-  }
-  return p;
 }
 
 std::string fmt(const char* f, double v) {
@@ -493,6 +483,11 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         " iterations; nothing to do");
     return result;
   }
+  if (cfg.reasoner.labels != LabelSource::silver && !images.has_oracle()) {
+    throw std::runtime_error("evolve: reasoner.labels = " + to_string(cfg.reasoner.labels) +
+                             " needs the ShapeWorld oracle, but the images have no scenes "
+                             "(use a folder written by `visplay world`)");
+  }
   say("evolve: " + std::to_string(images.paths.size()) + " images" +
       (images.has_oracle() ? " (ShapeWorld oracle available for diagnostics)" : "") +
       ", iterations " + std::to_string(start) + ".." + std::to_string(iterations) +
@@ -752,10 +747,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
 
     // ---- phase 3: Reasoner GRPO on the kept questions ----
     const auto t_r = Clock::now();
-    std::vector<size_t> kept;
-    for (size_t i = 0; i < silver.questions.size(); ++i) {
-      if (silver.questions[i].kept) kept.push_back(i);
-    }
+    const ReasonerData train_data = select_reasoner_data(silver, oracle, cfg.reasoner.labels);
+    const std::vector<size_t>& kept = train_data.questions;
     std::string skip_reason;
     if (kept.empty()) {
       skip_reason = "no question was kept";
@@ -813,9 +806,10 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         trainer.set_nonfinite_in_a_row(
             info_field<int64_t>(at.info, "nonfinite_in_a_row", state_path));
       }
-      const std::vector<size_t> order =
-          permutation(kept.size(), mix_seed(seed, it, kReasonerOrder));
       const size_t per_step = std::min<size_t>(cfg.grpo.prompts_per_step, kept.size());
+      const std::vector<size_t> order =
+          reasoner_order(train_data.labels, per_step * static_cast<size_t>(cfg.reasoner.steps),
+                         mix_seed(seed, it, kReasonerOrder), cfg.reasoner.balance_labels);
       const SamplingOptions sampling = to_sampling_options(cfg.reasoner.rollout, setup.stop_token);
       auto bar = make_bar(progress, "iter " + std::to_string(it) + " reasoner GRPO",
                           cfg.reasoner.steps, "step");
@@ -827,13 +821,13 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         std::vector<std::string> labels(mine.size());
         for (size_t j = 0; j < mine.size(); ++j) {
           const size_t i = static_cast<size_t>(mine[j]);
-          const size_t k = order[(s * per_step + i) % kept.size()];
+          const size_t k = order[(s * per_step + i) % order.size()];
           const SilverQuestion& q = silver.questions[kept[k]];
           prompts[j].ids =
               build_reasoner_prompt(setup.format, *tokenizer, setup.visual_tokens(kept_pixels[k]),
                                     q.question, ReasonerMode::train, setup.prompts);
           prompts[j].pixels = kept_pixels[k];
-          labels[j] = q.label;
+          labels[j] = train_data.labels[k];
         }
         GrpoStepStats st = trainer.step(prompts, cfg.reasoner.group_size, sampling,
                                         make_reasoner_reward(setup, cfg, labels),
@@ -853,6 +847,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         }
       }
       summary["reasoner_phase"] = "trained";
+      summary["reasoner_labels"] = to_string(cfg.reasoner.labels);
+      summary["reasoner_questions"] = kept.size();
     }
     summary["reasoner_seconds"] = seconds_since(t_r);
     if (!kept_oracle.empty() && skip_reason.empty()) {

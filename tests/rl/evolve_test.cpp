@@ -159,6 +159,59 @@ TEST(Evolve, ResumedRunEqualsUninterruptedRun) {
             file_bytes(w.root / "resumed" / "iter-2" / "silver.jsonl"));
 }
 
+// The diagnostic label sources (reasoner.labels) end to end: the summary says what was trained
+// on (the selection itself: tests/rl/reasoner_data_test.cpp); without ShapeWorld scenes they
+// are refused up front.
+TEST(Evolve, DiagnosticLabelSourcesTrainOnWellPosedKeptQuestions) {
+  testing::use_one_thread();
+  World w("labels");
+  for (LabelSource source : {LabelSource::silver, LabelSource::oracle}) {
+    EvolveOptions o;
+    o.config = w.tiny_config();
+    o.config.reasoner.labels = source;
+    o.model_dir = (w.root / "model").string();
+    o.images_dir = (w.root / "images").string();
+    o.out_dir = (w.root / ("out-" + to_string(source))).string();
+    std::ostringstream console;
+    o.console = &console;
+    run_evolve(o);
+    const fs::path it1 = fs::path(o.out_dir) / "iter-1";
+    nlohmann::json summary = nlohmann::json::parse(std::ifstream(it1 / "summary.json"));
+    ASSERT_EQ(summary["reasoner_phase"], "trained") << console.str();
+    EXPECT_EQ(summary["reasoner_labels"], to_string(source));
+    int kept = 0, well_posed = 0;
+    for (const auto& q : read_jsonl(it1 / "silver.jsonl")) {
+      if (!q["kept"].get<bool>()) continue;
+      ++kept;
+      well_posed += !q["oracle_answer"].is_null();
+    }
+    EXPECT_EQ(summary["reasoner_questions"].get<int>(),
+              source == LabelSource::silver ? kept : well_posed);
+  }
+  // Plain images (no scenes.jsonl): the oracle label sources are an error before any work.
+  const fs::path plain = w.root / "plain";
+  fs::create_directories(plain);
+  for (const auto& e : fs::directory_iterator(w.root / "images" / "images")) {
+    fs::copy_file(e.path(), plain / e.path().filename());
+  }
+  EvolveOptions o;
+  o.config = w.tiny_config();
+  o.config.reasoner.labels = LabelSource::silver_well_posed;
+  o.model_dir = (w.root / "model").string();
+  o.images_dir = plain.string();
+  o.out_dir = (w.root / "out-plain").string();
+  std::ostringstream console;
+  o.console = &console;
+  try {
+    run_evolve(o);
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("reasoner.labels = silver_well_posed"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fs::path(o.out_dir) / "iter-1"));
+}
+
 TEST(Evolve, MissingTokenizerIsAnError) {
   testing::use_one_thread();
   World w("notok");
