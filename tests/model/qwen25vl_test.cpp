@@ -337,7 +337,7 @@ TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
   for (int64_t s = 0; s < S + pad; ++s) ids[(S + pad) + s] = row1[s], mask[(S + pad) + s] = 1;
   Tensor pixels = f.expected.load("pixel_values");
   auto grid = grids_of(f.expected.load("image_grid_thw"));
-  Qwen25VLCache cache;
+  KVCache cache;
   Tensor logits = f.model.prefill(
       Tensor::from_vector(ids, {2, S + pad}), Tensor::from_vector(mask, {2, S + pad}),
       concat({pixels, pixels}, 0), {grid[0], grid[0]}, S + pad + 8, &cache);
@@ -357,6 +357,49 @@ TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
   }
 }
 
+// The cache's rows picked for samples (select_rows: copies; share_prefix: the prompt's slots
+// read in place) keep each row's M-RoPE next position (the text after the image continues at
+// the largest prompt position + 1, a different value per row here): decoding on them gives
+// the full forward's logits, the rows swapped and repeated.
+TEST(Qwen25VL, SelectedAndSharedCacheRowsKeepTheMRopePositions) {
+  Fixture f;
+  NoGradGuard no_grad;
+  std::vector<int64_t> prompt = f.expected.load("input_ids").to_vector<int64_t>();
+  std::vector<int64_t> row1(prompt);
+  row1.insert(row1.begin(), {100, 101, 102});  // 3 more text tokens: positions shifted by 3
+  const int64_t S = static_cast<int64_t>(row1.size()), pad = 3;
+  std::vector<int64_t> ids(2 * S, 0), mask(2 * S, 0);
+  for (int64_t s = 0; s + pad < S; ++s) ids[pad + s] = prompt[s], mask[pad + s] = 1;
+  for (int64_t s = 0; s < S; ++s) ids[S + s] = row1[s], mask[S + s] = 1;
+  Tensor pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  KVCache cache;
+  f.model.prefill(Tensor::from_vector(ids, {2, S}), Tensor::from_vector(mask, {2, S}),
+                  concat({pixels, pixels}, 0), {grid[0], grid[0]}, S, &cache);
+  ASSERT_EQ(cache.next_position[1], cache.next_position[0] + 3);
+  const std::vector<int64_t> rows = {1, 0, 1};
+  const std::vector<std::vector<int64_t>> prompts = {prompt, row1};
+  const std::vector<int64_t> next = {17, 300, 5};
+  for (bool share : {false, true}) {
+    SCOPED_TRACE(share ? "share_prefix" : "select_rows");
+    KVCache c = share ? cache.share_prefix(rows, 4) : cache.select_rows(rows, S + 4);
+    for (size_t r = 0; r < rows.size(); ++r)
+      EXPECT_EQ(c.next_position[r], cache.next_position[rows[r]]);
+    for (size_t step = 0; step < next.size(); ++step) {
+      Tensor logits = f.model.decode_step(std::vector<int64_t>(rows.size(), next[step]), &c);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        std::vector<int64_t> seq = prompts[rows[r]];
+        seq.insert(seq.end(), next.begin(), next.begin() + step + 1);
+        int64_t L = static_cast<int64_t>(seq.size());
+        Tensor full = f.model.logits(Tensor::from_vector(seq, {1, L}), Tensor(), pixels, grid);
+        EXPECT_TRUE(test::all_close(logits.slice(0, r, r + 1).reshape({-1}),
+                                    full.slice(1, L - 1, L).reshape({-1}).to_vector<double>(), 1e-4,
+                                    1e-5))
+            << "row " << r << " step " << step;
+      }
+    }
+  }
+}
 }  // namespace
 }  // namespace visplay
 

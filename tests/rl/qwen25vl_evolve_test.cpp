@@ -139,6 +139,56 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
   fs::remove_all(root);
 }
 
+// The samples of a prompt reading its cached prefix in place (KVCache::share_prefix, the CPU
+// shared-prefix decode kernel) give exactly what private copies of it give: same tokens,
+// bit-equal log-probs, for sampled and greedy decoding, with stop tokens ending rows early (the
+// cache is compacted mid-generation, the shared prefix and each row's M-RoPE next position
+// carried along); and the same at 1 and 2 threads.
+TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
+  testing::use_one_thread();
+  const fs::path root = fresh_dir("share");
+  auto policy = load_tiny();
+  Prompts p = questioner_prompts(*policy, write_images(root / "images", 2, 8));
+  const std::vector<int64_t> rows = {0, 1, 0, 1, 1, 0, 0, 1};
+  const std::vector<uint64_t> seeds = derive_seeds(19, static_cast<int64_t>(rows.size()));
+  for (bool greedy : {false, true}) {
+    SCOPED_TRACE(greedy ? "greedy" : "sampled");
+    SamplingOptions opt;
+    opt.greedy = greedy;
+    opt.temperature = 1.4;
+    opt.max_new_tokens = 10;
+    SamplingOptions copying = opt;
+    copying.share_prefix_kv = false;
+    std::vector<Generation> free_run = policy->sample(p.prompts, rows, copying, seeds);
+    // Stop on tokens some samples emit early, so that rows finish at different steps.
+    opt.stop_tokens = {free_run[0].tokens[2], free_run[3].tokens[4]};
+    copying.stop_tokens = opt.stop_tokens;
+    std::vector<Generation> shared = policy->sample(p.prompts, rows, opt, seeds);
+    std::vector<Generation> copied = policy->sample(p.prompts, rows, copying, seeds);
+    ASSERT_EQ(shared.size(), rows.size());
+    int stopped_early = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(shared[i].prompt_index, rows[i]);
+      EXPECT_EQ(shared[i].tokens, copied[i].tokens) << "sequence " << i;
+      EXPECT_EQ(shared[i].logprobs, copied[i].logprobs) << "sequence " << i;
+      EXPECT_EQ(shared[i].stopped, copied[i].stopped) << "sequence " << i;
+      stopped_early += shared[i].tokens.size() < 10u;
+    }
+    EXPECT_GE(stopped_early, 2) << "the stop tokens should end rows early";
+    EXPECT_LT(stopped_early, static_cast<int>(rows.size()));
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+    std::vector<Generation> two = policy->sample(p.prompts, rows, opt, seeds);
+    omp_set_num_threads(1);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(two[i].tokens, shared[i].tokens) << "sequence " << i;
+      EXPECT_EQ(two[i].logprobs, shared[i].logprobs) << "sequence " << i;
+    }
+#endif
+  }
+  fs::remove_all(root);
+}
+
 TEST(Qwen25VLPolicy, GrpoRaisesTheRewardedResponse) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("grpo");
