@@ -3,6 +3,7 @@
 // (tests/model/fixtures/qwen25vl_tiny: 2 layers each side, the real Qwen special tokens):
 //   - the sampler's log-probs (KV cache shared by a prompt's samples, M-RoPE positions continued
 //     after the image) equal the training forward's, for images of two sizes in one batch;
+//   - samples reading the prompt's cached prefix in place equal private copies bit for bit;
 //   - a GRPO update raises the rewarded response's log-prob, lowers an unrewarded one, reaches
 //     the vision tower, and leaves the frozen reference at the starting weights;
 //   - one evolve iteration on a folder of images runs, saves both roles in the Hugging Face
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -160,22 +162,26 @@ TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
     SamplingOptions copying = opt;
     copying.share_prefix_kv = false;
     std::vector<Generation> free_run = policy->sample(p.prompts, rows, copying, seeds);
-    // Stop on tokens some samples emit early, so that rows finish at different steps.
-    opt.stop_tokens = {free_run[0].tokens[2], free_run[3].tokens[4]};
+    // Stop on tokens that five of the eight samples emit early: they finish at different steps,
+    // and once half have, the loop drops them while the rest (of both prompts) go on.
+    for (size_t i = 0; i < 5; ++i) opt.stop_tokens.push_back(free_run[i].tokens[1 + i % 3]);
     copying.stop_tokens = opt.stop_tokens;
     std::vector<Generation> shared = policy->sample(p.prompts, rows, opt, seeds);
     std::vector<Generation> copied = policy->sample(p.prompts, rows, copying, seeds);
     ASSERT_EQ(shared.size(), rows.size());
-    int stopped_early = 0;
+    std::vector<size_t> lengths;
     for (size_t i = 0; i < rows.size(); ++i) {
       EXPECT_EQ(shared[i].prompt_index, rows[i]);
       EXPECT_EQ(shared[i].tokens, copied[i].tokens) << "sequence " << i;
       EXPECT_EQ(shared[i].logprobs, copied[i].logprobs) << "sequence " << i;
       EXPECT_EQ(shared[i].stopped, copied[i].stopped) << "sequence " << i;
-      stopped_early += shared[i].tokens.size() < 10u;
+      lengths.push_back(shared[i].tokens.size());
     }
-    EXPECT_GE(stopped_early, 2) << "the stop tokens should end rows early";
-    EXPECT_LT(stopped_early, static_cast<int>(rows.size()));
+    std::sort(lengths.begin(), lengths.end());
+    EXPECT_LT(lengths[0], 10u) << "the stop tokens should end rows early";
+    // Half the rows done while others live: a compaction. (The tiny random model's greedy
+    // continuations of both prompts are alike, so greedy rows all end together.)
+    if (!greedy) EXPECT_LT(lengths[rows.size() / 2 - 1], lengths.back());
 #ifdef _OPENMP
     omp_set_num_threads(2);
     std::vector<Generation> two = policy->sample(p.prompts, rows, opt, seeds);
