@@ -74,7 +74,7 @@ struct CachedDecoder {
   int64_t image_pad_token_id = -1;  // never sampled (-1: none)
   std::function<Tensor(const std::vector<int64_t>& tokens, KVCache* cache)> decode_step;
 };
-CachedDecoder cached_decoder(const VLM& model);
+CachedDecoder cached_decoder(const VLM& model);  // the model must outlive the result
 
 // The decode loop: one sequence per entry of `rows` (an index into the
 // prefix's prompts; repeats share the prompt's cache), seeds[i] seeding

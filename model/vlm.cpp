@@ -87,14 +87,13 @@ void write_cache_slots(Tensor& cache, int64_t t, const Tensor& src) {
     std::memcpy(to + (b * cap + t) * row, from + b * S * row, S * row * sizeof(float));
 }
 
-// A cache buffer. Host f32 caches are only ever read at written slots (the
-// decode kernels, or the op on the written slice); elsewhere a single-token
+// A cache buffer. Host caches are only ever read at written slots (the
+// decode kernels, or the op on the written slice); on a device a single-token
 // step hands the whole buffer to the attention op with the unwritten slots
-// masked, and a masked slot still multiplies its (zero) probability by its
-// value, so those buffers start zeroed rather than holding NaN garbage.
+// masked, and a kernel may still multiply a masked slot's zero probability by
+// its value, so device buffers start zeroed rather than holding NaN garbage.
 Tensor cache_buffer(const Shape& shape, DType dtype, Device device) {
-  return dtype == DType::f32 && device == kCPU ? Tensor::empty(shape, dtype, device)
-                                               : Tensor::zeros(shape, dtype, device);
+  return device == kCPU ? Tensor::empty(shape, dtype, device) : Tensor::zeros(shape, dtype, device);
 }
 
 }  // namespace
@@ -228,8 +227,8 @@ std::string KVCache::misuse(int64_t B, int64_t layers, int64_t S) const {
 // The branches trade generality for speed: the CPU decode kernels for one
 // f32 token per row; on a device one token per row attends over the whole
 // buffer (unwritten slots masked), so the contiguous cache reaches the op
-// without a copy; several tokens (prefill) take the causal op over the
-// written slots. A shared prefix outside the CPU kernel is laid in front of
+// without a copy; otherwise (several tokens, a bf16 host cache) the causal
+// op over the written slots. A shared prefix outside the CPU kernel is laid in front of
 // each row's own slots (the private-copy layout).
 Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Tensor& v_new) {
   const int64_t S = q.size(1), t = length;
@@ -249,7 +248,7 @@ Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Te
                      with_prefix_rows(prefix.v[l], *this, v[l].slice(1, 0, t + S)), opt);
   }
   if (S == 1 && cpu_f32) return cached_decode_attention(q, k[l], v[l], key_mask, t + 1);
-  if (S == 1) {
+  if (S == 1 && q.device() != kCPU) {
     opt.causal = false;
     opt.key_mask = key_mask;
     return attention(q, k[l], v[l], opt);
