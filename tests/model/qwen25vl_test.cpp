@@ -455,6 +455,34 @@ TEST(Qwen25VL, Bf16WeightsGiveCloseLogits) {
   EXPECT_GT(rel, 0.0);  // it did compute in bf16
 }
 
+// A bf16 model decodes through a bf16 host cache (rows picked by select_rows' strided copy,
+// attention over the written slots): each step's logits stay as close to the f32 full
+// forward as the bf16 full forward's are.
+TEST(Qwen25VL, Bf16CachedDecodingStaysCloseToF32) {
+  Fixture f;
+  Qwen25VL m16 = load_qwen25vl(kModelDir, DType::bf16);
+  NoGradGuard no_grad;
+  Tensor ids = f.expected.load("input_ids"), pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  std::vector<int64_t> seq = ids.to_vector<int64_t>();
+  const int64_t S = static_cast<int64_t>(seq.size());
+  KVCache prefix;
+  m16.prefill(ids, Tensor(), pixels, grid, S, &prefix);
+  ASSERT_EQ(prefix.k[0].dtype(), DType::bf16);
+  KVCache cache = prefix.select_rows({0, 0}, S + 3);
+  for (int64_t token : {17, 300, 5}) {
+    Tensor logits = m16.decode_step({token, token}, &cache).to(DType::f32);
+    seq.push_back(token);
+    const int64_t L = static_cast<int64_t>(seq.size());
+    Tensor full = f.model.logits(Tensor::from_vector(seq, {1, L}), Tensor(), pixels, grid);
+    Tensor want = full.slice(1, L - 1, L).reshape({1, -1}).contiguous();
+    for (int64_t r = 0; r < 2; ++r) {
+      double rel = relative_error(logits.slice(0, r, r + 1).contiguous(), want);
+      EXPECT_LT(rel, 5e-2) << "row " << r << " after token " << token;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace visplay
 
