@@ -231,15 +231,17 @@ TokenLogprobs Qwen25VLPolicy::completion_logprobs(
     }
   // Each distinct image through the vision tower once; its rows looked up (differentiably) for
   // every sequence that shows it.
+  const Device device = model_->head_weight().device();
   Tensor visual;
   if (b.unique_pixels.defined())
-    visual = embedding(model_->encode_images(b.unique_pixels, b.unique_grids), b.visual_rows);
+    visual =
+        embedding(model_->encode_images(b.unique_pixels.to(device), b.unique_grids), b.visual_rows);
   Tensor hidden = model_->hidden_states_from_visual(b.ids, b.mask, visual, b.grids);
   // Hidden state at column P-1+k predicts completion token k.
   Tensor h = hidden.slice(1, P - 1, P - 1 + L).to(DType::f32);
   TokenLogprobs lp =
       token_logprobs(h, model_->head_weight().to(DType::f32), Tensor::from_vector(targets, {N, L}));
-  Tensor mask = Tensor::from_vector(cmask, {N, L});
+  Tensor mask = Tensor::from_vector(cmask, {N, L}, DType::f32, device);
   return {mul(lp.logprobs, mask), mul(lp.entropy, mask)};
 }
 

@@ -163,7 +163,8 @@ TEST(Qwen25VLSim, LogitsMatchCpu) {
   EXPECT_LT(rel, 1e-2);
 }
 
-// Greedy generation through Qwen25VLPolicy::sample with the weights on sim: the prompt's
+// Greedy generation through Qwen25VLPolicy::sample with the weights on sim (and the
+// training forward's log-probs of the samples there): the prompt's
 // cache is built on sim (bf16-free f32 buffers, key mask on the host), the samples copy it
 // (KVCache::select_rows on the device), one token per step attends over the whole buffer,
 // and a stop token makes the loop drop finished rows mid-generation (another device copy).
@@ -225,6 +226,20 @@ TEST(Qwen25VLSim, GreedyGenerationMatchesCpu) {
   EXPECT_EQ(stopped[0].tokens.size(), 1u);
   EXPECT_EQ(stopped[2].tokens.size(), 4u);
   compare(sim.sample(prompts, rows, opt, seeds), stopped);
+  // The training forward on sim (Qwen25VLPolicy::completion_logprobs) gives the samples (the
+  // same tokens on both backends) the cpu sampler's log-probs.
+  std::vector<std::vector<int64_t>> completions;
+  for (const Generation& g : want) completions.push_back(g.tokens);
+  TokenLogprobs scored = sim.completion_logprobs(prompts, rows, completions);
+  ASSERT_EQ(scored.logprobs.device(), kSim);
+  std::vector<float> lp = scored.logprobs.to_vector<float>();
+  const size_t L = static_cast<size_t>(scored.logprobs.size(1));
+  double score_err = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    for (size_t k = 0; k < want[i].logprobs.size(); ++k)
+      score_err = std::max(score_err, std::fabs(double(lp[i * L + k]) - want[i].logprobs[k]));
+  std::printf("sim training forward vs cpu sampler: max log-prob difference %.3g\n", score_err);
+  EXPECT_LT(score_err, 1e-2);
   std::printf("greedy generation sim vs cpu: max log-prob difference %.3g\n", err);
   // Measured 3.3e-3 (the bf16 device attention), the bound of the logits test above.
   EXPECT_LT(err, 1e-2);
