@@ -667,9 +667,7 @@ Tensor Qwen25VL::prefill(const Tensor& input_ids, const Tensor& attention_mask,
                              " is below the prompt length " + std::to_string(S));
   if (!cache) throw std::runtime_error("Qwen25VL::prefill: no cache");
   if (grad_enabled())
-    throw std::runtime_error(
-        "Qwen25VL::prefill: the KV cache path is inference only; use it "
-        "under NoGradGuard");
+    throw std::runtime_error("Qwen25VL::prefill: the KV cache is inference only (NoGradGuard)");
   Tensor positions = rope_index(input_ids, attention_mask, grids);
   std::vector<int64_t> pos = positions.to_vector<int64_t>();
   Tensor mask = attention_mask.defined() ? attention_mask.to(DType::i32).contiguous()
@@ -695,9 +693,7 @@ Tensor Qwen25VL::decode_step(const std::vector<int64_t>& tokens, KVCache* cache)
   const std::string misuse = cache->misuse(B, t.num_hidden_layers, 1);
   if (!misuse.empty()) throw std::runtime_error("Qwen25VL::decode_step: " + misuse);
   if (grad_enabled())
-    throw std::runtime_error(
-        "Qwen25VL::decode_step: the KV cache path is inference only; use it "
-        "under NoGradGuard");
+    throw std::runtime_error("Qwen25VL::decode_step: the KV cache is inference only (NoGradGuard)");
   cache->key_mask.slice(1, cache->length, cache->length + 1).fill_(1);
   std::vector<int64_t> pos(3 * B);
   for (int64_t c = 0; c < 3; ++c)
