@@ -152,39 +152,6 @@ QwenBatch make_qwen_batch(const Qwen25VLConfig& c, const std::vector<PromptInput
   return b;
 }
 
-// A cache whose row r is row rows[r] of `cache` (repeats share a prompt), `capacity` slots.
-Qwen25VLCache select_cache_rows(const Qwen25VLCache& cache, const std::vector<int64_t>& rows,
-                                int64_t capacity) {
-  const int64_t R = static_cast<int64_t>(rows.size());
-  Qwen25VLCache out;
-  out.length = cache.length;
-  for (size_t l = 0; l < cache.k.size(); ++l) {
-    Shape shape = cache.k[l].shape();
-    shape[0] = R;
-    shape[1] = capacity;
-    Tensor k = Tensor::zeros(shape, cache.k[l].dtype()),
-           v = Tensor::zeros(shape, cache.v[l].dtype());
-    for (int64_t r = 0; r < R; ++r) {
-      k.slice(0, r, r + 1)
-          .slice(1, 0, cache.length)
-          .copy_(cache.k[l].slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
-      v.slice(0, r, r + 1)
-          .slice(1, 0, cache.length)
-          .copy_(cache.v[l].slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
-    }
-    out.k.push_back(k);
-    out.v.push_back(v);
-  }
-  out.key_mask = Tensor::zeros({R, capacity}, DType::i32);
-  for (int64_t r = 0; r < R; ++r) {
-    out.key_mask.slice(0, r, r + 1)
-        .slice(1, 0, cache.length)
-        .copy_(cache.key_mask.slice(0, rows[r], rows[r] + 1).slice(1, 0, cache.length));
-    out.next_position.push_back(cache.next_position[rows[r]]);
-  }
-  return out;
-}
-
 }  // namespace
 
 Qwen25VLPolicy::Qwen25VLPolicy(std::unique_ptr<Qwen25VL> model, Qwen25VLImageConfig images)
@@ -223,76 +190,26 @@ int64_t Qwen25VLPolicy::visual_tokens(const Tensor& prepared) const {
          model_->config().vision.merge_unit();
 }
 
-// model/sampler.h's sample_from for Qwen2.5-VL: one prefill of the distinct prompts, their cache
-// rows copied to each sample, one token per step for every live sequence; finished rows are
-// dropped once they are half the batch.
+// One prefill of the distinct prompts, then model/sampler.h's decode loop (the samples of a
+// prompt read its cached prefix, or copy it off the CPU).
 std::vector<Generation> Qwen25VLPolicy::sample(const std::vector<PromptInput>& prompts,
                                                const std::vector<int64_t>& rows,
                                                const SamplingOptions& options,
                                                const std::vector<uint64_t>& seeds) const {
-  const char* where = "Qwen25VLPolicy::sample";
-  const int64_t R = static_cast<int64_t>(rows.size()), V = model_->config().text.vocab_size;
-  if (seeds.size() != rows.size())
-    throw std::runtime_error(std::string(where) + ": " + std::to_string(seeds.size()) +
-                             " seeds for " + std::to_string(R) + " sequences");
-  if (options.max_new_tokens < 0)
-    throw std::runtime_error(std::string(where) + ": max_new_tokens must be >= 0");
-  if (!(options.top_p > 0))
-    throw std::runtime_error(std::string(where) + ": top_p must be in (0, 1]");
-  std::vector<Generation> out(R);
-  for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
-  if (R == 0 || options.max_new_tokens == 0) return out;
-  SamplingOptions opt = options;
-  opt.banned_tokens.push_back(model_->config().image_token_id);
+  PrefixState prefix;
+  if (rows.empty() || options.max_new_tokens <= 0)  // nothing to decode: no prefill
+    return sample_from(qwen25vl_decoder(*model_), prefix, rows, options, seeds);
   NoGradGuard no_grad;
   std::vector<int64_t> all(prompts.size());
   std::iota(all.begin(), all.end(), 0);
-  QwenBatch b = make_qwen_batch(model_->config(), prompts, all, {}, where);
-  const int64_t S = b.prompt_columns;
-  Qwen25VLCache prefix;
+  QwenBatch b = make_qwen_batch(model_->config(), prompts, all, {}, "Qwen25VLPolicy::sample");
   // Every prompt once: the distinct images are the batch's images, in order.
-  Tensor first = model_->prefill(b.ids, b.mask, b.unique_pixels, b.grids, S, &prefix)
-                     .to(DType::f32)
-                     .contiguous();
-  // Room for every new token except the last, which is sampled but never fed back.
-  Qwen25VLCache cache = select_cache_rows(prefix, rows, S + options.max_new_tokens - 1);
-  std::vector<Rng> rngs;
-  for (uint64_t s : seeds) rngs.emplace_back(s);
-  std::vector<int64_t> live(R);
-  std::iota(live.begin(), live.end(), 0);
-  std::vector<float> logits(static_cast<size_t>(R * V));
-  for (int64_t i = 0; i < R; ++i)
-    std::copy(first.data<float>() + rows[i] * V, first.data<float>() + (rows[i] + 1) * V,
-              logits.begin() + i * V);
-  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    int64_t n = static_cast<int64_t>(live.size());
-    std::vector<int64_t> next(n), still;
-    for (int64_t i = 0; i < n; ++i) {
-      Generation& g = out[live[i]];
-      if (g.stopped) {  // finished, not yet dropped: feed its last token, ignore the result
-        next[i] = g.tokens.back();
-        continue;
-      }
-      float lp = 0;
-      next[i] = sample_token(logits.data() + i * V, V, opt, rngs[live[i]], &lp);
-      g.tokens.push_back(next[i]);
-      g.logprobs.push_back(lp);
-      g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) !=
-                  opt.stop_tokens.end();
-      if (!g.stopped) still.push_back(i);
-    }
-    if (still.empty() || step + 1 == options.max_new_tokens) break;
-    if (static_cast<int64_t>(still.size()) * 2 <= n) {
-      cache = select_cache_rows(cache, still, cache.key_mask.size(1));
-      std::vector<int64_t> live2, next2;
-      for (int64_t i : still) live2.push_back(live[i]), next2.push_back(next[i]);
-      live.swap(live2);
-      next.swap(next2);
-    }
-    Tensor l = model_->decode_step(next, &cache).to(DType::f32).contiguous();
-    logits.assign(l.data<float>(), l.data<float>() + l.numel());
-  }
-  return out;
+  // The images go to the weights' device (the cache is built there too).
+  const Device device = model_->head_weight().device();
+  Tensor pixels = b.unique_pixels.defined() ? b.unique_pixels.to(device) : Tensor();
+  prefix.last_logits =
+      model_->prefill(b.ids, b.mask, pixels, b.grids, b.prompt_columns, &prefix.cache);
+  return sample_from(qwen25vl_decoder(*model_), prefix, rows, options, seeds);
 }
 
 TokenLogprobs Qwen25VLPolicy::completion_logprobs(
@@ -314,15 +231,17 @@ TokenLogprobs Qwen25VLPolicy::completion_logprobs(
     }
   // Each distinct image through the vision tower once; its rows looked up (differentiably) for
   // every sequence that shows it.
+  const Device device = model_->head_weight().device();
   Tensor visual;
   if (b.unique_pixels.defined())
-    visual = embedding(model_->encode_images(b.unique_pixels, b.unique_grids), b.visual_rows);
+    visual =
+        embedding(model_->encode_images(b.unique_pixels.to(device), b.unique_grids), b.visual_rows);
   Tensor hidden = model_->hidden_states_from_visual(b.ids, b.mask, visual, b.grids);
   // Hidden state at column P-1+k predicts completion token k.
   Tensor h = hidden.slice(1, P - 1, P - 1 + L).to(DType::f32);
   TokenLogprobs lp =
       token_logprobs(h, model_->head_weight().to(DType::f32), Tensor::from_vector(targets, {N, L}));
-  Tensor mask = Tensor::from_vector(cmask, {N, L});
+  Tensor mask = Tensor::from_vector(cmask, {N, L}, DType::f32, device);
   return {mul(lp.logprobs, mask), mul(lp.entropy, mask)};
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <stdexcept>
 
 #include "model/sampler.h"
@@ -530,7 +531,7 @@ Tensor Qwen25VL::rope_index(const Tensor& input_ids, const Tensor& attention_mas
 // cache, the new keys/values are written at cache->length and the queries
 // attend to every slot written so far (causal, aligned to the end).
 Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
-                               const Tensor& key_mask, Qwen25VLCache* cache) const {
+                               const Tensor& key_mask, KVCache* cache) const {
   const DecoderConfig& t = config_.text;
   std::string p = "model.layers." + std::to_string(layer) + ".";
   const ParamStore& P = params_;
@@ -544,18 +545,15 @@ Tensor Qwen25VL::decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos
                  .reshape({B, S, t.num_key_value_heads, hd});
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
-  AttentionOptions opt;
-  opt.causal = true;
-  opt.key_mask = key_mask;
+  Tensor a;
   if (cache) {
-    int64_t end = cache->length + S;
-    cache->k[layer].slice(1, cache->length, end).copy_(k);
-    cache->v[layer].slice(1, cache->length, end).copy_(v);
-    k = cache->k[layer].slice(1, 0, end);
-    v = cache->v[layer].slice(1, 0, end);
-    opt.key_mask = cache->key_mask.slice(1, 0, end).contiguous();
+    a = cache->attend(layer, q, k, v);
+  } else {
+    AttentionOptions opt;
+    opt.causal = true;
+    opt.key_mask = key_mask;
+    a = attention(q, k, v, opt);
   }
-  Tensor a = attention(q, k, v, opt);
   Tensor x1 = add(x, linear(a.reshape({B, S, t.num_attention_heads * hd}),
                             P.get(p + "self_attn.o_proj.weight")));
   Tensor h2 = rmsnorm(x1, P.get(p + "post_attention_layernorm.weight"), t.rms_norm_eps);
@@ -630,7 +628,7 @@ Tensor Qwen25VL::embed_visual(const Tensor& input_ids, const Tensor& visual_toke
 }
 
 Tensor Qwen25VL::decode(Tensor x, const std::vector<int64_t>& pos, const Tensor& key_mask,
-                        Qwen25VLCache* cache) const {
+                        KVCache* cache) const {
   const DecoderConfig& t = config_.text;
   int64_t B = x.size(0), S = x.size(1), hd = t.head_dim();
   // M-RoPE angle tables [B, S, 1, hd]: frequency j uses position component
@@ -694,23 +692,21 @@ TokenLogprobs Qwen25VL::token_logprobs(const Tensor& input_ids, const Tensor& at
 Tensor Qwen25VL::prefill(const Tensor& input_ids, const Tensor& attention_mask,
                          const Tensor& pixel_values,
                          const std::vector<std::array<int64_t, 3>>& grids, int64_t capacity,
-                         Qwen25VLCache* cache) const {
+                         KVCache* cache) const {
   const DecoderConfig& t = config_.text;
   int64_t B = input_ids.size(0), S = input_ids.size(1);
   if (capacity < S)
     throw std::runtime_error("Qwen25VL::prefill: capacity " + std::to_string(capacity) +
                              " is below the prompt length " + std::to_string(S));
+  if (!cache) throw std::runtime_error("Qwen25VL::prefill: no cache");
+  if (grad_enabled())
+    throw std::runtime_error("Qwen25VL::prefill: the KV cache is inference only (NoGradGuard)");
   Tensor positions = rope_index(input_ids, attention_mask, grids);
   std::vector<int64_t> pos = positions.to_vector<int64_t>();
   Tensor mask = attention_mask.defined() ? attention_mask.to(DType::i32).contiguous()
                                          : Tensor::ones({B, S}, DType::i32);
-  DType dt = params_.get("model.embed_tokens.weight").dtype();
-  *cache = Qwen25VLCache();
-  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
-    cache->k.push_back(Tensor::zeros({B, capacity, t.num_key_value_heads, t.head_dim()}, dt));
-    cache->v.push_back(Tensor::zeros({B, capacity, t.num_key_value_heads, t.head_dim()}, dt));
-  }
-  cache->key_mask = Tensor::zeros({B, capacity}, DType::i32);
+  const Tensor& table = params_.get("model.embed_tokens.weight");
+  *cache = KVCache::allocate(t, B, capacity, table.dtype(), table.device());
   cache->key_mask.slice(1, 0, S).copy_(mask);
   std::vector<int64_t> m = mask.to_vector<int64_t>();
   cache->next_position.assign(B, 0);
@@ -723,16 +719,14 @@ Tensor Qwen25VL::prefill(const Tensor& input_ids, const Tensor& attention_mask,
   return linear(h.slice(1, S - 1, S).reshape({B, t.hidden_size}), head_weight());
 }
 
-Tensor Qwen25VL::decode_step(const std::vector<int64_t>& tokens, Qwen25VLCache* cache) const {
+Tensor Qwen25VL::decode_step(const std::vector<int64_t>& tokens, KVCache* cache) const {
   const DecoderConfig& t = config_.text;
   int64_t B = static_cast<int64_t>(tokens.size());
-  if (!cache || cache->key_mask.size(0) != B)
-    throw std::runtime_error("Qwen25VL::decode_step: " + std::to_string(B) +
-                             " tokens for a cache of " +
-                             std::to_string(cache ? cache->key_mask.size(0) : 0) + " rows");
-  if (cache->length >= cache->key_mask.size(1))
-    throw std::runtime_error("Qwen25VL::decode_step: the cache is full (" +
-                             std::to_string(cache->length) + " slots)");
+  if (!cache) throw std::runtime_error("Qwen25VL::decode_step: no cache");
+  const std::string misuse = cache->misuse(B, t.num_hidden_layers, 1);
+  if (!misuse.empty()) throw std::runtime_error("Qwen25VL::decode_step: " + misuse);
+  if (grad_enabled())
+    throw std::runtime_error("Qwen25VL::decode_step: the KV cache is inference only (NoGradGuard)");
   cache->key_mask.slice(1, cache->length, cache->length + 1).fill_(1);
   std::vector<int64_t> pos(3 * B);
   for (int64_t c = 0; c < 3; ++c)
@@ -743,42 +737,34 @@ Tensor Qwen25VL::decode_step(const std::vector<int64_t>& tokens, Qwen25VLCache* 
   return linear(h.reshape({B, t.hidden_size}), head_weight());
 }
 
+CachedDecoder qwen25vl_decoder(const Qwen25VL& model) {
+  CachedDecoder d;
+  d.vocab_size = model.config().text.vocab_size;
+  d.image_pad_token_id = model.config().image_token_id;
+  d.decode_step = [&model](const std::vector<int64_t>& tokens, KVCache* cache) {
+    return model.decode_step(tokens, cache);
+  };
+  return d;
+}
+
 std::vector<std::vector<int64_t>> qwen25vl_generate(
     const Qwen25VL& model, const Tensor& input_ids, const Tensor& attention_mask,
     const Tensor& pixel_values, const std::vector<std::array<int64_t, 3>>& grids,
     const SamplingOptions& options, const std::vector<uint64_t>& seeds) {
   NoGradGuard no_grad;
-  int64_t B = input_ids.size(0), S = input_ids.size(1), V = model.config().text.vocab_size;
+  int64_t B = input_ids.size(0), S = input_ids.size(1);
   if (static_cast<int64_t>(seeds.size()) != B)
     throw std::runtime_error("qwen25vl_generate: " + std::to_string(seeds.size()) + " seeds for " +
                              std::to_string(B) + " rows");
-  SamplingOptions opt = options;
-  opt.banned_tokens.push_back(model.config().image_token_id);
-  std::vector<Rng> rngs;
-  for (uint64_t s : seeds) rngs.emplace_back(s);
-  Qwen25VLCache cache;
-  Tensor logits = model.prefill(input_ids, attention_mask, pixel_values, grids,
-                                S + std::max<int64_t>(options.max_new_tokens, 1), &cache);
-  std::vector<std::vector<int64_t>> out(B);
-  std::vector<bool> done(B, false);
-  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    Tensor lf = logits.to(DType::f32).contiguous();
-    const float* pl = lf.data<float>();
-    std::vector<int64_t> next(B, 0);
-    bool any = false;
-    for (int64_t b = 0; b < B; ++b) {
-      if (done[b]) continue;  // finished rows keep decoding a dummy token, ignored
-      float lp = 0;
-      next[b] = sample_token(pl + b * V, V, opt, rngs[b], &lp);
-      out[b].push_back(next[b]);
-      if (std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[b]) !=
-          opt.stop_tokens.end())
-        done[b] = true;
-      any = any || !done[b];
-    }
-    if (!any || step + 1 == options.max_new_tokens) break;
-    logits = model.decode_step(next, &cache);
-  }
+  std::vector<int64_t> rows(B);
+  std::iota(rows.begin(), rows.end(), 0);
+  PrefixState prefix;
+  if (options.max_new_tokens > 0)
+    prefix.last_logits =
+        model.prefill(input_ids, attention_mask, pixel_values, grids, S, &prefix.cache);
+  std::vector<Generation> gens = sample_from(qwen25vl_decoder(model), prefix, rows, options, seeds);
+  std::vector<std::vector<int64_t>> out;
+  for (Generation& g : gens) out.push_back(std::move(g.tokens));
   return out;
 }
 

@@ -34,6 +34,8 @@
 #include "model/config.h"
 #include "model/image.h"
 #include "model/params.h"
+#include "model/sampler.h"
+#include "model/vlm.h"
 #include "runtime/ops.h"
 #include "runtime/tensor.h"
 
@@ -135,16 +137,6 @@ std::string qwen25vl_chat_prompt(const std::string& user_text,
 
 // ---- the model ----
 
-// Key/value cache for incremental decoding. Rows share one write index (left
-// padding keeps them aligned). After the prompt, M-RoPE positions continue as
-// text from the row's largest prompt position + 1 (the reference's rope_deltas).
-struct Qwen25VLCache {
-  std::vector<Tensor> k, v;            // per layer [B, capacity, Hkv, head_dim], keys after RoPE
-  Tensor key_mask;                     // [B, capacity] i32: 1 where a real token was written
-  std::vector<int64_t> next_position;  // per row
-  int64_t length = 0;                  // slots written
-};
-
 class Qwen25VL {
  public:
   explicit Qwen25VL(Qwen25VLConfig config);  // registers every parameter (uninitialised)
@@ -198,20 +190,24 @@ class Qwen25VL {
   bool recompute_layers() const { return recompute_layers_; }
 
   // ---- incremental decoding (use under NoGradGuard) ----
+  // The cache is model/vlm.h's KVCache, on the weights' device in their dtype,
+  // so it has select_rows and share_prefix. After the prompt, each row's
+  // next_position is its largest M-RoPE prompt position + 1 (the reference's
+  // rope_deltas): generated text takes it for all three components.
   // Runs the prompt batch into a new cache with room for `capacity` tokens in
   // all; returns the logits of each row's last token [B, V].
   Tensor prefill(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& pixel_values,
                  const std::vector<std::array<int64_t, 3>>& grids, int64_t capacity,
-                 Qwen25VLCache* cache) const;
+                 KVCache* cache) const;
   // Appends one token per row; returns the next logits [B, V].
-  Tensor decode_step(const std::vector<int64_t>& tokens, Qwen25VLCache* cache) const;
+  Tensor decode_step(const std::vector<int64_t>& tokens, KVCache* cache) const;
 
  private:
   void register_parameters();
   Tensor vision_block(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
                       const std::vector<int64_t>& segments) const;
   Tensor decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
-                       const Tensor& key_mask, Qwen25VLCache* cache) const;
+                       const Tensor& key_mask, KVCache* cache) const;
   // Input embeddings [B, S, D] with image-pad rows replaced by the visual tokens.
   Tensor embed(const Tensor& input_ids, const Tensor& pixel_values,
                const std::vector<std::array<int64_t, 3>>& grids) const;
@@ -219,7 +215,7 @@ class Qwen25VL {
   Tensor embed_visual(const Tensor& input_ids, const Tensor& visual_tokens) const;
   // The decoder stack + final norm on embeddings with M-RoPE positions [3, B, S].
   Tensor decode(Tensor x, const std::vector<int64_t>& positions, const Tensor& key_mask,
-                Qwen25VLCache* cache) const;
+                KVCache* cache) const;
 
   // decoder_layer / vision_block, through checkpoint() when recompute_layers_ is on.
   Tensor decoder_layer_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
@@ -242,11 +238,16 @@ class Qwen25VL {
 // error, naming the file and tensor.
 Qwen25VL load_qwen25vl(const std::string& dir, DType dtype = DType::f32);
 
-// Samples up to options.max_new_tokens per prompt row with the KV cache
-// (model/sampler.h's sample_token: greedy, temperature, top-k, top-p, stop and
-// banned tokens; the image-pad token is always banned). seeds: one per row.
-// Returns each row's tokens (a stop token is kept as the last one).
-struct SamplingOptions;
+// The model's step for model/sampler.h's decode loop (sample_from): the
+// tokens at each row's next M-RoPE position through decode_step. The model
+// must outlive the result.
+CachedDecoder qwen25vl_decoder(const Qwen25VL& model);
+
+// Samples up to options.max_new_tokens per prompt row: prefill, then
+// model/sampler.h's decode loop (sample_token: greedy, temperature, top-k,
+// top-p, stop and banned tokens; the image-pad token is always banned).
+// seeds: one per row. Returns each row's tokens (a stop token is kept as the
+// last one).
 std::vector<std::vector<int64_t>> qwen25vl_generate(
     const Qwen25VL& model, const Tensor& input_ids, const Tensor& attention_mask,
     const Tensor& pixel_values, const std::vector<std::array<int64_t, 3>>& grids,

@@ -193,11 +193,32 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts) {
   return out;
 }
 
-std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
+// The demo VLM's step: token embeddings at each row's next position, the
+// decoder through the cache, the LM head.
+CachedDecoder cached_decoder(const VLM& model) {
+  CachedDecoder d;
+  d.vocab_size = model.config().decoder.vocab_size;
+  d.image_pad_token_id = model.config().image_pad_token_id;
+  d.decode_step = [&model](const std::vector<int64_t>& tokens, KVCache* cache) {
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    Tensor tok = Tensor::from_vector(tokens, {n, 1});
+    Tensor pos = Tensor::from_vector(cache->next_position, {n, 1});
+    Tensor mask = Tensor::full({n, 1}, 1.0, DType::i32);
+    Tensor hidden = model.decode(embedding(model.params().get("model.embed_tokens.weight"), tok),
+                                 pos, mask, cache);
+    for (int64_t& p : cache->next_position) ++p;
+    return linear(hidden.reshape({n, model.config().decoder.hidden_size}), model.head_weight());
+  };
+  return d;
+}
+
+// Logits as host f32 (a no-op for the CPU f32 models).
+Tensor host_f32(const Tensor& t) { return t.to(kCPU).to(DType::f32).contiguous(); }
+
+std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
                                     const std::vector<int64_t>& rows, const SamplingOptions& opt,
                                     const std::vector<uint64_t>& seeds) {
-  const DecoderConfig& d = model.config().decoder;
-  int64_t R = static_cast<int64_t>(rows.size()), V = d.vocab_size, D = d.hidden_size;
+  int64_t R = static_cast<int64_t>(rows.size()), V = model.vocab_size;
   if (seeds.size() != rows.size())
     throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " +
                              std::to_string(R) + " sequences");
@@ -208,12 +229,20 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
     for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
     return out;
   }
+  const KVCache& pc = prefix.cache;
+  Tensor first = host_f32(prefix.last_logits);
+  if (first.dim() != 2 || first.size(1) != V || first.size(0) != pc.batch())
+    throw std::runtime_error("sample_from: prefix logits " + first.str() + " for " +
+                             std::to_string(pc.batch()) + " cached prompts of vocabulary " +
+                             std::to_string(V));
+  for (int64_t r : rows)
+    if (r < 0 || r >= pc.batch())
+      throw std::runtime_error("sample_from: row " + std::to_string(r) + " out of range for " +
+                               std::to_string(pc.batch()) + " prompts");
   SamplingOptions opt_banned = opt;
-  if (model.config().image_pad_token_id >= 0)
-    opt_banned.banned_tokens.push_back(model.config().image_pad_token_id);
+  if (model.image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
-  const KVCache& pc = prefix.cache;
   const bool share = opt.share_prefix_kv && !pc.has_shared_prefix() && !pc.k.empty() &&
                      pc.k[0].device() == kCPU && pc.k[0].dtype() == DType::f32;
   KVCache cache = share ? pc.share_prefix(rows, opt.max_new_tokens - 1)
@@ -225,13 +254,11 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
   std::vector<int64_t> live(R);
   std::iota(live.begin(), live.end(), 0);
   Tensor logits = Tensor::empty({R, V});
-  const float* src = prefix.last_logits.data<float>();
+  const float* src = first.data<float>();
   for (int64_t i = 0; i < R; ++i) {
     out[i].prompt_index = rows[i];
     std::copy(src + rows[i] * V, src + (rows[i] + 1) * V, logits.data<float>() + i * V);
   }
-  const Tensor& table = model.params().get("model.embed_tokens.weight");
-  const Tensor& head = model.head_weight();
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     int64_t n = static_cast<int64_t>(live.size());
     const float* pl = logits.data<float>();
@@ -260,16 +287,16 @@ std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
       for (int64_t i : still) live2.push_back(live[i]), next2.push_back(next[i]);
       live.swap(live2);
       next.swap(next2);
-      n = static_cast<int64_t>(live.size());
     }
-    Tensor tok = Tensor::from_vector(next, {n, 1});
-    Tensor pos = Tensor::from_vector(cache.next_position, {n, 1});
-    Tensor mask = Tensor::full({n, 1}, 1.0, DType::i32);
-    Tensor hidden = model.decode(embedding(table, tok), pos, mask, &cache);
-    for (int64_t& p : cache.next_position) ++p;
-    logits = linear(hidden.reshape({n, D}), head);
+    logits = host_f32(model.decode_step(next, &cache));
   }
   return out;
+}
+
+std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows, const SamplingOptions& opt,
+                                    const std::vector<uint64_t>& seeds) {
+  return sample_from(cached_decoder(model), prefix, rows, opt, seeds);
 }
 
 std::vector<Generation> generate(const VLM& model, const std::vector<PromptInput>& prompts,

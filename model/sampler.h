@@ -15,6 +15,7 @@
 // recomputes, so GRPO's old/new ratio compares like with like.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/vlm.h"
@@ -63,8 +64,28 @@ struct PrefixState {
 // Runs all prompts through the model in one left-padded batch.
 PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts);
 
-// Decodes one sequence per entry of `rows` (an index into the prefix's
-// prompts; repeats share the prompt's cache), seeds[i] seeding sequence i.
+// What the decode loop needs from a model (the demo VLM: cached_decoder;
+// Qwen2.5-VL: qwen25vl_decoder in model/qwen25vl.h). decode_step feeds
+// tokens[r] to cache row r at its next position, advances the cache and the
+// row's next_position, and returns the logits that predict each row's next
+// token [rows, vocab_size] (any device or float dtype).
+struct CachedDecoder {
+  int64_t vocab_size = 0;
+  int64_t image_pad_token_id = -1;  // never sampled (-1: none)
+  std::function<Tensor(const std::vector<int64_t>& tokens, KVCache* cache)> decode_step;
+};
+CachedDecoder cached_decoder(const VLM& model);  // the model must outlive the result
+
+// The decode loop: one sequence per entry of `rows` (an index into the
+// prefix's prompts; repeats share the prompt's cache), seeds[i] seeding
+// sequence i. Samples, stops, and drops finished rows once they are half the
+// batch. The prefix's cache may live on any device; its samples read it in
+// place when it is a CPU f32 cache (options.share_prefix_kv), else copy it.
+std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows,
+                                    const SamplingOptions& options,
+                                    const std::vector<uint64_t>& seeds);
+// The same for the demo VLM.
 std::vector<Generation> sample_from(const VLM& model, const PrefixState& prefix,
                                     const std::vector<int64_t>& rows,
                                     const SamplingOptions& options,

@@ -87,6 +87,15 @@ void write_cache_slots(Tensor& cache, int64_t t, const Tensor& src) {
     std::memcpy(to + (b * cap + t) * row, from + b * S * row, S * row * sizeof(float));
 }
 
+// A cache buffer. Host caches are only ever read at written slots (the
+// decode kernels, or the op on the written slice); on a device a single-token
+// step hands the whole buffer to the attention op with the unwritten slots
+// masked, and a kernel may still multiply a masked slot's zero probability by
+// its value, so device buffers start zeroed rather than holding NaN garbage.
+Tensor cache_buffer(const Shape& shape, DType dtype, Device device) {
+  return device == kCPU ? Tensor::empty(shape, dtype, device) : Tensor::zeros(shape, dtype, device);
+}
+
 }  // namespace
 
 std::string decoder_param_name(int64_t layer, const std::string& suffix) {
@@ -94,11 +103,13 @@ std::string decoder_param_name(int64_t layer, const std::string& suffix) {
 }
 
 // ---------------------------------------------------------------------------
-KVCache KVCache::allocate(const DecoderConfig& c, int64_t batch, int64_t capacity) {
+KVCache KVCache::allocate(const DecoderConfig& c, int64_t batch, int64_t capacity, DType dtype,
+                          Device device) {
   KVCache cache;
+  const Shape shape = {batch, capacity, c.num_key_value_heads, c.head_dim()};
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    cache.k.push_back(Tensor::empty({batch, capacity, c.num_key_value_heads, c.head_dim()}));
-    cache.v.push_back(Tensor::empty({batch, capacity, c.num_key_value_heads, c.head_dim()}));
+    cache.k.push_back(cache_buffer(shape, dtype, device));
+    cache.v.push_back(cache_buffer(shape, dtype, device));
   }
   cache.key_mask = Tensor::zeros({batch, capacity}, DType::i32);
   cache.next_position.assign(batch, 0);
@@ -106,7 +117,9 @@ KVCache KVCache::allocate(const DecoderConfig& c, int64_t batch, int64_t capacit
 }
 
 // Copies the written part of each selected row; slots past `length` stay
-// unwritten (masked) until the decoder fills them.
+// unwritten (masked) until the decoder fills them. Contiguous f32 host caches
+// (every compaction of the CPU sampler) go row by row through memcpy; others
+// (bf16, a device) through the runtime's strided copy.
 KVCache KVCache::select_rows(const std::vector<int64_t>& rows, int64_t new_capacity) const {
   if (new_capacity < length)
     throw std::runtime_error("KVCache::select_rows: capacity " + std::to_string(new_capacity) +
@@ -121,20 +134,35 @@ KVCache KVCache::select_rows(const std::vector<int64_t>& rows, int64_t new_capac
                                " out of range for batch " + std::to_string(batch()));
   for (size_t l = 0; l < k.size(); ++l) {
     int64_t hkv = k[l].size(2), hd = k[l].size(3);
-    Tensor nk = Tensor::empty({n, new_capacity, hkv, hd});
-    Tensor nv = Tensor::empty({n, new_capacity, hkv, hd});
-    size_t row_bytes = static_cast<size_t>(length * hkv * hd) * sizeof(float);
-    const float* sk = k[l].data<float>();
-    const float* sv = v[l].data<float>();
-    int64_t src_stride = capacity() * hkv * hd, dst_stride = new_capacity * hkv * hd;
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(nk.data<float>() + i * dst_stride, sk + rows[i] * src_stride, row_bytes);
-      std::memcpy(nv.data<float>() + i * dst_stride, sv + rows[i] * src_stride, row_bytes);
+    Tensor nk = cache_buffer({n, new_capacity, hkv, hd}, k[l].dtype(), k[l].device());
+    Tensor nv = cache_buffer({n, new_capacity, hkv, hd}, v[l].dtype(), v[l].device());
+    const bool host_f32 = k[l].device() == kCPU && v[l].device() == kCPU &&
+                          k[l].dtype() == DType::f32 && v[l].dtype() == DType::f32 &&
+                          k[l].is_contiguous() && v[l].is_contiguous();
+    if (host_f32) {
+      size_t row_bytes = static_cast<size_t>(length * hkv * hd) * sizeof(float);
+      const float* sk = k[l].data<float>();
+      const float* sv = v[l].data<float>();
+      int64_t src_stride = capacity() * hkv * hd, dst_stride = new_capacity * hkv * hd;
+      for (int64_t i = 0; i < n; ++i) {
+        std::memcpy(nk.data<float>() + i * dst_stride, sk + rows[i] * src_stride, row_bytes);
+        std::memcpy(nv.data<float>() + i * dst_stride, sv + rows[i] * src_stride, row_bytes);
+      }
+    } else if (length > 0) {
+      for (int64_t i = 0; i < n; ++i) {
+        nk.slice(0, i, i + 1)
+            .slice(1, 0, length)
+            .copy_(k[l].slice(0, rows[i], rows[i] + 1).slice(1, 0, length));
+        nv.slice(0, i, i + 1)
+            .slice(1, 0, length)
+            .copy_(v[l].slice(0, rows[i], rows[i] + 1).slice(1, 0, length));
+      }
     }
     out.k.push_back(nk);
     out.v.push_back(nv);
   }
-  const int32_t* sm = key_mask.data<int32_t>();
+  Tensor mask = key_mask.contiguous();
+  const int32_t* sm = mask.data<int32_t>();
   int32_t* dm = out.key_mask.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(dm + i * new_capacity, sm + rows[i] * capacity(), length * sizeof(int32_t));
@@ -164,11 +192,11 @@ KVCache KVCache::share_prefix(const std::vector<int64_t>& rows, int64_t new_capa
   KVCache out;
   for (size_t l = 0; l < k.size(); ++l) {
     out.k.push_back(
-        Tensor::empty({n, new_capacity, k[l].size(2), k[l].size(3)}, k[l].dtype(), k[l].device()));
+        cache_buffer({n, new_capacity, k[l].size(2), k[l].size(3)}, k[l].dtype(), k[l].device()));
     out.v.push_back(
-        Tensor::empty({n, new_capacity, v[l].size(2), v[l].size(3)}, v[l].dtype(), v[l].device()));
+        cache_buffer({n, new_capacity, v[l].size(2), v[l].size(3)}, v[l].dtype(), v[l].device()));
   }
-  out.key_mask = Tensor::zeros({n, new_capacity}, DType::i32, key_mask.device());
+  out.key_mask = Tensor::zeros({n, new_capacity}, DType::i32);
   for (int64_t r : rows) out.next_position.push_back(next_position[r]);
   out.prefix.k = k;
   out.prefix.v = v;
@@ -176,6 +204,58 @@ KVCache KVCache::share_prefix(const std::vector<int64_t>& rows, int64_t new_capa
   out.prefix.length = length;
   out.prefix_row = rows;
   return out;
+}
+
+std::string KVCache::misuse(int64_t B, int64_t layers, int64_t S) const {
+  if (batch() != B || k.size() != static_cast<size_t>(layers))
+    return "KV cache of batch " + std::to_string(batch()) + " used with a batch of " +
+           std::to_string(B);
+  if (has_shared_prefix() && (prefix_row.size() != static_cast<size_t>(B) ||
+                              prefix.k.size() != static_cast<size_t>(layers)))
+    return "KV cache's shared prefix has " + std::to_string(prefix_row.size()) + " rows and " +
+           std::to_string(prefix.k.size()) + " layers for a batch of " + std::to_string(B);
+  for (int64_t r : prefix_row)  // the decode kernel indexes with these
+    if (r < 0 || r >= prefix.key_mask.size(0))
+      return "KV cache's prefix row " + std::to_string(r) + " is out of range for " +
+             std::to_string(prefix.key_mask.size(0)) + " prefix rows";
+  if (length + S > capacity())
+    return "KV cache is full: " + std::to_string(length) + " + " + std::to_string(S) +
+           " tokens exceed its capacity " + std::to_string(capacity());
+  return "";
+}
+
+// The branches trade generality for speed: the CPU decode kernels for one
+// f32 token per row; on a device one token per row attends over the whole
+// buffer (unwritten slots masked), so the contiguous cache reaches the op
+// without a copy; otherwise (several tokens, a bf16 host cache) the causal
+// op over the written slots. A shared prefix outside the CPU kernel is laid in front of
+// each row's own slots (the private-copy layout).
+Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Tensor& v_new) {
+  const int64_t S = q.size(1), t = length;
+  write_cache_slots(k[l], t, k_new);
+  write_cache_slots(v[l], t, v_new);
+  const bool cpu_f32 = q.dtype() == DType::f32 && q.device() == kCPU &&
+                       k[l].dtype() == DType::f32 && k[l].device() == kCPU;
+  AttentionOptions opt;
+  if (has_shared_prefix()) {
+    if (S == 1 && cpu_f32 && prefix.k[l].dtype() == DType::f32 && prefix.k[l].device() == kCPU)
+      return shared_prefix_decode_attention(q, *this, l, t + 1);
+    // Each row's prefix in front of its own slots; the new tokens are the
+    // last S keys, so the causal mask lines up as in the plain case.
+    opt.causal = true;
+    opt.key_mask = with_prefix_rows(prefix.key_mask, *this, key_mask.slice(1, 0, t + S));
+    return attention(q, with_prefix_rows(prefix.k[l], *this, k[l].slice(1, 0, t + S)),
+                     with_prefix_rows(prefix.v[l], *this, v[l].slice(1, 0, t + S)), opt);
+  }
+  if (S == 1 && cpu_f32) return cached_decode_attention(q, k[l], v[l], key_mask, t + 1);
+  if (S == 1 && q.device() != kCPU) {
+    opt.causal = false;
+    opt.key_mask = key_mask;
+    return attention(q, k[l], v[l], opt);
+  }
+  opt.causal = true;
+  opt.key_mask = key_mask.slice(1, 0, t + S);
+  return attention(q, k[l].slice(1, 0, t + S), v[l].slice(1, 0, t + S), opt);
 }
 
 Tensor positions_from_mask(const Tensor& mask) {
@@ -373,44 +453,13 @@ Tensor VLM::attention_block(int64_t l, const Tensor& x, const Tensor& positions,
   q = rope(q, positions, d.rope_theta);
   k = rope(k, positions, d.rope_theta);
   Tensor a;
-  AttentionOptions opt;
   if (!cache) {
+    AttentionOptions opt;
     opt.causal = true;
     opt.key_mask = token_mask;
     a = attention(q, k, v, opt);
   } else {
-    int64_t t = cache->length;
-    write_cache_slots(cache->k[l], t, k);
-    write_cache_slots(cache->v[l], t, v);
-    const bool cpu_f32 = q.dtype() == DType::f32 && q.device() == kCPU &&
-                         cache->k[l].dtype() == DType::f32 && cache->k[l].device() == kCPU;
-    if (cache->has_shared_prefix()) {
-      if (S == 1 && cpu_f32 && cache->prefix.k[l].dtype() == DType::f32 &&
-          cache->prefix.k[l].device() == kCPU) {
-        a = shared_prefix_decode_attention(q, *cache, l, t + 1);
-      } else {
-        // Each row's prefix in front of its own slots; the new tokens are the
-        // last S keys, so the causal mask lines up as in the plain case.
-        opt.causal = true;
-        opt.key_mask =
-            with_prefix_rows(cache->prefix.key_mask, *cache, cache->key_mask.slice(1, 0, t + S));
-        a = attention(
-            q, with_prefix_rows(cache->prefix.k[l], *cache, cache->k[l].slice(1, 0, t + S)),
-            with_prefix_rows(cache->prefix.v[l], *cache, cache->v[l].slice(1, 0, t + S)), opt);
-      }
-    } else if (S == 1 && cpu_f32) {
-      a = cached_decode_attention(q, cache->k[l], cache->v[l], cache->key_mask, t + 1);
-    } else if (S == 1) {
-      // One new token per row: attend over the whole buffer, unwritten slots
-      // masked, so the contiguous cache goes to the op without a copy.
-      opt.causal = false;
-      opt.key_mask = cache->key_mask;
-      a = attention(q, cache->k[l], cache->v[l], opt);
-    } else {
-      opt.causal = true;
-      opt.key_mask = cache->key_mask.slice(1, 0, t + S);
-      a = attention(q, cache->k[l].slice(1, 0, t + S), cache->v[l].slice(1, 0, t + S), opt);
-    }
+    a = cache->attend(l, q, k, v);
   }
   return add(x, linear(a.reshape({B, S, H * hd}), w("self_attn.o_proj.weight")));
 }
@@ -440,22 +489,8 @@ Tensor VLM::decode(const Tensor& embeds, const Tensor& positions, const Tensor& 
   if (cache) {
     if (grad_enabled())
       input_error("the KV cache path is inference only; use it under NoGradGuard");
-    if (cache->batch() != B || cache->k.size() != static_cast<size_t>(d.num_hidden_layers))
-      input_error("KV cache of batch " + std::to_string(cache->batch()) + " used with a batch of " +
-                  std::to_string(B));
-    if (cache->has_shared_prefix() &&
-        (cache->prefix_row.size() != static_cast<size_t>(B) ||
-         cache->prefix.k.size() != static_cast<size_t>(d.num_hidden_layers)))
-      input_error("KV cache's shared prefix has " + std::to_string(cache->prefix_row.size()) +
-                  " rows and " + std::to_string(cache->prefix.k.size()) +
-                  " layers for a batch of " + std::to_string(B));
-    for (int64_t r : cache->prefix_row)  // the decode kernel indexes with these
-      if (r < 0 || r >= cache->prefix.key_mask.size(0))
-        input_error("KV cache's prefix row " + std::to_string(r) + " is out of range for " +
-                    std::to_string(cache->prefix.key_mask.size(0)) + " prefix rows");
-    if (cache->length + S > cache->capacity())
-      input_error("KV cache is full: " + std::to_string(cache->length) + " + " + std::to_string(S) +
-                  " tokens exceed its capacity " + std::to_string(cache->capacity()));
+    std::string misuse = cache->misuse(B, d.num_hidden_layers, S);
+    if (!misuse.empty()) input_error(misuse);
     cache->key_mask.slice(1, cache->length, cache->length + S).copy_(token_mask);
   }
   Tensor x = embeds;

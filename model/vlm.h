@@ -13,6 +13,7 @@
 // real tokens), and padding keys are masked out of attention.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -31,8 +32,12 @@ struct VLMInput {
   Tensor pixels;
 };
 
-// Per-layer key/value cache for incremental decoding. Rows share one write
-// index (left padding keeps them aligned); each row has its own next position.
+// Per-layer key/value cache for incremental decoding, used by the demo VLM and
+// by Qwen2.5-VL (model/qwen25vl.h). Rows share one write index (left padding
+// keeps them aligned); each row has its own next position (for Qwen2.5-VL the
+// text position after the image, all three M-RoPE components alike).
+// k and v live on the model's device in its dtype; key_mask stays on the host
+// (the CPU decode kernels read it there; the device attention reads its runs).
 //
 // Optionally the rows read a shared prefix first (share_prefix): the prompt's
 // cached slots are stored once, in `prefix`, and row r attends to prefix row
@@ -59,7 +64,8 @@ struct KVCache {
   bool has_shared_prefix() const { return !prefix_row.empty(); }
   // Slots a row attends to: the shared prefix's and its own.
   int64_t total_length() const { return (has_shared_prefix() ? prefix.length : 0) + length; }
-  static KVCache allocate(const DecoderConfig& config, int64_t batch, int64_t capacity);
+  static KVCache allocate(const DecoderConfig& config, int64_t batch, int64_t capacity,
+                          DType dtype = DType::f32, Device device = kCPU);
   // A new cache whose row r is a copy of row rows[r] of this one (rows may
   // repeat), with room for `capacity` slots (>= length). A shared prefix
   // stays shared (each new row keeps its source row's prefix row).
@@ -70,6 +76,18 @@ struct KVCache {
   // must not itself have a shared prefix, and its first `length` slots must
   // not change while the new one is in use.
   KVCache share_prefix(const std::vector<int64_t>& rows, int64_t capacity) const;
+
+  // Why this cache cannot take `new_tokens` more tokens of a `batch`-row input
+  // through a decoder of `layers` layers; empty when it can.
+  std::string misuse(int64_t batch, int64_t layers, int64_t new_tokens) const;
+  // One layer's attention through the cache: writes k, v [B, S, Hkv, D] (keys
+  // after RoPE) at slot `length` of layer `layer` and returns the attention of
+  // q [B, S, H, D] over every slot the rows read (the shared prefix, then
+  // their own; causal for the new ones) [B, S, H, D]. The caller has already
+  // set key_mask for the new slots and advances `length` after the last
+  // layer. Inference only. CPU f32 single-token steps use the decode kernels
+  // (kernels/cpu/attention.h), which read only the written slots.
+  Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v);
 };
 
 // Positions for a left-padded batch: index among the real tokens of each row

@@ -339,7 +339,7 @@ TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
   for (int64_t s = 0; s < S + pad; ++s) ids[(S + pad) + s] = row1[s], mask[(S + pad) + s] = 1;
   Tensor pixels = f.expected.load("pixel_values");
   auto grid = grids_of(f.expected.load("image_grid_thw"));
-  Qwen25VLCache cache;
+  KVCache cache;
   Tensor logits = f.model.prefill(
       Tensor::from_vector(ids, {2, S + pad}), Tensor::from_vector(mask, {2, S + pad}),
       concat({pixels, pixels}, 0), {grid[0], grid[0]}, S + pad + 8, &cache);
@@ -359,6 +359,49 @@ TEST(Qwen25VL, CachedDecodingMatchesTheFullForward) {
   }
 }
 
+// The cache's rows picked for samples (select_rows: copies; share_prefix: the prompt's slots
+// read in place) keep each row's M-RoPE next position (the text after the image continues at
+// the largest prompt position + 1, a different value per row here): decoding on them gives
+// the full forward's logits, the rows swapped and repeated.
+TEST(Qwen25VL, SelectedAndSharedCacheRowsKeepTheMRopePositions) {
+  Fixture f;
+  NoGradGuard no_grad;
+  std::vector<int64_t> prompt = f.expected.load("input_ids").to_vector<int64_t>();
+  std::vector<int64_t> row1(prompt);
+  row1.insert(row1.begin(), {100, 101, 102});  // 3 more text tokens: positions shifted by 3
+  const int64_t S = static_cast<int64_t>(row1.size()), pad = 3;
+  std::vector<int64_t> ids(2 * S, 0), mask(2 * S, 0);
+  for (int64_t s = 0; s + pad < S; ++s) ids[pad + s] = prompt[s], mask[pad + s] = 1;
+  for (int64_t s = 0; s < S; ++s) ids[S + s] = row1[s], mask[S + s] = 1;
+  Tensor pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  KVCache cache;
+  f.model.prefill(Tensor::from_vector(ids, {2, S}), Tensor::from_vector(mask, {2, S}),
+                  concat({pixels, pixels}, 0), {grid[0], grid[0]}, S, &cache);
+  ASSERT_EQ(cache.next_position[1], cache.next_position[0] + 3);
+  const std::vector<int64_t> rows = {1, 0, 1};
+  const std::vector<std::vector<int64_t>> prompts = {prompt, row1};
+  const std::vector<int64_t> next = {17, 300, 5};
+  for (bool share : {false, true}) {
+    SCOPED_TRACE(share ? "share_prefix" : "select_rows");
+    KVCache c = share ? cache.share_prefix(rows, 4) : cache.select_rows(rows, S + 4);
+    for (size_t r = 0; r < rows.size(); ++r)
+      EXPECT_EQ(c.next_position[r], cache.next_position[rows[r]]);
+    for (size_t step = 0; step < next.size(); ++step) {
+      Tensor logits = f.model.decode_step(std::vector<int64_t>(rows.size(), next[step]), &c);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        std::vector<int64_t> seq = prompts[rows[r]];
+        seq.insert(seq.end(), next.begin(), next.begin() + step + 1);
+        int64_t L = static_cast<int64_t>(seq.size());
+        Tensor full = f.model.logits(Tensor::from_vector(seq, {1, L}), Tensor(), pixels, grid);
+        EXPECT_TRUE(test::all_close(logits.slice(0, r, r + 1).reshape({-1}),
+                                    full.slice(1, L - 1, L).reshape({-1}).to_vector<double>(), 1e-4,
+                                    1e-5))
+            << "row " << r << " step " << step;
+      }
+    }
+  }
+}
 }  // namespace
 }  // namespace visplay
 
@@ -412,6 +455,34 @@ TEST(Qwen25VL, Bf16WeightsGiveCloseLogits) {
   RecordProperty("bf16_logits_relative_error", std::to_string(rel));
   EXPECT_LT(rel, 5e-2);
   EXPECT_GT(rel, 0.0);  // it did compute in bf16
+}
+
+// A bf16 model decodes through a bf16 host cache (rows picked by select_rows' strided copy,
+// attention over the written slots): each step's logits stay as close to the f32 full
+// forward as the bf16 full forward's are.
+TEST(Qwen25VL, Bf16CachedDecodingStaysCloseToF32) {
+  Fixture f;
+  Qwen25VL m16 = load_qwen25vl(kModelDir, DType::bf16);
+  NoGradGuard no_grad;
+  Tensor ids = f.expected.load("input_ids"), pixels = f.expected.load("pixel_values");
+  auto grid = grids_of(f.expected.load("image_grid_thw"));
+  std::vector<int64_t> seq = ids.to_vector<int64_t>();
+  const int64_t S = static_cast<int64_t>(seq.size());
+  KVCache prefix;
+  m16.prefill(ids, Tensor(), pixels, grid, S, &prefix);
+  ASSERT_EQ(prefix.k[0].dtype(), DType::bf16);
+  KVCache cache = prefix.select_rows({0, 0}, S + 3);
+  for (int64_t token : {17, 300, 5}) {
+    Tensor logits = m16.decode_step({token, token}, &cache).to(DType::f32);
+    seq.push_back(token);
+    const int64_t L = static_cast<int64_t>(seq.size());
+    Tensor full = f.model.logits(Tensor::from_vector(seq, {1, L}), Tensor(), pixels, grid);
+    Tensor want = full.slice(1, L - 1, L).reshape({1, -1}).contiguous();
+    for (int64_t r = 0; r < 2; ++r) {
+      double rel = relative_error(logits.slice(0, r, r + 1).contiguous(), want);
+      EXPECT_LT(rel, 5e-2) << "row " << r << " after token " << token;
+    }
+  }
 }
 
 }  // namespace

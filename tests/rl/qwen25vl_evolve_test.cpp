@@ -3,6 +3,7 @@
 // (tests/model/fixtures/qwen25vl_tiny: 2 layers each side, the real Qwen special tokens):
 //   - the sampler's log-probs (KV cache shared by a prompt's samples, M-RoPE positions continued
 //     after the image) equal the training forward's, for images of two sizes in one batch;
+//   - samples reading the prompt's cached prefix in place equal private copies bit for bit;
 //   - a GRPO update raises the rewarded response's log-prob, lowers an unrewarded one, reaches
 //     the vision tower, and leaves the frozen reference at the starting weights;
 //   - one evolve iteration on a folder of images runs, saves both roles in the Hugging Face
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -136,6 +138,60 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
   // One prompt per chunk: the same samples (seeds do not depend on the chunking).
   std::vector<Generation> chunked = generate_groups(*policy, p.prompts, 3, opt, 77, 3);
   for (size_t i = 0; i < gens.size(); ++i) EXPECT_EQ(chunked[i].tokens, gens[i].tokens);
+  fs::remove_all(root);
+}
+
+// The samples of a prompt reading its cached prefix in place (KVCache::share_prefix, the CPU
+// shared-prefix decode kernel) give exactly what private copies of it give: same tokens,
+// bit-equal log-probs, for sampled and greedy decoding, with stop tokens ending rows early (the
+// cache is compacted mid-generation, the shared prefix and each row's M-RoPE next position
+// carried along); and the same at 1 and 2 threads.
+TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
+  testing::use_one_thread();
+  const fs::path root = fresh_dir("share");
+  auto policy = load_tiny();
+  Prompts p = questioner_prompts(*policy, write_images(root / "images", 2, 8));
+  const std::vector<int64_t> rows = {0, 1, 0, 1, 1, 0, 0, 1};
+  const std::vector<uint64_t> seeds = derive_seeds(19, static_cast<int64_t>(rows.size()));
+  for (bool greedy : {false, true}) {
+    SCOPED_TRACE(greedy ? "greedy" : "sampled");
+    SamplingOptions opt;
+    opt.greedy = greedy;
+    opt.temperature = 1.4;
+    opt.max_new_tokens = 10;
+    SamplingOptions copying = opt;
+    copying.share_prefix_kv = false;
+    std::vector<Generation> free_run = policy->sample(p.prompts, rows, copying, seeds);
+    // Stop on tokens that five of the eight samples emit early: they finish at different steps,
+    // and once half have, the loop drops them while the rest (of both prompts) go on.
+    for (size_t i = 0; i < 5; ++i) opt.stop_tokens.push_back(free_run[i].tokens[1 + i % 3]);
+    copying.stop_tokens = opt.stop_tokens;
+    std::vector<Generation> shared = policy->sample(p.prompts, rows, opt, seeds);
+    std::vector<Generation> copied = policy->sample(p.prompts, rows, copying, seeds);
+    ASSERT_EQ(shared.size(), rows.size());
+    std::vector<size_t> lengths;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(shared[i].prompt_index, rows[i]);
+      EXPECT_EQ(shared[i].tokens, copied[i].tokens) << "sequence " << i;
+      EXPECT_EQ(shared[i].logprobs, copied[i].logprobs) << "sequence " << i;
+      EXPECT_EQ(shared[i].stopped, copied[i].stopped) << "sequence " << i;
+      lengths.push_back(shared[i].tokens.size());
+    }
+    std::sort(lengths.begin(), lengths.end());
+    EXPECT_LT(lengths[0], 10u) << "the stop tokens should end rows early";
+    // Half the rows done while others live: a compaction. (The tiny random model's greedy
+    // continuations of both prompts are alike, so greedy rows all end together.)
+    if (!greedy) EXPECT_LT(lengths[rows.size() / 2 - 1], lengths.back());
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+    std::vector<Generation> two = policy->sample(p.prompts, rows, opt, seeds);
+    omp_set_num_threads(1);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(two[i].tokens, shared[i].tokens) << "sequence " << i;
+      EXPECT_EQ(two[i].logprobs, shared[i].logprobs) << "sequence " << i;
+    }
+#endif
+  }
   fs::remove_all(root);
 }
 
