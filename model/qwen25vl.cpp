@@ -575,7 +575,7 @@ std::vector<Tensor> Qwen25VL::trainable_params_under(const std::string& prefix) 
 // it again after this forward has returned.
 Tensor Qwen25VL::decoder_layer_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
                                                 const Tensor& sin, const Tensor& key_mask,
-                                                Qwen25VLCache* cache) const {
+                                                KVCache* cache) const {
   if (!recompute_layers_ || cache || !grad_enabled())
     return decoder_layer(layer, x, cos, sin, key_mask, cache);
   return checkpoint(

@@ -220,7 +220,7 @@ class Qwen25VL {
   // decoder_layer / vision_block, through checkpoint() when recompute_layers_ is on.
   Tensor decoder_layer_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
                                         const Tensor& sin, const Tensor& key_mask,
-                                        Qwen25VLCache* cache) const;
+                                        KVCache* cache) const;
   Tensor vision_block_maybe_recomputed(int64_t layer, const Tensor& x, const Tensor& cos,
                                        const Tensor& sin,
                                        const std::vector<int64_t>& segments) const;
