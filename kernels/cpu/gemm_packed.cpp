@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
@@ -43,33 +44,6 @@ inline vec16 load16(const float* p) {
   return v;
 }
 inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
-
-typedef float vec8 __attribute__((vector_size(32)));
-
-// dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
-// three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
-// swap): the packing routines' transposes without scattered 4-byte stores.
-__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride,
-                                                        float* dst, int64_t dst_stride) {
-  vec8 r[8], t[8], u[8];
-  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
-    u[h + 0] = __builtin_shufflevector(t[h + 0], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[h + 1] = __builtin_shufflevector(t[h + 0], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int c = 0; c < 4; ++c) {
-    vec8 lo = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);    // column c
-    vec8 hi = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);  // column c + 4
-    std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
-    std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
-  }
-}
 
 // op(A)[0:M, k0+k] for op(A) = A^T (op(A)[i][k] = A[k][i]) and one k of the
 // K block [k0, k0 + kc), into MR-row panels (panel t at dst + t * MR * kc),
