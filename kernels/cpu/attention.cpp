@@ -99,9 +99,8 @@ void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, con
             const int64_t nq = std::min(kRowGroup, s.Sq - i0);
             const int64_t nk_max = std::max<int64_t>(0, key_end(s, i0 + nq));
             T m_row[kRowGroup], sum_row[kRowGroup];
-            for (int64_t r = 0; r < nq; ++r) std::fill(&sc[r * Sk], &sc[r * Sk] + nk_max, T(0));
             accumulate_rows_n(nq, sc.data(), Sk, nk_max, q + rows.q_off(b, i0, h), q_stride,
-                              k_t.data(), Sk, D);
+                              k_t.data(), Sk, D, /*from_zero=*/true);
             for (int64_t r = 0; r < nq; ++r) {
               const int64_t i = i0 + r, nk = std::max<int64_t>(0, key_end(s, i + 1));
               T* sc_i = &sc[r * Sk];
@@ -131,9 +130,8 @@ void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, con
               sum_row[r] = sum;
               std::fill(sc_i + nk, sc_i + nk_max, T(0));  // keys the group's later rows see
             }
-            std::fill(acc.begin(), acc.begin() + nq * D, T(0));
             accumulate_rows_n(nq, acc.data(), D, D, sc.data(), Sk, v + rows.kv_off(b, 0, hk),
-                              s.Hkv * D, nk_max);
+                              s.Hkv * D, nk_max, /*from_zero=*/true);
             for (int64_t r = 0; r < nq; ++r) {
               T* oi = out + rows.q_off(b, i0 + r, h);
               if (m_row[r] == -INFINITY) {
@@ -179,16 +177,14 @@ void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, co
             const int64_t nk_max = std::max<int64_t>(0, key_end(s, i0 + nq));
             std::fill(p.data() + i0 * Sk, p.data() + (i0 + nq) * Sk, T(0));
             std::fill(ds.data() + i0 * Sk, ds.data() + (i0 + nq) * Sk, T(0));
-            for (int64_t r = 0; r < nq; ++r) {
-              T* dqi = dq + rows.q_off(b, i0 + r, h);
-              std::fill(dqi, dqi + D, T(0));
-              std::fill(&sc[r * Sk], &sc[r * Sk] + nk_max, T(0));
-              std::fill(&dp[r * Sk], &dp[r * Sk] + nk_max, T(0));
-            }
             accumulate_rows_n(nq, sc.data(), Sk, nk_max, q + rows.q_off(b, i0, h), q_stride,
-                              k_t.data(), Sk, D);
+                              k_t.data(), Sk, D, /*from_zero=*/true);
             accumulate_rows_n(nq, dp.data(), Sk, nk_max, dout + rows.q_off(b, i0, h), q_stride,
-                              v_t.data(), Sk, D);
+                              v_t.data(), Sk, D, /*from_zero=*/true);
+            // the softmax backward's row terms (independent chains, so they overlap)
+            T di[kRowGroup];
+            for (int64_t r = 0; r < nq; ++r)
+              di[r] = dot(dout + rows.q_off(b, i0 + r, h), out + rows.q_off(b, i0 + r, h), D);
             for (int64_t r = 0; r < nq; ++r) {
               const int64_t i = i0 + r;
               const T l = lse[rows.lse_off(b, h, i)];
@@ -198,14 +194,12 @@ void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, co
               T* ds_i = ds.data() + i * Sk;
               const T* sc_i = &sc[r * Sk];
               const T* dp_i = &dp[r * Sk];
-              // the softmax backward's row term
-              const T di = dot(dout + rows.q_off(b, i, h), out + rows.q_off(b, i, h), D);
               visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
               for (int64_t j = 0; j < nk; ++j) p_i[j] = k_exp(sc_i[j] * scale - l + bias[j]);
-              for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp_i[j] - di) * scale;
+              for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp_i[j] - di[r]) * scale;
             }
             accumulate_rows_n(nq, dq + rows.q_off(b, i0, h), q_stride, D, ds.data() + i0 * Sk, Sk,
-                              k + rows.kv_off(b, 0, hk), s.Hkv * D, nk_max);
+                              k + rows.kv_off(b, 0, hk), s.Hkv * D, nk_max, /*from_zero=*/true);
           }
           // dk_j += sum_i dS[i][j] q_i and dv_j += sum_i P[i][j] dO_i, from
           // the transposed matrices so each key's weights are contiguous.

@@ -23,7 +23,7 @@ namespace visplay::kernels::cpu {
 // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2, exp(r) by its
 // degree-7 Taylor polynomial (truncation error < 5e-9 relative). 2^n is
 // applied in two halves so results down to the subnormal range stay exact.
-inline float fast_exp(float x) {
+__attribute__((always_inline)) inline float fast_exp(float x) {
   const float log2e = 1.44269504088896341f;
   const float ln2_hi = 0.693145751953125f;          // the top bits of ln 2: n * ln2_hi is exact
   const float ln2_lo = 1.42860682030941723212e-6f;  // ln 2 - ln2_hi
@@ -70,7 +70,7 @@ inline float fast_tanh(float x) {
 }
 
 // Overloads for the templated kernels: f32 takes the fast path, f64 stays on libm.
-inline float k_exp(float x) { return fast_exp(x); }
+__attribute__((always_inline)) inline float k_exp(float x) { return fast_exp(x); }
 inline double k_exp(double x) { return std::exp(x); }
 inline float k_tanh(float x) { return fast_tanh(x); }
 inline double k_tanh(double x) { return std::tanh(x); }
@@ -133,7 +133,8 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
 
 namespace detail {
 // N adjacent 32-byte column chunks for NQ outputs sharing the rows x.
-template <int NQ, int N, class T>
+// kFromZero: y starts at 0 (as if zero-filled first; y is not read).
+template <int NQ, int N, bool kFromZero, class T>
 inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* __restrict w,
                                     int64_t w_stride, const T* __restrict x, int64_t stride,
                                     int64_t rows) {
@@ -143,7 +144,12 @@ inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* 
 #pragma GCC unroll 4
   for (int q = 0; q < NQ; ++q)
 #pragma GCC unroll 4
-    for (int n = 0; n < N; ++n) std::memcpy(&acc[q][n], y + q * y_stride + n * L, sizeof(vec));
+    for (int n = 0; n < N; ++n) {
+      if (kFromZero)
+        acc[q][n] = vec{};
+      else
+        std::memcpy(&acc[q][n], y + q * y_stride + n * L, sizeof(vec));
+    }
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * stride;
     vec xv[N];
@@ -173,25 +179,25 @@ inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* 
     for (int n = 0; n < N; ++n) std::memcpy(y + q * y_stride + n * L, &acc[q][n], sizeof(vec));
 }
 
-template <int NQ, class T>
+template <int NQ, bool kFromZero, class T>
 inline void accumulate_rows_multi(T* __restrict y, int64_t y_stride, int64_t width,
                                   const T* __restrict w, int64_t w_stride, const T* __restrict x,
                                   int64_t stride, int64_t rows) {
   constexpr int64_t L = 32 / sizeof(T);
   int64_t c0 = 0;
   for (; c0 + 4 * L <= width; c0 += 4 * L)
-    accumulate_chunks_multi<NQ, 4>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+    accumulate_chunks_multi<NQ, 4, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
   const int64_t chunks = (width - c0) / L;
   if (chunks == 3)
-    accumulate_chunks_multi<NQ, 3>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+    accumulate_chunks_multi<NQ, 3, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
   if (chunks == 2)
-    accumulate_chunks_multi<NQ, 2>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+    accumulate_chunks_multi<NQ, 2, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
   if (chunks == 1)
-    accumulate_chunks_multi<NQ, 1>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+    accumulate_chunks_multi<NQ, 1, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
   c0 += chunks * L;
   for (int q = 0; q < NQ; ++q)
     for (int64_t c = c0; c < width; ++c) {
-      T a = y[q * y_stride + c];
+      T a = kFromZero ? T(0) : y[q * y_stride + c];
       for (int64_t r = 0; r < rows; ++r)
         if (w[q * w_stride + r] != T(0)) a += w[q * w_stride + r] * x[r * stride + c];
       y[q * y_stride + c] = a;
@@ -205,20 +211,25 @@ inline void accumulate_rows_multi(T* __restrict y, int64_t y_stride, int64_t wid
 // accumulate_rows call would, so the values are identical bit for bit; but
 // each row chunk of x is loaded once for all outputs and the nq x 4 chains
 // fill the FMA pipes (one output's 4 chains are latency bound).
+// from_zero: the sums start at 0 as if y had been zero-filled (y is only
+// written), which saves a fill per output row.
 template <class T>
 inline void accumulate_rows_n(int64_t nq, T* y, int64_t y_stride, int64_t width, const T* w,
-                              int64_t w_stride, const T* x, int64_t stride, int64_t rows) {
+                              int64_t w_stride, const T* x, int64_t stride, int64_t rows,
+                              bool from_zero = false) {
+  auto group = [&]<int NQ>(int64_t q) {
+    if (from_zero)
+      detail::accumulate_rows_multi<NQ, true>(y + q * y_stride, y_stride, width, w + q * w_stride,
+                                              w_stride, x, stride, rows);
+    else
+      detail::accumulate_rows_multi<NQ, false>(y + q * y_stride, y_stride, width,
+                                               w + q * w_stride, w_stride, x, stride, rows);
+  };
   int64_t q = 0;
-  for (; q + 4 <= nq; q += 4)
-    detail::accumulate_rows_multi<4>(y + q * y_stride, y_stride, width, w + q * w_stride, w_stride,
-                                     x, stride, rows);
-  if (nq - q == 3)
-    detail::accumulate_rows_multi<3>(y + q * y_stride, y_stride, width, w + q * w_stride, w_stride,
-                                     x, stride, rows);
-  if (nq - q == 2)
-    detail::accumulate_rows_multi<2>(y + q * y_stride, y_stride, width, w + q * w_stride, w_stride,
-                                     x, stride, rows);
-  if (nq - q == 1) accumulate_rows(y + q * y_stride, width, w + q * w_stride, x, stride, rows);
+  for (; q + 4 <= nq; q += 4) group.template operator()<4>(q);
+  if (nq - q == 3) group.template operator()<3>(q);
+  if (nq - q == 2) group.template operator()<2>(q);
+  if (nq - q == 1) group.template operator()<1>(q);
 }
 
 // dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
