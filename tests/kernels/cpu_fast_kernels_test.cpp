@@ -11,6 +11,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
@@ -388,6 +390,163 @@ TEST(FastKernels, AttentionF32MatchesF64) {
 
 // One query per row over a cache with unwritten slots past `length`, left
 // padding, a fully masked row, GQA (2 query heads per kv head).
+namespace {
+
+// The short-sequence attention kernels' order of operations, one query row at
+// a time (the kernel before it grouped rows): scores by accumulate_rows over
+// the transposed keys, scale and mask, max, exp and the normaliser (sum_exp
+// for f32), P.V by accumulate_rows; backward: P and dS per row, dq, then dk
+// and dv per key over the query rows. The kernel may group rows, vectorise
+// and transpose however it likes, but its values must equal these bit for
+// bit (the published demo numbers and exact resume depend on them).
+bool key_seen(const AttentionShape& s, const int32_t* mask, int64_t b, int64_t i, int64_t j) {
+  return !(s.causal && j > i + (s.Sk - s.Sq)) && !(mask && mask[b * s.Sk + j] == 0);
+}
+
+template <class T>
+void attention_rows_in_order(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* mask, const T* dout, T* out, T* lse, T* dq, T* dk,
+                             T* dv) {
+  const int64_t Sq = s.Sq, Sk = s.Sk, D = s.D, group = s.H / s.Hkv;
+  auto qo = [&](int64_t b, int64_t i, int64_t h) { return ((b * Sq + i) * s.H + h) * D; };
+  auto ko = [&](int64_t b, int64_t j, int64_t hk) { return ((b * Sk + j) * s.Hkv + hk) * D; };
+  const T scale = static_cast<T>(s.scale);
+  std::vector<T> k_t(D * Sk), v_t(D * Sk), sc(Sk), dp(Sk), p(Sq * Sk), ds(Sq * Sk);
+  std::vector<T> p_t(Sk * Sq), ds_t(Sk * Sq);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+      for (int64_t j = 0; j < Sk; ++j)
+        for (int64_t d = 0; d < D; ++d)
+          k_t[d * Sk + j] = k[ko(b, j, hk) + d], v_t[d * Sk + j] = v[ko(b, j, hk) + d];
+      for (int64_t j = 0; j < Sk; ++j)
+        for (int64_t d = 0; d < D; ++d) dk[ko(b, j, hk) + d] = 0, dv[ko(b, j, hk) + d] = 0;
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        for (int64_t i = 0; i < Sq; ++i) {  // forward
+          const int64_t nk = s.causal ? std::max<int64_t>(0, std::min(Sk, i + 1 + Sk - Sq)) : Sk;
+          std::fill(sc.begin(), sc.end(), T(0));
+          accumulate_rows(sc.data(), nk, q + qo(b, i, h), k_t.data(), Sk, D);
+          T m = -INFINITY;
+          for (int64_t j = 0; j < nk; ++j)
+            sc[j] = sc[j] * scale + (key_seen(s, mask, b, i, j) ? T(0) : T(-INFINITY));
+          if constexpr (std::is_same_v<T, float>) {
+            m = max_lanes8(sc.data(), nk);  // (which of +0 / -0 a max returns is order dependent)
+          } else {
+            for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc[j]);
+          }
+          T* oi = out + qo(b, i, h);
+          T& l = lse[(b * s.H + h) * Sq + i];
+          if (m == -INFINITY) {
+            std::fill(oi, oi + D, T(0));
+            l = -INFINITY;
+            continue;
+          }
+          T sum = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            sum = static_cast<T>(sum_exp(sc.data(), nk, m, sc.data()));
+          } else {
+            for (int64_t j = 0; j < nk; ++j) sc[j] = k_exp(sc[j] - m), sum += sc[j];
+          }
+          std::vector<T> acc(D, T(0));
+          accumulate_rows(acc.data(), D, sc.data(), v + ko(b, 0, hk), s.Hkv * D, nk);
+          for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] / sum;
+          l = m + std::log(sum);
+        }
+        std::fill(p.begin(), p.end(), T(0));
+        std::fill(ds.begin(), ds.end(), T(0));
+        for (int64_t i = 0; i < Sq; ++i) {  // backward: P, dS, dq
+          T* dqi = dq + qo(b, i, h);
+          std::fill(dqi, dqi + D, T(0));
+          const T l = lse[(b * s.H + h) * Sq + i];
+          if (l == -INFINITY) continue;
+          const int64_t nk = s.causal ? std::max<int64_t>(0, std::min(Sk, i + 1 + Sk - Sq)) : Sk;
+          T di = 0;
+          for (int64_t d = 0; d < D; ++d) di += dout[qo(b, i, h) + d] * out[qo(b, i, h) + d];
+          std::fill(sc.begin(), sc.end(), T(0));
+          std::fill(dp.begin(), dp.end(), T(0));
+          accumulate_rows(sc.data(), nk, q + qo(b, i, h), k_t.data(), Sk, D);
+          accumulate_rows(dp.data(), nk, dout + qo(b, i, h), v_t.data(), Sk, D);
+          for (int64_t j = 0; j < nk; ++j) {
+            const T bias = key_seen(s, mask, b, i, j) ? T(0) : T(-INFINITY);
+            p[i * Sk + j] = k_exp(sc[j] * scale - l + bias);
+            ds[i * Sk + j] = p[i * Sk + j] * (dp[j] - di) * scale;
+          }
+          accumulate_rows(dqi, D, &ds[i * Sk], k + ko(b, 0, hk), s.Hkv * D, nk);
+        }
+        for (int64_t i = 0; i < Sq; ++i)
+          for (int64_t j = 0; j < Sk; ++j)
+            p_t[j * Sq + i] = p[i * Sk + j], ds_t[j * Sq + i] = ds[i * Sk + j];
+        for (int64_t j = 0; j < Sk; ++j) {
+          accumulate_rows(dv + ko(b, j, hk), D, &p_t[j * Sq], dout + qo(b, 0, h), s.H * D, Sq);
+          accumulate_rows(dk + ko(b, j, hk), D, &ds_t[j * Sq], q + qo(b, 0, h), s.H * D, Sq);
+        }
+      }
+    }
+}
+
+template <class T>
+void check_attention_rows_bit_identical(int trials, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  const int before = omp_get_max_threads();
+  for (int trial = 0; trial < trials; ++trial) {
+    AttentionShape s;
+    s.B = pick(1, 3), s.Hkv = pick(1, 2), s.H = s.Hkv * pick(1, 3), s.D = pick(1, 40);
+    s.Sq = pick(1, 70), s.causal = trial % 2 == 0;
+    s.Sk = s.causal ? s.Sq + pick(0, 4) : pick(1, 70);
+    s.scale = 1.0 / std::sqrt(double(s.D));
+    if (trial % 7 == 3) s.B = 16, s.Sq = s.Sk = 64, s.H = s.Hkv = 4, s.D = 24, s.causal = false;
+    const int64_t nq = s.B * s.Sq * s.H * s.D, nk = s.B * s.Sk * s.Hkv * s.D;
+    auto rand_t = [&](int64_t n, uint64_t sd) {
+      std::vector<float> f = random_floats(n, sd, -1.5f, 1.5f);
+      return std::vector<T>(f.begin(), f.end());
+    };
+    std::vector<T> q = rand_t(nq, 900 + trial), k = rand_t(nk, 901), v = rand_t(nk, 902);
+    std::vector<T> dout = rand_t(nq, 903);
+    if (trial % 3 == 0)  // exact zeros: accumulate_rows skips zero weights
+      for (int64_t i = 0; i < nq; i += 5) q[i] = 0, dout[i] = 0;
+    std::vector<int32_t> mask(s.B * s.Sk, 1);
+    const bool masked = trial % 4 < 2;
+    if (masked)  // left padding; row 0 fully masked (sees no key)
+      for (int64_t b = 0; b < s.B; ++b)
+        for (int64_t j = 0, pad = b == 0 ? s.Sk : pick(0, s.Sk); j < pad; ++j) mask[b * s.Sk + j] = 0;
+    const int32_t* m = masked ? mask.data() : nullptr;
+    std::vector<T> out(nq), lse(s.B * s.H * s.Sq), dq(nq), dk(nk), dv(nk);
+    std::vector<T> out_r(nq), lse_r(s.B * s.H * s.Sq), dq_r(nq), dk_r(nk), dv_r(nk);
+    attention_rows_in_order<T>(s, q.data(), k.data(), v.data(), m, dout.data(), out_r.data(),
+                               lse_r.data(), dq_r.data(), dk_r.data(), dv_r.data());
+    omp_set_num_threads(1 + trial % 2);
+    attention_forward<T>(s, q.data(), k.data(), v.data(), m, out.data(), lse.data());
+    attention_backward<T>(s, q.data(), k.data(), v.data(), m, out.data(), lse.data(), dout.data(),
+                          dq.data(), dk.data(), dv.data());
+    auto same = [](const std::vector<T>& a, const std::vector<T>& b) {
+      return std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    };
+    const std::string shape = "trial " + std::to_string(trial) + ": B " + std::to_string(s.B) +
+                              " Sq " + std::to_string(s.Sq) + " Sk " + std::to_string(s.Sk) +
+                              " H " + std::to_string(s.H) + " Hkv " + std::to_string(s.Hkv) +
+                              " D " + std::to_string(s.D) + " causal " + std::to_string(s.causal);
+    ASSERT_TRUE(same(out, out_r)) << "out, " << shape;
+    ASSERT_TRUE(same(lse, lse_r)) << "lse, " << shape;
+    ASSERT_TRUE(same(dq, dq_r)) << "dq, " << shape;
+    ASSERT_TRUE(same(dk, dk_r)) << "dk, " << shape;
+    ASSERT_TRUE(same(dv, dv_r)) << "dv, " << shape;
+  }
+  omp_set_num_threads(before);
+}
+
+}  // namespace
+
+// Random short-sequence shapes (the whole-row path), causal or not, padding
+// masks with a row that sees no key, GQA, exact zeros, 1 and 2 threads, the
+// ViT's 16 x 64 x 4 x 24: forward and backward equal the one-row-at-a-time
+// order above bit for bit, f32 and f64.
+TEST(FastKernels, AttentionRowsBitIdenticalToPerRowOrder) {
+  check_attention_rows_bit_identical<float>(60, 31);
+  check_attention_rows_bit_identical<double>(20, 32);
+}
+
 TEST(FastKernels, DecodeAttentionMatchesDouble) {
   const int64_t B = 4, H = 4, Hkv = 2, D = 32, cap = 50, length = 37;
   std::vector<float> q = random_floats(B * H * D, 100, -2, 2);
