@@ -21,6 +21,7 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/logprob.h"
+#include "kernels/cpu/norm.h"
 #include "kernels/cpu/vec_math.h"
 #include "runtime/ops.h"
 #include "tests/kernels/reference.h"
@@ -545,6 +546,52 @@ void check_attention_rows_bit_identical(int trials, uint64_t seed) {
 TEST(FastKernels, AttentionRowsBitIdenticalToPerRowOrder) {
   check_attention_rows_bit_identical<float>(60, 31);
   check_attention_rows_bit_identical<double>(20, 32);
+}
+
+// The f32 norms process rows in groups of four (interleaved reduction
+// chains); a row's values must not depend on that: every row's output,
+// mean/rstd and input gradient equal a call on that row alone bit for bit
+// (odd row counts leave rows outside any group). The weight gradients' order
+// (rows within fixed chunks) is unchanged and checked against float64 by the
+// runtime tests.
+TEST(FastKernels, NormRowGroupsBitIdenticalToSingleRows) {
+  for (int64_t rows : {4, 37, 130})
+    for (int64_t n : {1, 45, 96, 128}) {
+      std::vector<float> x = random_floats(rows * n, 40 + n, -2.0f, 2.0f);
+      std::vector<float> dy = random_floats(rows * n, 41 + n), w = random_floats(n, 42);
+      std::vector<float> b = random_floats(n, 43);
+      std::vector<float> y(rows * n), mean(rows), rstd(rows), dx(rows * n), dw(n), db(n);
+      std::vector<float> y1(n), mean1(1), rstd1(1), dx1(n), dw1(n), db1(n);
+      auto same = [](const float* a, const float* c, int64_t len) {
+        return std::memcmp(a, c, len * sizeof(float)) == 0;
+      };
+      layernorm_forward<float>(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(),
+                               rows, n, 1e-5);
+      layernorm_backward<float>(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
+                                dw.data(), db.data(), rows, n);
+      for (int64_t r = 0; r < rows; ++r) {
+        layernorm_forward<float>(&x[r * n], w.data(), b.data(), y1.data(), mean1.data(),
+                                 rstd1.data(), 1, n, 1e-5);
+        layernorm_backward<float>(&dy[r * n], &x[r * n], w.data(), mean1.data(), rstd1.data(),
+                                  dx1.data(), dw1.data(), db1.data(), 1, n);
+        ASSERT_TRUE(same(&y[r * n], y1.data(), n) && mean[r] == mean1[0] && rstd[r] == rstd1[0])
+            << "layernorm forward, rows " << rows << " n " << n << " row " << r;
+        ASSERT_TRUE(same(&dx[r * n], dx1.data(), n))
+            << "layernorm backward, rows " << rows << " n " << n << " row " << r;
+      }
+      rmsnorm_forward<float>(x.data(), w.data(), y.data(), rstd.data(), rows, n, 1e-6);
+      rmsnorm_backward<float>(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(),
+                              rows, n);
+      for (int64_t r = 0; r < rows; ++r) {
+        rmsnorm_forward<float>(&x[r * n], w.data(), y1.data(), rstd1.data(), 1, n, 1e-6);
+        rmsnorm_backward<float>(&dy[r * n], &x[r * n], w.data(), rstd1.data(), dx1.data(),
+                                nullptr, 1, n);
+        ASSERT_TRUE(same(&y[r * n], y1.data(), n) && rstd[r] == rstd1[0])
+            << "rmsnorm forward, rows " << rows << " n " << n << " row " << r;
+        ASSERT_TRUE(same(&dx[r * n], dx1.data(), n))
+            << "rmsnorm backward, rows " << rows << " n " << n << " row " << r;
+      }
+    }
 }
 
 TEST(FastKernels, DecodeAttentionMatchesDouble) {
