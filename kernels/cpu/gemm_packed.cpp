@@ -23,7 +23,7 @@ namespace visplay::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kMR = 8;        // rows of C^T per micro-tile of the few-rows form
+constexpr int64_t kMR = 8;  // rows of C^T per micro-tile of the few-rows form
 // Rows of C per micro-tile of the main path. With AVX-512's 32 vector
 // registers, 12 x 32 holds 24 accumulators (14 loads per 24 FMAs against 10
 // per 16 at 8 x 32); AVX2 has 16 registers and keeps 8.
@@ -32,8 +32,10 @@ constexpr int64_t kMRMain = 12;
 #else
 constexpr int64_t kMRMain = 8;
 #endif
-constexpr int64_t kNR = 32;       // columns of C per micro-tile (two 16-float vectors)
-constexpr int64_t kKC = 256;      // K block: an A sliver (8 x 256) stays in L1
+constexpr int64_t kNR = 32;  // columns of C per micro-tile (two 16-float vectors)
+// K block. Part of the summation order (each block is its own chain, blocks
+// added to C in order): changing it changes the results.
+constexpr int64_t kKC = 256;
 constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
 
 typedef float vec16 __attribute__((vector_size(64)));

@@ -1,10 +1,11 @@
 #include "kernels/cpu/norm.h"
-#include "kernels/cpu/parallel.h"
 
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
+
+#include "kernels/cpu/parallel.h"
 
 namespace visplay::kernels::cpu {
 
@@ -140,8 +141,7 @@ void layernorm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rst
       rstd[r0 + q] = static_cast<T>(rs[q]);
       const T* xr = xg + q * n;
       T* yr = y + (r0 + q) * n;
-      for (int64_t j = 0; j < n; ++j)
-        yr[j] = static_cast<T>((xr[j] - m[q]) * rs[q] * w[j] + b[j]);
+      for (int64_t j = 0; j < n; ++j) yr[j] = static_cast<T>((xr[j] - m[q]) * rs[q] * w[j] + b[j]);
     }
   }
 }
@@ -195,13 +195,13 @@ void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, cons
   if (db) sum_partials(pb, chunks, n, db);
 }
 
-#define INSTANTIATE(T)                                                                         \
-  template void rmsnorm_forward<T>(const T*, const T*, T*, T*, int64_t, int64_t, double);      \
-  template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t,   \
-                                    int64_t);                                                  \
-  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,        \
-                                     int64_t, double);                                         \
-  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, \
+#define INSTANTIATE(T)                                                                           \
+  template void rmsnorm_forward<T>(const T*, const T*, T*, T*, int64_t, int64_t, double);        \
+  template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t,     \
+                                    int64_t);                                                    \
+  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, \
+                                     double);                                                    \
+  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*,  \
                                       T*, int64_t, int64_t);
 INSTANTIATE(float)
 INSTANTIATE(double)

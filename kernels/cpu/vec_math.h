@@ -222,8 +222,8 @@ inline void accumulate_rows_n(int64_t nq, T* y, int64_t y_stride, int64_t width,
       detail::accumulate_rows_multi<NQ, true>(y + q * y_stride, y_stride, width, w + q * w_stride,
                                               w_stride, x, stride, rows);
     else
-      detail::accumulate_rows_multi<NQ, false>(y + q * y_stride, y_stride, width,
-                                               w + q * w_stride, w_stride, x, stride, rows);
+      detail::accumulate_rows_multi<NQ, false>(y + q * y_stride, y_stride, width, w + q * w_stride,
+                                               w_stride, x, stride, rows);
   };
   int64_t q = 0;
   for (; q + 4 <= nq; q += 4) group.template operator()<4>(q);

@@ -274,8 +274,8 @@ namespace {
 // from and the kernel's vector and edge-tile code may choose differently: no
 // caller uses alpha != 1, so that case is pinned only for one K block, beta 0.)
 void gemm_blocked_scalar_order(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                               const float* A, int64_t lda, const float* B, int64_t ldb,
-                               float beta, float* C, int64_t ldc) {
+                               const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                               float* C, int64_t ldc) {
   constexpr int64_t kBlock = 256;
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j)
@@ -316,20 +316,18 @@ TEST(FastKernels, PackedGemmBitIdenticalToBlockedScalarOrder) {
     omp_set_num_threads(1 + trial % 2);
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
-        const int64_t lda = (ta ? M : K) + trial % 3, ldb = (tb ? K : N) + trial % 2,
-                      ldc = N + 1;
+        const int64_t lda = (ta ? M : K) + trial % 3, ldb = (tb ? K : N) + trial % 2, ldc = N + 1;
         std::vector<float> A = random_floats((ta ? K : M) * lda, 500 + trial);
         std::vector<float> B = random_floats((tb ? N : K) * ldb, 600 + trial);
         std::vector<float> C = beta == 0.0f ? poisoned(M * ldc) : random_floats(M * ldc, 700);
         std::vector<float> expected = C;
         gemm_blocked_scalar_order(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
                                   expected.data(), ldc);
-        gemm_f32_packed(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(),
-                        ldc);
+        gemm_f32_packed(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
         for (int64_t i = 0; i < M; ++i)
           ASSERT_EQ(std::memcmp(&C[i * ldc], &expected[i * ldc], N * sizeof(float)), 0)
-              << "M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb
-              << " alpha " << alpha << " beta " << beta << ": first differing row " << i;
+              << "M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb << " alpha "
+              << alpha << " beta " << beta << ": first differing row " << i;
       }
   }
   omp_set_num_threads(before);
@@ -511,7 +509,8 @@ void check_attention_rows_bit_identical(int trials, uint64_t seed) {
     const bool masked = trial % 4 < 2;
     if (masked)  // left padding; row 0 fully masked (sees no key)
       for (int64_t b = 0; b < s.B; ++b)
-        for (int64_t j = 0, pad = b == 0 ? s.Sk : pick(0, s.Sk); j < pad; ++j) mask[b * s.Sk + j] = 0;
+        for (int64_t j = 0, pad = b == 0 ? s.Sk : pick(0, s.Sk); j < pad; ++j)
+          mask[b * s.Sk + j] = 0;
     const int32_t* m = masked ? mask.data() : nullptr;
     std::vector<T> out(nq), lse(s.B * s.H * s.Sq), dq(nq), dk(nk), dv(nk);
     std::vector<T> out_r(nq), lse_r(s.B * s.H * s.Sq), dq_r(nq), dk_r(nk), dv_r(nk);
@@ -584,8 +583,8 @@ TEST(FastKernels, NormRowGroupsBitIdenticalToSingleRows) {
                               rows, n);
       for (int64_t r = 0; r < rows; ++r) {
         rmsnorm_forward<float>(&x[r * n], w.data(), y1.data(), rstd1.data(), 1, n, 1e-6);
-        rmsnorm_backward<float>(&dy[r * n], &x[r * n], w.data(), rstd1.data(), dx1.data(),
-                                nullptr, 1, n);
+        rmsnorm_backward<float>(&dy[r * n], &x[r * n], w.data(), rstd1.data(), dx1.data(), nullptr,
+                                1, n);
         ASSERT_TRUE(same(&y[r * n], y1.data(), n) && rstd[r] == rstd1[0])
             << "rmsnorm forward, rows " << rows << " n " << n << " row " << r;
         ASSERT_TRUE(same(&dx[r * n], dx1.data(), n))
