@@ -80,8 +80,12 @@ constexpr int64_t kWholeRowMaxScores = 128 * 128;
 // are the same bit for bit.
 constexpr int64_t kRowGroup = 4;
 
+// flatten: with the grouped loops GCC stopped inlining fast_exp here and ran
+// the exp loops as scalar calls (54% of the forward). Forcing it inline in
+// vec_math.h instead would change where other kernels fuse multiply-adds
+// around it, and with that their bits.
 template <class T>
-void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+__attribute__((flatten)) void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
                             const int32_t* key_mask, T* out, T* lse) {
   Rows rows{s};
   const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D, q_stride = s.H * s.D;
@@ -148,7 +152,7 @@ void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, con
 }
 
 template <class T>
-void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
+__attribute__((flatten)) void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
                              const int32_t* key_mask, const T* out, const T* lse, const T* dout,
                              T* dq, T* dk, T* dv) {
   Rows rows{s};

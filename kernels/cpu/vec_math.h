@@ -23,7 +23,7 @@ namespace visplay::kernels::cpu {
 // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2, exp(r) by its
 // degree-7 Taylor polynomial (truncation error < 5e-9 relative). 2^n is
 // applied in two halves so results down to the subnormal range stay exact.
-__attribute__((always_inline)) inline float fast_exp(float x) {
+inline float fast_exp(float x) {
   const float log2e = 1.44269504088896341f;
   const float ln2_hi = 0.693145751953125f;          // the top bits of ln 2: n * ln2_hi is exact
   const float ln2_lo = 1.42860682030941723212e-6f;  // ln 2 - ln2_hi
@@ -70,7 +70,7 @@ inline float fast_tanh(float x) {
 }
 
 // Overloads for the templated kernels: f32 takes the fast path, f64 stays on libm.
-__attribute__((always_inline)) inline float k_exp(float x) { return fast_exp(x); }
+inline float k_exp(float x) { return fast_exp(x); }
 inline double k_exp(double x) { return std::exp(x); }
 inline float k_tanh(float x) { return fast_tanh(x); }
 inline double k_tanh(double x) { return std::tanh(x); }
