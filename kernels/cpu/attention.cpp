@@ -85,8 +85,9 @@ constexpr int64_t kRowGroup = 4;
 // vec_math.h instead would change where other kernels fuse multiply-adds
 // around it, and with that their bits.
 template <class T>
-__attribute__((flatten)) void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
-                            const int32_t* key_mask, T* out, T* lse) {
+__attribute__((flatten)) void attention_forward_rows(const AttentionShape& s, const T* q,
+                                                     const T* k, const T* v,
+                                                     const int32_t* key_mask, T* out, T* lse) {
   Rows rows{s};
   const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D, q_stride = s.H * s.D;
   const T scale = static_cast<T>(s.scale);
@@ -152,9 +153,11 @@ __attribute__((flatten)) void attention_forward_rows(const AttentionShape& s, co
 }
 
 template <class T>
-__attribute__((flatten)) void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
-                             const int32_t* key_mask, const T* out, const T* lse, const T* dout,
-                             T* dq, T* dk, T* dv) {
+__attribute__((flatten)) void attention_backward_rows(const AttentionShape& s, const T* q,
+                                                      const T* k, const T* v,
+                                                      const int32_t* key_mask, const T* out,
+                                                      const T* lse, const T* dout, T* dq, T* dk,
+                                                      T* dv) {
   Rows rows{s};
   const int64_t group = s.H / s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D, q_stride = s.H * s.D;
   const T scale = static_cast<T>(s.scale);
