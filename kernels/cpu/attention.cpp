@@ -72,121 +72,150 @@ inline int64_t key_end(const AttentionShape& s, int64_t i1) {
 // runs in a fixed order whatever the thread count.
 constexpr int64_t kWholeRowMaxScores = 128 * 128;
 
+// Query rows per group: their scores (and P.V) come from one pass over the
+// transposed keys (values) with 4 x 4 accumulator chains (accumulate_rows_n);
+// one row at a time its 4 chains were latency bound. Each score and output
+// element sums in the same order as a single row's would (rows past a row's
+// last visible key get weight 0, which accumulate_rows skips), so the values
+// are the same bit for bit.
+constexpr int64_t kRowGroup = 4;
+
+// flatten: with the grouped loops GCC stopped inlining fast_exp here and ran
+// the exp loops as scalar calls (54% of the forward). Forcing it inline in
+// vec_math.h instead would change where other kernels fuse multiply-adds
+// around it, and with that their bits.
 template <class T>
-void attention_forward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
-                            const int32_t* key_mask, T* out, T* lse) {
+__attribute__((flatten)) void attention_forward_rows(const AttentionShape& s, const T* q,
+                                                     const T* k, const T* v,
+                                                     const int32_t* key_mask, T* out, T* lse) {
   Rows rows{s};
-  const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D;
+  const int64_t group = s.H / s.Hkv, Sk = s.Sk, D = s.D, q_stride = s.H * s.D;
   const T scale = static_cast<T>(s.scale);
 #pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   {
-    std::vector<T> k_t(D * Sk), key_bias(Sk), sc(Sk), bias(Sk), acc(D);
+    std::vector<T> k_t(D * Sk), key_bias(Sk), sc(kRowGroup * Sk), bias(Sk), acc(kRowGroup * D);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < s.B; ++b)
       for (int64_t hk = 0; hk < s.Hkv; ++hk) {
-        for (int64_t j = 0; j < Sk; ++j) {
-          const T* kj = k + rows.kv_off(b, j, hk);
-          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d];
-        }
+        transpose_into(k + rows.kv_off(b, 0, hk), s.Hkv * D, Sk, D, k_t.data(), Sk);
         key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-          for (int64_t i = 0; i < s.Sq; ++i) {
-            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
-            const T* qi = q + rows.q_off(b, i, h);
-            T* oi = out + rows.q_off(b, i, h);
-            std::fill(sc.begin(), sc.begin() + nk, T(0));
-            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
-            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
-            for (int64_t j = 0; j < nk; ++j) sc[j] = sc[j] * scale + bias[j];
-            // f32: max in eight lanes (exact, so the same value) and the
-            // normaliser in eight double lanes: a one-lane chain of dependent
-            // adds and maxes was a third of this loop's time.
-            T m = -INFINITY;
-            if constexpr (std::is_same_v<T, float>) {
-              m = max_lanes8(sc.data(), nk);
-            } else {
-              for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc[j]);
+          for (int64_t i0 = 0; i0 < s.Sq; i0 += kRowGroup) {
+            const int64_t nq = std::min(kRowGroup, s.Sq - i0);
+            const int64_t nk_max = std::max<int64_t>(0, key_end(s, i0 + nq));
+            T m_row[kRowGroup], sum_row[kRowGroup];
+            accumulate_rows_n(nq, sc.data(), Sk, nk_max, q + rows.q_off(b, i0, h), q_stride,
+                              k_t.data(), Sk, D, /*from_zero=*/true);
+            for (int64_t r = 0; r < nq; ++r) {
+              const int64_t i = i0 + r, nk = std::max<int64_t>(0, key_end(s, i + 1));
+              T* sc_i = &sc[r * Sk];
+              visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+              for (int64_t j = 0; j < nk; ++j) sc_i[j] = sc_i[j] * scale + bias[j];
+              // f32: max in eight lanes (exact, so the same value) and the
+              // normaliser in eight double lanes: a one-lane chain of dependent
+              // adds and maxes was a third of this loop's time.
+              T m = -INFINITY;
+              if constexpr (std::is_same_v<T, float>) {
+                m = max_lanes8(sc_i, nk);
+              } else {
+                for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc_i[j]);
+              }
+              m_row[r] = m;
+              if (m == -INFINITY) {  // sees no key: weight 0 everywhere
+                std::fill(sc_i, sc_i + nk_max, T(0));
+                continue;
+              }
+              T sum = 0;
+              if constexpr (std::is_same_v<T, float>) {
+                sum = static_cast<T>(sum_exp(sc_i, nk, m, sc_i));  // hidden keys: 0
+              } else {
+                for (int64_t j = 0; j < nk; ++j) sc_i[j] = k_exp(sc_i[j] - m);
+                for (int64_t j = 0; j < nk; ++j) sum += sc_i[j];
+              }
+              sum_row[r] = sum;
+              std::fill(sc_i + nk, sc_i + nk_max, T(0));  // keys the group's later rows see
             }
-            if (m == -INFINITY) {  // sees no key
-              std::fill(oi, oi + D, T(0));
-              lse[rows.lse_off(b, h, i)] = static_cast<T>(-INFINITY);
-              continue;
+            accumulate_rows_n(nq, acc.data(), D, D, sc.data(), Sk, v + rows.kv_off(b, 0, hk),
+                              s.Hkv * D, nk_max, /*from_zero=*/true);
+            for (int64_t r = 0; r < nq; ++r) {
+              T* oi = out + rows.q_off(b, i0 + r, h);
+              if (m_row[r] == -INFINITY) {
+                std::fill(oi, oi + D, T(0));
+                lse[rows.lse_off(b, h, i0 + r)] = static_cast<T>(-INFINITY);
+                continue;
+              }
+              for (int64_t d = 0; d < D; ++d) oi[d] = acc[r * D + d] / sum_row[r];
+              lse[rows.lse_off(b, h, i0 + r)] = m_row[r] + std::log(sum_row[r]);
             }
-            T sum = 0;
-            if constexpr (std::is_same_v<T, float>) {
-              sum = static_cast<T>(sum_exp(sc.data(), nk, m, sc.data()));  // hidden keys: 0
-            } else {
-              for (int64_t j = 0; j < nk; ++j) sc[j] = k_exp(sc[j] - m);
-              for (int64_t j = 0; j < nk; ++j) sum += sc[j];
-            }
-            std::fill(acc.begin(), acc.end(), T(0));
-            accumulate_rows(acc.data(), D, sc.data(), v + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
-            for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] / sum;
-            lse[rows.lse_off(b, h, i)] = m + std::log(sum);
           }
       }
   }
 }
 
 template <class T>
-void attention_backward_rows(const AttentionShape& s, const T* q, const T* k, const T* v,
-                             const int32_t* key_mask, const T* out, const T* lse, const T* dout,
-                             T* dq, T* dk, T* dv) {
+__attribute__((flatten)) void attention_backward_rows(const AttentionShape& s, const T* q,
+                                                      const T* k, const T* v,
+                                                      const int32_t* key_mask, const T* out,
+                                                      const T* lse, const T* dout, T* dq, T* dk,
+                                                      T* dv) {
   Rows rows{s};
-  const int64_t group = s.H / s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D;
+  const int64_t group = s.H / s.Hkv, Sq = s.Sq, Sk = s.Sk, D = s.D, q_stride = s.H * s.D;
   const T scale = static_cast<T>(s.scale);
 #pragma omp parallel if (s.B * s.H * s.Sq * s.Sk * s.D > kParallelMinElements)
   {
-    std::vector<T> k_t(D * Sk), v_t(D * Sk), key_bias(Sk), bias(Sk), sc(Sk), dp(Sk);
+    std::vector<T> k_t(D * Sk), v_t(D * Sk), key_bias(Sk), bias(Sk);
+    std::vector<T> sc(kRowGroup * Sk), dp(kRowGroup * Sk);
     std::vector<T> p(Sq * Sk), ds(Sq * Sk), p_t(Sk * Sq), ds_t(Sk * Sq);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < s.B; ++b)
       for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+        transpose_into(k + rows.kv_off(b, 0, hk), s.Hkv * D, Sk, D, k_t.data(), Sk);
+        transpose_into(v + rows.kv_off(b, 0, hk), s.Hkv * D, Sk, D, v_t.data(), Sk);
         for (int64_t j = 0; j < Sk; ++j) {
-          const T* kj = k + rows.kv_off(b, j, hk);
-          const T* vj = v + rows.kv_off(b, j, hk);
-          for (int64_t d = 0; d < D; ++d) k_t[d * Sk + j] = kj[d], v_t[d * Sk + j] = vj[d];
           std::fill(dk + rows.kv_off(b, j, hk), dk + rows.kv_off(b, j, hk) + D, T(0));
           std::fill(dv + rows.kv_off(b, j, hk), dv + rows.kv_off(b, j, hk) + D, T(0));
         }
         key_padding_bias(s, key_mask, b, 0, Sk, key_bias.data());
         for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
-          // Rows of P and dS, and dq.
-          for (int64_t i = 0; i < Sq; ++i) {
-            T* p_i = p.data() + i * Sk;
-            T* ds_i = ds.data() + i * Sk;
-            T* dqi = dq + rows.q_off(b, i, h);
-            std::fill(p_i, p_i + Sk, T(0));
-            std::fill(ds_i, ds_i + Sk, T(0));
-            std::fill(dqi, dqi + D, T(0));
-            const T l = lse[rows.lse_off(b, h, i)];
-            if (l == -INFINITY) continue;  // the row sees no key: zero gradient
-            const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
-            const T* qi = q + rows.q_off(b, i, h);
-            const T* doi = dout + rows.q_off(b, i, h);
-            const T di = dot(doi, out + rows.q_off(b, i, h), D);  // the softmax backward's row term
-            std::fill(sc.begin(), sc.begin() + nk, T(0));
-            std::fill(dp.begin(), dp.begin() + nk, T(0));
-            accumulate_rows(sc.data(), nk, qi, k_t.data(), Sk, D);
-            accumulate_rows(dp.data(), nk, doi, v_t.data(), Sk, D);
-            visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
-            for (int64_t j = 0; j < nk; ++j) p_i[j] = k_exp(sc[j] * scale - l + bias[j]);
-            for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp[j] - di) * scale;
-            accumulate_rows(dqi, D, ds_i, k + rows.kv_off(b, 0, hk), s.Hkv * D, nk);
+          // Rows of P and dS, and dq, kRowGroup query rows at a time (rows
+          // that see no key keep P = dS = 0 and a zero dq).
+          for (int64_t i0 = 0; i0 < Sq; i0 += kRowGroup) {
+            const int64_t nq = std::min(kRowGroup, Sq - i0);
+            const int64_t nk_max = std::max<int64_t>(0, key_end(s, i0 + nq));
+            std::fill(p.data() + i0 * Sk, p.data() + (i0 + nq) * Sk, T(0));
+            std::fill(ds.data() + i0 * Sk, ds.data() + (i0 + nq) * Sk, T(0));
+            accumulate_rows_n(nq, sc.data(), Sk, nk_max, q + rows.q_off(b, i0, h), q_stride,
+                              k_t.data(), Sk, D, /*from_zero=*/true);
+            accumulate_rows_n(nq, dp.data(), Sk, nk_max, dout + rows.q_off(b, i0, h), q_stride,
+                              v_t.data(), Sk, D, /*from_zero=*/true);
+            // the softmax backward's row terms (independent chains, so they overlap)
+            T di[kRowGroup];
+            for (int64_t r = 0; r < nq; ++r)
+              di[r] = dot(dout + rows.q_off(b, i0 + r, h), out + rows.q_off(b, i0 + r, h), D);
+            for (int64_t r = 0; r < nq; ++r) {
+              const int64_t i = i0 + r;
+              const T l = lse[rows.lse_off(b, h, i)];
+              if (l == -INFINITY) continue;  // the row sees no key: zero gradient
+              const int64_t nk = std::max<int64_t>(0, key_end(s, i + 1));
+              T* p_i = p.data() + i * Sk;
+              T* ds_i = ds.data() + i * Sk;
+              const T* sc_i = &sc[r * Sk];
+              const T* dp_i = &dp[r * Sk];
+              visibility_bias(s, key_bias.data(), i, 0, nk, bias.data());
+              for (int64_t j = 0; j < nk; ++j) p_i[j] = k_exp(sc_i[j] * scale - l + bias[j]);
+              for (int64_t j = 0; j < nk; ++j) ds_i[j] = p_i[j] * (dp_i[j] - di[r]) * scale;
+            }
+            accumulate_rows_n(nq, dq + rows.q_off(b, i0, h), q_stride, D, ds.data() + i0 * Sk, Sk,
+                              k + rows.kv_off(b, 0, hk), s.Hkv * D, nk_max, /*from_zero=*/true);
           }
           // dk_j += sum_i dS[i][j] q_i and dv_j += sum_i P[i][j] dO_i, from
           // the transposed matrices so each key's weights are contiguous.
-          for (int64_t i = 0; i < Sq; ++i)
-            for (int64_t j = 0; j < Sk; ++j) {
-              p_t[j * Sq + i] = p[i * Sk + j];
-              ds_t[j * Sq + i] = ds[i * Sk + j];
-            }
-          for (int64_t j = 0; j < Sk; ++j) {
-            accumulate_rows(dv + rows.kv_off(b, j, hk), D, p_t.data() + j * Sq,
-                            dout + rows.q_off(b, 0, h), s.H * D, Sq);
-            accumulate_rows(dk + rows.kv_off(b, j, hk), D, ds_t.data() + j * Sq,
-                            q + rows.q_off(b, 0, h), s.H * D, Sq);
-          }
+          transpose_into(p.data(), Sk, Sq, Sk, p_t.data(), Sq);
+          transpose_into(ds.data(), Sk, Sq, Sk, ds_t.data(), Sq);
+          accumulate_rows_n(Sk, dv + rows.kv_off(b, 0, hk), s.Hkv * D, D, p_t.data(), Sq,
+                            dout + rows.q_off(b, 0, h), q_stride, Sq);
+          accumulate_rows_n(Sk, dk + rows.kv_off(b, 0, hk), s.Hkv * D, D, ds_t.data(), Sq,
+                            q + rows.q_off(b, 0, h), q_stride, Sq);
         }
       }
   }

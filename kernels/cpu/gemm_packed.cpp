@@ -17,14 +17,25 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace visplay::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kMR = 8;        // rows of C per micro-tile
-constexpr int64_t kNR = 32;       // columns of C per micro-tile (two 16-float vectors)
-constexpr int64_t kKC = 256;      // K block: an A sliver (8 x 256) stays in L1
+constexpr int64_t kMR = 8;  // rows of C^T per micro-tile of the few-rows form
+// Rows of C per micro-tile of the main path. With AVX-512's 32 vector
+// registers, 12 x 32 holds 24 accumulators (14 loads per 24 FMAs against 10
+// per 16 at 8 x 32); AVX2 has 16 registers and keeps 8.
+#if defined(__AVX512F__)
+constexpr int64_t kMRMain = 12;
+#else
+constexpr int64_t kMRMain = 8;
+#endif
+constexpr int64_t kNR = 32;  // columns of C per micro-tile (two 16-float vectors)
+// K block. Part of the summation order (each block is its own chain, blocks
+// added to C in order): changing it changes the results.
+constexpr int64_t kKC = 256;
 constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
 
 typedef float vec16 __attribute__((vector_size(64)));
@@ -36,47 +47,24 @@ inline vec16 load16(const float* p) {
 }
 inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 
-typedef float vec8 __attribute__((vector_size(32)));
-
-// dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
-// three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
-// swap): the packing routines' transposes without scattered 4-byte stores.
-__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride,
-                                                        float* dst, int64_t dst_stride) {
-  vec8 r[8], t[8], u[8];
-  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
-    u[h + 0] = __builtin_shufflevector(t[h + 0], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[h + 1] = __builtin_shufflevector(t[h + 0], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int c = 0; c < 4; ++c) {
-    vec8 lo = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);    // column c
-    vec8 hi = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);  // column c + 4
-    std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
-    std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
-  }
-}
-
-// op(A)[i0:i0+MR, k0:k0+kc] for op(A) = A^T (op(A)[i][k] = A[k][i]) as kc
-// groups of MR floats (zero rows past M). A itself (no transpose) is never
-// packed: the micro-kernel reads its rows in place.
-void pack_a_transposed(const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
-                       int64_t kc, float* dst) {
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* src = A + (k0 + k) * lda + i0;
-    float* d = dst + k * kMR;
-    if (rows == kMR) {
-      std::memcpy(d, src, kMR * sizeof(float));
-      continue;
-    }
-    for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
-    for (int64_t r = rows; r < kMR; ++r) d[r] = 0.0f;
+// op(A)[0:M, k0+k] for op(A) = A^T (op(A)[i][k] = A[k][i]) and one k of the
+// K block [k0, k0 + kc), into MR-row panels (panel t at dst + t * MR * kc),
+// each kc groups of MR floats, zero rows past M. Walking A's row k across all
+// panels reads each cache line of A once (per panel, every k would touch a
+// new line: this packing cost ~25% of a K = 1024 weight gradient). A itself
+// (no transpose) is never packed: the micro-kernel reads its rows in place.
+template <int64_t MR>
+void pack_a_transposed_row(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc,
+                           int64_t k, float* dst) {
+  const int64_t full_tiles = M / MR, rest = M - full_tiles * MR;
+  const float* src = A + (k0 + k) * lda;
+  float* d = dst + k * MR;
+  for (int64_t t = 0; t < full_tiles; ++t)
+    std::memcpy(d + t * MR * kc, src + t * MR, MR * sizeof(float));
+  if (rest > 0) {
+    float* dr = d + full_tiles * MR * kc;
+    for (int64_t r = 0; r < rest; ++r) dr[r] = src[full_tiles * MR + r];
+    for (int64_t r = rest; r < MR; ++r) dr[r] = 0.0f;
   }
 }
 
@@ -87,6 +75,10 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, i
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = B + (k0 + k) * ldb + j0;
       float* d = dst + k * kNR;
+      if (cols == kNR) {  // a fixed-size copy, inlined (a libc call per row cost ~8%)
+        std::memcpy(d, src, kNR * sizeof(float));
+        continue;
+      }
       std::memcpy(d, src, cols * sizeof(float));
       for (int64_t c = cols; c < kNR; ++c) d[c] = 0.0f;
     }
@@ -113,29 +105,29 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, i
 // `rows` repeat the last one and are dropped). Both read the same values in
 // the same k order, so the results are identical bit for bit.
 // With beta == 0 on the first K block C is never read (it may hold NaNs).
-template <bool kDirectA>
+template <int64_t MR, bool kDirectA>
 void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float* __restrict bp,
                   float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
-  constexpr int64_t k_step = kDirectA ? 1 : kMR;
-  const float* a_row[kMR];
-  for (int64_t r = 0; r < kMR; ++r)
+  constexpr int64_t k_step = kDirectA ? 1 : MR;
+  const float* a_row[MR];
+  for (int64_t r = 0; r < MR; ++r)
     a_row[r] = a_rows + (kDirectA ? std::min(r, rows - 1) : r) * row_step;
-  vec16 acc[kMR][2];
-#pragma GCC unroll 8
-  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  vec16 acc[MR][2];
+#pragma GCC unroll 16
+  for (int64_t r = 0; r < MR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
   for (int64_t k = 0; k < kc; ++k) {
     vec16 b0 = load16(bp), b1 = load16(bp + 16);
-#pragma GCC unroll 8
-    for (int64_t r = 0; r < kMR; ++r) {
+#pragma GCC unroll 16
+    for (int64_t r = 0; r < MR; ++r) {
       float a = a_row[r][k * k_step];
       acc[r][0] += a * b0;
       acc[r][1] += a * b1;
     }
     bp += kNR;
   }
-  if (rows == kMR && cols == kNR) {
-#pragma GCC unroll 8
-    for (int64_t r = 0; r < kMR; ++r) {
+  if (rows == MR && cols == kNR) {
+#pragma GCC unroll 16
+    for (int64_t r = 0; r < MR; ++r) {
       float* cr = c + r * ldc;
       vec16 y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
       vec16 y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
@@ -148,8 +140,8 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
     }
     return;
   }
-  float tile[kMR][kNR];
-  for (int64_t r = 0; r < kMR; ++r) {
+  float tile[MR][kNR];
+  for (int64_t r = 0; r < MR; ++r) {
     store16(&tile[r][0], acc[r][0]);
     store16(&tile[r][16], acc[r][1]);
   }
@@ -250,7 +242,8 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, panels.data(), parallel);
     return;
   }
-  const int64_t m_tiles = (M + kMR - 1) / kMR, n_tiles = (N + kNR - 1) / kNR;
+  constexpr int64_t MR = kMRMain;
+  const int64_t m_tiles = (M + MR - 1) / MR, n_tiles = (N + kNR - 1) / kNR;
   // A row-major (no transpose): the micro-kernel reads its rows in place.
   // Packing them cost ~7% of the demo training step and measured ~16%
   // slower per GEMM on an AVX-512 Xeon (the broadcasts read L1/L2 either way).
@@ -259,8 +252,8 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
   const int64_t kc_max = std::min(K, kKC);
   // Packing scratch, reused across calls on this thread.
   static thread_local std::vector<float> a_pack, b_pack;
-  if (!direct_a && static_cast<int64_t>(a_pack.size()) < m_tiles * kMR * kc_max)
-    a_pack.resize(m_tiles * kMR * kc_max);
+  if (!direct_a && static_cast<int64_t>(a_pack.size()) < m_tiles * MR * kc_max)
+    a_pack.resize(m_tiles * MR * kc_max);
   if (static_cast<int64_t>(b_pack.size()) < n_tiles * kNR * kc_max)
     b_pack.resize(n_tiles * kNR * kc_max);
   float* ap_all = a_pack.data();
@@ -272,9 +265,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     {
       if (!direct_a) {
 #pragma omp for schedule(static) nowait
-        for (int64_t it = 0; it < m_tiles; ++it)
-          pack_a_transposed(A, lda, it * kMR, std::min(kMR, M - it * kMR), k0, kc,
-                            ap_all + it * kMR * kc);
+        for (int64_t k = 0; k < kc; ++k) pack_a_transposed_row<MR>(A, lda, M, k0, kc, k, ap_all);
       }
 #pragma omp for schedule(static)
       for (int64_t jt = 0; jt < n_tiles; ++jt)
@@ -284,14 +275,14 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 #pragma omp for collapse(2) schedule(static)
       for (int64_t jt = 0; jt < n_tiles; ++jt)
         for (int64_t it = 0; it < m_tiles; ++it) {
-          const int64_t i0 = it * kMR, j0 = jt * kNR;
-          const int64_t rows = std::min(kMR, M - i0), cols = std::min(kNR, N - j0);
+          const int64_t i0 = it * MR, j0 = jt * kNR;
+          const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
           if (direct_a)
-            micro_kernel<true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc,
-                               C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
+            micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc,
+                                   C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
           else
-            micro_kernel<false>(kc, ap_all + it * kMR * kc, 1, bp_all + jt * kNR * kc,
-                                C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
+            micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc,
+                                    C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
         }
     }
   }

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace visplay::kernels::cpu {
 
@@ -128,6 +129,152 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
       if (w[r] != T(0)) a += w[r] * x[r * stride + c0];
     y[c0] = a;
   }
+}
+
+namespace detail {
+// N adjacent 32-byte column chunks for NQ outputs sharing the rows x.
+// kFromZero: y starts at 0 (as if zero-filled first; y is not read).
+template <int NQ, int N, bool kFromZero, class T>
+inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* __restrict w,
+                                    int64_t w_stride, const T* __restrict x, int64_t stride,
+                                    int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T vec __attribute__((vector_size(32)));
+  vec acc[NQ][N];
+#pragma GCC unroll 4
+  for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) {
+      if (kFromZero)
+        acc[q][n] = vec{};
+      else
+        std::memcpy(&acc[q][n], y + q * y_stride + n * L, sizeof(vec));
+    }
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * stride;
+    vec xv[N];
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) std::memcpy(&xv[n], xr + n * L, sizeof(vec));
+    T wr[NQ];
+    bool all_nonzero = true;
+#pragma GCC unroll 4
+    for (int q = 0; q < NQ; ++q) wr[q] = w[q * w_stride + r], all_nonzero &= wr[q] != T(0);
+    if (all_nonzero) {  // the common case, without a branch per output
+#pragma GCC unroll 4
+      for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
+        for (int n = 0; n < N; ++n) acc[q][n] += wr[q] * xv[n];
+      continue;
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < NQ; ++q) {
+      if (wr[q] == T(0)) continue;
+#pragma GCC unroll 4
+      for (int n = 0; n < N; ++n) acc[q][n] += wr[q] * xv[n];
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
+    for (int n = 0; n < N; ++n) std::memcpy(y + q * y_stride + n * L, &acc[q][n], sizeof(vec));
+}
+
+template <int NQ, bool kFromZero, class T>
+inline void accumulate_rows_multi(T* __restrict y, int64_t y_stride, int64_t width,
+                                  const T* __restrict w, int64_t w_stride, const T* __restrict x,
+                                  int64_t stride, int64_t rows) {
+  constexpr int64_t L = 32 / sizeof(T);
+  int64_t c0 = 0;
+  for (; c0 + 4 * L <= width; c0 += 4 * L)
+    accumulate_chunks_multi<NQ, 4, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+  const int64_t chunks = (width - c0) / L;
+  if (chunks == 3)
+    accumulate_chunks_multi<NQ, 3, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+  if (chunks == 2)
+    accumulate_chunks_multi<NQ, 2, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+  if (chunks == 1)
+    accumulate_chunks_multi<NQ, 1, kFromZero>(y + c0, y_stride, w, w_stride, x + c0, stride, rows);
+  c0 += chunks * L;
+  for (int q = 0; q < NQ; ++q)
+    for (int64_t c = c0; c < width; ++c) {
+      T a = kFromZero ? T(0) : y[q * y_stride + c];
+      for (int64_t r = 0; r < rows; ++r)
+        if (w[q * w_stride + r] != T(0)) a += w[q * w_stride + r] * x[r * stride + c];
+      y[q * y_stride + c] = a;
+    }
+}
+}  // namespace detail
+
+// accumulate_rows for nq outputs at once that read the same rows x: output q
+// is y + q * y_stride with weights w + q * w_stride. Each output's elements
+// sum in the same row order, with the same zero-weight skips, as one
+// accumulate_rows call would, so the values are identical bit for bit; but
+// each row chunk of x is loaded once for all outputs and the nq x 4 chains
+// fill the FMA pipes (one output's 4 chains are latency bound).
+// from_zero: the sums start at 0 as if y had been zero-filled (y is only
+// written), which saves a fill per output row.
+template <class T>
+inline void accumulate_rows_n(int64_t nq, T* y, int64_t y_stride, int64_t width, const T* w,
+                              int64_t w_stride, const T* x, int64_t stride, int64_t rows,
+                              bool from_zero = false) {
+  auto group = [&]<int NQ>(int64_t q) {
+    if (from_zero)
+      detail::accumulate_rows_multi<NQ, true>(y + q * y_stride, y_stride, width, w + q * w_stride,
+                                              w_stride, x, stride, rows);
+    else
+      detail::accumulate_rows_multi<NQ, false>(y + q * y_stride, y_stride, width, w + q * w_stride,
+                                               w_stride, x, stride, rows);
+  };
+  int64_t q = 0;
+  for (; q + 4 <= nq; q += 4) group.template operator()<4>(q);
+  if (nq - q == 3) group.template operator()<3>(q);
+  if (nq - q == 2) group.template operator()<2>(q);
+  if (nq - q == 1) group.template operator()<1>(q);
+}
+
+// dst[u * dst_stride + i] = src[i * src_stride + u] for an 8 x 8 block, with
+// three rounds of two-vector shuffles (unpack, 64-bit shuffle, 128-bit lane
+// swap) instead of 64 scattered 4-byte stores.
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t src_stride,
+                                                        float* dst, int64_t dst_stride) {
+  typedef float vec8 __attribute__((vector_size(32)));
+  vec8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * src_stride, sizeof(vec8));
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int h = 0; h < 8; h += 4) {  // rows 0-3, then 4-7
+    u[h + 0] = __builtin_shufflevector(t[h + 0], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 1] = __builtin_shufflevector(t[h + 0], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int c = 0; c < 4; ++c) {
+    vec8 lo = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);    // column c
+    vec8 hi = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);  // column c + 4
+    std::memcpy(dst + c * dst_stride, &lo, sizeof(vec8));
+    std::memcpy(dst + (c + 4) * dst_stride, &hi, sizeof(vec8));
+  }
+}
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
+// 8 x 8 register transposes for f32 (attention's per-head K/V and P/dS
+// transposes: element by element, their scattered stores were ~17% of the
+// forward), element by element for the rest. A copy: values are unchanged.
+template <class T>
+inline void transpose_into(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                           int64_t dst_stride) {
+  int64_t r_full = 0, c_full = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    r_full = rows / 8 * 8, c_full = cols / 8 * 8;
+    for (int64_t r = 0; r < r_full; r += 8)
+      for (int64_t c = 0; c < c_full; c += 8)
+        transpose8x8(src + r * src_stride + c, src_stride, dst + c * dst_stride + r, dst_stride);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = r < r_full ? c_full : 0; c < cols; ++c)
+      dst[c * dst_stride + r] = src[r * src_stride + c];
 }
 
 // out[r] = sum_d q[d] * rows[r][d] for 8 rows r, D a multiple of 8:

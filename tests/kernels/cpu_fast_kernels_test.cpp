@@ -10,6 +10,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
@@ -18,6 +21,7 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/logprob.h"
+#include "kernels/cpu/norm.h"
 #include "kernels/cpu/vec_math.h"
 #include "runtime/ops.h"
 #include "tests/kernels/reference.h"
@@ -308,6 +312,78 @@ TEST(FastKernels, PackedGemmInPlaceAMatchesPackedTransposedA) {
   EXPECT_EQ(std::memcmp(c_in_place.data(), c_packed.data(), c_packed.size() * 4), 0);
 }
 
+namespace {
+
+// The packed GEMM's summation order, written out as scalar code: per C
+// element, one k-ordered chain of multiply-adds per K block of 256 (each
+// starting from 0), then y = alpha * chain + beta * C on the first block and
+// y = chain + C on later ones. Register tile shapes, packing, loop order and
+// threading may change, but the published demo numbers and exact resume
+// depend on these bits, so the kernel must match this exactly. (The scalar
+// expressions are the kernel's, so both get the same FMA contraction. With
+// alpha != 1 and a prior C, alpha * chain + C has two contractions to choose
+// from and the kernel's vector and edge-tile code may choose differently: no
+// caller uses alpha != 1, so that case is pinned only for one K block, beta 0.)
+void gemm_blocked_scalar_order(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                               float* C, int64_t ldc) {
+  constexpr int64_t kBlock = 256;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+        const float block_beta = k0 == 0 ? beta : 1.0f;
+        float chain = 0.0f;
+        for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k) {
+          const float a = ta ? A[k * lda + i] : A[i * lda + k];
+          const float b = tb ? B[j * ldb + k] : B[k * ldb + j];
+          chain += a * b;
+        }
+        float y = alpha == 1.0f ? chain : alpha * chain;
+        if (block_beta != 0.0f) y += block_beta * C[i * ldc + j];
+        C[i * ldc + j] = y;
+      }
+}
+
+}  // namespace
+
+// Many random shapes (odd sizes, edge tiles in both directions, one to three
+// K blocks, the few-rows form) x every transpose x alpha/beta: the packed
+// GEMM must equal the scalar order above bit for bit, on 1 and 2 threads.
+TEST(FastKernels, PackedGemmBitIdenticalToBlockedScalarOrder) {
+  std::mt19937_64 rng(20261207);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  const float alphas[] = {1.0f, 1.0f, 0.5f, -1.25f}, betas[] = {0.0f, 1.0f, 0.25f, -0.75f};
+  const int before = omp_get_max_threads();
+  for (int trial = 0; trial < 48; ++trial) {
+    // Mostly small shapes (fast in the scalar reference), some at the demo
+    // model's sizes: 1024 ViT rows, K up to three blocks.
+    const int64_t M = trial % 8 == 0 ? pick(200, 1030) : pick(1, 80);
+    const int64_t N = trial % 8 == 1 ? pick(150, 300) : pick(1, 100);
+    const float alpha = alphas[trial % 4];
+    const float beta = alpha == 1.0f ? betas[(trial / 4) % 4] : 0.0f;
+    const int64_t K = alpha != 1.0f ? pick(1, 256) : trial % 3 == 0 ? pick(257, 700) : pick(1, 200);
+    omp_set_num_threads(1 + trial % 2);
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t lda = (ta ? M : K) + trial % 3, ldb = (tb ? K : N) + trial % 2, ldc = N + 1;
+        std::vector<float> A = random_floats((ta ? K : M) * lda, 500 + trial);
+        std::vector<float> B = random_floats((tb ? N : K) * ldb, 600 + trial);
+        std::vector<float> C = beta == 0.0f ? poisoned(M * ldc) : random_floats(M * ldc, 700);
+        std::vector<float> expected = C;
+        gemm_blocked_scalar_order(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
+                                  expected.data(), ldc);
+        gemm_f32_packed(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+        for (int64_t i = 0; i < M; ++i)
+          ASSERT_EQ(std::memcmp(&C[i * ldc], &expected[i * ldc], N * sizeof(float)), 0)
+              << "M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb << " alpha "
+              << alpha << " beta " << beta << ": first differing row " << i;
+      }
+  }
+  omp_set_num_threads(before);
+}
+
 TEST(FastKernels, PackedGemmBitIdenticalAcrossThreadCounts) {
   const int64_t M = 203, N = 150, K = 300;  // large enough for the parallel path
   std::vector<float> A = random_floats(M * K, 80), B = random_floats(N * K, 81);
@@ -364,6 +440,210 @@ TEST(FastKernels, AttentionF32MatchesF64) {
 
 // One query per row over a cache with unwritten slots past `length`, left
 // padding, a fully masked row, GQA (2 query heads per kv head).
+namespace {
+
+// The short-sequence attention kernels' order of operations, one query row at
+// a time (the kernel before it grouped rows): scores by accumulate_rows over
+// the transposed keys, scale and mask, max, exp and the normaliser (sum_exp
+// for f32), P.V by accumulate_rows; backward: P and dS per row, dq, then dk
+// and dv per key over the query rows. The kernel may group rows, vectorise
+// and transpose however it likes, but its values must equal these bit for
+// bit (the published demo numbers and exact resume depend on them).
+bool key_seen(const AttentionShape& s, const int32_t* mask, int64_t b, int64_t i, int64_t j) {
+  return !(s.causal && j > i + (s.Sk - s.Sq)) && !(mask && mask[b * s.Sk + j] == 0);
+}
+
+template <class T>
+void attention_rows_in_order(const AttentionShape& s, const T* q, const T* k, const T* v,
+                             const int32_t* mask, const T* dout, T* out, T* lse, T* dq, T* dk,
+                             T* dv) {
+  const int64_t Sq = s.Sq, Sk = s.Sk, D = s.D, group = s.H / s.Hkv;
+  auto qo = [&](int64_t b, int64_t i, int64_t h) { return ((b * Sq + i) * s.H + h) * D; };
+  auto ko = [&](int64_t b, int64_t j, int64_t hk) { return ((b * Sk + j) * s.Hkv + hk) * D; };
+  const T scale = static_cast<T>(s.scale);
+  std::vector<T> k_t(D * Sk), v_t(D * Sk), sc(Sk), dp(Sk), p(Sq * Sk), ds(Sq * Sk);
+  std::vector<T> p_t(Sk * Sq), ds_t(Sk * Sq);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+      for (int64_t j = 0; j < Sk; ++j)
+        for (int64_t d = 0; d < D; ++d)
+          k_t[d * Sk + j] = k[ko(b, j, hk) + d], v_t[d * Sk + j] = v[ko(b, j, hk) + d];
+      for (int64_t j = 0; j < Sk; ++j)
+        for (int64_t d = 0; d < D; ++d) dk[ko(b, j, hk) + d] = 0, dv[ko(b, j, hk) + d] = 0;
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        for (int64_t i = 0; i < Sq; ++i) {  // forward
+          const int64_t nk = s.causal ? std::max<int64_t>(0, std::min(Sk, i + 1 + Sk - Sq)) : Sk;
+          std::fill(sc.begin(), sc.end(), T(0));
+          accumulate_rows(sc.data(), nk, q + qo(b, i, h), k_t.data(), Sk, D);
+          T m = -INFINITY;
+          for (int64_t j = 0; j < nk; ++j)
+            sc[j] = sc[j] * scale + (key_seen(s, mask, b, i, j) ? T(0) : T(-INFINITY));
+          if constexpr (std::is_same_v<T, float>) {
+            m = max_lanes8(sc.data(), nk);  // (which of +0 / -0 a max returns is order dependent)
+          } else {
+            for (int64_t j = 0; j < nk; ++j) m = std::max(m, sc[j]);
+          }
+          T* oi = out + qo(b, i, h);
+          T& l = lse[(b * s.H + h) * Sq + i];
+          if (m == -INFINITY) {
+            std::fill(oi, oi + D, T(0));
+            l = -INFINITY;
+            continue;
+          }
+          T sum = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            sum = static_cast<T>(sum_exp(sc.data(), nk, m, sc.data()));
+          } else {
+            for (int64_t j = 0; j < nk; ++j) sc[j] = k_exp(sc[j] - m), sum += sc[j];
+          }
+          std::vector<T> acc(D, T(0));
+          accumulate_rows(acc.data(), D, sc.data(), v + ko(b, 0, hk), s.Hkv * D, nk);
+          for (int64_t d = 0; d < D; ++d) oi[d] = acc[d] / sum;
+          l = m + std::log(sum);
+        }
+        std::fill(p.begin(), p.end(), T(0));
+        std::fill(ds.begin(), ds.end(), T(0));
+        for (int64_t i = 0; i < Sq; ++i) {  // backward: P, dS, dq
+          T* dqi = dq + qo(b, i, h);
+          std::fill(dqi, dqi + D, T(0));
+          const T l = lse[(b * s.H + h) * Sq + i];
+          if (l == -INFINITY) continue;
+          const int64_t nk = s.causal ? std::max<int64_t>(0, std::min(Sk, i + 1 + Sk - Sq)) : Sk;
+          T di = 0;
+          for (int64_t d = 0; d < D; ++d) di += dout[qo(b, i, h) + d] * out[qo(b, i, h) + d];
+          std::fill(sc.begin(), sc.end(), T(0));
+          std::fill(dp.begin(), dp.end(), T(0));
+          accumulate_rows(sc.data(), nk, q + qo(b, i, h), k_t.data(), Sk, D);
+          accumulate_rows(dp.data(), nk, dout + qo(b, i, h), v_t.data(), Sk, D);
+          for (int64_t j = 0; j < nk; ++j) {
+            const T bias = key_seen(s, mask, b, i, j) ? T(0) : T(-INFINITY);
+            p[i * Sk + j] = k_exp(sc[j] * scale - l + bias);
+            ds[i * Sk + j] = p[i * Sk + j] * (dp[j] - di) * scale;
+          }
+          accumulate_rows(dqi, D, &ds[i * Sk], k + ko(b, 0, hk), s.Hkv * D, nk);
+        }
+        for (int64_t i = 0; i < Sq; ++i)
+          for (int64_t j = 0; j < Sk; ++j)
+            p_t[j * Sq + i] = p[i * Sk + j], ds_t[j * Sq + i] = ds[i * Sk + j];
+        for (int64_t j = 0; j < Sk; ++j) {
+          accumulate_rows(dv + ko(b, j, hk), D, &p_t[j * Sq], dout + qo(b, 0, h), s.H * D, Sq);
+          accumulate_rows(dk + ko(b, j, hk), D, &ds_t[j * Sq], q + qo(b, 0, h), s.H * D, Sq);
+        }
+      }
+    }
+}
+
+template <class T>
+void check_attention_rows_bit_identical(int trials, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  const int before = omp_get_max_threads();
+  for (int trial = 0; trial < trials; ++trial) {
+    AttentionShape s;
+    s.B = pick(1, 3), s.Hkv = pick(1, 2), s.H = s.Hkv * pick(1, 3), s.D = pick(1, 40);
+    s.Sq = pick(1, 70), s.causal = trial % 2 == 0;
+    s.Sk = s.causal ? s.Sq + pick(0, 4) : pick(1, 70);
+    s.scale = 1.0 / std::sqrt(double(s.D));
+    if (trial % 7 == 3) s.B = 16, s.Sq = s.Sk = 64, s.H = s.Hkv = 4, s.D = 24, s.causal = false;
+    const int64_t nq = s.B * s.Sq * s.H * s.D, nk = s.B * s.Sk * s.Hkv * s.D;
+    auto rand_t = [&](int64_t n, uint64_t sd) {
+      std::vector<float> f = random_floats(n, sd, -1.5f, 1.5f);
+      return std::vector<T>(f.begin(), f.end());
+    };
+    std::vector<T> q = rand_t(nq, 900 + trial), k = rand_t(nk, 901), v = rand_t(nk, 902);
+    std::vector<T> dout = rand_t(nq, 903);
+    if (trial % 3 == 0)  // exact zeros: accumulate_rows skips zero weights
+      for (int64_t i = 0; i < nq; i += 5) q[i] = 0, dout[i] = 0;
+    std::vector<int32_t> mask(s.B * s.Sk, 1);
+    const bool masked = trial % 4 < 2;
+    if (masked)  // left padding; row 0 fully masked (sees no key)
+      for (int64_t b = 0; b < s.B; ++b)
+        for (int64_t j = 0, pad = b == 0 ? s.Sk : pick(0, s.Sk); j < pad; ++j)
+          mask[b * s.Sk + j] = 0;
+    const int32_t* m = masked ? mask.data() : nullptr;
+    std::vector<T> out(nq), lse(s.B * s.H * s.Sq), dq(nq), dk(nk), dv(nk);
+    std::vector<T> out_r(nq), lse_r(s.B * s.H * s.Sq), dq_r(nq), dk_r(nk), dv_r(nk);
+    attention_rows_in_order<T>(s, q.data(), k.data(), v.data(), m, dout.data(), out_r.data(),
+                               lse_r.data(), dq_r.data(), dk_r.data(), dv_r.data());
+    omp_set_num_threads(1 + trial % 2);
+    attention_forward<T>(s, q.data(), k.data(), v.data(), m, out.data(), lse.data());
+    attention_backward<T>(s, q.data(), k.data(), v.data(), m, out.data(), lse.data(), dout.data(),
+                          dq.data(), dk.data(), dv.data());
+    auto same = [](const std::vector<T>& a, const std::vector<T>& b) {
+      return std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    };
+    const std::string shape = "trial " + std::to_string(trial) + ": B " + std::to_string(s.B) +
+                              " Sq " + std::to_string(s.Sq) + " Sk " + std::to_string(s.Sk) +
+                              " H " + std::to_string(s.H) + " Hkv " + std::to_string(s.Hkv) +
+                              " D " + std::to_string(s.D) + " causal " + std::to_string(s.causal);
+    ASSERT_TRUE(same(out, out_r)) << "out, " << shape;
+    ASSERT_TRUE(same(lse, lse_r)) << "lse, " << shape;
+    ASSERT_TRUE(same(dq, dq_r)) << "dq, " << shape;
+    ASSERT_TRUE(same(dk, dk_r)) << "dk, " << shape;
+    ASSERT_TRUE(same(dv, dv_r)) << "dv, " << shape;
+  }
+  omp_set_num_threads(before);
+}
+
+}  // namespace
+
+// Random short-sequence shapes (the whole-row path), causal or not, padding
+// masks with a row that sees no key, GQA, exact zeros, 1 and 2 threads, the
+// ViT's 16 x 64 x 4 x 24: forward and backward equal the one-row-at-a-time
+// order above bit for bit, f32 and f64.
+TEST(FastKernels, AttentionRowsBitIdenticalToPerRowOrder) {
+  check_attention_rows_bit_identical<float>(60, 31);
+  check_attention_rows_bit_identical<double>(20, 32);
+}
+
+// The f32 norms process rows in groups of four (interleaved reduction
+// chains); a row's values must not depend on that: every row's output,
+// mean/rstd and input gradient equal a call on that row alone bit for bit
+// (odd row counts leave rows outside any group). The weight gradients' order
+// (rows within fixed chunks) is unchanged and checked against float64 by the
+// runtime tests.
+TEST(FastKernels, NormRowGroupsBitIdenticalToSingleRows) {
+  for (int64_t rows : {4, 37, 130})
+    for (int64_t n : {1, 45, 96, 128}) {
+      std::vector<float> x = random_floats(rows * n, 40 + n, -2.0f, 2.0f);
+      std::vector<float> dy = random_floats(rows * n, 41 + n), w = random_floats(n, 42);
+      std::vector<float> b = random_floats(n, 43);
+      std::vector<float> y(rows * n), mean(rows), rstd(rows), dx(rows * n), dw(n), db(n);
+      std::vector<float> y1(n), mean1(1), rstd1(1), dx1(n), dw1(n), db1(n);
+      auto same = [](const float* a, const float* c, int64_t len) {
+        return std::memcmp(a, c, len * sizeof(float)) == 0;
+      };
+      layernorm_forward<float>(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(),
+                               rows, n, 1e-5);
+      layernorm_backward<float>(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
+                                dw.data(), db.data(), rows, n);
+      for (int64_t r = 0; r < rows; ++r) {
+        layernorm_forward<float>(&x[r * n], w.data(), b.data(), y1.data(), mean1.data(),
+                                 rstd1.data(), 1, n, 1e-5);
+        layernorm_backward<float>(&dy[r * n], &x[r * n], w.data(), mean1.data(), rstd1.data(),
+                                  dx1.data(), dw1.data(), db1.data(), 1, n);
+        ASSERT_TRUE(same(&y[r * n], y1.data(), n) && mean[r] == mean1[0] && rstd[r] == rstd1[0])
+            << "layernorm forward, rows " << rows << " n " << n << " row " << r;
+        ASSERT_TRUE(same(&dx[r * n], dx1.data(), n))
+            << "layernorm backward, rows " << rows << " n " << n << " row " << r;
+      }
+      rmsnorm_forward<float>(x.data(), w.data(), y.data(), rstd.data(), rows, n, 1e-6);
+      rmsnorm_backward<float>(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(),
+                              rows, n);
+      for (int64_t r = 0; r < rows; ++r) {
+        rmsnorm_forward<float>(&x[r * n], w.data(), y1.data(), rstd1.data(), 1, n, 1e-6);
+        rmsnorm_backward<float>(&dy[r * n], &x[r * n], w.data(), rstd1.data(), dx1.data(), nullptr,
+                                1, n);
+        ASSERT_TRUE(same(&y[r * n], y1.data(), n) && rstd[r] == rstd1[0])
+            << "rmsnorm forward, rows " << rows << " n " << n << " row " << r;
+        ASSERT_TRUE(same(&dx[r * n], dx1.data(), n))
+            << "rmsnorm backward, rows " << rows << " n " << n << " row " << r;
+      }
+    }
+}
+
 TEST(FastKernels, DecodeAttentionMatchesDouble) {
   const int64_t B = 4, H = 4, Hkv = 2, D = 32, cap = 50, length = 37;
   std::vector<float> q = random_floats(B * H * D, 100, -2, 2);
