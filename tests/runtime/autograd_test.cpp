@@ -72,7 +72,34 @@ TEST(Autograd, Bf16ComputesThroughF32) {
   EXPECT_EQ(y.dtype(), DType::bf16);
   y.backward();
   ASSERT_TRUE(x.grad().defined());
-  EXPECT_EQ(x.grad().dtype(), DType::bf16);
+  EXPECT_EQ(x.grad().dtype(), DType::f32);  // a bf16 leaf's gradient accumulates in f32
+}
+
+// 32 micro-batch backward passes into a bf16 leaf: the f32 .grad equals the float64 sum of the
+// contributions to f32 rounding (k - 1 additions, each off by at most 2^-24 of a partial sum),
+// while the sum a bf16 .grad accumulated is off by a few bf16 ulps of the sum.
+TEST(Autograd, Bf16LeafGradientAccumulatesInF32) {
+  const int k = 32;
+  MicroBatchAccumulation r = accumulate_bf16_micro_batches(kCPU, 4096, k, 60);
+  EXPECT_EQ(r.grad_dtype, DType::f32);
+  for (size_t i = 0; i < r.grad.size(); ++i)
+    ASSERT_LE(std::fabs(r.grad[i] - r.reference[i]), (k - 1) * std::ldexp(r.abs_sum[i], -24))
+        << "element " << i;
+  const double f32_error = max_abs_error(r.grad, r.reference);
+  const double bf16_error = max_abs_error(r.bf16_sum, r.reference);
+  std::printf("max |grad - float64 sum| over %d micro-batches: f32 .grad %.3g, bf16 .grad %.3g\n",
+              k, f32_error, bf16_error);
+  EXPECT_GT(bf16_error, 1000 * f32_error);
+}
+
+// A gradient set by hand in bf16 is widened to f32 by the next backward, which adds to it.
+TEST(Autograd, Bf16GradSetByHandIsWidenedWhenAccumulated) {
+  Tensor w = Tensor::from_vector<float>({1.0f, 2.0f}, {2}, DType::bf16);
+  w.set_requires_grad();
+  w.set_grad(Tensor::from_vector<float>({256.0f, -3.0f}, {2}, DType::bf16));
+  sum(w).backward();
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{257.0, -2.0}));  // 257: not bf16
 }
 
 // ---- activation recomputation (checkpoint) ----
