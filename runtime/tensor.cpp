@@ -575,6 +575,7 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs,
                          continue;
                        }
                        Tensor leaf = t.detach();
+                       leaf.impl()->grad_in_own_dtype = true;
                        if (t.requires_grad()) leaf.set_requires_grad(true);
                        leaves.push_back(leaf);
                      }
@@ -594,10 +595,24 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs,
 
 Tensor add(const Tensor& a, const Tensor& b);  // ops.h
 
+DType leaf_grad_dtype(DType leaf_dtype) {
+  return leaf_dtype == DType::bf16 ? DType::f32 : leaf_dtype;
+}
+
 // Adds g into acc (both same shape), returning the sum.
 static Tensor accumulate(const Tensor& acc, const Tensor& g) {
   if (!acc.defined()) return g;
   return add(acc, g);
+}
+
+// Adds g into a leaf's .grad in the leaf's gradient dtype. A gradient the backward rule made
+// in f32 for a bf16 leaf is kept in f32 (not rounded to bf16 first); a .grad set by hand in
+// another dtype is widened before the sum.
+static void accumulate_leaf_grad(TensorImpl* leaf, const Tensor& g) {
+  const DType want = leaf->grad_in_own_dtype ? leaf->dtype : leaf_grad_dtype(leaf->dtype);
+  Tensor acc = leaf->grad;
+  if (acc.defined() && acc.dtype() != want) acc = acc.to(want);
+  leaf->grad = accumulate(acc, g.dtype() == want ? g : g.to(want));
 }
 
 void Tensor::backward(const Tensor& grad_output) const {
@@ -640,7 +655,7 @@ void Tensor::backward(const Tensor& grad_output) const {
   for (TensorImpl* t : order) {
     Node* node = t->grad_fn.get();
     if (!node) {  // the root itself may be a leaf
-      t->grad = accumulate(t->grad, grads[t]);
+      accumulate_leaf_grad(t, grads[t]);
       continue;
     }
     auto it = grads.find(t);
@@ -659,11 +674,11 @@ void Tensor::backward(const Tensor& grad_output) const {
       if (gi.shape() != in.shape())
         throw std::logic_error(std::string("backward rule of ") + node->name + " gave gradient " +
                                shape_str(gi.shape()) + " for input " + shape_str(in.shape()));
-      if (gi.dtype() != in.dtype()) gi = gi.to(in.dtype());
       if (in.grad_fn()) {
+        if (gi.dtype() != in.dtype()) gi = gi.to(in.dtype());
         grads[in.impl()] = accumulate(grads[in.impl()], gi);
       } else {
-        in.impl()->grad = accumulate(in.impl()->grad, gi.contiguous());
+        accumulate_leaf_grad(in.impl(), gi.contiguous());
       }
     }
   }

@@ -90,7 +90,8 @@ class Tensor {
   // ---- autograd ----
   bool requires_grad() const;
   Tensor& set_requires_grad(bool on = true);  // only on leaves
-  Tensor grad() const;                        // accumulated gradient of a leaf (may be undefined)
+  // Accumulated gradient of a leaf (may be undefined), in leaf_grad_dtype(dtype()).
+  Tensor grad() const;
   void zero_grad() const;                     // drops the accumulated gradient
   void set_grad(const Tensor& g) const;
   const std::shared_ptr<Node>& grad_fn() const;
@@ -130,7 +131,15 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<Node> grad_fn;  // set on outputs of differentiable ops
   Tensor grad;                    // accumulated on leaves
+  // Set by checkpoint() on the leaf stand-ins of non-leaf inputs: their gradient accumulates
+  // in their own dtype, as the graph they stand in for would, so gradients stay bit-identical.
+  bool grad_in_own_dtype = false;
 };
+
+// The dtype in which a leaf's .grad accumulates: f32 for a bf16 leaf (a sum over
+// micro-batches in bf16 would round away every contribution below half an ulp of the sum;
+// the optimizer reads f32 anyway), the leaf's own dtype otherwise.
+DType leaf_grad_dtype(DType leaf_dtype);
 
 // ---- grad mode ----
 bool grad_enabled();

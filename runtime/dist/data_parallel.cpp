@@ -128,7 +128,7 @@ void DataParallel::all_reduce_gradients(const std::vector<Tensor>& params) {
       if (g.defined() && g.is_contiguous() && g.dtype() == DType::f32) {
         g.copy_(summed);
       } else {
-        p.set_grad(summed.to(p.dtype()).contiguous().clone());
+        p.set_grad(summed.to(leaf_grad_dtype(p.dtype())).contiguous().clone());
       }
       at += n;
     }

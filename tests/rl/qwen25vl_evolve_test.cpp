@@ -254,13 +254,14 @@ TEST(Qwen25VLPolicy, GrpoRaisesTheRewardedResponse) {
 }
 
 // Mixed precision and recomputation in a GRPO update of the tiny checkpoint: bf16 weights, f32
-// masters in the optimizer, and the same update bit for bit with and without recomputed
-// layers (the gradients are identical); the rewarded response gains probability.
+// masters in the optimizer, f32 gradients accumulated over the micro-batches, and the same
+// update bit for bit with and without recomputed layers (the gradients are identical) and when
+// run again; the rewarded response gains probability.
 TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("grpo_mixed");
   std::vector<std::unique_ptr<Qwen25VLPolicy>> policies;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 3; ++i) {
     policies.push_back(load_tiny());
     policies.back()->params().convert(DType::bf16);
   }
@@ -282,8 +283,8 @@ TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
     g.stopped = true;
     rollouts.push_back(g);
   }
-  std::string weights[2], masters[2];
-  for (int i = 0; i < 2; ++i) {
+  std::string weights[3], masters[3];
+  for (int i = 0; i < 3; ++i) {
     GrpoConfig g;
     g.lr = 1e-2;
     g.prompts_per_update = 8;
@@ -309,6 +310,16 @@ TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
   }
   EXPECT_TRUE(weights[0] == weights[1]);
   EXPECT_TRUE(masters[0] == masters[1]);
+  EXPECT_TRUE(weights[0] == weights[2]);  // deterministic
+  EXPECT_TRUE(masters[0] == masters[2]);
+  // Two micro-batch backward passes of the policy accumulate an f32 gradient in a bf16 weight.
+  Tensor up = policies[0]->params().get("model.layers.0.mlp.up_proj.weight");
+  ASSERT_TRUE(up.requires_grad());
+  up.zero_grad();
+  for (int rep = 0; rep < 2; ++rep)
+    sum(policies[0]->completion_logprobs(p.prompts, {0}, {responses[rep]}).logprobs).backward();
+  ASSERT_TRUE(up.grad().defined());
+  EXPECT_EQ(up.grad().dtype(), DType::f32);
   std::vector<std::vector<float>> after = score(*policies[1]);
   EXPECT_GT(sum_of(after[0]), sum_of(before[0]) + 1e-3);
   fs::remove_all(root);

@@ -72,7 +72,34 @@ TEST(Autograd, Bf16ComputesThroughF32) {
   EXPECT_EQ(y.dtype(), DType::bf16);
   y.backward();
   ASSERT_TRUE(x.grad().defined());
-  EXPECT_EQ(x.grad().dtype(), DType::bf16);
+  EXPECT_EQ(x.grad().dtype(), DType::f32);  // a bf16 leaf's gradient accumulates in f32
+}
+
+// 32 micro-batch backward passes into a bf16 leaf: the f32 .grad equals the float64 sum of the
+// contributions to f32 rounding (k - 1 additions, each off by at most 2^-24 of a partial sum),
+// while the sum a bf16 .grad accumulated is off by a few bf16 ulps of the sum.
+TEST(Autograd, Bf16LeafGradientAccumulatesInF32) {
+  const int k = 32;
+  test::MicroBatchAccumulation r = test::accumulate_bf16_micro_batches(kCPU, 4096, k, 60);
+  EXPECT_EQ(r.grad_dtype, DType::f32);
+  for (size_t i = 0; i < r.grad.size(); ++i)
+    ASSERT_LE(std::fabs(r.grad[i] - r.reference[i]), (k - 1) * std::ldexp(r.abs_sum[i], -24))
+        << "element " << i;
+  const double f32_error = test::max_abs_error(r.grad, r.reference);
+  const double bf16_error = test::max_abs_error(r.bf16_sum, r.reference);
+  std::printf("max |grad - float64 sum| over %d micro-batches: f32 .grad %.3g, bf16 .grad %.3g\n",
+              k, f32_error, bf16_error);
+  EXPECT_GT(bf16_error, 1000 * f32_error);
+}
+
+// A gradient set by hand in bf16 is widened to f32 by the next backward, which adds to it.
+TEST(Autograd, Bf16GradSetByHandIsWidenedWhenAccumulated) {
+  Tensor w = Tensor::from_vector<float>({1.0f, 2.0f}, {2}, DType::bf16);
+  w.set_requires_grad();
+  w.set_grad(Tensor::from_vector<float>({256.0f, -3.0f}, {2}, DType::bf16));
+  sum(w).backward();
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{257.0, -2.0}));  // 257: not bf16
 }
 
 // ---- activation recomputation (checkpoint) ----
@@ -172,6 +199,32 @@ TEST(Checkpoint, GradientsBitIdenticalToDirectRun) {
       EXPECT_FALSE(grad_bytes(all) == recomputed);
     }
   }
+}
+
+// A bf16 non-leaf block input used three times inside the block: its gradient sums three
+// contributions in bf16 without the checkpoint, so the checkpoint's leaf stand-in for it must
+// sum them in bf16 too (not in f32, as a bf16 parameter's .grad does) for bit-identical results.
+TEST(Checkpoint, Bf16InputUsedThreeTimesBitIdentical) {
+  const int64_t n = 512;
+  auto leaf = [&](uint64_t seed) {
+    return test::random_tensor({n}, seed, DType::f32).to(DType::bf16).detach().set_requires_grad();
+  };
+  Tensor x = leaf(1), w0 = leaf(2), w1 = leaf(3), w2 = leaf(4), w3 = leaf(5);
+  Tensor r = test::random_tensor({n}, 6, DType::f32).to(DType::bf16);
+  auto fn = [w1, w2, w3](const std::vector<Tensor>& in) {
+    return add(add(mul(in[0], w1), mul(in[0], w2)), mul(in[0], w3));
+  };
+  std::vector<Tensor> all = {x, w0, w1, w2, w3};
+  std::string direct, recomputed;
+  for (bool use_checkpoint : {false, true}) {
+    for (const Tensor& t : all) t.zero_grad();
+    Tensor h = mul(x, w0);  // the non-leaf block input
+    Tensor y = use_checkpoint ? checkpoint(fn, {h}, {w1, w2, w3}) : fn({h});
+    sum(mul(y, r)).backward();
+    (use_checkpoint ? recomputed : direct) = grad_bytes(all);
+  }
+  EXPECT_EQ(direct.size(), n * 5 * sizeof(float));  // every parameter's .grad is f32
+  EXPECT_TRUE(direct == recomputed);
 }
 
 // The gradients through a checkpoint match finite differences (f64), including a parameter

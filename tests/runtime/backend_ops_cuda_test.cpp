@@ -25,6 +25,20 @@ INSTANTIATE_TEST_SUITE_P(Ops, BackendOpsCuda, ::testing::Range(0, static_cast<in
                            return cases()[info.param].name;
                          });
 
+// Micro-batch accumulation into a bf16 leaf on the GPU: an f32 .grad, bit for bit the cpu one
+// (each contribution is an exact bf16 value and f32 addition rounds the same everywhere).
+TEST(BackendOpsCuda, Bf16LeafGradientAccumulatesInF32) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU on this machine";
+  const int k = 16;
+  MicroBatchAccumulation gpu = accumulate_bf16_micro_batches(kCuda, 5000, k, 90);
+  MicroBatchAccumulation cpu = accumulate_bf16_micro_batches(kCPU, 5000, k, 90);
+  EXPECT_EQ(gpu.grad_dtype, DType::f32);
+  EXPECT_EQ(gpu.grad, cpu.grad);
+  for (size_t i = 0; i < gpu.grad.size(); ++i)
+    ASSERT_LE(std::fabs(gpu.grad[i] - gpu.reference[i]), (k - 1) * std::ldexp(gpu.abs_sum[i], -24))
+        << "element " << i;
+}
+
 // Mixed-precision AdamW on the GPU: the f32 masters follow the cpu step to f32 rounding (nvcc
 // may contract to FMA) and every bf16 parameter is exactly its master rounded to nearest even.
 TEST(BackendOpsCuda, AdamWBf16MasterMatchesCpu) {
@@ -40,8 +54,8 @@ TEST(BackendOpsCuda, AdamWBf16MasterMatchesCpu) {
   AdamW cpu_opt(cpu_params, o), gpu_opt(gpu_params, o);
   for (int step = 0; step < 4; ++step) {
     for (int i = 0; i < 3; ++i) {
-      Tensor g =
-          random_tensor(cpu_params[i].shape(), 70 + 10 * step + i, DType::f32).to(DType::bf16);
+      // f32: the dtype the autograd accumulates a bf16 parameter's gradient in.
+      Tensor g = random_tensor(cpu_params[i].shape(), 70 + 10 * step + i, DType::f32);
       cpu_params[i].set_grad(g);
       gpu_params[i].set_grad(g.to(kCuda));
     }

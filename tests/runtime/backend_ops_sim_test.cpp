@@ -75,8 +75,9 @@ TEST(BackendOpsSim, AdamWBf16MasterMatchesCpu) {
   EXPECT_EQ(sim_opt.master()[0].device(), kSim);
   for (int step = 0; step < 4; ++step) {
     for (int i = 0; i < 4; ++i) {
+      // The gradient in the dtype the autograd accumulates it in (f32 for bf16 parameters).
       Tensor g = test::random_tensor(cpu_params[i].shape(), 70 + 10 * step + i, DType::f32)
-                     .to(cpu_params[i].dtype());
+                     .to(leaf_grad_dtype(cpu_params[i].dtype()));
       cpu_params[i].set_grad(g);
       sim_params[i].set_grad(g.to(kSim));
     }
@@ -103,6 +104,21 @@ TEST(BackendOpsSim, AdamWBf16MasterMatchesCpu) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("master_weights"), std::string::npos) << e.what();
   }
+}
+
+// Micro-batch accumulation into a bf16 leaf on sim: an f32 .grad, bit for bit the cpu one, and
+// within f32 rounding of the float64 sum.
+TEST(BackendOpsSim, Bf16LeafGradientAccumulatesInF32) {
+  const int k = 8;
+  MicroBatchAccumulation sim = accumulate_bf16_micro_batches(kSim, 700, k, 80);
+  MicroBatchAccumulation cpu = accumulate_bf16_micro_batches(kCPU, 700, k, 80);
+  EXPECT_EQ(sim.grad_dtype, DType::f32);
+  EXPECT_EQ(sim.grad, cpu.grad);
+  for (size_t i = 0; i < sim.grad.size(); ++i)
+    ASSERT_LE(std::fabs(sim.grad[i] - sim.reference[i]), (k - 1) * std::ldexp(sim.abs_sum[i], -24))
+        << "element " << i;
+  EXPECT_GT(max_abs_error(sim.bf16_sum, sim.reference),
+            10 * max_abs_error(sim.grad, sim.reference));
 }
 
 TEST(BackendOpsSim, GroupAdvantagesMatchCpu) {

@@ -77,8 +77,9 @@ TEST(AdamW, Bf16MasterWeightsFollowFloat64Reference) {
 
   std::vector<double> ref = init.to_vector<double>(), m(n, 0.0), v(n, 0.0);
   for (int t = 1; t <= steps; ++t) {
-    // Mostly positive gradients: the weights drift steadily, by ~lr per step.
-    Tensor g = test::random_tensor({n}, 100 + t, DType::f32, -0.2, 1.0).to(DType::bf16);
+    // Mostly positive gradients: the weights drift steadily, by ~lr per step. f32, the dtype
+    // the autograd accumulates a bf16 parameter's gradient in.
+    Tensor g = test::random_tensor({n}, 100 + t, DType::f32, -0.2, 1.0);
     p.set_grad(g);
     plain.set_grad(g);
     opt.step();

@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -48,6 +49,43 @@ inline ::testing::AssertionResult all_close(const std::vector<double>& a, const 
 inline ::testing::AssertionResult all_close(const Tensor& a, const std::vector<double>& b,
                                             double rtol, double atol) {
   return all_close(a.to_vector<double>(), b, rtol, atol);
+}
+
+// Gradient accumulation over k micro-batches into one bf16 leaf w [n] on `device`: backward
+// passes of loss_j = sum(w * x_j), x_j random bf16 values in [-0.5, 1) (a drifting sum, as
+// gradients over micro-batches often are), each adding x_j to w.grad. Alongside w.grad (read
+// back as doubles), the float64 sum of the x_j, the sum of their magnitudes (for the f32
+// rounding bound) and the sum accumulated in bf16 the way a bf16 .grad held it.
+struct MicroBatchAccumulation {
+  DType grad_dtype = DType::f64;
+  std::vector<double> grad, reference, abs_sum, bf16_sum;
+};
+inline MicroBatchAccumulation accumulate_bf16_micro_batches(Device device, int64_t n, int k,
+                                                            uint64_t seed) {
+  MicroBatchAccumulation r;
+  Tensor w = random_tensor({n}, seed, DType::f32).to(DType::bf16).to(device);
+  w.set_requires_grad();
+  r.reference.assign(n, 0.0);
+  r.abs_sum.assign(n, 0.0);
+  Tensor bf16_acc;
+  for (int j = 0; j < k; ++j) {
+    Tensor x = random_tensor({n}, seed + 1 + j, DType::f32, -0.5, 1.0).to(DType::bf16);
+    sum(mul(w, x.to(device))).backward();
+    std::vector<double> xv = x.to_vector<double>();
+    for (int64_t i = 0; i < n; ++i) r.reference[i] += xv[i], r.abs_sum[i] += std::fabs(xv[i]);
+    bf16_acc = bf16_acc.defined() ? add(bf16_acc, x) : x;
+  }
+  r.grad_dtype = w.grad().dtype();
+  r.grad = w.grad().to(kCPU).to_vector<double>();
+  r.bf16_sum = bf16_acc.to_vector<double>();
+  return r;
+}
+
+// The largest |a_i - reference_i|.
+inline double max_abs_error(const std::vector<double>& a, const std::vector<double>& reference) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - reference[i]));
+  return worst;
 }
 
 // Checks the analytic gradients of f at `inputs` (all f64, requires_grad set
