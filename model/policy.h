@@ -74,6 +74,10 @@ class PolicyModel {
   // Writes a checkpoint folder that load_policy reads back with the same weights (bit for
   // bit). source_dir: the folder the tokenizer (and processor) files are copied from.
   virtual void save(const std::string& dir, const std::string& source_dir) const = 0;
+
+  // Training forwards run each layer through checkpoint(): activations recomputed in the
+  // backward instead of kept (bit-identical gradients).
+  virtual void set_recompute_layers(bool on) = 0;
 };
 
 // The demo VLM behind the interface. It holds a copy of the VLM object, which shares the
@@ -85,6 +89,7 @@ class VLMPolicy : public PolicyModel {
 
   VLM& model() { return model_; }
   const VLM& model() const { return model_; }
+  void set_recompute_layers(bool on) override { model_.set_recompute_layers(on); }
 
   std::string kind() const override { return "visplay"; }
   ParamStore& params() override { return model_.params(); }
@@ -118,6 +123,7 @@ class Qwen25VLPolicy : public PolicyModel {
 
   Qwen25VL& model() { return *model_; }
   const Qwen25VL& model() const { return *model_; }
+  void set_recompute_layers(bool on) override { model_->set_recompute_layers(on); }
   const Qwen25VLImageConfig& image_config() const { return images_; }
   // The area bounds of prepare_image's resize (the evolve config's images.min/max_pixels).
   void set_pixel_bounds(int64_t min_pixels, int64_t max_pixels);

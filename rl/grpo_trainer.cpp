@@ -102,10 +102,7 @@ GrpoTrainer::GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
   opt.eps = config_.adam_eps;
   opt.weight_decay = config_.weight_decay;
   opt.master_weights = config_.master_weights;
-  if (auto* qwen = dynamic_cast<Qwen25VLPolicy*>(&policy_))
-    qwen->model().set_recompute_layers(config_.recompute_layers);
-  if (auto* vlm = dynamic_cast<VLMPolicy*>(&policy_))
-    vlm->model().set_recompute_layers(config_.recompute_layers);
+  policy_.set_recompute_layers(config_.recompute_layers);
   if (dp_->zero1() && config_.master_weights) {
     throw std::runtime_error(
         "grpo.master_weights: ZeRO-1 (--zero1) shards f32 moments only, not master weights; "
@@ -411,11 +408,12 @@ GrpoStepStats GrpoTrainer::train_on(const std::vector<PromptInput>& prompts,
         zero_grad();
         ++st.skipped_updates;
         if (++nonfinite_in_a_row_ >= config_.max_nonfinite_updates)
-          throw std::runtime_error("GRPO: " + std::to_string(nonfinite_in_a_row_) +
-                                   " updates in a row had a non-finite loss or gradient norm; stopping "
-                                   "(grpo.max_nonfinite_updates = " +
-                                   std::to_string(config_.max_nonfinite_updates) +
-                                   "; checkpoints already written are intact)");
+          throw std::runtime_error(
+              "GRPO: " + std::to_string(nonfinite_in_a_row_) +
+              " updates in a row had a non-finite loss or gradient norm; stopping "
+              "(grpo.max_nonfinite_updates = " +
+              std::to_string(config_.max_nonfinite_updates) +
+              "; checkpoints already written are intact)");
         continue;
       }
       nonfinite_in_a_row_ = 0;
