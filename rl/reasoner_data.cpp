@@ -7,16 +7,6 @@
 
 namespace visplay::rl {
 
-std::vector<size_t> permutation(size_t n, uint64_t seed) {
-  std::vector<size_t> p(n);
-  for (size_t i = 0; i < n; ++i) p[i] = i;
-  Rng rng(seed);
-  for (size_t i = n; i > 1; --i) {
-    std::swap(p[i - 1], p[static_cast<size_t>(rng.randint(0, static_cast<int64_t>(i)))]);
-  }
-  return p;
-}
-
 ReasonerData select_reasoner_data(const SilverSet& silver,
                                   const std::vector<std::optional<std::string>>& oracle,
                                   LabelSource source) {

@@ -13,9 +13,6 @@
 
 namespace visplay::rl {
 
-// A seeded Fisher-Yates permutation of 0..n-1.
-std::vector<size_t> permutation(size_t n, uint64_t seed);
-
 struct ReasonerData {
   std::vector<size_t> questions;    // indices into silver.questions, ascending
   std::vector<std::string> labels;  // the label each of them trains with

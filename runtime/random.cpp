@@ -1,6 +1,7 @@
 #include "runtime/random.h"
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace visplay {
@@ -51,10 +52,21 @@ Tensor randn(const Shape& shape, Rng& rng, double std, DType dtype, Device devic
   return Tensor::from_vector(v, shape, dtype, device);
 }
 
-Tensor rand_uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype, Device device) {
+Tensor rand_uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype,
+                    Device device) {
   std::vector<double> v(shape_numel(shape));
   for (double& x : v) x = rng.uniform(lo, hi);
   return Tensor::from_vector(v, shape, dtype, device);
+}
+
+std::vector<size_t> permutation(size_t n, uint64_t seed) {
+  std::vector<size_t> p(n);
+  for (size_t i = 0; i < n; ++i) p[i] = i;
+  Rng rng(seed);
+  for (size_t i = n; i > 1; --i) {
+    std::swap(p[i - 1], p[static_cast<size_t>(rng.randint(0, static_cast<int64_t>(i)))]);
+  }
+  return p;
 }
 
 }  // namespace visplay

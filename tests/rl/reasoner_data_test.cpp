@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include "runtime/random.h"
+
 namespace visplay::rl {
 namespace {
 
