@@ -602,6 +602,7 @@ TEST(DataParallel, Zero1WithMasterWeightsGrpoStepMatchesAllReduce) {
     for (int64_t i : mine) local.push_back(prompts[i]);
     rl::GrpoStepStats st = two.step(local, 3, sampling, reward, 31, mine);
     EXPECT_EQ(st.updates, 2);
+    EXPECT_GT(st.grad_norm_max, g.grad_clip) << "clipping must be active";
     for (const std::string& name : parallel.params().names()) {
       ASSERT_EQ(parallel.params().get(name).dtype(), DType::bf16) << name;
       weights[zero1] += bytes_of(parallel.params().get(name));
