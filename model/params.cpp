@@ -4,11 +4,11 @@
 
 namespace visplay {
 
-Tensor& ParamStore::add(const std::string& name, const Shape& shape, Init init) {
+Tensor& ParamStore::add(const std::string& name, const Shape& shape, Init init, DType dtype) {
   if (contains(name)) throw std::runtime_error("parameter '" + name + "' added twice");
   index_[name] = entries_.size();
   names_.push_back(name);
-  entries_.push_back({Tensor::empty(shape, DType::f32), init});
+  entries_.push_back({Tensor::empty(shape, dtype), init});
   return entries_.back().tensor;
 }
 

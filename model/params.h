@@ -17,8 +17,10 @@ enum class Init { normal, ones, zeros };
 
 class ParamStore {
  public:
-  // Adds an uninitialised (f32, cpu) parameter; throws on a duplicate name.
-  Tensor& add(const std::string& name, const Shape& shape, Init init);
+  // Adds an uninitialised cpu parameter (f32 unless a loader asks for the dtype it will fill
+  // in, e.g. bf16 so that no f32 copy of the model is ever allocated); throws on a duplicate
+  // name.
+  Tensor& add(const std::string& name, const Shape& shape, Init init, DType dtype = DType::f32);
   // Adds or replaces a parameter with the given tensor (shape checks are the
   // caller's business; the checkpoint loader checks against the config).
   void set(const std::string& name, const Tensor& value);

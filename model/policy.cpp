@@ -261,7 +261,7 @@ bool is_qwen25vl_dir(const std::string& dir) {
   return j.is_object() && j.value("model_type", "") == "qwen2_5_vl";
 }
 
-std::unique_ptr<PolicyModel> load_policy(const std::string& dir) {
+std::unique_ptr<PolicyModel> load_policy(const std::string& dir, DType dtype) {
   if (!fs::is_directory(dir))
     throw std::runtime_error("model folder " + dir + " does not exist or is not a folder");
   if (!fs::exists(fs::path(dir) / "config.json"))
@@ -269,10 +269,13 @@ std::unique_ptr<PolicyModel> load_policy(const std::string& dir) {
                              " has no config.json (expected a visplay checkpoint or a Hugging "
                              "Face Qwen2.5-VL directory)");
   if (is_qwen25vl_dir(dir)) {
-    return std::make_unique<Qwen25VLPolicy>(
-        std::make_unique<Qwen25VL>(load_qwen25vl(dir, DType::f32)),
-        load_qwen25vl_image_config(dir));
+    return std::make_unique<Qwen25VLPolicy>(std::make_unique<Qwen25VL>(load_qwen25vl(dir, dtype)),
+                                            load_qwen25vl_image_config(dir));
   }
+  if (dtype != DType::f32)
+    throw std::runtime_error("model folder " + dir +
+                             " holds a visplay checkpoint: its weights load as f32 only (" +
+                             dtype_name(dtype) + " asked; bf16 weights need a Qwen2.5-VL model)");
   return std::make_unique<VLMPolicy>(load_checkpoint(dir));
 }
 

@@ -156,9 +156,11 @@ class Qwen25VLPolicy : public PolicyModel {
 // True when DIR/config.json says model_type "qwen2_5_vl".
 bool is_qwen25vl_dir(const std::string& dir);
 
-// Loads a checkpoint folder: a Hugging Face Qwen2.5-VL directory (f32 weights, the processor
-// settings of its preprocessor_config.json) or a visplay checkpoint (model/checkpoint.h).
-// Throws naming the folder when it does not exist or has no config.json.
-std::unique_ptr<PolicyModel> load_policy(const std::string& dir);
+// Loads a checkpoint folder: a Hugging Face Qwen2.5-VL directory (weights in `dtype`, f32 or
+// bf16, converted tensor by tensor while loading; the processor settings of its
+// preprocessor_config.json) or a visplay checkpoint (model/checkpoint.h; f32 only).
+// Throws naming the folder when it does not exist or has no config.json, and when bf16 is
+// asked of a visplay checkpoint.
+std::unique_ptr<PolicyModel> load_policy(const std::string& dir, DType dtype = DType::f32);
 
 }  // namespace visplay

@@ -298,53 +298,60 @@ int64_t qwen25vl_parameter_count(const Qwen25VLConfig& c) {
 
 // ---------------------------------------------------------------- model
 
-Qwen25VL::Qwen25VL(Qwen25VLConfig config) : config_(std::move(config)) { register_parameters(); }
+Qwen25VL::Qwen25VL(Qwen25VLConfig config, DType param_dtype) : config_(std::move(config)) {
+  register_parameters(param_dtype);
+}
 
-void Qwen25VL::register_parameters() {
+void Qwen25VL::register_parameters(DType dtype) {
   const DecoderConfig& t = config_.text;
   const Qwen25VLVisionConfig& v = config_.vision;
   int64_t D = t.hidden_size, hd = t.head_dim(), E = v.hidden_size, M = E * v.merge_unit();
-  params_.add("model.embed_tokens.weight", {t.vocab_size, D}, Init::normal);
+  params_.add("model.embed_tokens.weight", {t.vocab_size, D}, Init::normal, dtype);
   for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
-    params_.add(p + "input_layernorm.weight", {D}, Init::ones);
-    params_.add(p + "self_attn.q_proj.weight", {t.num_attention_heads * hd, D}, Init::normal);
-    params_.add(p + "self_attn.q_proj.bias", {t.num_attention_heads * hd}, Init::zeros);
-    params_.add(p + "self_attn.k_proj.weight", {t.num_key_value_heads * hd, D}, Init::normal);
-    params_.add(p + "self_attn.k_proj.bias", {t.num_key_value_heads * hd}, Init::zeros);
-    params_.add(p + "self_attn.v_proj.weight", {t.num_key_value_heads * hd, D}, Init::normal);
-    params_.add(p + "self_attn.v_proj.bias", {t.num_key_value_heads * hd}, Init::zeros);
-    params_.add(p + "self_attn.o_proj.weight", {D, t.num_attention_heads * hd}, Init::normal);
-    params_.add(p + "post_attention_layernorm.weight", {D}, Init::ones);
-    params_.add(p + "mlp.gate_proj.weight", {t.intermediate_size, D}, Init::normal);
-    params_.add(p + "mlp.up_proj.weight", {t.intermediate_size, D}, Init::normal);
-    params_.add(p + "mlp.down_proj.weight", {D, t.intermediate_size}, Init::normal);
+    params_.add(p + "input_layernorm.weight", {D}, Init::ones, dtype);
+    params_.add(p + "self_attn.q_proj.weight", {t.num_attention_heads * hd, D}, Init::normal,
+                dtype);
+    params_.add(p + "self_attn.q_proj.bias", {t.num_attention_heads * hd}, Init::zeros, dtype);
+    params_.add(p + "self_attn.k_proj.weight", {t.num_key_value_heads * hd, D}, Init::normal,
+                dtype);
+    params_.add(p + "self_attn.k_proj.bias", {t.num_key_value_heads * hd}, Init::zeros, dtype);
+    params_.add(p + "self_attn.v_proj.weight", {t.num_key_value_heads * hd, D}, Init::normal,
+                dtype);
+    params_.add(p + "self_attn.v_proj.bias", {t.num_key_value_heads * hd}, Init::zeros, dtype);
+    params_.add(p + "self_attn.o_proj.weight", {D, t.num_attention_heads * hd}, Init::normal,
+                dtype);
+    params_.add(p + "post_attention_layernorm.weight", {D}, Init::ones, dtype);
+    params_.add(p + "mlp.gate_proj.weight", {t.intermediate_size, D}, Init::normal, dtype);
+    params_.add(p + "mlp.up_proj.weight", {t.intermediate_size, D}, Init::normal, dtype);
+    params_.add(p + "mlp.down_proj.weight", {D, t.intermediate_size}, Init::normal, dtype);
   }
-  params_.add("model.norm.weight", {D}, Init::ones);
-  if (!t.tie_word_embeddings) params_.add("lm_head.weight", {t.vocab_size, D}, Init::normal);
+  params_.add("model.norm.weight", {D}, Init::ones, dtype);
+  if (!t.tie_word_embeddings) params_.add("lm_head.weight", {t.vocab_size, D}, Init::normal, dtype);
 
   params_.add("visual.patch_embed.proj.weight",
-              {E, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size}, Init::normal);
+              {E, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size}, Init::normal,
+              dtype);
   for (int64_t l = 0; l < v.depth; ++l) {
     std::string p = "visual.blocks." + std::to_string(l) + ".";
-    params_.add(p + "norm1.weight", {E}, Init::ones);
-    params_.add(p + "attn.qkv.weight", {3 * E, E}, Init::normal);
-    params_.add(p + "attn.qkv.bias", {3 * E}, Init::zeros);
-    params_.add(p + "attn.proj.weight", {E, E}, Init::normal);
-    params_.add(p + "attn.proj.bias", {E}, Init::zeros);
-    params_.add(p + "norm2.weight", {E}, Init::ones);
-    params_.add(p + "mlp.gate_proj.weight", {v.intermediate_size, E}, Init::normal);
-    params_.add(p + "mlp.gate_proj.bias", {v.intermediate_size}, Init::zeros);
-    params_.add(p + "mlp.up_proj.weight", {v.intermediate_size, E}, Init::normal);
-    params_.add(p + "mlp.up_proj.bias", {v.intermediate_size}, Init::zeros);
-    params_.add(p + "mlp.down_proj.weight", {E, v.intermediate_size}, Init::normal);
-    params_.add(p + "mlp.down_proj.bias", {E}, Init::zeros);
+    params_.add(p + "norm1.weight", {E}, Init::ones, dtype);
+    params_.add(p + "attn.qkv.weight", {3 * E, E}, Init::normal, dtype);
+    params_.add(p + "attn.qkv.bias", {3 * E}, Init::zeros, dtype);
+    params_.add(p + "attn.proj.weight", {E, E}, Init::normal, dtype);
+    params_.add(p + "attn.proj.bias", {E}, Init::zeros, dtype);
+    params_.add(p + "norm2.weight", {E}, Init::ones, dtype);
+    params_.add(p + "mlp.gate_proj.weight", {v.intermediate_size, E}, Init::normal, dtype);
+    params_.add(p + "mlp.gate_proj.bias", {v.intermediate_size}, Init::zeros, dtype);
+    params_.add(p + "mlp.up_proj.weight", {v.intermediate_size, E}, Init::normal, dtype);
+    params_.add(p + "mlp.up_proj.bias", {v.intermediate_size}, Init::zeros, dtype);
+    params_.add(p + "mlp.down_proj.weight", {E, v.intermediate_size}, Init::normal, dtype);
+    params_.add(p + "mlp.down_proj.bias", {E}, Init::zeros, dtype);
   }
-  params_.add("visual.merger.ln_q.weight", {E}, Init::ones);
-  params_.add("visual.merger.mlp.0.weight", {M, M}, Init::normal);
-  params_.add("visual.merger.mlp.0.bias", {M}, Init::zeros);
-  params_.add("visual.merger.mlp.2.weight", {D, M}, Init::normal);
-  params_.add("visual.merger.mlp.2.bias", {D}, Init::zeros);
+  params_.add("visual.merger.ln_q.weight", {E}, Init::ones, dtype);
+  params_.add("visual.merger.mlp.0.weight", {M, M}, Init::normal, dtype);
+  params_.add("visual.merger.mlp.0.bias", {M}, Init::zeros, dtype);
+  params_.add("visual.merger.mlp.2.weight", {D, M}, Init::normal, dtype);
+  params_.add("visual.merger.mlp.2.bias", {D}, Init::zeros, dtype);
 }
 
 void Qwen25VL::init_weights(uint64_t seed) {

@@ -139,7 +139,9 @@ std::string qwen25vl_chat_prompt(const std::string& user_text,
 
 class Qwen25VL {
  public:
-  explicit Qwen25VL(Qwen25VLConfig config);  // registers every parameter (uninitialised)
+  // Registers every parameter (uninitialised) in param_dtype: the loader allocates them in the
+  // dtype it loads, so a bf16 load never holds the f32 model.
+  explicit Qwen25VL(Qwen25VLConfig config, DType param_dtype = DType::f32);
 
   const Qwen25VLConfig& config() const { return config_; }
   ParamStore& params() { return params_; }
@@ -203,7 +205,7 @@ class Qwen25VL {
   Tensor decode_step(const std::vector<int64_t>& tokens, KVCache* cache) const;
 
  private:
-  void register_parameters();
+  void register_parameters(DType dtype);
   Tensor vision_block(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
                       const std::vector<int64_t>& segments) const;
   Tensor decoder_layer(int64_t layer, const Tensor& x, const Tensor& cos, const Tensor& sin,
@@ -233,7 +235,9 @@ class Qwen25VL {
 };
 
 // Loads a Hugging Face directory: config.json, model.safetensors or the shards
-// of model.safetensors.index.json (F32, BF16 or F64; converted to `dtype`).
+// of model.safetensors.index.json (F32, BF16 or F64; converted to `dtype` tensor by tensor as
+// it is read, so a bf16 load peaks at the bf16 model plus one stored tensor; the values equal
+// an f32 load converted afterwards, bit for bit).
 // Every parameter must be present with the right shape; unknown tensors are an
 // error, naming the file and tensor.
 Qwen25VL load_qwen25vl(const std::string& dir, DType dtype = DType::f32);

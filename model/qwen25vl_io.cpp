@@ -48,7 +48,8 @@ Qwen25VL load_qwen25vl(const std::string& dir, DType dtype) {
   if (!fs::is_directory(root)) throw std::runtime_error(dir + ": not a folder");
   if (dtype != DType::f32 && dtype != DType::bf16)
     throw std::runtime_error(dir + ": load_qwen25vl: dtype must be f32 or bf16");
-  Qwen25VL model(load_qwen25vl_config((root / "config.json").string()));
+  // Placeholders in the wanted dtype: each is replaced (and freed) as its tensor is read.
+  Qwen25VL model(load_qwen25vl_config((root / "config.json").string()), dtype);
   std::vector<fs::path> files;
   fs::path single = root / "model.safetensors", index = root / "model.safetensors.index.json";
   if (fs::exists(index)) {
@@ -88,7 +89,10 @@ Qwen25VL load_qwen25vl(const std::string& dir, DType dtype) {
       if (e.dtype != DType::f32 && e.dtype != DType::bf16 && e.dtype != DType::f64)
         throw std::runtime_error(path.string() + ": tensor '" + e.name + "' has dtype " +
                                  e.dtype_name + " (need F32, BF16 or F64)");
-      params.set(name, file.load(e.name).to(dtype).contiguous());
+      // F64 goes through f32 as an f32 load converted afterwards would round it (twice).
+      Tensor stored = file.load(e.name);
+      if (stored.dtype() == DType::f64) stored = stored.to(DType::f32);
+      params.set(name, stored.to(dtype).contiguous());
       loaded_from[name] = path.string();
     }
   }

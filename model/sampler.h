@@ -35,8 +35,9 @@ struct SamplingOptions {
   // be read back as an image slot by the training forward.
   std::vector<int64_t> banned_tokens;
   // Samples read their prompt's cached prefix in place instead of each copying
-  // it (CPU f32 caches; elsewhere they always copy). Same results either way;
-  // false is for tests and benchmarks of the copying path.
+  // it (CPU f32 caches, and sim/cuda caches of head dim <= 128; elsewhere they
+  // always copy). Same results either way, bit for bit; false is for tests and
+  // benchmarks of the copying path.
   bool share_prefix_kv = true;
 };
 
@@ -80,7 +81,8 @@ CachedDecoder cached_decoder(const VLM& model);  // the model must outlive the r
 // prefix's prompts; repeats share the prompt's cache), seeds[i] seeding
 // sequence i. Samples, stops, and drops finished rows once they are half the
 // batch. The prefix's cache may live on any device; its samples read it in
-// place when it is a CPU f32 cache (options.share_prefix_kv), else copy it.
+// place (options.share_prefix_kv) when it is a CPU f32 cache or a sim/cuda
+// cache of head dim <= 128, else copy it.
 std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
                                     const std::vector<int64_t>& rows,
                                     const SamplingOptions& options,

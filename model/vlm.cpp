@@ -39,26 +39,6 @@ Tensor cached_decode_attention(const Tensor& q, const Tensor& k, const Tensor& v
   return out;
 }
 
-// cached_decode_attention for a cache whose rows read a shared prefix (the
-// prompt's slots stored once, read once per step by all of its samples).
-// q [B, 1, H, D]; layer l's prefix and own slots; `length` own slots written.
-Tensor shared_prefix_decode_attention(const Tensor& q, const KVCache& cache, int64_t l,
-                                      int64_t length) {
-  Tensor qc = q.contiguous();
-  const KVCache::SharedPrefix& pre = cache.prefix;
-  kernels::cpu::PrefixDecodeShape s;
-  s.B = qc.size(0), s.H = qc.size(2), s.D = qc.size(3), s.Hkv = cache.k[l].size(2);
-  s.prefixes = pre.key_mask.size(0), s.prefix_capacity = pre.key_mask.size(1);
-  s.prefix_length = pre.length, s.capacity = cache.capacity(), s.length = length;
-  s.scale = 1.0 / std::sqrt(static_cast<double>(s.D));
-  Tensor out = Tensor::empty({s.B, 1, s.H, s.D});
-  kernels::cpu::decode_attention_shared_prefix(
-      s, qc.data<float>(), pre.k[l].data<float>(), pre.v[l].data<float>(),
-      pre.key_mask.data<int32_t>(), cache.prefix_row.data(), cache.k[l].data<float>(),
-      cache.v[l].data<float>(), cache.key_mask.data<int32_t>(), out.data<float>());
-  return out;
-}
-
 // Each row's prefix slots [0, prefix length) of a shared-prefix tensor
 // ([P, prefix capacity, ...]) followed by `own` ([B, n, ...]) along dim 1:
 // the private-copy layout, for the general attention op (several new tokens
@@ -225,11 +205,13 @@ std::string KVCache::misuse(int64_t B, int64_t layers, int64_t S) const {
 }
 
 // The branches trade generality for speed: the CPU decode kernels for one
-// f32 token per row; on a device one token per row attends over the whole
-// buffer (unwritten slots masked), so the contiguous cache reaches the op
-// without a copy; otherwise (several tokens, a bf16 host cache) the causal
-// op over the written slots. A shared prefix outside the CPU kernel is laid in front of
-// each row's own slots (the private-copy layout).
+// f32 token per row; on a device one token per row goes through the
+// shared-prefix decode kernel (head dims up to 128; beyond, the attention op
+// over the whole buffer, unwritten slots masked), reading the cache in place;
+// otherwise (several tokens, a bf16 host cache) the causal op over the written
+// slots. A shared prefix is read in place by the decode kernels (cpu,
+// sim, cuda) and otherwise (several tokens per row) laid in front of each row's own slots
+// (the private-copy layout).
 Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Tensor& v_new) {
   const int64_t S = q.size(1), t = length;
   write_cache_slots(k[l], t, k_new);
@@ -238,8 +220,17 @@ Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Te
                        k[l].dtype() == DType::f32 && k[l].device() == kCPU;
   AttentionOptions opt;
   if (has_shared_prefix()) {
-    if (S == 1 && cpu_f32 && prefix.k[l].dtype() == DType::f32 && prefix.k[l].device() == kCPU)
-      return shared_prefix_decode_attention(q, *this, l, t + 1);
+    // One token per row: the shared-prefix decode kernel (cpu f32; sim/cuda for head dims
+    // up to 128), which reads each prompt's prefix in place.
+    const bool cpu_kernel =
+        cpu_f32 && prefix.k[l].dtype() == DType::f32 && prefix.k[l].device() == kCPU;
+    const bool device_kernel =
+        q.device() != kCPU && q.size(3) <= 128 && prefix.k[l].dtype() == k[l].dtype();
+    if (S == 1 && (cpu_kernel || device_kernel)) {
+      return decode_attention_shared_prefix(q, prefix.k[l], prefix.v[l], prefix.key_mask,
+                                            prefix.length, prefix_row, k[l], v[l], key_mask, t + 1)
+          .to(q.dtype());
+    }
     // Each row's prefix in front of its own slots; the new tokens are the
     // last S keys, so the causal mask lines up as in the plain case.
     opt.causal = true;
@@ -248,6 +239,16 @@ Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Te
                      with_prefix_rows(prefix.v[l], *this, v[l].slice(1, 0, t + S)), opt);
   }
   if (S == 1 && cpu_f32) return cached_decode_attention(q, k[l], v[l], key_mask, t + 1);
+  // On a device, one token per row through the same decode kernel as a shared prefix (the
+  // cache as its own prefix, none of it read as prefix), so a private copy of the prompt gives
+  // what the shared prefix gives, bit for bit.
+  if (S == 1 && q.device() != kCPU && q.size(3) <= 128) {
+    std::vector<int64_t> own_rows(static_cast<size_t>(batch()));
+    for (int64_t b = 0; b < batch(); ++b) own_rows[b] = b;
+    return decode_attention_shared_prefix(q, k[l], v[l], key_mask, 0, own_rows, k[l], v[l],
+                                          key_mask, t + 1)
+        .to(q.dtype());
+  }
   if (S == 1 && q.device() != kCPU) {
     opt.causal = false;
     opt.key_mask = key_mask;

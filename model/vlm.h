@@ -86,7 +86,9 @@ struct KVCache {
   // their own; causal for the new ones) [B, S, H, D]. The caller has already
   // set key_mask for the new slots and advances `length` after the last
   // layer. Inference only. CPU f32 single-token steps use the decode kernels
-  // (kernels/cpu/attention.h), which read only the written slots.
+  // (kernels/cpu/attention.h), sim/cuda ones (head dim <= 128) the device
+  // shared-prefix decode kernel (runtime decode_attention_shared_prefix); both
+  // read only the written slots and the prefix in place.
   Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v);
 };
 

@@ -378,9 +378,21 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
                              " has no tokenizer.json (the roles need its vocabulary)");
   }
   std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(tokenizer_file);
-  // Each role behind the policy interface: the demo VLM or a Qwen2.5-VL directory.
-  std::unique_ptr<PolicyModel> questioner_model = load_policy(questioner_dir);
-  std::unique_ptr<PolicyModel> reasoner_model = load_policy(reasoner_dir);
+  // Each role behind the policy interface: the demo VLM or a Qwen2.5-VL directory. Mixed
+  // precision loads bf16 weights directly (tensor by tensor, exact from the f32 checkpoints
+  // this loop writes, which hold bf16 values), never the whole f32 model; the trainers' AdamW
+  // keeps the f32 masters.
+  const DType weight_dtype = cfg.grpo.master_weights ? DType::bf16 : DType::f32;
+  if (cfg.grpo.master_weights) {
+    for (const std::string& dir : {questioner_dir, reasoner_dir}) {
+      if (!is_qwen25vl_dir(dir)) {
+        throw std::runtime_error(
+            "evolve: grpo.master_weights needs a Qwen2.5-VL model (visplay given in " + dir + ")");
+      }
+    }
+  }
+  std::unique_ptr<PolicyModel> questioner_model = load_policy(questioner_dir, weight_dtype);
+  std::unique_ptr<PolicyModel> reasoner_model = load_policy(reasoner_dir, weight_dtype);
   if (questioner_model->kind() != reasoner_model->kind()) {
     throw std::runtime_error("evolve: " + questioner_dir + " holds a " + questioner_model->kind() +
                              " model but " + reasoner_dir + " a " + reasoner_model->kind() +
@@ -390,17 +402,6 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
   for (PolicyModel* m : {questioner_model.get(), reasoner_model.get()}) {
     if (auto* q = dynamic_cast<Qwen25VLPolicy*>(m))
       q->set_pixel_bounds(cfg.images.min_pixels, cfg.images.max_pixels);
-  }
-  // Mixed precision: bf16 weights (exact from the f32 checkpoints this loop writes, which hold
-  // bf16 values); the trainers' AdamW keeps the f32 masters.
-  if (cfg.grpo.master_weights) {
-    for (PolicyModel* m : {questioner_model.get(), reasoner_model.get()}) {
-      if (!dynamic_cast<Qwen25VLPolicy*>(m)) {
-        throw std::runtime_error("evolve: grpo.master_weights needs a Qwen2.5-VL model (" +
-                                 m->kind() + " given)");
-      }
-      m->params().convert(DType::bf16);
-    }
   }
   PolicyModel& questioner = *questioner_model;
   PolicyModel& reasoner = *reasoner_model;

@@ -103,11 +103,6 @@ GrpoTrainer::GrpoTrainer(PolicyModel& policy, const GrpoConfig& config,
   opt.weight_decay = config_.weight_decay;
   opt.master_weights = config_.master_weights;
   policy_.set_recompute_layers(config_.recompute_layers);
-  if (dp_->zero1() && config_.master_weights) {
-    throw std::runtime_error(
-        "grpo.master_weights: ZeRO-1 (--zero1) shards f32 moments only, not master weights; "
-        "run without one of them");
-  }
   if (dp_->zero1()) zero_ = std::make_unique<dist::ZeroAdamW>(trainable_, opt, dp_);
   optimizer_ = std::make_unique<AdamW>(zero_ ? std::vector<Tensor>{} : trainable_, opt);
 }

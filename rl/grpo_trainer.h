@@ -99,7 +99,8 @@ class GrpoTrainer {
   const PolicyModel* reference_policy() const { return reference_.get(); }
   // The reference as a demo VLM (null without a reference or for another model kind).
   const VLM* reference() const;
-  AdamW& optimizer() { return *optimizer_; }  // without parameters under ZeRO-1
+  AdamW& optimizer() { return *optimizer_; }                   // without parameters under ZeRO-1
+  const dist::ZeroAdamW* zero() const { return zero_.get(); }  // null without ZeRO-1
   const GrpoConfig& config() const { return config_; }
   // Updates skipped in a row for a non-finite loss or gradient norm (part of a saved training
   // state, so that a resumed run stops exactly where an uninterrupted one would).

@@ -63,6 +63,21 @@ struct AttentionOptions {
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  const AttentionOptions& opt = {});
 
+// The decode step (one query per row) over a KV cache whose rows read a shared prompt
+// prefix (inference only, no autograd): q [B, 1, H, D]; prefix_k, prefix_v [P, prefix
+// capacity, Hkv, D] and prefix_mask [P, prefix capacity] i32; prefix_row[b] in [0, P): the
+// prompt of row b; k_cache, v_cache [B, capacity, Hkv, D] and key_mask [B, capacity] i32.
+// Row b's keys: its prompt's first prefix_length slots, then its own first `length` slots.
+// Returns [B, 1, H, D] f32 (zeros for a row with no visible key). On the cpu (f32 caches)
+// kernels/cpu's decode_attention_shared_prefix; on sim/cuda (f32 or bf16 caches, masks on
+// the host or the device) the kernel of kernels/cuda/attention.cu: each prompt's prefix is
+// stored and read once for all its rows, never copied per row.
+Tensor decode_attention_shared_prefix(const Tensor& q, const Tensor& prefix_k,
+                                      const Tensor& prefix_v, const Tensor& prefix_mask,
+                                      int64_t prefix_length, const std::vector<int64_t>& prefix_row,
+                                      const Tensor& k_cache, const Tensor& v_cache,
+                                      const Tensor& key_mask, int64_t length);
+
 // Mean cross-entropy of logits [N, V] against targets [N]; rows whose target
 // is ignore_index do not count.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);

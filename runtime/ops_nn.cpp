@@ -477,6 +477,121 @@ Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
 }
 }  // namespace
 
+// Shapes checked once for both backends; the device path groups the rows by prompt for the
+// kernel (members / member_first) and passes the caches in their own dtype.
+Tensor decode_attention_shared_prefix(const Tensor& q, const Tensor& prefix_k,
+                                      const Tensor& prefix_v, const Tensor& prefix_mask,
+                                      int64_t prefix_length, const std::vector<int64_t>& prefix_row,
+                                      const Tensor& k_cache, const Tensor& v_cache,
+                                      const Tensor& key_mask, int64_t length) {
+  const char* op = "decode_attention_shared_prefix";
+  if (q.dim() != 4 || q.size(1) != 1)
+    op_error(op, "q must be [B, 1, H, D], got " + shape_str(q.shape()));
+  const int64_t B = q.size(0), H = q.size(2), D = q.size(3);
+  if (prefix_k.dim() != 4 || prefix_v.shape() != prefix_k.shape() || k_cache.dim() != 4 ||
+      v_cache.shape() != k_cache.shape())
+    op_error(op, "prefix k/v must be [P, Lp, Hkv, D] and cache k/v [B, L, Hkv, D] alike, got " +
+                     shape_str(prefix_k.shape()) + ", " + shape_str(prefix_v.shape()) + ", " +
+                     shape_str(k_cache.shape()) + ", " + shape_str(v_cache.shape()));
+  const int64_t P = prefix_k.size(0), prefix_capacity = prefix_k.size(1), Hkv = k_cache.size(2),
+                capacity = k_cache.size(1);
+  if (k_cache.size(0) != B || prefix_k.size(2) != Hkv || prefix_k.size(3) != D ||
+      k_cache.size(3) != D || Hkv <= 0 || H % Hkv != 0)
+    op_error(op, "shapes do not match: q " + shape_str(q.shape()) + ", prefix " +
+                     shape_str(prefix_k.shape()) + ", cache " + shape_str(k_cache.shape()));
+  if (prefix_mask.shape() != Shape{P, prefix_capacity} || key_mask.shape() != Shape{B, capacity} ||
+      prefix_mask.dtype() != DType::i32 || key_mask.dtype() != DType::i32)
+    op_error(op, "masks must be i32 [P, prefix capacity] and [B, capacity], got " +
+                     shape_str(prefix_mask.shape()) + " and " + shape_str(key_mask.shape()));
+  if (static_cast<int64_t>(prefix_row.size()) != B)
+    op_error(
+        op, std::to_string(prefix_row.size()) + " prefix rows for a batch of " + std::to_string(B));
+  for (int64_t r : prefix_row)
+    if (r < 0 || r >= P)
+      op_error(op, "prefix row " + std::to_string(r) + " out of range for " + std::to_string(P) +
+                       " prefixes");
+  if (prefix_length < 0 || prefix_length > prefix_capacity || length < 0 || length > capacity)
+    op_error(op, "lengths " + std::to_string(prefix_length) + " / " + std::to_string(length) +
+                     " exceed the capacities " + std::to_string(prefix_capacity) + " / " +
+                     std::to_string(capacity));
+  const Device dev = q.device();
+  for (const Tensor* t : {&prefix_k, &prefix_v, &k_cache, &v_cache})
+    if (t->device() != dev)
+      op_error(op, "q is on " + dev.str() + ", a cache on " + t->device().str());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  NoGradGuard no_grad;
+  if (!on_device(q)) {
+    Tensor qc = q.to(DType::f32).contiguous();
+    Tensor pk = prefix_k.to(DType::f32).contiguous(), pv = prefix_v.to(DType::f32).contiguous();
+    Tensor kc_ = k_cache.to(DType::f32).contiguous(), vc = v_cache.to(DType::f32).contiguous();
+    Tensor pm = prefix_mask.contiguous(), km = key_mask.contiguous();
+    kc::PrefixDecodeShape s;
+    s.B = B, s.H = H, s.D = D, s.Hkv = Hkv;
+    s.prefixes = P, s.prefix_capacity = prefix_capacity, s.prefix_length = prefix_length;
+    s.capacity = capacity, s.length = length, s.scale = scale;
+    Tensor out = Tensor::empty({B, 1, H, D});
+    kc::decode_attention_shared_prefix(s, qc.data<float>(), pk.data<float>(), pv.data<float>(),
+                                       pm.data<int32_t>(), prefix_row.data(), kc_.data<float>(),
+                                       vc.data<float>(), km.data<int32_t>(), out.data<float>());
+    return out;
+  }
+  const bool bf16_kv = k_cache.dtype() == DType::bf16;
+  const DType kv = bf16_kv ? DType::bf16 : DType::f32;
+  Tensor qc = q.to(DType::f32).contiguous();
+  Tensor pk = prefix_k.to(kv).contiguous(), pv = prefix_v.to(kv).contiguous();
+  Tensor kc_ = k_cache.to(kv).contiguous(), vc = v_cache.to(kv).contiguous();
+  Tensor pm = prefix_mask.to(dev).contiguous(), km = key_mask.to(dev).contiguous();
+  // The rows of each prompt, in row order.
+  std::vector<int32_t> first(P + 1, 0), members(B);
+  for (int64_t r : prefix_row) ++first[r + 1];
+  int max_rows = 0;
+  for (int64_t p = 0; p < P; ++p) {
+    max_rows = std::max(max_rows, first[p + 1]);
+    first[p + 1] += first[p];
+  }
+  {
+    std::vector<int32_t> fill(first.begin(), first.end() - 1);
+    for (int64_t b = 0; b < B; ++b) members[fill[prefix_row[b]]++] = static_cast<int32_t>(b);
+  }
+  Tensor members_dev = Tensor::from_vector(members, {B}, DType::i32, dev);
+  Tensor first_dev = Tensor::from_vector(first, {P + 1}, DType::i32, dev);
+  Tensor out = Tensor::empty({B, 1, H, D}, DType::f32, dev);
+  auto fill_shape = [&](auto& shape) {
+    shape.batch = static_cast<int>(B);
+    shape.q_heads = static_cast<int>(H);
+    shape.kv_heads = static_cast<int>(Hkv);
+    shape.head_dim = static_cast<int>(D);
+    shape.prefixes = static_cast<int>(P);
+    shape.prefix_capacity = static_cast<int>(prefix_capacity);
+    shape.prefix_length = static_cast<int>(prefix_length);
+    shape.capacity = static_cast<int>(capacity);
+    shape.length = static_cast<int>(length);
+    shape.max_rows = max_rows;
+    shape.scale = static_cast<float>(scale);
+    shape.kv_bf16 = bf16_kv;
+  };
+  if (dev.type == DeviceType::sim) {
+    kernels::sim::PrefixDecodeShape shape;
+    fill_shape(shape);
+    kernels::sim::decode_attention_shared_prefix(
+        shape, qc.data<float>(), pk.raw_data(), pv.raw_data(), pm.data<int32_t>(),
+        members_dev.data<int32_t>(), first_dev.data<int32_t>(), kc_.raw_data(), vc.raw_data(),
+        km.data<int32_t>(), out.data<float>(), nullptr);
+  } else {
+#ifdef VISPLAY_HAVE_CUDA
+    kernels::cuda::PrefixDecodeShape shape;
+    fill_shape(shape);
+    kernels::cuda::decode_attention_shared_prefix(
+        shape, qc.data<float>(), pk.raw_data(), pv.raw_data(), pm.data<int32_t>(),
+        members_dev.data<int32_t>(), first_dev.data<int32_t>(), kc_.raw_data(), vc.raw_data(),
+        km.data<int32_t>(), out.data<float>(), nullptr);
+#else
+    op_error(op, "this build has no CUDA backend (device " + dev.str() + ")");
+#endif
+  }
+  return out;
+}
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt) {
   const char* op = "attention";
   check_floating(op, q);

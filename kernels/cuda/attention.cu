@@ -328,6 +328,127 @@ __global__ void flash_backward_dkdv_kernel(AttentionArgs a, const float* dout, c
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Decode over a shared prompt prefix (one new query per row).
+//
+// Block (query chunk c, kv head hk, prompt p), 8 warps: warp w owns query c * 8 + w of the
+// prompt's (rows x query heads of hk), i.e. member m = query / group and head
+// hk * group + query % group; its head dims sit in registers, d = lane + 32 i.
+// A row's keys are numbered as in a private copy: prefix slots 0 .. Lp-1, then its own
+// slots as Lp, Lp + 1, ... The keys go by in tiles of 32 of that numbering; in each tile
+//   prefix keys: staged by the whole block in shared memory (as f32; key rows padded by one
+//     float against bank conflicts), so a prefix row is read from global memory once per
+//     block (8 queries) instead of once per query, and never copied per sample;
+//   own keys: read by the warp straight from its row's cache (no other query reads them);
+// lane j scores key j of the tile (a sequential f32 dot over d) and the tile folds into one
+// online softmax per query (running max m, sum l; acc rescaled by exp(m_old - m_new)).
+// out = acc / l, zeros when no key is visible. Tiles, dots and folds depend only on the
+// numbering, so a shared prefix gives bit for bit what a private copy gives
+// (prefix_length 0, the prompt in the row's own slots). The products that differ between
+// the two parts' code (the dot, the value accumulation) are explicit fmaf: a compiler's
+// contraction choice (nvcc's default, gcc's for C++) could otherwise differ between them.
+
+__device__ __forceinline__ float decode_load(const float* p, long i) { return p[i]; }
+__device__ __forceinline__ float decode_load(const unsigned short* p, long i) {
+  return __uint_as_float(static_cast<unsigned>(p[i]) << 16);
+}
+
+template <class T>
+__global__ void decode_shared_prefix_kernel(PrefixDecodeArgs a, float* out) {
+  const int D = a.head_dim, k_row = D + 1;
+  SIMT_DYNAMIC_SHARED(float, smem);
+  float* q_s = smem;                       // [kDecodeWarps][D]: each warp's query
+  float* k_s = q_s + kDecodeWarps * D;     // [kDecodeKeys][D + 1]: prefix keys of the tile
+  float* v_s = k_s + kDecodeKeys * k_row;  // [kDecodeKeys][D]: prefix values of the tile
+  __shared__ int mask_s[kDecodeKeys];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int p = blockIdx.z, hk = blockIdx.y, group = a.q_heads / a.kv_heads;
+  const int first = a.member_first[p], rows = a.member_first[p + 1] - first;
+  const int query = blockIdx.x * kDecodeWarps + warp;
+  const bool active = query < rows * group;  // the same for the whole warp
+  const int b = active ? a.members[first + query / group] : 0;
+  const int h = hk * group + query % group;
+  const int Lp = a.prefix_length, total = a.prefix_length + a.length;
+  const long kv_stride = static_cast<long>(a.kv_heads) * D;
+  const T* prefix_k = static_cast<const T*>(a.prefix_k);
+  const T* prefix_v = static_cast<const T*>(a.prefix_v);
+  const T* k_cache = static_cast<const T*>(a.k_cache);
+  const T* v_cache = static_cast<const T*>(a.v_cache);
+  const long prefix0 = static_cast<long>(p) * a.prefix_capacity * kv_stride + hk * D;
+  const long own0 = static_cast<long>(b) * a.capacity * kv_stride + hk * D;  // own slot 0
+  const int* own_mask = a.key_mask + static_cast<long>(b) * a.capacity;
+  if (active)
+    for (int d = lane; d < D; d += 32)
+      q_s[warp * D + d] = a.q[(static_cast<long>(b) * a.q_heads + h) * D + d];
+  __syncwarp();
+  const float* qv = q_s + warp * D;
+  float acc[kDecodeLaneDims] = {0.0f, 0.0f, 0.0f, 0.0f};
+  float m = -INFINITY, l = 0.0f;
+
+  for (int t0 = 0; t0 < total; t0 += kDecodeKeys) {
+    const int keys = total - t0 < kDecodeKeys ? total - t0 : kDecodeKeys;
+    // Stage the tile's prefix keys (the whole block: Lp is the same for every warp).
+    if (t0 < Lp) {
+      const int staged = Lp - t0 < kDecodeKeys ? Lp - t0 : kDecodeKeys;
+      __syncthreads();  // the previous tile is no longer read
+      for (int e = threadIdx.x; e < staged * D; e += blockDim.x) {
+        const int r = e / D, c = e % D;
+        const long at = prefix0 + (t0 + r) * kv_stride + c;
+        k_s[r * k_row + c] = decode_load(prefix_k, at);
+        v_s[r * D + c] = decode_load(prefix_v, at);
+      }
+      if (static_cast<int>(threadIdx.x) < staged)
+        mask_s[threadIdx.x] =
+            a.prefix_mask[static_cast<long>(p) * a.prefix_capacity + t0 + threadIdx.x];
+      __syncthreads();
+    }
+    if (!active) continue;
+    // Lane j scores key t0 + j.
+    const int key = t0 + lane;
+    float s = -INFINITY;
+    if (lane < keys) {
+      float dot = 0.0f;
+      if (key < Lp) {
+        if (mask_s[lane]) {
+          for (int d = 0; d < D; ++d) dot = fmaf(qv[d], k_s[lane * k_row + d], dot);
+          s = dot * a.scale;
+        }
+      } else if (own_mask[key - Lp]) {
+        const long at = own0 + (key - Lp) * kv_stride;
+        for (int d = 0; d < D; ++d) dot = fmaf(qv[d], decode_load(k_cache, at + d), dot);
+        s = dot * a.scale;
+      }
+    }
+    // Fold the tile into the running softmax (warp-uniform branches).
+    const float tile_max = warp_max(s);
+    if (tile_max == -INFINITY) continue;
+    const float m_new = fmaxf(m, tile_max);
+    const float alpha = m == -INFINITY ? 0.0f : expf(m - m_new);
+    const float e = s == -INFINITY ? 0.0f : expf(s - m_new);
+    l = l * alpha + warp_sum(e);
+    for (int i = 0; i < kDecodeLaneDims; ++i) acc[i] *= alpha;
+    for (int j = 0; j < keys; ++j) {
+      const float pj = __shfl_sync(kFullMask, e, j);
+      if (pj == 0.0f) continue;  // a masked key: its value is never read
+      const int kj = t0 + j;
+      for (int i = 0; i < kDecodeLaneDims; ++i) {
+        const int d = lane + 32 * i;
+        if (d >= D) continue;
+        const float value =
+            kj < Lp ? v_s[j * D + d] : decode_load(v_cache, own0 + (kj - Lp) * kv_stride + d);
+        acc[i] = fmaf(pj, value, acc[i]);
+      }
+    }
+    m = m_new;
+  }
+  if (!active) return;
+  float* o = out + (static_cast<long>(b) * a.q_heads + h) * D;
+  for (int i = 0; i < kDecodeLaneDims; ++i) {
+    const int d = lane + 32 * i;
+    if (d < D) o[d] = l > 0.0f ? acc[i] / l : 0.0f;
+  }
+}
+
 static AttentionArgs attention_args(const uint16_t* q, const uint16_t* k, const uint16_t* v,
                                     const int* key_lengths, const AttentionShape& s,
                                     const char* what) {
@@ -384,6 +505,43 @@ void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16
     SIMT_LAUNCH(dkdv_kernel, grid, 128, 0, stream)(args, dout, lse, delta, dk, dv);
     simt::check_launch("flash_attention_backward dk dv");
   }
+}
+
+void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
+                                    const void* prefix_k, const void* prefix_v,
+                                    const int* prefix_mask, const int* members,
+                                    const int* member_first, const void* k_cache,
+                                    const void* v_cache, const int* key_mask, float* out,
+                                    void* stream) {
+  const bool ok = s.batch >= 0 && s.q_heads > 0 && s.kv_heads > 0 && s.q_heads % s.kv_heads == 0 &&
+                  s.head_dim > 0 && s.head_dim <= 32 * kDecodeLaneDims && s.prefixes >= 0 &&
+                  s.prefix_length >= 0 && s.prefix_length <= s.prefix_capacity && s.length >= 0 &&
+                  s.length <= s.capacity && s.max_rows >= 0 && s.max_rows <= s.batch &&
+                  (s.batch == 0 || s.prefixes > 0);
+  if (!ok)
+    throw std::invalid_argument(
+        "decode_attention_shared_prefix: unsupported shape batch=" + std::to_string(s.batch) +
+        " q_heads=" + std::to_string(s.q_heads) + " kv_heads=" + std::to_string(s.kv_heads) +
+        " head_dim=" + std::to_string(s.head_dim) + " prefixes=" + std::to_string(s.prefixes) +
+        " prefix_length=" + std::to_string(s.prefix_length) + "/" +
+        std::to_string(s.prefix_capacity) + " length=" + std::to_string(s.length) + "/" +
+        std::to_string(s.capacity) + " max_rows=" + std::to_string(s.max_rows) +
+        " (head_dim <= " + std::to_string(32 * kDecodeLaneDims) +
+        ", q_heads a multiple of kv_heads, lengths within capacities)");
+  if (s.batch == 0 || s.max_rows == 0) return;
+  PrefixDecodeArgs args{
+      q,          prefix_k, prefix_v,  prefix_mask, members,    member_first,      k_cache,
+      v_cache,    key_mask, s.q_heads, s.kv_heads,  s.head_dim, s.prefix_capacity, s.prefix_length,
+      s.capacity, s.length, s.scale};
+  const int group = s.q_heads / s.kv_heads;
+  dim3 grid(ceil_div(s.max_rows * group, kDecodeWarps), s.kv_heads, s.prefixes);
+  const size_t smem = sizeof(float) * (static_cast<size_t>(kDecodeWarps) * s.head_dim +
+                                       static_cast<size_t>(kDecodeKeys) * (s.head_dim + 1) +
+                                       static_cast<size_t>(kDecodeKeys) * s.head_dim);
+  auto* kernel =
+      s.kv_bf16 ? decode_shared_prefix_kernel<unsigned short> : decode_shared_prefix_kernel<float>;
+  SIMT_LAUNCH(kernel, grid, kDecodeWarps * 32, smem, stream)(args, out);
+  simt::check_launch("decode_attention_shared_prefix");
 }
 
 }  // namespace visplay::kernels::VISPLAY_KERNELS_NS

@@ -49,4 +49,28 @@ template <int D>
 __global__ void flash_backward_dkdv_kernel(AttentionArgs args, const float* dout, const float* lse,
                                            const float* delta, float* dk, float* dv);
 
+// Shared-prefix decode: queries (warps) per block, keys per shared tile, head dims a lane
+// holds (head_dim <= 32 x kDecodeLaneDims).
+constexpr int kDecodeWarps = 8;
+constexpr int kDecodeKeys = 32;
+constexpr int kDecodeLaneDims = 4;
+
+struct PrefixDecodeArgs {
+  const float* q;
+  const void* prefix_k;
+  const void* prefix_v;
+  const int* prefix_mask;
+  const int* members;
+  const int* member_first;
+  const void* k_cache;
+  const void* v_cache;
+  const int* key_mask;
+  int q_heads, kv_heads, head_dim;
+  int prefix_capacity, prefix_length, capacity, length;
+  float scale;
+};
+
+template <class T>
+__global__ void decode_shared_prefix_kernel(PrefixDecodeArgs a, float* out);
+
 }  // namespace visplay::kernels::VISPLAY_KERNELS_NS

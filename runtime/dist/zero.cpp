@@ -14,15 +14,25 @@ ZeroAdamW::ZeroAdamW(std::vector<Tensor> params, AdamWOptions options,
     : params_(std::move(params)), dp_(dp ? std::move(dp) : std::make_shared<DataParallel>()) {
   if (params_.empty()) throw std::invalid_argument("ZeroAdamW: no parameters");
   device_ = params_[0].device();
+  // Masters are kept when some parameter is bf16 (f32 parameters are their own master, but a
+  // persistent block serves them as well); the bf16 all-gather needs every parameter bf16.
+  bool all_bf16 = true;
+  for (const Tensor& p : params_) {
+    if (p.dtype() == DType::bf16) masters_ = options.master_weights;
+    if (p.dtype() != DType::bf16) all_bf16 = false;
+  }
+  gather_bf16_ = masters_ && all_bf16;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     if (p.device() != device_) {
       throw std::invalid_argument("ZeroAdamW: parameter " + std::to_string(i) + " is on " +
                                   p.device().str() + ", parameter 0 on " + device_.str());
     }
-    if (p.dtype() != DType::f32 || !p.is_contiguous()) {
+    const bool dtype_ok =
+        p.dtype() == DType::f32 || (options.master_weights && p.dtype() == DType::bf16);
+    if (!dtype_ok || !p.is_contiguous()) {
       throw std::invalid_argument("ZeroAdamW: parameter " + std::to_string(i) + " " + p.str() +
-                                  " is not a contiguous f32 tensor");
+                                  " is not a contiguous f32 tensor (bf16 needs master weights)");
     }
     offset_.push_back(total_);
     total_ += p.numel();
@@ -32,8 +42,35 @@ ZeroAdamW::ZeroAdamW(std::vector<Tensor> params, AdamWOptions options,
   padded_ = shard_ * W;
   begin_ = shard_ * dp_->rank();
   block_ = Tensor::zeros({shard_}, DType::f32, device_);
+  if (masters_) load_block();  // the f32 masters of this shard, once
   block_.set_requires_grad(true);
-  optimizer_ = std::make_unique<AdamW>(std::vector<Tensor>{block_}, options);
+  AdamWOptions block_options = options;
+  block_options.master_weights = false;  // the f32 block is its own master
+  optimizer_ = std::make_unique<AdamW>(std::vector<Tensor>{block_}, block_options);
+}
+
+// This rank's block of the current parameters (identical on every rank), widened to f32: the
+// part of each parameter that falls in [begin_, begin_ + shard_), so no whole flat copy is
+// made (the padding stays zero).
+void ZeroAdamW::load_block() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t n = params_[i].numel();
+    const int64_t lo = std::max(offset_[i], begin_), hi = std::min(offset_[i] + n, begin_ + shard_);
+    if (hi <= lo) continue;
+    block_.detach()
+        .slice(0, lo - begin_, hi - begin_)
+        .copy_(params_[i].detach().reshape({n}).slice(0, lo - offset_[i], hi - offset_[i]));
+  }
+}
+
+int64_t ZeroAdamW::state_bytes() const {
+  int64_t bytes = 0;
+  for (const std::vector<Tensor>* moments : {&optimizer_->exp_avg(), &optimizer_->exp_avg_sq()})
+    for (const Tensor& t : *moments)
+      bytes += t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
+  if (masters_) bytes += block_.numel() * static_cast<int64_t>(dtype_size(block_.dtype()));
+  return bytes;
 }
 
 // The flat gradient (zeros where a parameter has no gradient on this rank), reduce-scattered.
@@ -72,13 +109,9 @@ void ZeroAdamW::step(double max_norm, double lr) {
   if (max_norm > 0 && std::isfinite(max_norm) && std::isfinite(norm_) && norm_ > max_norm) {
     block_.set_grad(scale(block_.grad(), max_norm / (norm_ + 1e-6)));
   }
-  // This rank's block of the current parameters (identical on every rank).
-  Tensor flat = Tensor::zeros({padded_}, DType::f32, device_);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t n = params_[i].numel();
-    flat.slice(0, offset_[i], offset_[i] + n).copy_(params_[i].detach().reshape({n}));
-  }
-  block_.detach().copy_(flat.slice(0, begin_, begin_ + shard_));
+  // f32 parameters are their own master: the block is re-read from them (they are identical on
+  // every rank). Under master weights the block already holds the masters.
+  if (!masters_) load_block();
   // Parameters without a gradient anywhere keep their values and moments: save the parts of
   // them that fall in this block and put them back after the update.
   struct Saved {
@@ -101,9 +134,10 @@ void ZeroAdamW::step(double max_norm, double lr) {
     optimizer_->exp_avg()[0].slice(0, s.at, s.at + s.n).copy_(s.m);
     optimizer_->exp_avg_sq()[0].slice(0, s.at, s.at + s.n).copy_(s.v);
   }
-  // Every rank's updated block into every rank's parameters.
-  Tensor all = dp_->distributed() ? dp_->group_for(device_).all_gather(block_.detach())
-                                  : block_.detach().clone();
+  // Every rank's updated block into every rank's parameters (a bf16 parameter stores the
+  // rounding of its master); when all are bf16 the blocks travel rounded (half the bytes).
+  Tensor mine = gather_bf16_ ? block_.detach().to(DType::bf16) : block_.detach();
+  Tensor all = dp_->distributed() ? dp_->group_for(device_).all_gather(mine) : mine.clone();
   all = all.reshape({padded_});
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!has_grad_[i]) continue;

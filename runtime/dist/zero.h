@@ -7,7 +7,12 @@
 //   3. AdamW on block r only (the ordinary AdamW on a flat tensor, so each element gets
 //      exactly the update the unsharded optimizer computes), moments kept for block r only;
 //   4. all-gather of the updated blocks into every rank's parameters.
-// Memory for the moments drops from 2N to 2N / ranks floats per rank. The result equals
+// Memory for the moments drops from 2N to 2N / ranks floats per rank.
+// Mixed precision (AdamWOptions::master_weights with bf16 parameters): block r *is* rank r's
+// f32 master of its shard, taken from the parameters once when the optimizer is built and
+// kept from step to step (not re-read from the rounded bf16 weights); step 4 rounds the
+// updated block to bf16 (nearest even, as AdamW's master store) and all-gathers the bf16
+// blocks. Masters and moments take 3N / ranks floats per rank instead of 3N. The result equals
 // DataParallel::all_reduce_gradients + clip_grad_norm + AdamW up to float rounding; a
 // parameter without a gradient on every rank is left alone (value and moments), as AdamW
 // leaves it.
@@ -23,7 +28,8 @@ namespace visplay::dist {
 
 class ZeroAdamW {
  public:
-  // `params`: every rank the same list (same shapes, one device). Moments start at zero.
+  // `params`: every rank the same list (same shapes, one device), contiguous f32, or bf16 when
+  // options.master_weights. Moments start at zero.
   ZeroAdamW(std::vector<Tensor> params, AdamWOptions options, std::shared_ptr<DataParallel> dp);
 
   // Steps 1-2: sums the gradients over ranks into this rank's block and returns the global
@@ -38,8 +44,15 @@ class ZeroAdamW {
   int64_t steps() const { return optimizer_->steps(); }
   int64_t shard_numel() const { return shard_; }
   int64_t total_numel() const { return total_; }
+  // Bytes of optimizer state this rank holds: the moments and, with master weights, the f32
+  // master block.
+  int64_t state_bytes() const;
+  // This rank's f32 block of the flat parameters (the masters under master weights).
+  const Tensor& block() const { return block_; }
 
  private:
+  void load_block();
+
   std::vector<Tensor> params_;
   std::vector<int64_t> offset_;  // each parameter's first element in the flat vector
   std::shared_ptr<DataParallel> dp_;
@@ -50,6 +63,8 @@ class ZeroAdamW {
   std::vector<int32_t> has_grad_;  // per parameter, over every rank
   double norm_ = 0;
   bool reduced_ = false;
+  bool masters_ = false;      // bf16 parameters: block_ persists as the f32 master shard
+  bool gather_bf16_ = false;  // every parameter bf16: the updated blocks travel as bf16
 };
 
 }  // namespace visplay::dist

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 #include "model/policy.h"
@@ -165,9 +167,9 @@ TEST(Qwen25VLSim, LogitsMatchCpu) {
 
 // Greedy generation through Qwen25VLPolicy::sample with the weights on sim (and the
 // training forward's log-probs of the samples there): the prompt's
-// cache is built on sim (bf16-free f32 buffers, key mask on the host), the samples copy it
-// (KVCache::select_rows on the device), one token per step attends over the whole buffer,
-// and a stop token makes the loop drop finished rows mid-generation (another device copy).
+// cache is built on sim (bf16-free f32 buffers, key mask on the host), the samples read it in
+// place (KVCache::share_prefix, the device decode kernel), and a stop token makes the loop
+// drop finished rows mid-generation (a device copy of their own slots).
 // Two prompts with images of the same size, one left-padded, three samples. The tokens must
 // equal cpu's (which reads the prefix in place) and the log-probs agree within the bf16
 // attention's error.
@@ -241,7 +243,122 @@ TEST(Qwen25VLSim, GreedyGenerationMatchesCpu) {
   std::printf("sim training forward vs cpu sampler: max log-prob difference %.3g\n", score_err);
   EXPECT_LT(score_err, 1e-2);
   std::printf("greedy generation sim vs cpu: max log-prob difference %.3g\n", err);
-  // Measured 3.3e-3 (the bf16 device attention), the bound of the logits test above.
+  // Measured 6.9e-4 (the prefill's bf16 flash attention; the decode step is f32), the bound
+  // of the logits test above.
+  EXPECT_LT(err, 1e-2);
+}
+
+// The tiny config widened as above (decoder head dim 64), random weights, on sim.
+std::unique_ptr<Qwen25VL> sim_decoder_model(uint64_t seed) {
+  Qwen25VLConfig c = load_qwen25vl_config(kConfig);
+  c.vision.hidden_size = 160;
+  c.vision.num_heads = 2;
+  c.vision.intermediate_size = 96;
+  c.vision.out_hidden_size = 128;
+  c.text.hidden_size = 128;
+  c.text.num_attention_heads = 2;
+  c.text.num_key_value_heads = 1;
+  c.mrope_section = {8, 12, 12};
+  auto model = std::make_unique<Qwen25VL>(c);
+  Rng rng(seed);
+  model->params().initialize(rng, 0.05);
+  for (const std::string& name : model->params().names())
+    model->params().set(name, model->params().get(name).detach().to(kSim));
+  return model;
+}
+
+// The KV cache on sim: rows reading their prompt's prefix in place (KVCache::share_prefix,
+// the device decode kernel) against rows holding private copies (select_rows, the same
+// kernel over the copied slots): the logits of every decode step are bit for bit the same
+// (the kernel tiles keys by their private-copy index). Rows of one prompt are not adjacent,
+// one prompt is left-padded. Were the shared cache to go through the copying fallback (bf16
+// flash attention), the logits would differ at the bf16 level.
+TEST(Qwen25VLSim, SharedPrefixCacheDecodesBitIdenticalToPrivateCopies) {
+  auto model = sim_decoder_model(17);
+  const Qwen25VLConfig& c = model->config();
+  NoGradGuard no_grad;
+  // Two text prompts, the second left-padded by 3.
+  const int64_t S = 11;
+  std::vector<int64_t> ids(2 * S);
+  std::vector<int32_t> mask(2 * S, 1);
+  for (int64_t i = 0; i < 2 * S; ++i) ids[i] = 3 + (i * 7) % 40;
+  for (int64_t i = 0; i < 3; ++i) mask[S + i] = 0;
+  KVCache prompt;
+  Tensor first = model->prefill(Tensor::from_vector(ids, {2, S}), Tensor::from_vector(mask, {2, S}),
+                                Tensor(), {}, S, &prompt);
+  ASSERT_EQ(prompt.k[0].device(), kSim);
+  const std::vector<int64_t> rows = {1, 0, 1, 0, 1};
+  const int64_t steps = 5;
+  KVCache shared = prompt.share_prefix(rows, steps);
+  KVCache copies = prompt.select_rows(rows, prompt.length + steps);
+  ASSERT_TRUE(shared.has_shared_prefix());
+  ASSERT_FALSE(copies.has_shared_prefix());
+  for (int64_t t = 0; t < steps; ++t) {
+    std::vector<int64_t> tokens;
+    for (size_t r = 0; r < rows.size(); ++r) tokens.push_back(5 + (t * 3 + r) % 30);
+    std::vector<float> a = model->decode_step(tokens, &shared).to_vector<float>();
+    std::vector<float> b = model->decode_step(tokens, &copies).to_vector<float>();
+    ASSERT_EQ(a.size(), rows.size() * static_cast<size_t>(c.text.vocab_size));
+    for (float x : a) ASSERT_TRUE(std::isfinite(x));
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "step " << t;
+  }
+}
+
+// Sampling through the policy interface on sim: temperature sampling (seeded) with a stop
+// token that finishes some rows and compacts the batch, samples reading the prompt's cache in
+// place (the default) vs copying it (share_prefix_kv = false): the same tokens and log-probs
+// bit for bit; and the cpu sampler's tokens with log-probs to f32 rounding (the device decode
+// kernel is f32; only the prefill's attention is bf16 on the device).
+TEST(Qwen25VLSim, SharedPrefixSamplingEqualsPrivateCopies) {
+  auto sim_model = sim_decoder_model(23);
+  const Qwen25VLConfig c = sim_model->config();
+  auto cpu_model = std::make_unique<Qwen25VL>(c);
+  for (const std::string& name : sim_model->params().names())
+    cpu_model->params().set(name, sim_model->params().get(name).detach().to(kCPU));
+  Qwen25VLPolicy sim(std::move(sim_model), Qwen25VLImageConfig()),
+      cpu(std::move(cpu_model), Qwen25VLImageConfig());
+  std::vector<PromptInput> prompts;
+  for (int p = 0; p < 2; ++p) {
+    std::vector<int64_t> ids = {3, 4, c.vision_start_token_id};
+    if (p == 1) ids.insert(ids.begin(), {9, 10, 11});
+    for (int i = 0; i < 8; ++i) ids.push_back(c.image_token_id);
+    for (int64_t x : {c.vision_end_token_id, int64_t{5}, int64_t{6}}) ids.push_back(x);
+    Tensor px = test::random_tensor({1, 4, 8, c.vision.patch_dim()}, 40 + p, DType::f32, -2, 2);
+    prompts.push_back({ids, px});
+  }
+  const std::vector<int64_t> rows = {0, 1, 0, 1, 0, 1};
+  const std::vector<uint64_t> seeds = {11, 12, 13, 14, 15, 16};
+  SamplingOptions opt;
+  opt.temperature = 1.0;
+  opt.max_new_tokens = 6;
+  for (int64_t t = 20; t < 60; t += 3) opt.stop_tokens.push_back(t);  // ~9% of the vocabulary
+  std::vector<Generation> shared = sim.sample(prompts, rows, opt, seeds);
+  SamplingOptions copying = opt;
+  copying.share_prefix_kv = false;
+  std::vector<Generation> copies = sim.sample(prompts, rows, copying, seeds);
+  std::vector<Generation> host = cpu.sample(prompts, rows, opt, seeds);
+  ASSERT_EQ(shared.size(), rows.size());
+  size_t stopped = 0, total = 0;
+  double err = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(shared[i].tokens, copies[i].tokens) << "sequence " << i;
+    ASSERT_EQ(shared[i].logprobs.size(), copies[i].logprobs.size());
+    EXPECT_EQ(std::memcmp(shared[i].logprobs.data(), copies[i].logprobs.data(),
+                          shared[i].logprobs.size() * sizeof(float)),
+              0)
+        << "sequence " << i;
+    EXPECT_EQ(shared[i].tokens, host[i].tokens) << "sequence " << i;
+    for (size_t k = 0; k < shared[i].logprobs.size() && k < host[i].logprobs.size(); ++k)
+      err = std::max(err, std::fabs(double(shared[i].logprobs[k]) - host[i].logprobs[k]));
+    stopped += shared[i].tokens.size() < 6;
+    total += shared[i].tokens.size();
+  }
+  EXPECT_GT(stopped, 0u) << "no row stopped early: the compaction is not exercised";
+  EXPECT_LT(stopped, rows.size());
+  std::printf(
+      "sim sampling: %zu tokens, %zu of %zu rows stopped early; vs cpu: max log-prob "
+      "difference %.3g\n",
+      total, stopped, rows.size(), err);
   EXPECT_LT(err, 1e-2);
 }
 

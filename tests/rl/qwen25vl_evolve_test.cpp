@@ -8,11 +8,14 @@
 //     the vision tower, and leaves the frozen reference at the starting weights;
 //   - one evolve iteration on a folder of images runs, saves both roles in the Hugging Face
 //     layout (they load back), and gives the same metrics and weights for the same seed;
-//   - a missing model folder and an empty image folder are clear errors.
+//   - a missing model folder and an empty image folder are clear errors;
+//   - bf16 loading (grpo.master_weights) equals an f32 load converted afterwards, bit for bit,
+//     and never holds the f32 model.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -27,6 +30,7 @@
 #include "rl/role_rewards.h"
 #include "rl/roles.h"
 #include "rl/rollout.h"
+#include "runtime/allocator.h"
 #include "runtime/random.h"
 #include "tests/rl/tiny_model.h"
 
@@ -377,6 +381,66 @@ std::vector<nlohmann::json> metrics_without_times(const fs::path& path) {
     out.push_back(j);
   }
   return out;
+}
+
+// Mixed precision loads each role straight to bf16: bit for bit an f32 load converted
+// afterwards, with a peak of the bf16 model plus one stored tensor and its conversion (not the
+// f32 model: for 3B that is 12 GB less). Random f32 weights (not bf16 values, so the rounding
+// is exercised) on the tiny config widened to 8 decoder layers, saved as f32 shards.
+TEST(Qwen25VLPolicy, Bf16LoadEqualsConvertedF32LoadWithoutTheF32Peak) {
+  testing::use_one_thread();
+  const fs::path root = fresh_dir("bf16_load");
+  {
+    Qwen25VLConfig config = load_qwen25vl_config(kModel + "/config.json");
+    config.text.num_hidden_layers = 8;
+    config.source["text_config"]["num_hidden_layers"] = 8;
+    config.source["text_config"]["layer_types"] = std::vector<std::string>(8, "full_attention");
+    Qwen25VL model(config);
+    model.init_weights(21);
+    Qwen25VLSaveOptions opt;
+    opt.dtype = DType::f32;
+    opt.max_shard_bytes = 300 * 1024;  // several shards
+    opt.source_dir = kModel;
+    save_qwen25vl((root / "model").string(), model, opt);
+  }
+  const std::string dir = (root / "model").string();
+  CachingAllocator& alloc = allocator_for(kCPU);
+  // Peak bytes above what was live before, while loading in `dtype` (then converting).
+  auto load_peak = [&](DType dtype, bool convert_after, std::unique_ptr<PolicyModel>* out) {
+    const size_t base = alloc.stats().current_bytes;
+    alloc.reset_peak();
+    *out = load_policy(dir, dtype);
+    if (convert_after) (*out)->params().convert(DType::bf16);
+    return alloc.stats().peak_bytes - base;
+  };
+  std::unique_ptr<PolicyModel> converted, direct;
+  const size_t converted_peak = load_peak(DType::f32, true, &converted);
+  const size_t direct_peak = load_peak(DType::bf16, false, &direct);
+  ASSERT_EQ(direct->params().names(), converted->params().names());
+  size_t bf16_bytes = 0, f32_bytes = 0, largest_pair = 0;
+  for (const std::string& name : converted->params().names()) {
+    const Tensor& a = direct->params().get(name);
+    const Tensor& b = converted->params().get(name);
+    ASSERT_EQ(a.dtype(), DType::bf16) << name;
+    ASSERT_EQ(b.dtype(), DType::bf16) << name;
+    // bf16 -> f32 is exact, so equal bit patterns of the widened values are equal bf16 bits.
+    std::vector<float> va = a.to_vector<float>(), vb = b.to_vector<float>();
+    ASSERT_EQ(va.size(), vb.size()) << name;
+    EXPECT_EQ(std::memcmp(va.data(), vb.data(), va.size() * sizeof(float)), 0) << name;
+    const size_t n = static_cast<size_t>(a.numel());
+    bf16_bytes += CachingAllocator::round_size(2 * n);
+    f32_bytes += CachingAllocator::round_size(4 * n);
+    largest_pair = std::max(
+        largest_pair, CachingAllocator::round_size(4 * n) + CachingAllocator::round_size(2 * n));
+  }
+  std::printf(
+      "tiny Qwen2.5-VL, 8 decoder layers: weights bf16 %zu B, f32 %zu B; load peak: direct bf16 "
+      "%zu B, f32 then convert %zu B (largest stored f32 tensor + its bf16 copy %zu B)\n",
+      bf16_bytes, f32_bytes, direct_peak, converted_peak, largest_pair);
+  EXPECT_LE(direct_peak, bf16_bytes + largest_pair);
+  EXPECT_LT(direct_peak, f32_bytes);
+  EXPECT_GE(converted_peak, f32_bytes);
+  fs::remove_all(root);
 }
 
 std::string file_bytes(const fs::path& path) {

@@ -1,5 +1,6 @@
 // Flash attention forward and backward on tensor cores (mma.sync m16n8k16 bf16): tiles in
-// shared memory, online softmax, never a q_len x kv_len matrix in global memory.
+// shared memory, online softmax, never a q_len x kv_len matrix in global memory. And the
+// decode step over a KV cache whose rows share a stored prompt prefix (CUDA cores, f32).
 // Declared for both builds of kernels/cuda/attention.cu: visplay::kernels::cuda (nvcc, device
 // pointers) and visplay::kernels::sim (host emulator, host pointers).
 #ifndef VISPLAY_KERNELS_DECLARE
@@ -44,5 +45,35 @@ void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16
                               const int* key_lengths, const AttentionShape& shape, const float* out,
                               const float* dout, const float* lse, float* delta, float* dq,
                               float* dk, float* dv, void* stream);
+
+// The decode step (one new query per row) when the rows of a prompt (its G samples) read one
+// stored copy of the prompt's K/V: kernels/cpu/attention.h's decode_attention_shared_prefix
+// on a device. Each row's keys are its prompt's first prefix_length slots followed by the
+// first `length` slots of its own cache.
+struct PrefixDecodeShape {
+  int batch = 0, q_heads = 1, kv_heads = 1;
+  int head_dim = 64;                                         // 1..128
+  int prefixes = 0, prefix_capacity = 0, prefix_length = 0;  // P, slots per prompt, slots read
+  int capacity = 0, length = 0;                              // own slots per row, slots read
+  int max_rows = 0;  // rows of the prompt with the most rows (sizes the grid)
+  float scale = 0.125f;
+  bool kv_bf16 = false;  // the caches hold bf16 (raw bits) instead of f32
+};
+// q [batch, q_heads, head_dim] f32; prefix_k, prefix_v [P, prefix_capacity, kv_heads,
+// head_dim] and prefix_mask [P, prefix_capacity] (0 = padding); k_cache, v_cache [batch,
+// capacity, kv_heads, head_dim] and key_mask [batch, capacity] (0 = padding or unwritten).
+// The rows of prompt p are members[member_first[p] .. member_first[p + 1]) (member_first has
+// P + 1 entries, members `batch`; the caller groups the rows, each row once). Writes out
+// [batch, q_heads, head_dim] f32; a row that sees no key gets zeros. Softmax in f32 (online,
+// per tile of 32 keys): equal to the CPU kernel to f32 rounding, not bit for bit. The keys
+// are tiled by their index in the row's private-copy layout, so a shared prefix gives bit for
+// bit what prefix_length 0 with the prompt in each row's own slots gives (the device decode
+// step of an unshared cache).
+void decode_attention_shared_prefix(const PrefixDecodeShape& shape, const float* q,
+                                    const void* prefix_k, const void* prefix_v,
+                                    const int* prefix_mask, const int* members,
+                                    const int* member_first, const void* k_cache,
+                                    const void* v_cache, const int* key_mask, float* out,
+                                    void* stream);
 
 #endif
