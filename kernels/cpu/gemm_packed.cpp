@@ -279,38 +279,40 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     b_pack.resize(n_tiles * kNR * kc_max);
   float* ap_all = a_pack.data();
   float* bp_all = b_pack.data();
+  // One parallel region for all K blocks (a weight gradient over 1,024 rows
+  // has four): each fork/join costs a wake-up of the other thread, which on a
+  // loaded machine may wait for a core. The compute loop's closing barrier
+  // keeps the next block's packing off panels still in use.
+#pragma omp parallel if (parallel)
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     const float block_beta = k0 == 0 ? beta : 1.0f;
-#pragma omp parallel if (parallel)
-    {
-      if (!direct_a) {
+    if (!direct_a) {
 #pragma omp for schedule(static) nowait
-        for (int64_t kg = 0; kg < kc; kg += kPackAGroup)
-          pack_a_transposed_rows<MR>(A, lda, M, k0, kc, kg, std::min(kPackAGroup, kc - kg), ap_all);
-      }
-#pragma omp for schedule(static)
-      for (int64_t jt = 0; jt < n_tiles; ++jt)
-        pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
-               bp_all + jt * kNR * kc);
-        // Column panel outer (its packed B stays in L1), row slivers inner.
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t jt = 0; jt < n_tiles; ++jt)
-        for (int64_t it = 0; it < m_tiles; ++it) {
-          const int64_t i0 = it * MR, j0 = jt * kNR;
-          const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
-          float* c = C + i0 * ldc + j0;
-          const bool from_bias = bias != nullptr && k0 == 0;
-          const float* c_in = from_bias ? bias + j0 : c;
-          const int64_t ldc_in = from_bias ? 0 : ldc;
-          if (direct_a)
-            micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc, c, ldc, c_in,
-                                   ldc_in, rows, cols, alpha, block_beta);
-          else
-            micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc, c, ldc,
-                                    c_in, ldc_in, rows, cols, alpha, block_beta);
-        }
+      for (int64_t kg = 0; kg < kc; kg += kPackAGroup)
+        pack_a_transposed_rows<MR>(A, lda, M, k0, kc, kg, std::min(kPackAGroup, kc - kg), ap_all);
     }
+#pragma omp for schedule(static)
+    for (int64_t jt = 0; jt < n_tiles; ++jt)
+      pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
+             bp_all + jt * kNR * kc);
+      // Column panel outer (its packed B stays in L1), row slivers inner.
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t jt = 0; jt < n_tiles; ++jt)
+      for (int64_t it = 0; it < m_tiles; ++it) {
+        const int64_t i0 = it * MR, j0 = jt * kNR;
+        const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
+        float* c = C + i0 * ldc + j0;
+        const bool from_bias = bias != nullptr && k0 == 0;
+        const float* c_in = from_bias ? bias + j0 : c;
+        const int64_t ldc_in = from_bias ? 0 : ldc;
+        if (direct_a)
+          micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc, c, ldc, c_in,
+                                 ldc_in, rows, cols, alpha, block_beta);
+        else
+          micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc, c, ldc,
+                                  c_in, ldc_in, rows, cols, alpha, block_beta);
+      }
   }
 }
 
