@@ -127,16 +127,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   dispatch_float(op, x.dtype(), [&](auto t) {
     using T = decltype(t);
     T* po = out.data<T>();
-    T beta = T(0);
-    if (bc.defined()) {
-      const T* pb = bc.data<T>();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < out_features; ++j) po[r * out_features + j] = pb[j];
-      beta = T(1);
-    }
-    kc::gemm<T>(false, true, rows, out_features, in, T(1), xc.data<T>(), in, wc.data<T>(), in, beta,
-                po, out_features);
+    if (bc.defined())  // the bias is added in the GEMM's epilogue (no fill of the output)
+      kc::gemm_bias<T>(false, true, rows, out_features, in, xc.data<T>(), in, wc.data<T>(), in,
+                       bc.data<T>(), po, out_features);
+    else
+      kc::gemm<T>(false, true, rows, out_features, in, T(1), xc.data<T>(), in, wc.data<T>(), in,
+                  T(0), po, out_features);
   });
   Tensor xs = xc.detach(), ws = wc.detach();
   bool need_x = xc.requires_grad(), need_w = wc.requires_grad(), need_b = bc.requires_grad();

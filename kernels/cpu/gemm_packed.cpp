@@ -47,26 +47,34 @@ inline vec16 load16(const float* p) {
 }
 inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 
-// op(A)[0:M, k0+k] for op(A) = A^T (op(A)[i][k] = A[k][i]) and one k of the
-// K block [k0, k0 + kc), into MR-row panels (panel t at dst + t * MR * kc),
-// each kc groups of MR floats, zero rows past M. Walking A's row k across all
-// panels reads each cache line of A once (per panel, every k would touch a
-// new line: this packing cost ~25% of a K = 1024 weight gradient). A itself
-// (no transpose) is never packed: the micro-kernel reads its rows in place.
+// op(A)[0:M, k0+k] for op(A) = A^T (op(A)[i][k] = A[k][i]) and the ks
+// [kg, kg + kn) of the K block [k0, k0 + kc), into MR-row panels (panel t at
+// dst + t * MR * kc, each kc groups of MR floats, zero rows past M). The
+// panels lie MR * kc floats apart (12 KiB at kc = 256: the same L1 set), so
+// one k at a time across all panels wrote a partial line into each of up to
+// 32 lines of one set and thrashed it; kn (up to 8) consecutive ks per panel
+// fill its lines whole before the next panel, while A's kn rows (each read
+// once, MR floats per panel) stay in L1. A itself (no transpose) is never
+// packed: the micro-kernel reads its rows in place.
 template <int64_t MR>
-void pack_a_transposed_row(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc,
-                           int64_t k, float* dst) {
+void pack_a_transposed_rows(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc,
+                            int64_t kg, int64_t kn, float* dst) {
   const int64_t full_tiles = M / MR, rest = M - full_tiles * MR;
-  const float* src = A + (k0 + k) * lda;
-  float* d = dst + k * MR;
-  for (int64_t t = 0; t < full_tiles; ++t)
-    std::memcpy(d + t * MR * kc, src + t * MR, MR * sizeof(float));
+  const float* src = A + (k0 + kg) * lda;
+  for (int64_t t = 0; t < full_tiles; ++t) {
+    float* d = dst + t * MR * kc + kg * MR;
+    for (int64_t k = 0; k < kn; ++k)
+      std::memcpy(d + k * MR, src + k * lda + t * MR, MR * sizeof(float));
+  }
   if (rest > 0) {
-    float* dr = d + full_tiles * MR * kc;
-    for (int64_t r = 0; r < rest; ++r) dr[r] = src[full_tiles * MR + r];
-    for (int64_t r = rest; r < MR; ++r) dr[r] = 0.0f;
+    float* d = dst + full_tiles * MR * kc + kg * MR;
+    for (int64_t k = 0; k < kn; ++k) {
+      for (int64_t r = 0; r < rest; ++r) d[k * MR + r] = src[k * lda + full_tiles * MR + r];
+      for (int64_t r = rest; r < MR; ++r) d[k * MR + r] = 0.0f;
+    }
   }
 }
+constexpr int64_t kPackAGroup = 8;  // ks per pack_a_transposed_rows call
 
 // op(B)[k0:k0+kc, j0:j0+NR] as kc groups of NR floats (zero columns past N).
 void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t k0,
@@ -104,10 +112,14 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, i
 // rows of a row-major A read in place (row_step lda, k_step 1; rows past
 // `rows` repeat the last one and are dropped). Both read the same values in
 // the same k order, so the results are identical bit for bit.
+// The prior values come from c_in with row stride ldc_in: C itself, or a bias
+// row (ldc_in 0) that the first K block adds in the same expression (so
+// `bias + sum` rounds exactly as a bias filled into C before did).
 // With beta == 0 on the first K block C is never read (it may hold NaNs).
 template <int64_t MR, bool kDirectA>
 void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float* __restrict bp,
-                  float* c, int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
+                  float* c, int64_t ldc, const float* c_in, int64_t ldc_in, int64_t rows,
+                  int64_t cols, float alpha, float beta) {
   constexpr int64_t k_step = kDirectA ? 1 : MR;
   const float* a_row[MR];
   for (int64_t r = 0; r < MR; ++r)
@@ -129,11 +141,12 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
 #pragma GCC unroll 16
     for (int64_t r = 0; r < MR; ++r) {
       float* cr = c + r * ldc;
+      const float* cr_in = c_in + r * ldc_in;
       vec16 y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
       vec16 y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
       if (beta != 0.0f) {
-        y0 += beta * load16(cr);
-        y1 += beta * load16(cr + 16);
+        y0 += beta * load16(cr_in);
+        y1 += beta * load16(cr_in + 16);
       }
       store16(cr, y0);
       store16(cr + 16, y1);
@@ -148,7 +161,7 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
       float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
-      if (beta != 0.0f) y += beta * c[r * ldc + j];
+      if (beta != 0.0f) y += beta * c_in[r * ldc_in + j];
       c[r * ldc + j] = y;
     }
 }
@@ -156,10 +169,12 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
 // The transposed formulation's micro-kernel: rows of A read in place (row r
 // at a + r * lda, k contiguous; rows past `rows` repeat the last one and are
 // dropped), so a weight matrix used by few rows of activations is never
-// packed. The tile is C^T: element (r, j) goes to c[j * ldc + r].
+// packed. The tile is C^T: element (r, j) goes to c[j * ldc + r], its prior
+// value comes from c_in[j * ldc_in + r] (C, or a bias with ldc_in 0).
 void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
                                         const float* __restrict bp, float* c, int64_t ldc,
-                                        int64_t rows, int64_t cols, float alpha, float beta) {
+                                        const float* c_in, int64_t ldc_in, int64_t rows,
+                                        int64_t cols, float alpha, float beta) {
   const float* a_row[kMR];
   for (int64_t r = 0; r < kMR; ++r) a_row[r] = a + std::min(r, rows - 1) * lda;
   vec16 acc[kMR][2];
@@ -191,7 +206,7 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t r = 0; r < rows; ++r) {
       float y = alpha == 1.0f ? tile[r][j] : alpha * tile[r][j];
-      if (beta != 0.0f) y += beta * c[j * ldc + r];
+      if (beta != 0.0f) y += beta * c_in[j * ldc_in + r];
       c[j * ldc + r] = y;
     }
 }
@@ -203,7 +218,7 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
 // on every call, which for M = 64 costs a fifth of the multiply itself.
 void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                       const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                      float* panel_buffer, bool parallel) {
+                      const float* bias, float* panel_buffer, bool parallel) {
   const int64_t i_tiles = (M + kNR - 1) / kNR, j_tiles = (N + kMR - 1) / kMR;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
@@ -216,9 +231,12 @@ void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float*
     for (int64_t jt = 0; jt < j_tiles; ++jt)
       for (int64_t it = 0; it < i_tiles; ++it) {
         const int64_t j0 = jt * kMR, i0 = it * kNR;
+        float* c = C + i0 * ldc + j0;
+        const bool from_bias = bias != nullptr && k0 == 0;
         micro_kernel_direct_a_transposed_c(kc, B + j0 * ldb + k0, ldb, panel_buffer + it * kNR * kc,
-                                           C + i0 * ldc + j0, ldc, std::min(kMR, N - j0),
-                                           std::min(kNR, M - i0), alpha, block_beta);
+                                           c, ldc, from_bias ? bias + j0 : c, from_bias ? 0 : ldc,
+                                           std::min(kMR, N - j0), std::min(kNR, M - i0), alpha,
+                                           block_beta);
       }
   }
 }
@@ -227,11 +245,14 @@ void gemm_few_rows_bt(int64_t M, int64_t N, int64_t K, float alpha, const float*
 
 void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                     int64_t ldc) {
+                     int64_t ldc, const float* bias) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {  // C = beta * C (never reading C when beta is 0)
+  if (K == 0) {  // C = beta * C0 (never reading C0 when beta is 0)
     for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+      for (int64_t j = 0; j < N; ++j) {
+        const float c0 = bias != nullptr ? bias[j] : C[i * ldc + j];
+        C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c0;
+      }
     return;
   }
   const bool parallel = M * N * K > 64 * kParallelMinElements;
@@ -239,7 +260,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     static thread_local std::vector<float> panels;
     const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
     if (static_cast<int64_t>(panels.size()) < need) panels.resize(need);
-    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, panels.data(), parallel);
+    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, panels.data(), parallel);
     return;
   }
   constexpr int64_t MR = kMRMain;
@@ -258,33 +279,40 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     b_pack.resize(n_tiles * kNR * kc_max);
   float* ap_all = a_pack.data();
   float* bp_all = b_pack.data();
+  // One parallel region for all K blocks (a weight gradient over 1,024 rows
+  // has four): each fork/join costs a wake-up of the other thread, which on a
+  // loaded machine may wait for a core. The compute loop's closing barrier
+  // keeps the next block's packing off panels still in use.
+#pragma omp parallel if (parallel)
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     const float block_beta = k0 == 0 ? beta : 1.0f;
-#pragma omp parallel if (parallel)
-    {
-      if (!direct_a) {
+    if (!direct_a) {
 #pragma omp for schedule(static) nowait
-        for (int64_t k = 0; k < kc; ++k) pack_a_transposed_row<MR>(A, lda, M, k0, kc, k, ap_all);
-      }
-#pragma omp for schedule(static)
-      for (int64_t jt = 0; jt < n_tiles; ++jt)
-        pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
-               bp_all + jt * kNR * kc);
-        // Column panel outer (its packed B stays in L1), row slivers inner.
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t jt = 0; jt < n_tiles; ++jt)
-        for (int64_t it = 0; it < m_tiles; ++it) {
-          const int64_t i0 = it * MR, j0 = jt * kNR;
-          const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
-          if (direct_a)
-            micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc,
-                                   C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
-          else
-            micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc,
-                                    C + i0 * ldc + j0, ldc, rows, cols, alpha, block_beta);
-        }
+      for (int64_t kg = 0; kg < kc; kg += kPackAGroup)
+        pack_a_transposed_rows<MR>(A, lda, M, k0, kc, kg, std::min(kPackAGroup, kc - kg), ap_all);
     }
+#pragma omp for schedule(static)
+    for (int64_t jt = 0; jt < n_tiles; ++jt)
+      pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
+             bp_all + jt * kNR * kc);
+      // Column panel outer (its packed B stays in L1), row slivers inner.
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t jt = 0; jt < n_tiles; ++jt)
+      for (int64_t it = 0; it < m_tiles; ++it) {
+        const int64_t i0 = it * MR, j0 = jt * kNR;
+        const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
+        float* c = C + i0 * ldc + j0;
+        const bool from_bias = bias != nullptr && k0 == 0;
+        const float* c_in = from_bias ? bias + j0 : c;
+        const int64_t ldc_in = from_bias ? 0 : ldc;
+        if (direct_a)
+          micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc, c, ldc, c_in,
+                                 ldc_in, rows, cols, alpha, block_beta);
+        else
+          micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc, c, ldc,
+                                  c_in, ldc_in, rows, cols, alpha, block_beta);
+      }
   }
 }
 

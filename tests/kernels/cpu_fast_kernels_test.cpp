@@ -123,6 +123,44 @@ TEST(VecMath, AccumulateRowsMatchesDouble) {
   }
 }
 
+// accumulate_rows_n (nq outputs over shared rows; the leftover columns past
+// a multiple of 8 as a padded vector chunk) must give each output exactly
+// what one accumulate_rows call gives it: every width 1-70 (all tails), rows
+// past one 64-row pass of the tail, zero weights (skipped rows, some zero for
+// only part of the outputs), accumulating into y or from zero; f32 and f64.
+template <class T>
+void check_accumulate_rows_n_bit_identical() {
+  std::mt19937_64 rng(77);
+  for (int64_t width = 1; width <= 70; ++width)
+    for (int64_t nq : {1, 3, 4, 7}) {
+      const int64_t rows = width % 3 == 0 ? 150 : 1 + width % 40, stride = width + 3;
+      const int64_t w_stride = rows + 2, y_stride = width + 1;
+      std::vector<float> xf = random_floats(rows * stride, 10 + width);
+      std::vector<float> wf = random_floats(nq * w_stride, 20 + width + nq);
+      std::vector<float> yf = random_floats(nq * y_stride, 30 + width);
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t r = 0; r < rows; ++r)
+          if (rng() % 5 == 0) wf[q * w_stride + r] = 0.0f;
+      std::vector<T> x(xf.begin(), xf.end()), w(wf.begin(), wf.end()), y0(yf.begin(), yf.end());
+      for (bool from_zero : {false, true}) {
+        std::vector<T> expected = y0, got = y0;
+        for (int64_t q = 0; q < nq; ++q) {
+          if (from_zero) std::fill(&expected[q * y_stride], &expected[q * y_stride] + width, T(0));
+          accumulate_rows(&expected[q * y_stride], width, &w[q * w_stride], x.data(), stride, rows);
+        }
+        accumulate_rows_n(nq, got.data(), y_stride, width, w.data(), w_stride, x.data(), stride,
+                          rows, from_zero);
+        ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(T)), 0)
+            << "width " << width << " nq " << nq << " rows " << rows << " from_zero " << from_zero;
+      }
+    }
+}
+
+TEST(VecMath, AccumulateRowsNBitIdenticalToSingleRows) {
+  check_accumulate_rows_n_bit_identical<float>();
+  check_accumulate_rows_n_bit_identical<double>();
+}
+
 // ---------------------------------------------------------------------------
 TEST(FastKernels, ActivationsF32MatchDouble) {
   const int64_t n = 5000;  // above the parallel threshold's vector tails too
@@ -336,7 +374,10 @@ void gemm_blocked_scalar_order(bool ta, bool tb, int64_t M, int64_t N, int64_t K
         for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k) {
           const float a = ta ? A[k * lda + i] : A[i * lda + k];
           const float b = tb ? B[j * ldb + k] : B[k * ldb + j];
-          chain += a * b;
+          // Explicitly fused, as the kernel's vector multiply-adds are: left to
+          // the compiler, this test's inlined copies were contracted in some
+          // call sites and not in others.
+          chain = std::fma(a, b, chain);
         }
         float y = alpha == 1.0f ? chain : alpha * chain;
         if (block_beta != 0.0f) y += block_beta * C[i * ldc + j];
@@ -382,6 +423,56 @@ TEST(FastKernels, PackedGemmBitIdenticalToBlockedScalarOrder) {
       }
   }
   omp_set_num_threads(before);
+}
+
+// gemm_bias (a linear layer's x W^T + b, the bias added in the packed GEMM's
+// epilogue) must equal what linear did before, bit for bit: C filled with the
+// bias rows, then gemm with beta = 1 (= the scalar order above). Shapes cover
+// the main path (edge tiles, one to three K blocks, every transpose, 1 and 2
+// threads), the few-rows form (M <= 96, x W^T) and f64 (fill + BLAS); C starts
+// poisoned, so a read of C before it is written shows.
+TEST(FastKernels, GemmBiasBitIdenticalToFilledC) {
+  std::mt19937_64 rng(20261208);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  const int before = omp_get_max_threads();
+  for (int trial = 0; trial < 40; ++trial) {
+    const int64_t M = trial % 4 == 0 ? pick(200, 1030) : trial % 4 == 1 ? pick(1, 96) : pick(1, 80);
+    const int64_t N = trial % 4 == 1 ? pick(2 * M, 2 * M + 150) : pick(1, 300);
+    const int64_t K = trial % 3 == 0 ? pick(257, 700) : pick(1, 200);
+    omp_set_num_threads(1 + trial % 2);
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t lda = (ta ? M : K) + trial % 3, ldb = (tb ? K : N) + trial % 2, ldc = N + 3;
+        std::vector<float> A = random_floats((ta ? K : M) * lda, 800 + trial);
+        std::vector<float> B = random_floats((tb ? N : K) * ldb, 900 + trial);
+        std::vector<float> bias = random_floats(N, 1000 + trial, -3.0f, 3.0f);
+        std::vector<float> expected = poisoned(M * ldc), C = poisoned(M * ldc);
+        for (int64_t i = 0; i < M; ++i) std::copy(bias.begin(), bias.end(), &expected[i * ldc]);
+        gemm_blocked_scalar_order(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 1.0f,
+                                  expected.data(), ldc);
+        gemm_bias<float>(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, bias.data(), C.data(), ldc);
+        for (int64_t i = 0; i < M; ++i)
+          ASSERT_EQ(std::memcmp(&C[i * ldc], &expected[i * ldc], N * sizeof(float)), 0)
+              << "M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb
+              << ": first differing row " << i;
+        ASSERT_TRUE(std::isnan(C[ldc - 1])) << "wrote past the N columns of a row";
+      }
+  }
+  omp_set_num_threads(before);
+  // f64: the bias rows plus the product, against the float64 reference.
+  const int64_t M = 37, N = 53, K = 300;
+  std::vector<double> A(M * K), B(N * K), bias(N), C(M * N), expected(M * N);
+  std::mt19937_64 drng(5);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (auto* v : {&A, &B, &bias})
+    for (double& x : *v) x = u(drng);
+  for (int64_t i = 0; i < M; ++i) std::copy(bias.begin(), bias.end(), &expected[i * N]);
+  gemm_reference<double>(false, true, M, N, K, 1.0, A.data(), K, B.data(), K, 1.0, expected.data(),
+                         N);
+  gemm_bias<double>(false, true, M, N, K, A.data(), K, B.data(), K, bias.data(), C.data(), N);
+  for (int64_t i = 0; i < M * N; ++i) ASSERT_NEAR(C[i], expected[i], 1e-12) << i;
 }
 
 TEST(FastKernels, PackedGemmBitIdenticalAcrossThreadCounts) {
