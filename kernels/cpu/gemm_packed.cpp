@@ -259,7 +259,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
       }
     return;
   }
-  const bool parallel = M * N * K > 64 * kParallelMinElements;
+  const bool parallel = M * N * K > kGemmParallelMinMultiplyAdds;
   if (!trans_a && trans_b && M <= kFewRows && N >= 2 * M) {
     static thread_local std::vector<float> panels;
     const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
