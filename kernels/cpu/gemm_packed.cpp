@@ -15,6 +15,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/vec_math.h"
@@ -255,7 +259,7 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
       }
     return;
   }
-  const bool parallel = M * N * K > 64 * kParallelMinElements;
+  const bool parallel = M * N * K > kGemmParallelMinMultiplyAdds;
   if (!trans_a && trans_b && M <= kFewRows && N >= 2 * M) {
     static thread_local std::vector<float> panels;
     const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
@@ -271,48 +275,65 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
   // op(A) = A^T stays packed: in place, each k would touch a new cache line.
   const bool direct_a = !trans_a;
   const int64_t kc_max = std::min(K, kKC);
-  // Packing scratch, reused across calls on this thread.
-  static thread_local std::vector<float> a_pack, b_pack;
-  if (!direct_a && static_cast<int64_t>(a_pack.size()) < m_tiles * MR * kc_max)
-    a_pack.resize(m_tiles * MR * kc_max);
-  if (static_cast<int64_t>(b_pack.size()) < n_tiles * kNR * kc_max)
-    b_pack.resize(n_tiles * kNR * kc_max);
+  // A^T panels, shared by the team: two buffers (even and odd K blocks), so a
+  // thread packing block b + 1 never overwrites panels another thread still
+  // reads in block b (it cannot reach block b + 2's packing before everyone
+  // has passed block b + 1's packing, i.e. finished block b).
+  static thread_local std::vector<float> a_pack;
+  const int64_t a_panels = m_tiles * MR * kc_max, a_buffers = K > kKC ? 2 : 1;
+  if (!direct_a && static_cast<int64_t>(a_pack.size()) < a_buffers * a_panels)
+    a_pack.resize(a_buffers * a_panels);
   float* ap_all = a_pack.data();
-  float* bp_all = b_pack.data();
-  // One parallel region for all K blocks (a weight gradient over 1,024 rows
-  // has four): each fork/join costs a wake-up of the other thread, which on a
-  // loaded machine may wait for a core. The compute loop's closing barrier
-  // keeps the next block's packing off panels still in use.
+  const int64_t tiles = n_tiles * m_tiles;
+  // One parallel region for all K blocks, and no barrier in it where A is
+  // read in place (one per K block for the shared A^T panels): each fork,
+  // join or barrier wakes the other thread, which on a loaded machine may
+  // wait for a core. Each thread owns a fixed, contiguous run of tiles in
+  // (column panel, row sliver) order for every K block (so a C tile's blocks
+  // are added by one thread, in order) and packs the B panels of its run
+  // itself, one at a time, just before using them (a panel shared by two
+  // runs is packed by both). Who computes a tile does not change its value.
 #pragma omp parallel if (parallel)
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, K - k0);
-    const float block_beta = k0 == 0 ? beta : 1.0f;
-    if (!direct_a) {
-#pragma omp for schedule(static) nowait
-      for (int64_t kg = 0; kg < kc; kg += kPackAGroup)
-        pack_a_transposed_rows<MR>(A, lda, M, k0, kc, kg, std::min(kPackAGroup, kc - kg), ap_all);
-    }
+  {
+    int64_t team = 1, me = 0;
+#if defined(_OPENMP)
+    team = omp_get_num_threads();
+    me = omp_get_thread_num();
+#endif
+    const int64_t first = tiles * me / team, last = tiles * (me + 1) / team;
+    static thread_local std::vector<float> b_panel;
+    if (static_cast<int64_t>(b_panel.size()) < kNR * kc_max) b_panel.resize(kNR * kc_max);
+    float* bp = b_panel.data();
+    for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+      const int64_t kc = std::min(kKC, K - k0);
+      const float block_beta = k0 == 0 ? beta : 1.0f;
+      float* ap = ap_all + (k0 / kKC % 2) * a_panels;
+      if (!direct_a) {
+        // The closing barrier: every sliver is packed before any is read.
 #pragma omp for schedule(static)
-    for (int64_t jt = 0; jt < n_tiles; ++jt)
-      pack_b(trans_b, B, ldb, jt * kNR, std::min(kNR, N - jt * kNR), k0, kc,
-             bp_all + jt * kNR * kc);
-      // Column panel outer (its packed B stays in L1), row slivers inner.
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t jt = 0; jt < n_tiles; ++jt)
-      for (int64_t it = 0; it < m_tiles; ++it) {
-        const int64_t i0 = it * MR, j0 = jt * kNR;
-        const int64_t rows = std::min(MR, M - i0), cols = std::min(kNR, N - j0);
-        float* c = C + i0 * ldc + j0;
-        const bool from_bias = bias != nullptr && k0 == 0;
-        const float* c_in = from_bias ? bias + j0 : c;
-        const int64_t ldc_in = from_bias ? 0 : ldc;
-        if (direct_a)
-          micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp_all + jt * kNR * kc, c, ldc, c_in,
-                                 ldc_in, rows, cols, alpha, block_beta);
-        else
-          micro_kernel<MR, false>(kc, ap_all + it * MR * kc, 1, bp_all + jt * kNR * kc, c, ldc,
-                                  c_in, ldc_in, rows, cols, alpha, block_beta);
+        for (int64_t kg = 0; kg < kc; kg += kPackAGroup)
+          pack_a_transposed_rows<MR>(A, lda, M, k0, kc, kg, std::min(kPackAGroup, kc - kg), ap);
       }
+      // Column panel outer (its packed B stays in L1), row slivers inner.
+      for (int64_t t = first; t < last;) {
+        const int64_t jt = t / m_tiles, it_end = std::min(m_tiles, t % m_tiles + (last - t));
+        const int64_t j0 = jt * kNR, cols = std::min(kNR, N - j0);
+        pack_b(trans_b, B, ldb, j0, cols, k0, kc, bp);
+        for (int64_t it = t % m_tiles; it < it_end; ++it, ++t) {
+          const int64_t i0 = it * MR, rows = std::min(MR, M - i0);
+          float* c = C + i0 * ldc + j0;
+          const bool from_bias = bias != nullptr && k0 == 0;
+          const float* c_in = from_bias ? bias + j0 : c;
+          const int64_t ldc_in = from_bias ? 0 : ldc;
+          if (direct_a)
+            micro_kernel<MR, true>(kc, A + i0 * lda + k0, lda, bp, c, ldc, c_in, ldc_in, rows, cols,
+                                   alpha, block_beta);
+          else
+            micro_kernel<MR, false>(kc, ap + it * MR * kc, 1, bp, c, ldc, c_in, ldc_in, rows, cols,
+                                    alpha, block_beta);
+        }
+      }
+    }
   }
 }
 
