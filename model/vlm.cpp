@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
@@ -206,7 +207,7 @@ std::string KVCache::misuse(int64_t B, int64_t layers, int64_t S) const {
 
 // The branches trade generality for speed: the CPU decode kernels for one
 // f32 token per row; on a device one token per row goes through the
-// shared-prefix decode kernel (head dims up to 128; beyond, the attention op
+// shared-prefix decode kernel (head dims up to kDeviceDecodeMaxHeadDim; beyond, the attention op
 // over the whole buffer, unwritten slots masked), reading the cache in place;
 // otherwise (several tokens, a bf16 host cache) the causal op over the written
 // slots. A shared prefix is read in place by the decode kernels (cpu,
@@ -221,11 +222,11 @@ Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Te
   AttentionOptions opt;
   if (has_shared_prefix()) {
     // One token per row: the shared-prefix decode kernel (cpu f32; sim/cuda for head dims
-    // up to 128), which reads each prompt's prefix in place.
+    // up to kDeviceDecodeMaxHeadDim), which reads each prompt's prefix in place.
     const bool cpu_kernel =
         cpu_f32 && prefix.k[l].dtype() == DType::f32 && prefix.k[l].device() == kCPU;
-    const bool device_kernel =
-        q.device() != kCPU && q.size(3) <= 128 && prefix.k[l].dtype() == k[l].dtype();
+    const bool device_kernel = q.device() != kCPU && q.size(3) <= kDeviceDecodeMaxHeadDim &&
+                               prefix.k[l].dtype() == k[l].dtype();
     if (S == 1 && (cpu_kernel || device_kernel)) {
       return decode_attention_shared_prefix(q, prefix.k[l], prefix.v[l], prefix.key_mask,
                                             prefix.length, prefix_row, k[l], v[l], key_mask, t + 1)
@@ -242,9 +243,11 @@ Tensor KVCache::attend(int64_t l, const Tensor& q, const Tensor& k_new, const Te
   // On a device, one token per row through the same decode kernel as a shared prefix (the
   // cache as its own prefix, none of it read as prefix), so a private copy of the prompt gives
   // what the shared prefix gives, bit for bit.
-  if (S == 1 && q.device() != kCPU && q.size(3) <= 128) {
-    std::vector<int64_t> own_rows(static_cast<size_t>(batch()));
-    for (int64_t b = 0; b < batch(); ++b) own_rows[b] = b;
+  if (S == 1 && q.device() != kCPU && q.size(3) <= kDeviceDecodeMaxHeadDim) {
+    if (static_cast<int64_t>(own_rows.size()) != batch()) {  // once per cache, not per layer
+      own_rows.resize(static_cast<size_t>(batch()));
+      std::iota(own_rows.begin(), own_rows.end(), int64_t{0});
+    }
     return decode_attention_shared_prefix(q, k[l], v[l], key_mask, 0, own_rows, k[l], v[l],
                                           key_mask, t + 1)
         .to(q.dtype());

@@ -58,6 +58,9 @@ struct KVCache {
   };
   SharedPrefix prefix;
   std::vector<int64_t> prefix_row;  // per row: its row of the shared prefix
+  // 0, 1, ..., batch - 1: the rows a device decode step of an unshared cache reads as its own
+  // "prefix" (built on first use).
+  std::vector<int64_t> own_rows;
 
   int64_t batch() const { return key_mask.defined() ? key_mask.size(0) : 0; }
   int64_t capacity() const { return key_mask.defined() ? key_mask.size(1) : 0; }
@@ -86,7 +89,7 @@ struct KVCache {
   // their own; causal for the new ones) [B, S, H, D]. The caller has already
   // set key_mask for the new slots and advances `length` after the last
   // layer. Inference only. CPU f32 single-token steps use the decode kernels
-  // (kernels/cpu/attention.h), sim/cuda ones (head dim <= 128) the device
+  // (kernels/cpu/attention.h), sim/cuda ones (head dim <= kDeviceDecodeMaxHeadDim) the device
   // shared-prefix decode kernel (runtime decode_attention_shared_prefix); both
   // read only the written slots and the prefix in place.
   Tensor attend(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v);

@@ -56,8 +56,8 @@ Tensor swiglu(const Tensor& gate, const Tensor& up);  // silu(gate) * up
 
 struct AttentionOptions {
   bool causal = true;
-  double scale = 0;      // 0 means 1/sqrt(D)
-  Tensor key_mask;       // [B, Sk] i32, 0 = padding key; may be undefined
+  double scale = 0;  // 0 means 1/sqrt(D)
+  Tensor key_mask;   // [B, Sk] i32, 0 = padding key; may be undefined
 };
 // q [B, Sq, H, D], k, v [B, Sk, Hkv, D] -> [B, Sq, H, D]. See kernels/cpu/attention.h.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -72,6 +72,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
 // kernels/cpu's decode_attention_shared_prefix; on sim/cuda (f32 or bf16 caches, masks on
 // the host or the device) the kernel of kernels/cuda/attention.cu: each prompt's prefix is
 // stored and read once for all its rows, never copied per row.
+// Head dims up to kDeviceDecodeMaxHeadDim on sim/cuda (larger ones are an error there).
+constexpr int64_t kDeviceDecodeMaxHeadDim = 128;
 Tensor decode_attention_shared_prefix(const Tensor& q, const Tensor& prefix_k,
                                       const Tensor& prefix_v, const Tensor& prefix_mask,
                                       int64_t prefix_length, const std::vector<int64_t>& prefix_row,
@@ -117,7 +119,8 @@ Tensor group_advantages(const Tensor& rewards, const kernels::cpu::AdvantageOpti
 // constants. Returns the scalar loss; stats receive the token-mean parts.
 Tensor grpo_loss(const Tensor& logp, const Tensor& old_logp, const Tensor& ref_logp,
                  const Tensor& advantages, const Tensor& mask,
-                 const kernels::cpu::GrpoLossOptions& opt, kernels::cpu::GrpoLossStats* stats = nullptr);
+                 const kernels::cpu::GrpoLossOptions& opt,
+                 kernels::cpu::GrpoLossStats* stats = nullptr);
 
 }  // namespace visplay
 
@@ -127,7 +130,7 @@ namespace visplay {
 // weight [E, C*P*P] (or a conv weight [E, C, P, P]), bias [E] or undefined,
 // pos [N, E] or undefined -> [B, N, E] with N = (H/P)(W/P) patches in row-major order.
 // Gradients flow to weight, bias and pos (not to the images).
-Tensor patch_embed(const Tensor& images, const Tensor& weight, const Tensor& bias, const Tensor& pos,
-                   int64_t patch);
+Tensor patch_embed(const Tensor& images, const Tensor& weight, const Tensor& bias,
+                   const Tensor& pos, int64_t patch);
 
 }  // namespace visplay

@@ -41,13 +41,14 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
     require_device_f32(op, w);
     Tensor ids_dev = idx.to(w.device());
     Tensor ids32 = idx.to(DType::i32).to(w.device());
-    VISPLAY_DEVICE_KERNEL(w.device(), embedding_forward, w.data<float>(), ids_dev.data<int64_t>(), n, D,
-                          out.data<float>(), nullptr);
+    VISPLAY_DEVICE_KERNEL(w.device(), embedding_forward, w.data<float>(), ids_dev.data<int64_t>(),
+                          n, D, out.data<float>(), nullptr);
     return record_op(out, op, {w}, [=](const Tensor& g) {
       Tensor gc = g.contiguous();
       Tensor gw = Tensor::zeros({V, D}, DType::f32, gc.device());  // the kernel accumulates
-      VISPLAY_DEVICE_KERNEL(gc.device(), embedding_backward, ids32.data<int32_t>(), static_cast<int>(n),
-                            gc.data<float>(), static_cast<int>(D), static_cast<int>(V), gw.data<float>(), nullptr);
+      VISPLAY_DEVICE_KERNEL(gc.device(), embedding_backward, ids32.data<int32_t>(),
+                            static_cast<int>(n), gc.data<float>(), static_cast<int>(D),
+                            static_cast<int>(V), gw.data<float>(), nullptr);
       return std::vector<Tensor>{gw};
     });
   }
@@ -75,24 +76,25 @@ Tensor rmsnorm(const Tensor& x, const Tensor& w, double eps) {
   check_same_device(op, x, w);
   int64_t n = x.size(-1);
   if (w.dim() != 1 || w.size(0) != n)
-    op_error(op, "weight " + shape_str(w.shape()) + " does not match input " + shape_str(x.shape()));
+    op_error(op,
+             "weight " + shape_str(w.shape()) + " does not match input " + shape_str(x.shape()));
   Tensor xc = x.contiguous(), wc = w.contiguous();
   int64_t rows = xc.numel() / n;
   Tensor out = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
   Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
   if (on_device(xc)) {
     require_device_f32(op, xc);
-    VISPLAY_DEVICE_KERNEL(xc.device(), rmsnorm_forward, xc.data<float>(), wc.data<float>(), static_cast<int>(rows),
-                          static_cast<int>(n), static_cast<float>(eps), out.data<float>(), rstd.data<float>(),
-                          nullptr);
+    VISPLAY_DEVICE_KERNEL(xc.device(), rmsnorm_forward, xc.data<float>(), wc.data<float>(),
+                          static_cast<int>(rows), static_cast<int>(n), static_cast<float>(eps),
+                          out.data<float>(), rstd.data<float>(), nullptr);
     Tensor xs = xc.detach(), ws = wc.detach();
     return record_op(out, op, {xc, wc}, [=](const Tensor& g) {
       Tensor gc = g.contiguous();
       Tensor dx = Tensor::empty(xs.shape(), DType::f32, xs.device());
       Tensor dw = Tensor::empty({n}, DType::f32, xs.device());
-      VISPLAY_DEVICE_KERNEL(xs.device(), rmsnorm_backward, xs.data<float>(), ws.data<float>(), rstd.data<float>(),
-                            gc.data<float>(), static_cast<int>(rows), static_cast<int>(n), dx.data<float>(),
-                            dw.data<float>(), nullptr);
+      VISPLAY_DEVICE_KERNEL(xs.device(), rmsnorm_backward, xs.data<float>(), ws.data<float>(),
+                            rstd.data<float>(), gc.data<float>(), static_cast<int>(rows),
+                            static_cast<int>(n), dx.data<float>(), dw.data<float>(), nullptr);
       return std::vector<Tensor>{dx, dw};
     });
   }
@@ -133,17 +135,20 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) 
   Tensor rstd = Tensor::empty({rows}, xc.dtype(), xc.device());
   if (on_device(xc)) {
     require_device_f32(op, xc);
-    VISPLAY_DEVICE_KERNEL(xc.device(), layernorm_forward, xc.data<float>(), wc.data<float>(), bc.data<float>(),
-                          static_cast<int>(rows), static_cast<int>(n), static_cast<float>(eps), out.data<float>(),
-                          mean.data<float>(), rstd.data<float>(), nullptr);
+    VISPLAY_DEVICE_KERNEL(xc.device(), layernorm_forward, xc.data<float>(), wc.data<float>(),
+                          bc.data<float>(), static_cast<int>(rows), static_cast<int>(n),
+                          static_cast<float>(eps), out.data<float>(), mean.data<float>(),
+                          rstd.data<float>(), nullptr);
     Tensor xs = xc.detach(), ws = wc.detach();
     return record_op(out, op, {xc, wc, bc}, [=](const Tensor& g) {
       Tensor gc = g.contiguous();
       Tensor dx = Tensor::empty(xs.shape(), DType::f32, xs.device());
-      Tensor dw = Tensor::empty({n}, DType::f32, xs.device()), db = Tensor::empty({n}, DType::f32, xs.device());
-      VISPLAY_DEVICE_KERNEL(xs.device(), layernorm_backward, xs.data<float>(), ws.data<float>(), mean.data<float>(),
-                            rstd.data<float>(), gc.data<float>(), static_cast<int>(rows), static_cast<int>(n),
-                            dx.data<float>(), dw.data<float>(), db.data<float>(), nullptr);
+      Tensor dw = Tensor::empty({n}, DType::f32, xs.device()),
+             db = Tensor::empty({n}, DType::f32, xs.device());
+      VISPLAY_DEVICE_KERNEL(xs.device(), layernorm_backward, xs.data<float>(), ws.data<float>(),
+                            mean.data<float>(), rstd.data<float>(), gc.data<float>(),
+                            static_cast<int>(rows), static_cast<int>(n), dx.data<float>(),
+                            dw.data<float>(), db.data<float>(), nullptr);
       return std::vector<Tensor>{dx, dw, db};
     });
   }
@@ -193,13 +198,15 @@ Tensor rope(const Tensor& x, const Tensor& positions, double base) {
     require_device_f32(op, xc);
     Tensor pos32 = pos.to(DType::i32).to(xc.device());
     int tokens = static_cast<int>(B * S);
-    VISPLAY_DEVICE_KERNEL(xc.device(), rope, xc.data<float>(), pos32.data<int32_t>(), tokens, static_cast<int>(H),
-                          static_cast<int>(D), static_cast<float>(base), false, out.data<float>(), nullptr);
+    VISPLAY_DEVICE_KERNEL(xc.device(), rope, xc.data<float>(), pos32.data<int32_t>(), tokens,
+                          static_cast<int>(H), static_cast<int>(D), static_cast<float>(base), false,
+                          out.data<float>(), nullptr);
     return record_op(out, op, {xc}, [=](const Tensor& g) {
       Tensor gc = g.contiguous();
       Tensor dx = Tensor::empty(gc.shape(), DType::f32, gc.device());
-      VISPLAY_DEVICE_KERNEL(gc.device(), rope, gc.data<float>(), pos32.data<int32_t>(), tokens, static_cast<int>(H),
-                            static_cast<int>(D), static_cast<float>(base), true, dx.data<float>(), nullptr);
+      VISPLAY_DEVICE_KERNEL(gc.device(), rope, gc.data<float>(), pos32.data<int32_t>(), tokens,
+                            static_cast<int>(H), static_cast<int>(D), static_cast<float>(base),
+                            true, dx.data<float>(), nullptr);
       return std::vector<Tensor>{dx};
     });
   }
@@ -228,8 +235,8 @@ Tensor device_softmax(const char* op, const Tensor& x, bool log) {
   Tensor xc = x.contiguous();
   int64_t n = xc.size(-1), rows = xc.numel() / std::max<int64_t>(1, n);
   Tensor out = Tensor::empty(xc.shape(), DType::f32, xc.device());
-  VISPLAY_DEVICE_KERNEL(xc.device(), softmax_forward, xc.data<float>(), out.data<float>(), rows, n, log,
-                        nullptr);
+  VISPLAY_DEVICE_KERNEL(xc.device(), softmax_forward, xc.data<float>(), out.data<float>(), rows, n,
+                        log, nullptr);
   Tensor ys = out.detach();
   return record_op(out, op, {xc}, [=](const Tensor& g) {
     Tensor gc = g.contiguous();
@@ -349,20 +356,22 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   check_same_dtype(op, gate, up);
   check_same_device(op, gate, up);
   if (gate.shape() != up.shape())
-    op_error(op, "gate " + shape_str(gate.shape()) + " and up " + shape_str(up.shape()) + " differ");
+    op_error(op,
+             "gate " + shape_str(gate.shape()) + " and up " + shape_str(up.shape()) + " differ");
   Tensor gc = gate.contiguous(), uc = up.contiguous();
   Tensor out = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
   if (on_device(gc)) {
     require_device_f32(op, gc);
-    VISPLAY_DEVICE_KERNEL(gc.device(), swiglu_forward, gc.data<float>(), uc.data<float>(), gc.numel(),
-                          out.data<float>(), nullptr);
+    VISPLAY_DEVICE_KERNEL(gc.device(), swiglu_forward, gc.data<float>(), uc.data<float>(),
+                          gc.numel(), out.data<float>(), nullptr);
     Tensor gs = gc.detach(), us = uc.detach();
     return record_op(out, op, {gc, uc}, [gs, us](const Tensor& g) {
       Tensor dc = g.contiguous();
       Tensor dgate = Tensor::empty(gs.shape(), DType::f32, gs.device());
       Tensor dup = Tensor::empty(gs.shape(), DType::f32, gs.device());
-      VISPLAY_DEVICE_KERNEL(gs.device(), swiglu_backward, gs.data<float>(), us.data<float>(), dc.data<float>(),
-                            gs.numel(), dgate.data<float>(), dup.data<float>(), nullptr);
+      VISPLAY_DEVICE_KERNEL(gs.device(), swiglu_backward, gs.data<float>(), us.data<float>(),
+                            dc.data<float>(), gs.numel(), dgate.data<float>(), dup.data<float>(),
+                            nullptr);
       return std::vector<Tensor>{dgate, dup};
     });
   }
@@ -389,8 +398,8 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
 // take bf16 q/k/v (tensor cores, f32 accumulation) and describe padding as one
 // contiguous run of real keys per row, [key_starts[b], key_lengths[b]).
 namespace {
-Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kc::AttentionShape& s,
-                        const Tensor& mask) {
+Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        const kc::AttentionShape& s, const Tensor& mask) {
   const char* op = "attention";
   if (s.D != 64 && s.D != 80 && s.D != 128)
     op_error(op, "device attention supports head dims 64, 80 and 128, got " + std::to_string(s.D) +
@@ -406,8 +415,9 @@ Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
       while (last > first && row[last - 1] == 0) --last;
       for (int64_t j = first; j < last; ++j)
         if (row[j] == 0)
-          op_error(op, "device attention needs each row's real keys to be one contiguous run; row " +
-                           std::to_string(b) + " of key_mask has a gap at key " + std::to_string(j));
+          op_error(op,
+                   "device attention needs each row's real keys to be one contiguous run; row " +
+                       std::to_string(b) + " of key_mask has a gap at key " + std::to_string(j));
       starts[b] = static_cast<int32_t>(first);
       lengths[b] = static_cast<int32_t>(last);
     }
@@ -435,14 +445,15 @@ Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   if (dev.type == DeviceType::sim) {
     kernels::sim::AttentionShape shape;
     fill(shape);
-    kernels::sim::flash_attention_forward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
-                                          out.data<float>(), lse.data<float>(), nullptr);
+    kernels::sim::flash_attention_forward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(),
+                                          shape, out.data<float>(), lse.data<float>(), nullptr);
   } else {
 #ifdef VISPLAY_HAVE_CUDA
     kernels::cuda::AttentionShape shape;
     fill(shape);
-    kernels::cuda::flash_attention_forward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
-                                           out.data<float>(), lse.data<float>(), nullptr);
+    kernels::cuda::flash_attention_forward(bits(qb), bits(kb), bits(vb),
+                                           lengths_dev.data<int32_t>(), shape, out.data<float>(),
+                                           lse.data<float>(), nullptr);
 #else
     op_error(op, "this build has no CUDA backend (device " + dev.str() + ")");
 #endif
@@ -457,18 +468,18 @@ Tensor device_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
     if (dev.type == DeviceType::sim) {
       kernels::sim::AttentionShape shape;
       fill(shape);
-      kernels::sim::flash_attention_backward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
-                                             os.data<float>(), gc.data<float>(), lse.data<float>(),
-                                             delta.data<float>(), dq.data<float>(), dk.data<float>(),
-                                             dv.data<float>(), nullptr);
+      kernels::sim::flash_attention_backward(
+          bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape, os.data<float>(),
+          gc.data<float>(), lse.data<float>(), delta.data<float>(), dq.data<float>(),
+          dk.data<float>(), dv.data<float>(), nullptr);
     } else {
 #ifdef VISPLAY_HAVE_CUDA
       kernels::cuda::AttentionShape shape;
       fill(shape);
-      kernels::cuda::flash_attention_backward(bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape,
-                                              os.data<float>(), gc.data<float>(), lse.data<float>(),
-                                              delta.data<float>(), dq.data<float>(), dk.data<float>(),
-                                              dv.data<float>(), nullptr);
+      kernels::cuda::flash_attention_backward(
+          bits(qb), bits(kb), bits(vb), lengths_dev.data<int32_t>(), shape, os.data<float>(),
+          gc.data<float>(), lse.data<float>(), delta.data<float>(), dq.data<float>(),
+          dk.data<float>(), dv.data<float>(), nullptr);
 #endif
     }
     return std::vector<Tensor>{dq, dk, dv};
@@ -535,6 +546,12 @@ Tensor decode_attention_shared_prefix(const Tensor& q, const Tensor& prefix_k,
                                        vc.data<float>(), km.data<int32_t>(), out.data<float>());
     return out;
   }
+  static_assert(kDeviceDecodeMaxHeadDim == kernels::sim::kDecodePrefixMaxHeadDim);
+  if (D > kDeviceDecodeMaxHeadDim)
+    op_error(op, "head dim " + std::to_string(D) + " on " + dev.str() +
+                     " exceeds the device "
+                     "kernel's " +
+                     std::to_string(kDeviceDecodeMaxHeadDim));
   const bool bf16_kv = k_cache.dtype() == DType::bf16;
   const DType kv = bf16_kv ? DType::bf16 : DType::f32;
   Tensor qc = q.to(DType::f32).contiguous();
@@ -601,13 +618,19 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   check_same_device(op, q, k);
   check_same_device(op, q, v);
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() ||
-      q.size(0) != k.size(0) || q.size(3) != k.size(3) || k.size(2) == 0 || q.size(2) % k.size(2) != 0)
-    op_error(op, "expects q [B, Sq, H, D] and k, v [B, Sk, Hkv, D] with H a multiple of Hkv; got q " +
-                     shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
-  kc::AttentionShape s{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3),
+      q.size(0) != k.size(0) || q.size(3) != k.size(3) || k.size(2) == 0 ||
+      q.size(2) % k.size(2) != 0)
+    op_error(op,
+             "expects q [B, Sq, H, D] and k, v [B, Sk, Hkv, D] with H a multiple of Hkv; got q " +
+                 shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " +
+                 shape_str(v.shape()));
+  kc::AttentionShape s{q.size(0),  q.size(1),
+                       k.size(1),  q.size(2),
+                       k.size(2),  q.size(3),
                        opt.causal, opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(q.size(3)))};
   if (s.causal && s.Sq > s.Sk)
-    op_error(op, "causal attention needs Sq <= Sk, got q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()));
+    op_error(op, "causal attention needs Sq <= Sk, got q " + shape_str(q.shape()) + ", k " +
+                     shape_str(k.shape()));
   Tensor mask;
   if (opt.key_mask.defined()) {
     if (opt.key_mask.shape() != Shape{s.B, s.Sk})
@@ -646,22 +669,24 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
   check_floating(op, logits);
-  if (logits.dtype() == DType::bf16) return cross_entropy(f32(logits), targets, ignore_index).to(DType::bf16);
+  if (logits.dtype() == DType::bf16)
+    return cross_entropy(f32(logits), targets, ignore_index).to(DType::bf16);
   if (on_device(logits)) {
     // Composed from device ops: -sum(mask * log_softmax[target]) / count.
     if (logits.dim() != 2 || targets.dim() != 1 || targets.size(0) != logits.size(0))
-      op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) + " and " +
-                       shape_str(targets.shape()));
+      op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) +
+                       " and " + shape_str(targets.shape()));
     std::vector<int64_t> t = as_index(op, targets).to_vector<int64_t>();
     std::vector<float> keep(t.size());
     double count = 0;
     for (size_t i = 0; i < t.size(); ++i) {
       keep[i] = t[i] == ignore_index ? 0.0f : 1.0f;
       count += keep[i];
-      if (t[i] == ignore_index) t[i] = 0;
+      if (t[i] == ignore_index)
+        t[i] = 0;
       else if (t[i] < 0 || t[i] >= logits.size(1))
-        op_error(op, "target " + std::to_string(t[i]) + " at row " + std::to_string(i) + " out of range for " +
-                         std::to_string(logits.size(1)) + " classes");
+        op_error(op, "target " + std::to_string(t[i]) + " at row " + std::to_string(i) +
+                         " out of range for " + std::to_string(logits.size(1)) + " classes");
     }
     int64_t N = logits.size(0);
     Tensor idx = Tensor::from_vector(t, {N, 1}, DType::i64, logits.device());
@@ -671,8 +696,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   }
   require_cpu(op, logits);
   if (logits.dim() != 2 || targets.dim() != 1 || targets.size(0) != logits.size(0))
-    op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) + " and " +
-                     shape_str(targets.shape()));
+    op_error(op, "expects logits [N, V] and targets [N], got " + shape_str(logits.shape()) +
+                     " and " + shape_str(targets.shape()));
   Tensor tg = as_index(op, targets);
   int64_t N = logits.size(0), V = logits.size(1);
   for (int64_t i = 0; i < N; ++i) {
@@ -718,8 +743,9 @@ Tensor concat(const std::vector<Tensor>& parts, int64_t dim) {
     bool ok = p.dim() == first.dim();
     for (int64_t j = 0; ok && j < p.dim(); ++j) ok = j == d || p.shape()[j] == first.shape()[j];
     if (!ok)
-      op_error(op, "part " + std::to_string(i) + " " + shape_str(p.shape()) + " does not match part 0 " +
-                       shape_str(first.shape()) + " outside dim " + std::to_string(d));
+      op_error(op, "part " + std::to_string(i) + " " + shape_str(p.shape()) +
+                       " does not match part 0 " + shape_str(first.shape()) + " outside dim " +
+                       std::to_string(d));
     out_shape[d] += p.shape()[d];
   }
   Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
@@ -760,8 +786,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t* pi = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i)
     if (pi[i] < 0 || pi[i] >= n)
-      op_error(op, "index " + std::to_string(pi[i]) + " out of range for size " + std::to_string(n) +
-                       " of dim " + std::to_string(d));
+      op_error(op, "index " + std::to_string(pi[i]) + " out of range for size " +
+                       std::to_string(n) + " of dim " + std::to_string(d));
   Tensor out = Tensor::empty(idx.shape(), xc.dtype(), xc.device());
   Shape in_shape = xs;
   if (on_device(xc)) {

@@ -514,7 +514,7 @@ void decode_attention_shared_prefix(const PrefixDecodeShape& s, const float* q,
                                     const void* v_cache, const int* key_mask, float* out,
                                     void* stream) {
   const bool ok = s.batch >= 0 && s.q_heads > 0 && s.kv_heads > 0 && s.q_heads % s.kv_heads == 0 &&
-                  s.head_dim > 0 && s.head_dim <= 32 * kDecodeLaneDims && s.prefixes >= 0 &&
+                  s.head_dim > 0 && s.head_dim <= kDecodePrefixMaxHeadDim && s.prefixes >= 0 &&
                   s.prefix_length >= 0 && s.prefix_length <= s.prefix_capacity && s.length >= 0 &&
                   s.length <= s.capacity && s.max_rows >= 0 && s.max_rows <= s.batch &&
                   (s.batch == 0 || s.prefixes > 0);

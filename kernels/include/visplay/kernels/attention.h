@@ -50,9 +50,11 @@ void flash_attention_backward(const uint16_t* q, const uint16_t* k, const uint16
 // stored copy of the prompt's K/V: kernels/cpu/attention.h's decode_attention_shared_prefix
 // on a device. Each row's keys are its prompt's first prefix_length slots followed by the
 // first `length` slots of its own cache.
+// The largest head dim it takes (each lane of a warp holds head_dim / 32 of a query's dims).
+constexpr int kDecodePrefixMaxHeadDim = 128;
 struct PrefixDecodeShape {
   int batch = 0, q_heads = 1, kv_heads = 1;
-  int head_dim = 64;                                         // 1..128
+  int head_dim = 64;                                         // 1..kDecodePrefixMaxHeadDim
   int prefixes = 0, prefix_capacity = 0, prefix_length = 0;  // P, slots per prompt, slots read
   int capacity = 0, length = 0;                              // own slots per row, slots read
   int max_rows = 0;  // rows of the prompt with the most rows (sizes the grid)
