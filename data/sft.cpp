@@ -102,11 +102,25 @@ std::vector<TraceGroup> trace_groups(const Scene& scene, const QuestionSpec& q) 
   throw std::logic_error("trace_groups: unknown question type");
 }
 
-std::string reasoning_trace(const Scene& scene, const QuestionSpec& spec,
-                            const std::string& answer) {
+const char* trace_style_name(TraceStyle style) {
+  return style == TraceStyle::scene ? "scene" : "groups";
+}
+
+TraceStyle parse_trace_style(const std::string& name) {
+  if (name == "groups") return TraceStyle::groups;
+  if (name == "scene") return TraceStyle::scene;
+  throw std::runtime_error("trace style \"" + name + "\": expected \"groups\" or \"scene\"");
+}
+
+std::string reasoning_trace(const Scene& scene, const QuestionSpec& spec, const std::string& answer,
+                            TraceStyle style) {
+  std::vector<TraceGroup> groups = trace_groups(scene, spec);
+  if (style == TraceStyle::scene && spec.type != QuestionType::count_all) {
+    groups.insert(groups.begin(), make_group(scene, "objects", nullptr, nullptr));
+  }
   std::string text = "<think>";
   bool first_group = true;
-  for (const TraceGroup& group : trace_groups(scene, spec)) {
+  for (const TraceGroup& group : groups) {
     if (!first_group) text += " ";
     first_group = false;
     text += group.name + ":";
@@ -120,13 +134,13 @@ std::string reasoning_trace(const Scene& scene, const QuestionSpec& spec,
   return text;
 }
 
-std::string reasoner_target(const Scene& scene, const QuestionSpec& spec) {
+std::string reasoner_target(const Scene& scene, const QuestionSpec& spec, TraceStyle style) {
   std::optional<std::string> answer = world::oracle_answer(scene, spec);
   if (!answer) {
     throw std::runtime_error("reasoner_target: question \"" + spec.text() +
                              "\" is not askable on the scene " + world::scene_to_json(scene));
   }
-  return reasoning_trace(scene, spec, *answer) + " " + direct_target(*answer);
+  return reasoning_trace(scene, spec, *answer, style) + " " + direct_target(*answer);
 }
 
 std::string direct_target(const std::string& answer) { return "\\boxed{" + answer + "}"; }
@@ -158,7 +172,7 @@ const char* role_name(Role role) {
   return "?";
 }
 
-Example sample_example(uint64_t seed, uint64_t index, const ExampleMix& mix) {
+Example sample_example(uint64_t seed, uint64_t index, const ExampleMix& mix, TraceStyle style) {
   double total = mix.questioner + mix.reasoner_trace + mix.reasoner_direct;
   if (!(total > 0) || mix.questioner < 0 || mix.reasoner_trace < 0 || mix.reasoner_direct < 0) {
     throw std::runtime_error("sample_example: role shares must be >= 0 with a positive sum");
@@ -182,7 +196,7 @@ Example sample_example(uint64_t seed, uint64_t index, const ExampleMix& mix) {
   ex.answer = item.question.answer;
   ex.type = item.question.type;
   if (ex.role == Role::reasoner_trace) {
-    ex.target = reasoner_target(ex.scene, *world::parse_question(ex.question));
+    ex.target = reasoner_target(ex.scene, *world::parse_question(ex.question), style);
   } else {
     ex.target = direct_target(ex.answer);
   }

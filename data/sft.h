@@ -41,12 +41,27 @@ struct TraceGroup {
 // objects are in reading order (by cy, then cx), never in the invisible scene order.
 std::vector<TraceGroup> trace_groups(const world::Scene& scene, const world::QuestionSpec& spec);
 
+// What a step-by-step trace lists before it concludes.
+//   groups: the question's groups only      <think>red circles: small red circle at top
+//                                            left. so 1.</think>
+//   scene:  every object first (reading order), then the question's groups (count_all's
+//           only group is the scene itself, so it is not repeated)
+//           <think>objects: small red circle at top left, large blue square at middle
+//           center. red circles: small red circle at top left. so 1.</think>
+// The scene trace makes every answer a function of one sampled description of the whole
+// image, so votes over sampled traces vote over descriptions (longer: up to ~100 tokens).
+enum class TraceStyle : uint8_t { groups, scene };
+const char* trace_style_name(TraceStyle style);
+// "groups" / "scene"; throws naming the value otherwise.
+TraceStyle parse_trace_style(const std::string& name);
+
 // "<think>red circles: small red circle at top left. so 1.</think>"
 std::string reasoning_trace(const world::Scene& scene, const world::QuestionSpec& spec,
-                            const std::string& answer);
+                            const std::string& answer, TraceStyle style = TraceStyle::groups);
 // The step-by-step reasoner target: trace, a space, "\boxed{answer}". Throws when the
 // question is not askable on the scene (naming the question).
-std::string reasoner_target(const world::Scene& scene, const world::QuestionSpec& spec);
+std::string reasoner_target(const world::Scene& scene, const world::QuestionSpec& spec,
+                            TraceStyle style = TraceStyle::groups);
 // The direct-mode reasoner target: "\boxed{answer}".
 std::string direct_target(const std::string& answer);
 // The questioner target: "<question>{question text}</question>".
@@ -81,7 +96,8 @@ struct ExampleMix {
 // reasoner roles a question drawn by the benchmark recipe (types uniform, answers
 // balanced within each type: the same balance the tests measure), for the questioner a
 // fresh scene and sample_question on it. Deterministic in (seed, index).
-Example sample_example(uint64_t seed, uint64_t index, const ExampleMix& mix = {});
+Example sample_example(uint64_t seed, uint64_t index, const ExampleMix& mix = {},
+                       TraceStyle style = TraceStyle::groups);
 
 // Every token any target can contain, in a fixed order: the tag tokens, then words
 // and punctuation (for checking them against a vocabulary).

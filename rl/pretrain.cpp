@@ -193,7 +193,8 @@ nlohmann::json pretrain_state_options(const PretrainOptions& o) {
           {"warmup", o.warmup},
           {"weight_decay", o.weight_decay},
           {"grad_clip", o.grad_clip},
-          {"mix", {o.mix.questioner, o.mix.reasoner_trace, o.mix.reasoner_direct}}};
+          {"mix", {o.mix.questioner, o.mix.reasoner_trace, o.mix.reasoner_direct}},
+          {"trace", sft::trace_style_name(o.trace)}};
 }
 
 }  // namespace
@@ -304,7 +305,7 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     std::vector<sft::Example> examples;
     for (int64_t i = shard.begin; i < shard.end; ++i) {  // this rank's share of the batch
       const uint64_t index = static_cast<uint64_t>((step * o.batch_size + i) % o.scenes);
-      examples.push_back(sft::sample_example(o.seed, index, o.mix));
+      examples.push_back(sft::sample_example(o.seed, index, o.mix, o.trace));
     }
     SupervisedBatch batch = make_supervised_batch(model.config(), tokenizer, examples);
     const double lr = lr_at(LrSchedule::cosine, o.lr, step, o.steps, o.warmup, o.min_lr);
@@ -352,6 +353,7 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     if (!validation.empty() && ((step + 1) % o.eval_every == 0 || last)) {
       EvalOptions eval;
       eval.batch_size = o.eval_batch;
+      if (o.trace == sft::TraceStyle::scene) eval.max_new_tokens = kSceneTraceMaxNewTokens;
       model.params().set_requires_grad(false);
       EvalResult r = evaluate_items(model, tokenizer, validation, eval, dp.get());
       model.params().set_requires_grad(true);

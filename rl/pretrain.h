@@ -57,6 +57,9 @@ struct PretrainOptions {
   double grad_clip = 1.0;
   double adam_eps = 1e-8;
   sft::ExampleMix mix;
+  // What step-by-step targets list (data/sft.h). Scene traces are longer: validation then
+  // allows kSceneTraceMaxNewTokens reply tokens instead of EvalOptions' default.
+  sft::TraceStyle trace = sft::TraceStyle::groups;
   int64_t eval_every = 500;      // 0: no periodic validation
   int64_t eval_questions = 240;  // validation benchmark (seed + 1000003), greedy
   int64_t eval_batch = 120;
@@ -126,6 +129,10 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
                         MetricsLog* log = nullptr, std::ostream* progress = nullptr);
 
 // ---- evaluation -------------------------------------------------------------------------
+
+// Reply length that holds the longest scene trace (6 objects, then a group of 6) and its
+// answer: about 100 tokens.
+constexpr int64_t kSceneTraceMaxNewTokens = 128;
 
 struct EvalOptions {
   int64_t batch_size = 100;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -75,6 +76,29 @@ TEST(Sft, HandWrittenTraces) {
   EXPECT_EQ(direct_target("none"), "\\boxed{none}");
   EXPECT_EQ(questioner_target("how many objects are there?"),
             "<question>how many objects are there?</question>");
+}
+
+// Scene traces list every object in reading order first, then the question's groups;
+// count_all's only group is the scene, listed once.
+TEST(Sft, SceneTracesListTheWholeSceneFirst) {
+  Scene scene;
+  scene.objects = {obj(Shape::circle, Color::red, Size::small, 30, 50),
+                   obj(Shape::square, Color::blue, Size::large, 50, 30),
+                   obj(Shape::circle, Color::red, Size::small, 10, 10)};
+  auto spec = [](const std::string& text) { return *world::parse_question(text); };
+  EXPECT_EQ(reasoner_target(scene, spec("how many red circles are there?"), TraceStyle::scene),
+            "<think>objects: small red circle at top left, large blue square at middle right, "
+            "small red circle at bottom center. red circles: small red circle at top left, "
+            "small red circle at bottom center. so 2.</think> \\boxed{2}");
+  EXPECT_EQ(reasoner_target(scene, spec("how many objects are there?"), TraceStyle::scene),
+            reasoner_target(scene, spec("how many objects are there?"), TraceStyle::groups));
+  EXPECT_EQ(reasoner_target(scene, spec("is there a green triangle?"), TraceStyle::scene),
+            "<think>objects: small red circle at top left, large blue square at middle right, "
+            "small red circle at bottom center. green triangles: none. so no.</think> "
+            "\\boxed{no}");
+  EXPECT_EQ(parse_trace_style("scene"), TraceStyle::scene);
+  EXPECT_EQ(parse_trace_style(trace_style_name(TraceStyle::groups)), TraceStyle::groups);
+  EXPECT_THROW(parse_trace_style("objects"), std::runtime_error);
 }
 
 TEST(Sft, TraceListsObjectsInReadingOrder) {
@@ -182,13 +206,21 @@ TEST(Sft, TargetsRoundTripThroughTheShapeWorldTokenizer) {
   for (const std::string& tok : target_tokens()) {
     EXPECT_GE(tokenizer->token_to_id(tok), 0) << "missing from the vocabulary: '" << tok << "'";
   }
-  for (uint64_t i = 0; i < 400; ++i) {
-    Example ex = sample_example(3, i);
-    std::vector<int32_t> ids = tokenizer->encode(ex.target);
-    for (int32_t id : ids) ASSERT_NE(id, unk) << ex.target;
-    EXPECT_EQ(ids.size(), split_target(ex.target).size()) << ex.target;
-    EXPECT_EQ(tokenizer->decode(ids), ex.target);
+  size_t longest_scene_trace = 0;
+  for (TraceStyle style : {TraceStyle::groups, TraceStyle::scene}) {
+    for (uint64_t i = 0; i < 400; ++i) {
+      Example ex = sample_example(3, i, ExampleMix{}, style);
+      std::vector<int32_t> ids = tokenizer->encode(ex.target);
+      for (int32_t id : ids) ASSERT_NE(id, unk) << ex.target;
+      EXPECT_EQ(ids.size(), split_target(ex.target).size()) << ex.target;
+      EXPECT_EQ(tokenizer->decode(ids), ex.target);
+      if (style == TraceStyle::scene)
+        longest_scene_trace = std::max(longest_scene_trace, ids.size());
+    }
   }
+  // rl::kSceneTraceMaxNewTokens (128) must hold the longest scene target and its end token.
+  EXPECT_GT(longest_scene_trace, 60u);
+  EXPECT_LT(longest_scene_trace, 128u);
 }
 
 }  // namespace

@@ -111,6 +111,7 @@ void run_pretrain(const PretrainCliOptions& o) {
        {{"questioner", o.train.mix.questioner},
         {"reasoner_trace", o.train.mix.reasoner_trace},
         {"reasoner_direct", o.train.mix.reasoner_direct}}},
+      {"trace", visplay::sft::trace_style_name(o.train.trace)},
       {"batch", o.train.batch_size},
       {"final_loss", result.steps.empty() ? 0.0 : result.steps.back().loss},
       {"seconds", result.seconds},
@@ -153,6 +154,14 @@ void setup_pretrain(CLI::App& app) {
                   "Share of step-by-step reasoner examples (default 0.6)");
   cmd->add_option("--direct-share", opts->train.mix.reasoner_direct,
                   "Share of direct-answer reasoner examples (default 0.2)");
+  cmd->add_option_function<std::string>(
+         "--trace",
+         [opts](const std::string& name) {
+           opts->train.trace = visplay::sft::parse_trace_style(name);
+         },
+         "What step-by-step targets list: groups (the question's groups, default) or scene "
+         "(every object, then the groups)")
+      ->check(CLI::IsMember({"groups", "scene"}));
   cmd->add_option("--eval-every", opts->train.eval_every,
                   "Validation every K steps (greedy, in-memory benchmark); 0 = only none");
   cmd->add_option("--eval-questions", opts->train.eval_questions, "Validation questions");
