@@ -409,6 +409,7 @@ std::vector<std::string> answer_questions(const PolicyModel& model, const Tokeni
   SamplingOptions sampling;
   sampling.greedy = options.votes <= 0;
   sampling.temperature = static_cast<float>(options.temperature);
+  sampling.top_p = options.top_p;
   sampling.max_new_tokens = options.max_new_tokens;
   const int64_t samples = std::max<int64_t>(1, options.votes);
   sampling.stop_tokens = {stop_token_id(tokenizer)};

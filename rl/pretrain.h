@@ -144,6 +144,7 @@ struct EvalOptions {
   // model above its greedy answers (the ceiling of training on its own votes).
   int64_t votes = 0;
   double temperature = 0.7;
+  double top_p = 1.0;  // nucleus of the vote sampling (1: the whole distribution)
   uint64_t seed = 1;
 };
 

@@ -30,7 +30,9 @@ Questions sample_questions(const VLM& model, int count) {
 }
 
 // The shipped base: a model whose sampled replies really disagree.
-VLM shipped_base() { return load_checkpoint(std::string(VISPLAY_SOURCE_DIR) + "/models/shapeworld-base"); }
+VLM shipped_base() {
+  return load_checkpoint(std::string(VISPLAY_SOURCE_DIR) + "/models/shapeworld-base");
+}
 
 TEST(EvalVotes, KeepsAReplyWithTheMostCommonAnswer) {
   VLM model = shipped_base();
@@ -50,10 +52,10 @@ TEST(EvalVotes, KeepsAReplyWithTheMostCommonAnswer) {
   std::vector<PromptInput> prompts;
   const ChatFormat format = ChatFormat::for_tokenizer(*tok);
   for (int i = 0; i < count; ++i) {
-    prompts.push_back({build_reasoner_prompt(format, *tok, model.config().vision.num_visual_tokens(),
-                                             q.questions[i], ReasonerMode::train,
-                                             shapeworld_prompts()),
-                       q.pixels[i]});
+    prompts.push_back(
+        {build_reasoner_prompt(format, *tok, model.config().vision.num_visual_tokens(),
+                               q.questions[i], ReasonerMode::train, shapeworld_prompts()),
+         q.pixels[i]});
   }
   SamplingOptions sampling;
   sampling.temperature = 1.0f;
@@ -100,6 +102,21 @@ TEST(EvalVotes, NearZeroTemperatureGivesTheGreedyReplies) {
   EvalOptions voted;
   voted.votes = 5;
   voted.temperature = 1e-4;
+  EXPECT_EQ(answer_questions(model, *tok, q.pixels, q.questions, voted),
+            answer_questions(model, *tok, q.pixels, q.questions, greedy));
+}
+
+// --top-p reaches the vote sampler: a nucleus of one token at temperature 1 is greedy again
+// (without it these votes disagree, as the first test shows).
+TEST(EvalVotes, TinyNucleusGivesTheGreedyReplies) {
+  VLM model = shipped_base();
+  auto tok = load_tokenizer(std::string(VISPLAY_SOURCE_DIR) + "/models/shapeworld-base");
+  Questions q = sample_questions(model, 16);
+  EvalOptions greedy;
+  EvalOptions voted;
+  voted.votes = 5;
+  voted.temperature = 1.0;
+  voted.top_p = 1e-6;
   EXPECT_EQ(answer_questions(model, *tok, q.pixels, q.questions, voted),
             answer_questions(model, *tok, q.pixels, q.questions, greedy));
 }

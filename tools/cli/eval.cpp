@@ -1,10 +1,10 @@
-// `visplay eval`: greedy (or, with --votes, majority-vote) answers of a model's Reasoner to every question of a benchmark
-// folder (any folder in the shapeworld.md format), scored against the answers. The
-// Reasoner is prompted step by step (ReasonerMode::train, the mode VisPlay trains); the
-// report gives accuracy, per type, the hallucination slice, replies without \boxed{},
-// and the blind baseline (each type's most common answer). Malformed lines of
-// questions.jsonl are skipped and listed; the good ones are still scored, and the exit
-// status is then 1 unless --allow-bad-lines.
+// `visplay eval`: greedy (or, with --votes, majority-vote) answers of a model's Reasoner to every
+// question of a benchmark folder (any folder in the shapeworld.md format), scored against the
+// answers. The Reasoner is prompted step by step (ReasonerMode::train, the mode VisPlay trains);
+// the report gives accuracy, per type, the hallucination slice, replies without \boxed{}, and the
+// blind baseline (each type's most common answer). Malformed lines of questions.jsonl are skipped
+// and listed; the good ones are still scored, and the exit status is then 1 unless
+// --allow-bad-lines.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -28,6 +28,7 @@ struct EvalCliOptions {
   bool allow_bad_lines = false;
   int64_t votes = 0;
   double temperature = 0.7;
+  double top_p = 1.0;
   uint64_t seed = 1;
 };
 
@@ -48,6 +49,7 @@ void run_eval(const EvalCliOptions& o) {
   options.max_new_tokens = o.max_new_tokens;
   options.votes = o.votes;
   options.temperature = o.temperature;
+  options.top_p = o.top_p;
   options.seed = o.seed;
   rl::EvalResult result = rl::evaluate_benchmark(*model, *tokenizer, bench, options, &std::cerr);
   nlohmann::json report = rl::eval_report_json(result);
@@ -55,8 +57,8 @@ void run_eval(const EvalCliOptions& o) {
   report["bench"] = o.bench;
   report["mode"] = o.votes > 0 ? "majority of " + std::to_string(o.votes) +
                                      " sampled replies (temperature " +
-                                     std::to_string(o.temperature) +
-                                     "), reasoner step-by-step prompt"
+                                     std::to_string(o.temperature) + ", top-p " +
+                                     std::to_string(o.top_p) + "), reasoner step-by-step prompt"
                                : "greedy, reasoner step-by-step prompt";
   // Malformed lines of questions.jsonl were skipped by read_benchmark (one warning
   // each on stderr); the report names them so a partial score is never mistaken
@@ -118,6 +120,10 @@ void setup_eval(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", opts->temperature, "Sampling temperature with --votes")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--top-p", opts->top_p,
+                  "Nucleus sampling with --votes: keep the smallest set of tokens with "
+                  "probability >= P (1 = all)")
+      ->check(CLI::Range(1e-6, 1.0));
   cmd->add_option("--seed", opts->seed, "Sampling seed with --votes");
   cmd->add_flag("--allow-bad-lines", opts->allow_bad_lines,
                 "Exit 0 even when malformed lines of questions.jsonl were skipped "
