@@ -64,13 +64,23 @@ void swiglu_forward(const T* gate, const T* up, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
+// Threads take whole 64-element blocks. The compiler's vector body and its scalar
+// remainder round 1 + g (1 - s) differently (the remainder fuses the multiply-add,
+// the vector body does not), so a thread boundary inside a vector changed an
+// element's bits with the thread count; with block boundaries only the array's
+// own last elements take the remainder, on any team.
 template <class T>
 void swiglu_backward(const T* dy, const T* gate, const T* up, T* dgate, T* dup, int64_t n) {
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) {
-    T g = gate[i], s = sigmoid(g);
-    if (dup) dup[i] = dy[i] * g * s;
-    if (dgate) dgate[i] = dy[i] * up[i] * s * (T(1) + g * (T(1) - s));
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t begin = block * kBlock, end = std::min(n, begin + kBlock);
+    for (int64_t i = begin; i < end; ++i) {
+      T g = gate[i], s = sigmoid(g);
+      if (dup) dup[i] = dy[i] * g * s;
+      if (dgate) dgate[i] = dy[i] * up[i] * s * (T(1) + g * (T(1) - s));
+    }
   }
 }
 
