@@ -32,6 +32,8 @@
 #include "runtime/dist/zero.h"
 #include "runtime/ops.h"
 #include "runtime/random.h"
+#include "tests/rl/evolve_world.h"
+#include "tests/rl/qwen25vl_world.h"
 #include "tests/rl/world_model.h"
 
 namespace fs = std::filesystem;
@@ -672,46 +674,6 @@ TEST(DataParallel, Zero1TrainingMatchesOneProcess) {
 
 namespace {
 
-// A warm-started tiny ShapeWorld checkpoint and a pool of 6 images under `root` (rank 0
-// builds it; the same recipe as tests/rl/evolve_test.cpp).
-void build_world(const fs::path& root) {
-  using namespace visplay::rl;
-  fs::create_directories(root);
-  const fs::path tok_file = root / "tokenizer.json";
-  std::ofstream(tok_file) << rl::testing::world_tokenizer_json();
-  auto tok = load_tokenizer(tok_file.string());
-  generate_pool((root / "images").string(), 5, 6);
-  VLM model(rl::testing::world_config(*tok));
-  model.init_weights(17);
-  ChatFormat fmt = ChatFormat::shapeworld();
-  PromptConfig prompts = shapeworld_prompts();
-  const int64_t nv = model.config().vision.num_visual_tokens();
-  const VisionConfig& v = model.config().vision;
-  std::vector<PromptInput> inputs;
-  std::vector<std::vector<int64_t>> responses;
-  const std::vector<std::string> questions = {"how many objects are there?",
-                                              "is there a red circle?"};
-  const std::vector<std::string> answers = {"1", "2", "3", "yes", "no"};
-  ImageFolder folder((root / "images").string());
-  int k = 0;
-  for (size_t i = 0; i < folder.size(); ++i) {
-    std::vector<float> chw = load_image_for_model(folder.path(i), static_cast<int>(v.image_size),
-                                                  v.image_mean.data(), v.image_std.data());
-    Tensor px = Tensor::from_vector(chw, {3, v.image_size, v.image_size});
-    for (const std::string& q : questions) {
-      inputs.push_back({build_questioner_prompt(fmt, *tok, nv, prompts), px});
-      responses.push_back(encode_response(*tok, format_questioner_response(fmt, q)));
-      for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::train}) {
-        inputs.push_back({build_reasoner_prompt(fmt, *tok, nv, q, mode, prompts), px});
-        responses.push_back(
-            encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
-      }
-    }
-  }
-  rl::testing::warm_start(model, inputs, responses, 60, 1e-2);
-  save_checkpoint((root / "model").string(), model, tok_file.string());
-}
-
 std::string file_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -732,7 +694,7 @@ TEST(DataParallel, TwoRankEvolveRunsAndRankZerosCheckpointLoads) {
                         ("visplay_dist_evolve_" + std::to_string(id.to_vector<int64_t>()[0]));
   if (pg->rank() == 0) {
     fs::remove_all(root);
-    build_world(root);
+    rl::testing::build_evolve_world(root);
   }
   pg->barrier();
 
@@ -923,42 +885,12 @@ TEST(DataParallel, TwoRankQwenEvolveWithZero1AndMasterWeights) {
                         ("visplay_dist_qwen_" + std::to_string(id.to_vector<int64_t>()[0]));
   if (pg->rank() == 0) {
     fs::remove_all(root);
-    fs::create_directories(root / "images");
-    Rng rng(5);
-    for (int i = 0; i < 3; ++i) {
-      Image im;
-      im.width = i % 2 ? 84 : 56;
-      im.height = 56;
-      im.rgb.resize(static_cast<size_t>(im.width * im.height * 3));
-      for (uint8_t& b : im.rgb) b = static_cast<uint8_t>(rng.randint(0, 256));
-      save_png((root / "images" / ("img" + std::to_string(i) + ".png")).string(), im);
-    }
+    rl::testing::write_noise_images(root / "images", 3, 5);
   }
   pg->barrier();
-  rl::VisPlayConfig c;
-  c.iterations = 1;
-  c.seed = 11;
-  c.checkpoint_every = 1;
-  c.questioner.group_size = 4;
+  rl::VisPlayConfig c = rl::testing::tiny_qwen_evolve_config();
   c.questioner.steps = 2;
-  c.questioner.rollout.max_new_tokens = 8;
-  c.reasoner.group_size = 2;
-  c.reasoner.steps = 1;
-  c.reasoner.rollout.max_new_tokens = 8;
-  c.uncertainty.samples = 3;
-  c.uncertainty.sampling.max_new_tokens = 4;
-  c.data.candidate_images = 3;
-  c.data.vote_samples = 3;
-  c.data.question_sampling.max_new_tokens = 8;
-  c.data.vote_sampling.max_new_tokens = 6;
-  c.grpo.prompts_per_step = 2;
-  c.grpo.prompts_per_update = 2;
-  c.grpo.micro_batch_size = 4;
-  c.grpo.lr = 1e-3;
-  c.grpo.generation_batch = 16;
   c.grpo.master_weights = true;
-  c.images.min_pixels = 56 * 56;
-  c.images.max_pixels = 84 * 84;
   rl::EvolveOptions o;
   o.config = c;
   o.model_dir = std::string(VISPLAY_SOURCE_DIR) + "/tests/model/fixtures/qwen25vl_tiny";
@@ -1008,7 +940,7 @@ TEST(DataParallel, TwoRankEvolveStoppedAndResumedEqualsUninterruptedRun) {
                         ("visplay_dist_resume_" + std::to_string(id.to_vector<int64_t>()[0]));
   if (pg->rank() == 0) {
     fs::remove_all(root);
-    build_world(root);
+    rl::testing::build_evolve_world(root);
   }
   pg->barrier();
 

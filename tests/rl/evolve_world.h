@@ -21,6 +21,47 @@
 
 namespace visplay::rl::testing {
 
+// Writes root/tokenizer.json, root/images (a ShapeWorld pool of 6) and root/model (a tiny
+// checkpoint warm-started on both roles' formats); returns the tokenizer.
+inline std::unique_ptr<Tokenizer> build_evolve_world(const std::filesystem::path& root) {
+  std::filesystem::create_directories(root);
+  const std::filesystem::path tok_file = root / "tokenizer.json";
+  std::ofstream(tok_file) << testing::world_tokenizer_json();
+  auto tok = load_tokenizer(tok_file.string());
+  generate_pool((root / "images").string(), 5, 6);
+
+  VLM model(testing::world_config(*tok));
+  model.init_weights(17);
+  ChatFormat fmt = ChatFormat::shapeworld();
+  PromptConfig prompts = shapeworld_prompts();
+  const int64_t nv = model.config().vision.num_visual_tokens();
+  const VisionConfig& v = model.config().vision;
+  std::vector<PromptInput> inputs;
+  std::vector<std::vector<int64_t>> responses;
+  const std::vector<std::string> questions = {"how many objects are there?",
+                                              "is there a red circle?"};
+  const std::vector<std::string> answers = {"1", "2", "3", "yes", "no"};
+  ImageFolder folder((root / "images").string());
+  int k = 0;
+  for (size_t i = 0; i < folder.size(); ++i) {
+    std::vector<float> chw = load_image_for_model(folder.path(i), static_cast<int>(v.image_size),
+                                                  v.image_mean.data(), v.image_std.data());
+    Tensor px = Tensor::from_vector(chw, {3, v.image_size, v.image_size});
+    for (const std::string& q : questions) {
+      inputs.push_back({build_questioner_prompt(fmt, *tok, nv, prompts), px});
+      responses.push_back(encode_response(*tok, format_questioner_response(fmt, q)));
+      for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::train}) {
+        inputs.push_back({build_reasoner_prompt(fmt, *tok, nv, q, mode, prompts), px});
+        responses.push_back(
+            encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
+      }
+    }
+  }
+  testing::warm_start(model, inputs, responses, 60, 1e-2);
+  save_checkpoint((root / "model").string(), model, tok_file.string());
+  return tok;
+}
+
 // Builds out/model (warm-started checkpoint) and out/images (ShapeWorld pool of 6).
 struct World {
   std::filesystem::path root;
@@ -30,41 +71,7 @@ struct World {
     root = std::filesystem::temp_directory_path() /
            ("visplay_evolve_test_" + name + "_" + std::to_string(::getpid()));
     std::filesystem::remove_all(root);
-    std::filesystem::create_directories(root);
-    const std::filesystem::path tok_file = root / "tokenizer.json";
-    std::ofstream(tok_file) << testing::world_tokenizer_json();
-    tok = load_tokenizer(tok_file.string());
-    generate_pool((root / "images").string(), 5, 6);
-
-    VLM model(testing::world_config(*tok));
-    model.init_weights(17);
-    ChatFormat fmt = ChatFormat::shapeworld();
-    PromptConfig prompts = shapeworld_prompts();
-    const int64_t nv = model.config().vision.num_visual_tokens();
-    const VisionConfig& v = model.config().vision;
-    std::vector<PromptInput> inputs;
-    std::vector<std::vector<int64_t>> responses;
-    const std::vector<std::string> questions = {"how many objects are there?",
-                                                "is there a red circle?"};
-    const std::vector<std::string> answers = {"1", "2", "3", "yes", "no"};
-    ImageFolder folder((root / "images").string());
-    int k = 0;
-    for (size_t i = 0; i < folder.size(); ++i) {
-      std::vector<float> chw = load_image_for_model(folder.path(i), static_cast<int>(v.image_size),
-                                                    v.image_mean.data(), v.image_std.data());
-      Tensor px = Tensor::from_vector(chw, {3, v.image_size, v.image_size});
-      for (const std::string& q : questions) {
-        inputs.push_back({build_questioner_prompt(fmt, *tok, nv, prompts), px});
-        responses.push_back(encode_response(*tok, format_questioner_response(fmt, q)));
-        for (ReasonerMode mode : {ReasonerMode::direct, ReasonerMode::train}) {
-          inputs.push_back({build_reasoner_prompt(fmt, *tok, nv, q, mode, prompts), px});
-          responses.push_back(
-              encode_response(*tok, format_reasoner_response(fmt, "", answers[k++ % 5])));
-        }
-      }
-    }
-    testing::warm_start(model, inputs, responses, 60, 1e-2);
-    save_checkpoint((root / "model").string(), model, tok_file.string());
+    tok = build_evolve_world(root);
   }
   ~World() { std::filesystem::remove_all(root); }
 

@@ -32,6 +32,7 @@
 #include "rl/rollout.h"
 #include "runtime/allocator.h"
 #include "runtime/random.h"
+#include "tests/rl/qwen25vl_world.h"
 #include "tests/rl/tiny_model.h"
 
 namespace fs = std::filesystem;
@@ -46,21 +47,6 @@ fs::path fresh_dir(const std::string& name) {
                  ("visplay_qwen_evolve_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  return dir;
-}
-
-// Random RGB noise images: 56x56 (4 visual tokens) and 84x56 (6 visual tokens).
-fs::path write_images(const fs::path& dir, int count, uint64_t seed) {
-  fs::create_directories(dir);
-  Rng rng(seed);
-  for (int i = 0; i < count; ++i) {
-    Image im;
-    im.width = i % 2 ? 84 : 56;
-    im.height = 56;
-    im.rgb.resize(static_cast<size_t>(im.width * im.height * 3));
-    for (uint8_t& b : im.rgb) b = static_cast<uint8_t>(rng.randint(0, 256));
-    save_png((dir / ("img" + std::to_string(i) + ".png")).string(), im);
-  }
   return dir;
 }
 
@@ -105,7 +91,7 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("sample");
   auto policy = load_tiny();
-  Prompts p = questioner_prompts(*policy, write_images(root / "images", 2, 5));
+  Prompts p = questioner_prompts(*policy, testing::write_noise_images(root / "images", 2, 5));
   SamplingOptions opt;
   opt.max_new_tokens = 6;
   opt.stop_tokens = {policy->model().config().eos_token_id};
@@ -154,7 +140,7 @@ TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("share");
   auto policy = load_tiny();
-  Prompts p = questioner_prompts(*policy, write_images(root / "images", 2, 8));
+  Prompts p = questioner_prompts(*policy, testing::write_noise_images(root / "images", 2, 8));
   const std::vector<int64_t> rows = {0, 1, 0, 1, 1, 0, 0, 1};
   const std::vector<uint64_t> seeds = derive_seeds(19, static_cast<int64_t>(rows.size()));
   for (bool greedy : {false, true}) {
@@ -203,7 +189,7 @@ TEST(Qwen25VLPolicy, GrpoRaisesTheRewardedResponse) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("grpo");
   auto policy = load_tiny();
-  Prompts p = questioner_prompts(*policy, write_images(root / "images", 2, 9));
+  Prompts p = questioner_prompts(*policy, testing::write_noise_images(root / "images", 2, 9));
   p.prompts.resize(1);
   const int64_t stop = stop_token_id(*p.tok);
   const std::vector<std::vector<int64_t>> responses = {
@@ -269,7 +255,7 @@ TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
     policies.push_back(load_tiny());
     policies.back()->params().convert(DType::bf16);
   }
-  Prompts p = questioner_prompts(*policies[0], write_images(root / "images", 2, 9));
+  Prompts p = questioner_prompts(*policies[0], testing::write_noise_images(root / "images", 2, 9));
   p.prompts.resize(1);
   const int64_t stop = stop_token_id(*p.tok);
   const std::vector<std::vector<int64_t>> responses = {
@@ -327,34 +313,6 @@ TEST(Qwen25VLPolicy, GrpoWithBf16MasterWeightsAndRecomputedLayers) {
   std::vector<std::vector<float>> after = score(*policies[1]);
   EXPECT_GT(sum_of(after[0]), sum_of(before[0]) + 1e-3);
   fs::remove_all(root);
-}
-
-// A configuration small enough for a second on one thread: 2 prompts a step, short responses.
-VisPlayConfig tiny_evolve_config() {
-  VisPlayConfig c;
-  c.iterations = 1;
-  c.seed = 11;
-  c.checkpoint_every = 1;
-  c.questioner.group_size = 4;
-  c.questioner.steps = 1;
-  c.questioner.rollout.max_new_tokens = 8;
-  c.reasoner.group_size = 2;
-  c.reasoner.steps = 1;
-  c.reasoner.rollout.max_new_tokens = 8;
-  c.uncertainty.samples = 3;
-  c.uncertainty.sampling.max_new_tokens = 4;
-  c.data.candidate_images = 3;
-  c.data.vote_samples = 3;
-  c.data.question_sampling.max_new_tokens = 8;
-  c.data.vote_sampling.max_new_tokens = 6;
-  c.grpo.prompts_per_step = 2;
-  c.grpo.prompts_per_update = 2;
-  c.grpo.micro_batch_size = 4;
-  c.grpo.lr = 1e-3;
-  c.grpo.generation_batch = 16;
-  c.images.min_pixels = 56 * 56;
-  c.images.max_pixels = 84 * 84;
-  return c;
 }
 
 std::vector<nlohmann::json> metrics_without_times(const fs::path& path) {
@@ -453,10 +411,10 @@ std::string file_bytes(const fs::path& path) {
 TEST(Qwen25VLEvolve, OneIterationSavesLoadableRolesDeterministically) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("evolve");
-  write_images(root / "images", 3, 21);
+  testing::write_noise_images(root / "images", 3, 21);
   auto run = [&](const std::string& out) {
     EvolveOptions o;
-    o.config = tiny_evolve_config();
+    o.config = testing::tiny_qwen_evolve_config();
     o.model_dir = kModel;
     o.images_dir = (root / "images").string();
     o.out_dir = (root / out).string();
@@ -522,9 +480,9 @@ TEST(Qwen25VLEvolve, OneIterationSavesLoadableRolesDeterministically) {
 void expect_killed_and_resumed_run_equals_uninterrupted(const std::string& name, bool mixed) {
   testing::use_one_thread();
   const fs::path root = fresh_dir(name);
-  write_images(root / "images", 3, 33);
+  testing::write_noise_images(root / "images", 3, 33);
   EvolveOptions o;
-  o.config = tiny_evolve_config();
+  o.config = testing::tiny_qwen_evolve_config();
   o.config.questioner.steps = 2;
   o.config.grpo.master_weights = mixed;
   o.config.grpo.recompute_layers = mixed;
@@ -575,10 +533,10 @@ TEST(Qwen25VLEvolve, BadModelFolderAndEmptyImagesAreClearErrors) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("bad");
   fs::create_directories(root / "empty");
-  write_images(root / "images", 1, 3);
+  testing::write_noise_images(root / "images", 1, 3);
   auto error_of = [&](const std::string& model, const std::string& images) -> std::string {
     EvolveOptions o;
-    o.config = tiny_evolve_config();
+    o.config = testing::tiny_qwen_evolve_config();
     o.model_dir = model;
     o.images_dir = images;
     o.out_dir = (root / "out").string();
