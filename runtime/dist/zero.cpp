@@ -49,19 +49,30 @@ ZeroAdamW::ZeroAdamW(std::vector<Tensor> params, AdamWOptions options,
   optimizer_ = std::make_unique<AdamW>(std::vector<Tensor>{block_}, block_options);
 }
 
+// Calls f(i, at, flat_at, n) for every parameter i that overlaps the flat range [lo, hi):
+// its elements [at, at + n) are flat elements [flat_at, flat_at + n).
+template <class F>
+void ZeroAdamW::for_each_part(int64_t lo, int64_t hi, F&& f) const {
+  // The first parameter that ends after lo (offsets are increasing).
+  size_t i =
+      static_cast<size_t>(std::upper_bound(offset_.begin(), offset_.end(), lo) - offset_.begin());
+  i = i == 0 ? 0 : i - 1;
+  for (; i < params_.size() && offset_[i] < hi; ++i) {
+    const int64_t a = std::max(lo, offset_[i]), b = std::min(hi, offset_[i] + params_[i].numel());
+    if (b > a) f(i, a - offset_[i], a, b - a);
+  }
+}
+
 // This rank's block of the current parameters (identical on every rank), widened to f32: the
 // part of each parameter that falls in [begin_, begin_ + shard_), so no whole flat copy is
 // made (the padding stays zero).
 void ZeroAdamW::load_block() {
   NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const int64_t n = params_[i].numel();
-    const int64_t lo = std::max(offset_[i], begin_), hi = std::min(offset_[i] + n, begin_ + shard_);
-    if (hi <= lo) continue;
+  for_each_part(begin_, begin_ + shard_, [&](size_t i, int64_t at, int64_t flat_at, int64_t n) {
     block_.detach()
-        .slice(0, lo - begin_, hi - begin_)
-        .copy_(params_[i].detach().reshape({n}).slice(0, lo - offset_[i], hi - offset_[i]));
-  }
+        .slice(0, flat_at - begin_, flat_at - begin_ + n)
+        .copy_(params_[i].detach().reshape({params_[i].numel()}).slice(0, at, at + n));
+  });
 }
 
 int64_t ZeroAdamW::state_bytes() const {
@@ -73,7 +84,14 @@ int64_t ZeroAdamW::state_bytes() const {
   return bytes;
 }
 
-// The flat gradient (zeros where a parameter has no gradient on this rank), reduce-scattered.
+int64_t ZeroAdamW::bucket_length() const {
+  return std::max<int64_t>(1, bucket_elements_ / dp_->size());
+}
+
+// The gradient reduce-scattered bucket by bucket: bucket c holds piece c of every rank's
+// block, in rank order ([W, len], zeros where a parameter has no gradient on this rank and in
+// the padding), so rank r receives the summed piece c of its own block. No rank ever holds a
+// flat gradient of every parameter: at 3 B parameters that would be 12 GB for a moment.
 double ZeroAdamW::reduce_gradients() {
   NoGradGuard no_grad;
   has_grad_.assign(params_.size(), 0);
@@ -83,15 +101,24 @@ double ZeroAdamW::reduce_gradients() {
     dp_->cpu_group().all_reduce(flags, ReduceOp::max);
     has_grad_ = flags.to_vector<int32_t>();
   }
-  Tensor flat = Tensor::zeros({padded_}, DType::f32, device_);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = params_[i].grad();
-    if (!g.defined()) continue;
-    const int64_t n = params_[i].numel();
-    flat.slice(0, offset_[i], offset_[i] + n).copy_(g.reshape({n}));
+  const int64_t W = dp_->size(), len = bucket_length();
+  Tensor mine = Tensor::empty({shard_}, DType::f32, device_);
+  for (int64_t c0 = 0; c0 < shard_; c0 += len) {
+    const int64_t n = std::min(len, shard_ - c0);
+    Tensor bucket = Tensor::zeros({W * n}, DType::f32, device_);
+    for (int64_t q = 0; q < W; ++q) {
+      const int64_t lo = q * shard_ + c0;
+      for_each_part(lo, lo + n, [&](size_t i, int64_t at, int64_t flat_at, int64_t count) {
+        Tensor g = params_[i].grad();
+        if (!g.defined()) return;
+        bucket.slice(0, q * n + flat_at - lo, q * n + flat_at - lo + count)
+            .copy_(g.reshape({params_[i].numel()}).slice(0, at, at + count));
+      });
+    }
+    Tensor part = dp_->distributed() ? dp_->group_for(device_).reduce_scatter(bucket)
+                                     : bucket.slice(0, dp_->rank() * n, (dp_->rank() + 1) * n);
+    mine.slice(0, c0, c0 + n).copy_(part);
   }
-  Tensor mine = dp_->distributed() ? dp_->group_for(device_).reduce_scatter(flat)
-                                   : flat.slice(0, begin_, begin_ + shard_).contiguous();
   // The norm in double, as clip_grad_norm computes it.
   double squares = 0;
   for (double x : mine.to_vector<double>()) squares += x * x;
@@ -135,14 +162,26 @@ void ZeroAdamW::step(double max_norm, double lr) {
     optimizer_->exp_avg_sq()[0].slice(0, s.at, s.at + s.n).copy_(s.v);
   }
   // Every rank's updated block into every rank's parameters (a bf16 parameter stores the
-  // rounding of its master); when all are bf16 the blocks travel rounded (half the bytes).
-  Tensor mine = gather_bf16_ ? block_.detach().to(DType::bf16) : block_.detach();
-  Tensor all = dp_->distributed() ? dp_->group_for(device_).all_gather(mine) : mine.clone();
-  all = all.reshape({padded_});
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!has_grad_[i]) continue;
-    const int64_t n = params_[i].numel();
-    params_[i].detach().copy_(all.slice(0, offset_[i], offset_[i] + n).reshape(params_[i].shape()));
+  // rounding of its master), bucket by bucket like the gradients; when all are bf16 the
+  // blocks travel rounded (half the bytes).
+  const int64_t W = dp_->size(), len = bucket_length();
+  for (int64_t c0 = 0; c0 < shard_; c0 += len) {
+    const int64_t n = std::min(len, shard_ - c0);
+    Tensor piece = block_.detach().slice(0, c0, c0 + n);
+    piece = gather_bf16_ ? piece.to(DType::bf16) : piece.contiguous();
+    Tensor all = dp_->distributed() ? dp_->group_for(device_).all_gather(piece) : piece;
+    all = all.reshape({W * n});
+    for (int64_t q = 0; q < W; ++q) {
+      const int64_t lo = q * shard_ + c0;
+      for_each_part(lo, lo + n, [&](size_t i, int64_t at, int64_t flat_at, int64_t count) {
+        if (!has_grad_[i]) return;
+        params_[i]
+            .detach()
+            .reshape({params_[i].numel()})
+            .slice(0, at, at + count)
+            .copy_(all.slice(0, q * n + flat_at - lo, q * n + flat_at - lo + count));
+      });
+    }
   }
 }
 

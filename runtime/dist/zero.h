@@ -7,7 +7,8 @@
 //   3. AdamW on block r only (the ordinary AdamW on a flat tensor, so each element gets
 //      exactly the update the unsharded optimizer computes), moments kept for block r only;
 //   4. all-gather of the updated blocks into every rank's parameters.
-// Memory for the moments drops from 2N to 2N / ranks floats per rank.
+// Memory for the moments drops from 2N to 2N / ranks floats per rank. Steps 1 and 4 run in
+// buckets of set_bucket_elements() elements, so the flat vector itself is never built.
 // Mixed precision (AdamWOptions::master_weights with bf16 parameters): block r *is* rank r's
 // f32 master of its shard, taken from the parameters once when the optimizer is built and
 // kept from step to step (not re-read from the rounded bf16 weights); step 4 rounds the
@@ -17,6 +18,7 @@
 // parameter without a gradient on every rank is left alone (value and moments), as AdamW
 // leaves it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -49,9 +51,15 @@ class ZeroAdamW {
   int64_t state_bytes() const;
   // This rank's f32 block of the flat parameters (the masters under master weights).
   const Tensor& block() const { return block_; }
+  // Elements per collective (every rank's piece together) in the bucketed reduce-scatter and
+  // all-gather; the results do not depend on it. Default 2^25 (128 MB of f32).
+  void set_bucket_elements(int64_t elements) { bucket_elements_ = std::max<int64_t>(1, elements); }
 
  private:
   void load_block();
+  template <class F>
+  void for_each_part(int64_t lo, int64_t hi, F&& f) const;
+  int64_t bucket_length() const;  // each rank's piece of a bucket
 
   std::vector<Tensor> params_;
   std::vector<int64_t> offset_;  // each parameter's first element in the flat vector
@@ -65,6 +73,7 @@ class ZeroAdamW {
   bool reduced_ = false;
   bool masters_ = false;      // bf16 parameters: block_ persists as the f32 master shard
   bool gather_bf16_ = false;  // every parameter bf16: the updated blocks travel as bf16
+  int64_t bucket_elements_ = int64_t{1} << 25;
 };
 
 }  // namespace visplay::dist

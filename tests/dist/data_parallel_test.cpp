@@ -413,9 +413,20 @@ TEST(DataParallel, GrpoStepWithAnIdleRankMatchesOneProcess) {
   EXPECT_NEAR(got.reward_mean, want.reward_mean, 1e-12);
 }
 
+namespace {
+// Raw bytes of tensors (bitwise comparisons).
+std::string bytes_of(const Tensor& t) {
+  Tensor c = t.detach().contiguous();
+  return std::string(static_cast<const char*>(c.raw_data()),
+                     static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
+}
+}  // namespace
+
 // ZeRO-1 against the unsharded update it replaces (all-reduce, clip_grad_norm, AdamW), for
 // 3 steps with clipping active, a parameter without a gradient on one rank and one without
-// on both (its value and moments must stay), and an odd element count (padding).
+// on both (its value and moments must stay), and an odd element count (padding). A second
+// ZeRO-1 copy runs its collectives in buckets of 5 elements (3 per rank: buckets that split
+// parameters) and must give the same bits as one bucket.
 TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
   auto dp = world_dp();
   const std::vector<Shape> shapes = {{3, 5}, {7}, {41}, {2, 3}};
@@ -436,9 +447,10 @@ TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
   };
   const AdamWOptions opt{0.05, 0.9, 0.95, 1e-3, 0.1};
   const double max_norm = 2.0;
-  std::vector<Tensor> plain = make(), sharded = make();
+  std::vector<Tensor> plain = make(), sharded = make(), bucketed = make();
   AdamW reference(plain, opt);
-  ZeroAdamW zero(sharded, opt, dp);
+  ZeroAdamW zero(sharded, opt, dp), zero_bucketed(bucketed, opt, dp);
+  zero_bucketed.set_bucket_elements(5);
   EXPECT_EQ(zero.total_numel(), 15 + 7 + 41 + 6);
   EXPECT_EQ(zero.shard_numel(), 35);
   for (int step = 0; step < 3; ++step) {
@@ -448,6 +460,7 @@ TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
       if (!has_grad(dp->rank(), i)) continue;
       plain[i].set_grad(grad_of(dp->rank(), i, step));
       sharded[i].set_grad(grad_of(dp->rank(), i, step));
+      bucketed[i].set_grad(grad_of(dp->rank(), i, step));
     }
     dp->all_reduce_gradients(plain);
     const double want = clip_grad_norm(plain, max_norm);
@@ -455,8 +468,13 @@ TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
     const double got = zero.reduce_gradients();
     EXPECT_NEAR(got, want, 1e-9 * want);
     EXPECT_GT(want, max_norm) << "clipping must be active";
+    EXPECT_EQ(zero_bucketed.reduce_gradients(), got);
     zero.step(max_norm);
+    zero_bucketed.step(max_norm);
+    zero_bucketed.zero_grad();
   }
+  for (size_t i = 0; i < shapes.size(); ++i)
+    EXPECT_EQ(bytes_of(bucketed[i]), bytes_of(sharded[i])) << "bucketed, parameter " << i;
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::vector<double> a = plain[i].to_vector<double>(), b = sharded[i].to_vector<double>();
     for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(b[k], a[k], 1e-6) << i << "," << k;
@@ -469,15 +487,6 @@ TEST(DataParallel, ZeroAdamWMatchesAllReduceAndAdamW) {
     return store;
   }()));
 }
-
-namespace {
-// Raw bytes of tensors (bitwise comparisons).
-std::string bytes_of(const Tensor& t) {
-  Tensor c = t.detach().contiguous();
-  return std::string(static_cast<const char*>(c.raw_data()),
-                     static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
-}
-}  // namespace
 
 // ZeRO-1 with mixed precision: bf16 parameters whose f32 masters and moments are sharded. The
 // same 3 steps as AdamW with master weights after an all-reduce and clip_grad_norm (clipping
@@ -506,10 +515,11 @@ TEST(DataParallel, ZeroAdamWWithMasterWeightsMatchesAdamWMasters) {
   AdamWOptions opt{0.01, 0.9, 0.95, 1e-3, 0.1};
   opt.master_weights = true;
   const double max_norm = 2.0;
-  std::vector<Tensor> plain = make(), sharded = make();
+  std::vector<Tensor> plain = make(), sharded = make(), bucketed = make();
   const std::string start = bytes_of(sharded[3]);
   AdamW reference(plain, opt);
-  ZeroAdamW zero(sharded, opt, dp);
+  ZeroAdamW zero(sharded, opt, dp), zero_bucketed(bucketed, opt, dp);
+  zero_bucketed.set_bucket_elements(5);
   EXPECT_EQ(zero.shard_numel(), 35);
   for (int step = 0; step < 3; ++step) {
     reference.zero_grad();
@@ -518,6 +528,7 @@ TEST(DataParallel, ZeroAdamWWithMasterWeightsMatchesAdamWMasters) {
       if (!has_grad(dp->rank(), i)) continue;
       plain[i].set_grad(grad_of(dp->rank(), i, step));
       sharded[i].set_grad(grad_of(dp->rank(), i, step));
+      bucketed[i].set_grad(grad_of(dp->rank(), i, step));
     }
     dp->all_reduce_gradients(plain);
     const double want = clip_grad_norm(plain, max_norm);
@@ -525,8 +536,14 @@ TEST(DataParallel, ZeroAdamWWithMasterWeightsMatchesAdamWMasters) {
     const double got = zero.reduce_gradients();
     EXPECT_NEAR(got, want, 1e-12 * want);
     EXPECT_GT(want, max_norm) << "clipping must be active";
+    EXPECT_EQ(zero_bucketed.reduce_gradients(), got);
     zero.step(max_norm);
+    zero_bucketed.step(max_norm);
+    zero_bucketed.zero_grad();
   }
+  for (size_t i = 0; i < shapes.size(); ++i)
+    EXPECT_EQ(bytes_of(bucketed[i]), bytes_of(sharded[i])) << "bucketed, parameter " << i;
+  EXPECT_EQ(bytes_of(zero_bucketed.block()), bytes_of(zero.block()));
   // Weights: bf16, bit for bit; the parameter without a gradient anywhere is untouched.
   for (size_t i = 0; i < shapes.size(); ++i) {
     ASSERT_EQ(sharded[i].dtype(), DType::bf16);

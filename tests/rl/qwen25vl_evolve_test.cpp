@@ -171,7 +171,9 @@ TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
     EXPECT_LT(lengths[0], 10u) << "the stop tokens should end rows early";
     // Half the rows done while others live: a compaction. (The tiny random model's greedy
     // continuations of both prompts are alike, so greedy rows all end together.)
-    if (!greedy) EXPECT_LT(lengths[rows.size() / 2 - 1], lengths.back());
+    if (!greedy) {
+      EXPECT_LT(lengths[rows.size() / 2 - 1], lengths.back());
+    }
 #ifdef _OPENMP
     omp_set_num_threads(2);
     std::vector<Generation> two = policy->sample(p.prompts, rows, opt, seeds);
