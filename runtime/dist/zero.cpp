@@ -39,7 +39,6 @@ ZeroAdamW::ZeroAdamW(std::vector<Tensor> params, AdamWOptions options,
   }
   const int W = dp_->size();
   shard_ = (total_ + W - 1) / W;
-  padded_ = shard_ * W;
   begin_ = shard_ * dp_->rank();
   block_ = Tensor::zeros({shard_}, DType::f32, device_);
   if (masters_) load_block();  // the f32 masters of this shard, once

@@ -65,7 +65,7 @@ class ZeroAdamW {
   std::vector<int64_t> offset_;  // each parameter's first element in the flat vector
   std::shared_ptr<DataParallel> dp_;
   Device device_;
-  int64_t total_ = 0, padded_ = 0, shard_ = 0, begin_ = 0;
+  int64_t total_ = 0, shard_ = 0, begin_ = 0;  // begin_: this rank's first flat element
   Tensor block_;  // this rank's block of the flat parameters [shard_], its .grad the summed block
   std::unique_ptr<AdamW> optimizer_;
   std::vector<int32_t> has_grad_;  // per parameter, over every rank
