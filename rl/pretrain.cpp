@@ -254,7 +254,9 @@ PretrainResult pretrain(VLM& model, const Tokenizer& tokenizer, const PretrainOp
     if (info.value("kind", "") != "pretrain") {
       throw std::runtime_error(o.state_path + ": not a pretrain training state");
     }
-    const nlohmann::json saved = info.value("options", nlohmann::json::object());
+    nlohmann::json saved = info.value("options", nlohmann::json::object());
+    // States written before trace styles existed were trained on the groups traces.
+    if (!saved.contains("trace")) saved["trace"] = sft::trace_style_name(sft::TraceStyle::groups);
     for (auto it = state_options.begin(); it != state_options.end(); ++it) {
       if (!saved.contains(it.key()) || saved[it.key()] != it.value()) {
         throw std::runtime_error(

@@ -167,6 +167,15 @@ TEST(PretrainResume, KilledAtRandomPointsEqualsUninterruptedRun) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("lr"), std::string::npos) << e.what();
   }
+  PretrainOptions other_trace = small_run(root / "killed");
+  other_trace.resume = true;
+  other_trace.trace = sft::TraceStyle::scene;
+  try {
+    train_into(root / "killed", other_trace);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("trace"), std::string::npos) << e.what();
+  }
   fs::remove_all(root);
 }
 
