@@ -243,10 +243,11 @@ std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixStat
   if (model.image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.image_pad_token_id);
   NoGradGuard no_grad;
   // Room for every new token except the last, which is sampled but never fed back.
-  // The decode kernels that read a shared prefix in place: cpu f32, sim/cuda head dims <= 128.
+  // The decode kernels that read a shared prefix in place: cpu f32, sim/cuda head dims up to
+  // kDeviceDecodeMaxHeadDim.
   const bool share = opt.share_prefix_kv && !pc.has_shared_prefix() && !pc.k.empty() &&
                      ((pc.k[0].device() == kCPU && pc.k[0].dtype() == DType::f32) ||
-                      (pc.k[0].device() != kCPU && pc.k[0].size(3) <= 128));
+                      (pc.k[0].device() != kCPU && pc.k[0].size(3) <= kDeviceDecodeMaxHeadDim));
   KVCache cache = share ? pc.share_prefix(rows, opt.max_new_tokens - 1)
                         : pc.select_rows(rows, pc.length + opt.max_new_tokens - 1);
   std::vector<Rng> rngs;

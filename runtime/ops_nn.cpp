@@ -549,9 +549,7 @@ Tensor decode_attention_shared_prefix(const Tensor& q, const Tensor& prefix_k,
   static_assert(kDeviceDecodeMaxHeadDim == kernels::sim::kDecodePrefixMaxHeadDim);
   if (D > kDeviceDecodeMaxHeadDim)
     op_error(op, "head dim " + std::to_string(D) + " on " + dev.str() +
-                     " exceeds the device "
-                     "kernel's " +
-                     std::to_string(kDeviceDecodeMaxHeadDim));
+                     " exceeds the device kernel's " + std::to_string(kDeviceDecodeMaxHeadDim));
   const bool bf16_kv = k_cache.dtype() == DType::bf16;
   const DType kv = bf16_kv ? DType::bf16 : DType::f32;
   Tensor qc = q.to(DType::f32).contiguous();
