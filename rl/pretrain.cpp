@@ -57,7 +57,10 @@ VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string&
   c.decoder.vocab_size = tokenizer.vocab_size();
   c.decoder.tie_word_embeddings = true;
   c.decoder.max_position_embeddings = 512;
-  if (size == "base") {
+  if (size == "base" || size == "base-64") {
+    // base-64: the same widths without the 2x2 merger, so every 8 x 8 patch is its own
+    // visual token (64 per image instead of 16).
+    if (size == "base-64") c.vision.spatial_merge_size = 1;
     c.vision.hidden_size = 96;
     c.vision.depth = 3;
     c.vision.num_heads = 4;
@@ -81,7 +84,7 @@ VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string&
     c.decoder.num_key_value_heads = 1;
   } else {
     throw std::runtime_error("shapeworld_model_config: unknown size '" + size +
-                             "' (expected base or tiny)");
+                             "' (expected base, base-64 or tiny)");
   }
   const SpecialTokenIds& s = tokenizer.special_ids();
   c.image_pad_token_id = s.image_pad;

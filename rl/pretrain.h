@@ -32,7 +32,8 @@ namespace visplay::rl {
 
 // Size presets of the tiny ShapeWorld VLM: 64x64 images, 8x8 patches (64 patches, 16
 // visual tokens after the 2x2 merger), a small ViT and a small Qwen2 decoder, the
-// ShapeWorld vocabulary. "tiny" is for tests (a few thousand parameters per layer).
+// ShapeWorld vocabulary. "base-64" is "base" without the merger (each patch is a visual
+// token: 64 per image). "tiny" is for tests (a few thousand parameters per layer).
 VLMConfig shapeworld_model_config(const Tokenizer& tokenizer, const std::string& size = "base");
 
 // An image as the model's input [3, H, W] (resized when its size differs from the

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <numeric>
 
@@ -81,6 +82,25 @@ TEST(Pretrain, ShortRunLowersTheLoss) {
   EXPECT_GT(first, 4.0);  // about log(vocab) at the start
   EXPECT_LT(last, first - 1.5) << "first " << first << " last " << last;
   for (const PretrainStep& s : r.steps) EXPECT_GT(s.tokens, 0);
+}
+
+// "base-64" is "base" without the 2x2 merger: 64 visual tokens (one per 8 x 8 patch), the
+// same widths otherwise, and a supervised prompt carries that many image-pad tokens.
+TEST(Pretrain, Base64PresetHasOneVisualTokenPerPatch) {
+  auto tok = make_shapeworld_tokenizer();
+  const VLMConfig base = shapeworld_model_config(*tok, "base");
+  const VLMConfig fine = shapeworld_model_config(*tok, "base-64");
+  EXPECT_EQ(base.vision.num_visual_tokens(), 16);
+  EXPECT_EQ(fine.vision.num_visual_tokens(), 64);
+  EXPECT_EQ(fine.vision.hidden_size, base.vision.hidden_size);
+  EXPECT_EQ(fine.decoder.hidden_size, base.decoder.hidden_size);
+  EXPECT_EQ(fine.decoder.num_hidden_layers, base.decoder.num_hidden_layers);
+  const sft::Example example = sft::sample_example(11, 0);
+  for (const VLMConfig* c : {&base, &fine}) {
+    std::vector<int64_t> prompt = example_prompt(*c, *tok, example);
+    const auto pads = std::count(prompt.begin(), prompt.end(), c->image_pad_token_id);
+    EXPECT_EQ(pads, c->vision.num_visual_tokens());
+  }
 }
 
 TEST(Pretrain, BadOptionsAreErrors) {

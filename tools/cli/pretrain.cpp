@@ -177,8 +177,10 @@ void setup_pretrain(CLI::App& app) {
                 "and thread count; docs/reliability.md)");
   cmd->add_flag("--zero1", opts->zero1,
                 "ZeRO-1: shard the AdamW moments over the ranks (under mpirun)");
-  cmd->add_option("--size", opts->size, "Model size preset")
-      ->check(CLI::IsMember({"base", "tiny"}));
+  cmd->add_option("--size", opts->size,
+                  "Model size preset: base (16 visual tokens), base-64 (no 2x2 merger: 64 "
+                  "visual tokens), tiny (tests)")
+      ->check(CLI::IsMember({"base", "base-64", "tiny"}));
   cmd->callback([opts] { run_pretrain(*opts); });
 }
 
