@@ -75,9 +75,9 @@ constexpr int64_t kWholeRowMaxScores = 128 * 128;
 // Query rows per group: their scores (and P.V) come from one pass over the
 // transposed keys (values) with 4 x 4 accumulator chains (accumulate_rows_n);
 // one row at a time its 4 chains were latency bound. Each score and output
-// element sums in the same order as a single row's would (rows past a row's
-// last visible key get weight 0, which accumulate_rows skips), so the values
-// are the same bit for bit.
+// element sums in the same order as a single row's would (keys past a row's
+// last visible key get weight 0, and a zero product leaves a finite sum's
+// bits as they were), so the values are the same bit for bit.
 constexpr int64_t kRowGroup = 4;
 
 // flatten: with the grouped loops GCC stopped inlining fast_exp here and ran

@@ -127,8 +127,9 @@ TEST(VecMath, AccumulateRowsMatchesDouble) {
 // accumulate_rows_n (nq outputs over shared rows; the leftover columns past
 // a multiple of 8 as a padded vector chunk) must give each output exactly
 // what one accumulate_rows call gives it: every width 1-70 (all tails), rows
-// past one 64-row pass of the tail, zero weights (skipped rows, some zero for
-// only part of the outputs), accumulating into y or from zero; f32 and f64.
+// past one 64-row pass of the tail, zero weights (which accumulate_rows skips
+// and accumulate_rows_n multiplies; some zero for only part of the outputs),
+// accumulating into y or from zero; f32 and f64.
 template <class T>
 void check_accumulate_rows_n_bit_identical() {
   std::mt19937_64 rng(77);
