@@ -89,14 +89,14 @@ TEST(Pretrain, ShortRunLowersTheLoss) {
 TEST(Pretrain, Base64PresetHasOneVisualTokenPerPatch) {
   auto tok = make_shapeworld_tokenizer();
   const VLMConfig base = shapeworld_model_config(*tok, "base");
-  const VLMConfig fine = shapeworld_model_config(*tok, "base-64");
+  const VLMConfig unmerged = shapeworld_model_config(*tok, "base-64");
   EXPECT_EQ(base.vision.num_visual_tokens(), 16);
-  EXPECT_EQ(fine.vision.num_visual_tokens(), 64);
-  EXPECT_EQ(fine.vision.hidden_size, base.vision.hidden_size);
-  EXPECT_EQ(fine.decoder.hidden_size, base.decoder.hidden_size);
-  EXPECT_EQ(fine.decoder.num_hidden_layers, base.decoder.num_hidden_layers);
+  EXPECT_EQ(unmerged.vision.num_visual_tokens(), 64);
+  EXPECT_EQ(unmerged.vision.hidden_size, base.vision.hidden_size);
+  EXPECT_EQ(unmerged.decoder.hidden_size, base.decoder.hidden_size);
+  EXPECT_EQ(unmerged.decoder.num_hidden_layers, base.decoder.num_hidden_layers);
   const sft::Example example = sft::sample_example(11, 0);
-  for (const VLMConfig* c : {&base, &fine}) {
+  for (const VLMConfig* c : {&base, &unmerged}) {
     std::vector<int64_t> prompt = example_prompt(*c, *tok, example);
     const auto pads = std::count(prompt.begin(), prompt.end(), c->image_pad_token_id);
     EXPECT_EQ(pads, c->vision.num_visual_tokens());
