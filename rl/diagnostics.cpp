@@ -40,11 +40,18 @@ nlohmann::json silver_diagnostics(const SilverSet& set,
   double valid = 0, grammar = 0, answerable = 0;
   double labelled = 0, label_ok = 0, kept = 0, kept_ok = 0;
   double majority_ok = 0, greedy_ok = 0, votes = 0, votes_ok = 0;
+  double kept_unanswerable = 0, kept_hallucination = 0, kept_hallucination_ok = 0;
   for (size_t i = 0; i < set.questions.size(); ++i) {
     const SilverQuestion& q = set.questions[i];
     valid += q.valid;
-    grammar += q.valid && world::parse_question(q.question).has_value();
-    if (!oracle[i]) continue;
+    const std::optional<world::QuestionSpec> spec =
+        q.valid ? world::parse_question(q.question) : std::nullopt;
+    grammar += spec.has_value();
+    if (!oracle[i]) {
+      // A kept question the oracle cannot answer still trains the Reasoner on its label.
+      kept_unanswerable += q.valid && q.kept;
+      continue;
+    }
     const std::string& truth = *oracle[i];
     answerable += 1;
     const bool label_correct = q.has_label && answers_equal(q.label, truth, options);
@@ -55,6 +62,12 @@ nlohmann::json silver_diagnostics(const SilverSet& set,
     if (q.kept) {
       kept += 1;
       kept_ok += label_correct;
+      // Labels about something absent: a wrong one names an object that is not there, which
+      // is what lowers the hallucination slice.
+      if (spec && world::is_hallucination(spec->type, truth)) {
+        kept_hallucination += 1;
+        kept_hallucination_ok += label_correct;
+      }
     }
     majority_ok += label_correct;
     greedy_ok += correct(q.greedy, truth, options);
@@ -64,6 +77,10 @@ nlohmann::json silver_diagnostics(const SilverSet& set,
     }
   }
   const double n = static_cast<double>(set.questions.size());
+  nlohmann::json kept_hallucination_accuracy;  // null when none was kept
+  if (kept_hallucination > 0) {
+    kept_hallucination_accuracy = ratio(kept_hallucination_ok, kept_hallucination);
+  }
   nlohmann::json j = {{"candidates", set.questions.size()},
                       {"valid_format", ratio(valid, n)},
                       {"grammar_valid", ratio(grammar, n)},
@@ -72,6 +89,9 @@ nlohmann::json silver_diagnostics(const SilverSet& set,
                       {"silver_accuracy_all", ratio(label_ok, labelled)},
                       {"kept_answerable", kept},
                       {"silver_accuracy_kept", ratio(kept_ok, kept)},
+                      {"kept_unanswerable", kept_unanswerable},
+                      {"kept_hallucination", kept_hallucination},
+                      {"silver_accuracy_kept_hallucination", kept_hallucination_accuracy},
                       {"majority_accuracy", ratio(majority_ok, answerable)},
                       {"vote_sample_accuracy", ratio(votes_ok, votes)}};
   bool any_greedy = false;

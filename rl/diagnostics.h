@@ -24,6 +24,11 @@ std::vector<std::optional<std::string>> oracle_answers(const SilverSet& set,
 //   candidates, valid_format, grammar_valid, answerable (fractions of the candidates);
 //   silver_accuracy_all / _kept: label == oracle among answerable questions with a label
 //     (all / kept), with their counts;
+//   kept_unanswerable: kept valid questions the oracle cannot answer (outside the grammar or
+//     not askable about the scene);
+//   kept_hallucination, silver_accuracy_kept_hallucination: the kept answerable questions
+//     whose true answer is in the hallucination slice (query_* "none", count_* "0", exist
+//     "no"), and their labels' accuracy (null when there are none);
 //   majority_accuracy, greedy_accuracy (when greedy answers exist) and
 //   self_consistency_margin = majority - greedy, over the same answerable questions (a missing
 //   label or greedy answer counts as wrong); vote_sample_accuracy = mean correctness of a

@@ -90,6 +90,15 @@ double num(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : 0.0;
 }
 
+// ", absent-object labels 0.xyz of N" for the data line: how often the kept labels about
+// something absent are right (a wrong one teaches the Reasoner to hallucinate).
+std::string kept_hallucination_note(const nlohmann::json& oracle) {
+  const auto it = oracle.find("silver_accuracy_kept_hallucination");
+  if (it == oracle.end() || !it->is_number()) return "";
+  return ", absent-object labels " + fmt("%.3f", it->get<double>()) + " of " +
+         fmt("%.0f", num(oracle, "kept_hallucination"));
+}
+
 // One console line per GRPO step.
 std::string step_line(int iteration, int iterations, const std::string& phase, int step, int steps,
                       const GrpoStepStats& s) {
@@ -702,8 +711,8 @@ EvolveResult run_evolve(const EvolveOptions& opt) {
         const nlohmann::json& o = data_rec["oracle"];
         line += " | oracle: grammar " + fmt("%.2f", num(o, "grammar_valid")) + " silver acc " +
                 fmt("%.3f", num(o, "silver_accuracy_all")) + " (kept " +
-                fmt("%.3f", num(o, "silver_accuracy_kept")) + ") majority " +
-                fmt("%.3f", num(o, "majority_accuracy")) + " greedy " +
+                fmt("%.3f", num(o, "silver_accuracy_kept")) + kept_hallucination_note(o) +
+                ") majority " + fmt("%.3f", num(o, "majority_accuracy")) + " greedy " +
                 fmt("%.3f", num(o, "greedy_accuracy")) + " margin " +
                 fmt("%+.3f", num(o, "self_consistency_margin"));
         if (num(o, "self_consistency_margin") <= 0) {

@@ -314,5 +314,56 @@ TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
   EXPECT_DOUBLE_EQ(*acc, 2.0 / 3);
 }
 
+// The kept labels about something absent (the hallucination slice's answers) and the kept
+// questions the oracle cannot answer are counted apart, by hand.
+TEST(Diagnostics, KeptHallucinationLabelsAndUnanswerableQuestions) {
+  testing::use_one_thread();
+  world::Scene two, twins;
+  two.objects = {{world::Shape::circle, world::Color::red, world::Size::small, 10, 10},
+                 {world::Shape::square, world::Color::blue, world::Size::large, 40, 40}};
+  twins = two;
+  twins.objects.push_back({world::Shape::circle, world::Color::green, world::Size::small, 10, 50});
+  auto make = [](int64_t image, const std::string& q, const std::string& label, bool kept) {
+    SilverQuestion s;
+    s.image = image;
+    s.valid = true;
+    s.question = q;
+    s.has_label = true;
+    s.label = label;
+    s.confidence = 2.0 / 3;
+    s.kept = kept;
+    return s;
+  };
+  SilverSet set;
+  // True "no" (absent), label "yes": a hallucinated label, kept.
+  set.questions.push_back(make(0, "is there a green square?", "yes", true));
+  // True "0" (absent), label right, kept.
+  set.questions.push_back(make(0, "how many triangles are there?", "0", true));
+  // True "blue": not about something absent; label right, kept.
+  set.questions.push_back(make(0, "what color is the square?", "blue", true));
+  // Two circles: the oracle cannot answer; kept all the same.
+  set.questions.push_back(make(1, "what color is the circle?", "red", true));
+  // Absent and right, but not kept: left out of the kept counts.
+  set.questions.push_back(make(0, "is there a green triangle?", "no", false));
+  std::vector<world::Scene> scenes = {two, twins};
+  const std::vector<std::optional<std::string>> oracle = oracle_answers(set, scenes);
+  ASSERT_EQ(oracle[0], "no");
+  ASSERT_EQ(oracle[1], "0");
+  ASSERT_FALSE(oracle[3].has_value());
+  nlohmann::json d = silver_diagnostics(set, oracle);
+  EXPECT_DOUBLE_EQ(d["kept_answerable"].get<double>(), 3.0);
+  EXPECT_DOUBLE_EQ(d["silver_accuracy_kept"].get<double>(), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(d["kept_unanswerable"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(d["kept_hallucination"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(d["silver_accuracy_kept_hallucination"].get<double>(), 0.5);
+
+  // No kept absent-object question: the accuracy is null, not 0.
+  set.questions.resize(3);
+  set.questions.erase(set.questions.begin(), set.questions.begin() + 2);
+  d = silver_diagnostics(set, oracle_answers(set, scenes));
+  EXPECT_DOUBLE_EQ(d["kept_hallucination"].get<double>(), 0.0);
+  EXPECT_TRUE(d["silver_accuracy_kept_hallucination"].is_null());
+}
+
 }  // namespace
 }  // namespace visplay::rl
