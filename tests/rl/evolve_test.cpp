@@ -249,13 +249,19 @@ TEST(Evolve, MasterWeightsNeedAQwen25VLModel) {
   }
 }
 
+// A small red circle at (10, 10) and a large blue square at (40, 40).
+world::Scene red_circle_blue_square() {
+  world::Scene scene;
+  scene.objects = {{world::Shape::circle, world::Color::red, world::Size::small, 10, 10},
+                   {world::Shape::square, world::Color::blue, world::Size::large, 40, 40}};
+  return scene;
+}
+
 // Hand-made scenes and silver questions: accuracies and the margin counted by hand.
 TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
   testing::use_one_thread();
-  world::Scene two, three;
-  two.objects = {{world::Shape::circle, world::Color::red, world::Size::small, 10, 10},
-                 {world::Shape::square, world::Color::blue, world::Size::large, 40, 40}};
-  three = two;
+  const world::Scene two = red_circle_blue_square();
+  world::Scene three = two;
   three.objects.push_back(
       {world::Shape::triangle, world::Color::green, world::Size::small, 10, 50});
   std::vector<world::Scene> scenes = {two, three, two, three};
@@ -318,10 +324,8 @@ TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
 // questions the oracle cannot answer are counted apart, by hand.
 TEST(Diagnostics, KeptHallucinationLabelsAndUnanswerableQuestions) {
   testing::use_one_thread();
-  world::Scene two, twins;
-  two.objects = {{world::Shape::circle, world::Color::red, world::Size::small, 10, 10},
-                 {world::Shape::square, world::Color::blue, world::Size::large, 40, 40}};
-  twins = two;
+  const world::Scene two = red_circle_blue_square();
+  world::Scene twins = two;
   twins.objects.push_back({world::Shape::circle, world::Color::green, world::Size::small, 10, 50});
   auto make = [](int64_t image, const std::string& q, const std::string& label, bool kept) {
     SilverQuestion s;
@@ -345,6 +349,8 @@ TEST(Diagnostics, KeptHallucinationLabelsAndUnanswerableQuestions) {
   set.questions.push_back(make(1, "what color is the circle?", "red", true));
   // Absent and right, but not kept: left out of the kept counts.
   set.questions.push_back(make(0, "is there a green triangle?", "no", false));
+  // Not answerable and not kept: counted nowhere.
+  set.questions.push_back(make(1, "what color is the circle?", "green", false));
   std::vector<world::Scene> scenes = {two, twins};
   const std::vector<std::optional<std::string>> oracle = oracle_answers(set, scenes);
   ASSERT_EQ(oracle[0], "no");
