@@ -257,6 +257,24 @@ world::Scene red_circle_blue_square() {
   return scene;
 }
 
+// One silver question as the data phase writes it (no label when `label` is empty).
+SilverQuestion silver_question(int64_t image, bool valid, const std::string& q,
+                               const std::string& label, double c, bool kept,
+                               std::vector<std::optional<std::string>> votes,
+                               std::optional<std::string> greedy) {
+  SilverQuestion s;
+  s.image = image;
+  s.valid = valid;
+  s.question = q;
+  s.has_label = !label.empty();
+  s.label = label;
+  s.confidence = c;
+  s.kept = kept;
+  s.votes = std::move(votes);
+  s.greedy = std::move(greedy);
+  return s;
+}
+
 // Hand-made scenes and silver questions: accuracies and the margin counted by hand.
 TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
   testing::use_one_thread();
@@ -265,21 +283,7 @@ TEST(Diagnostics, SilverAccuracyAndSelfConsistencyMargin) {
   three.objects.push_back(
       {world::Shape::triangle, world::Color::green, world::Size::small, 10, 50});
   std::vector<world::Scene> scenes = {two, three, two, three};
-  auto make = [](int64_t image, bool valid, const std::string& q, const std::string& label,
-                 double c, bool kept, std::vector<std::optional<std::string>> votes,
-                 std::optional<std::string> greedy) {
-    SilverQuestion s;
-    s.image = image;
-    s.valid = valid;
-    s.question = q;
-    s.has_label = !label.empty();
-    s.label = label;
-    s.confidence = c;
-    s.kept = kept;
-    s.votes = std::move(votes);
-    s.greedy = std::move(greedy);
-    return s;
-  };
+  const auto make = silver_question;
   SilverSet set;
   // 0: answer 2, label right, greedy wrong, kept.
   set.questions.push_back(
@@ -328,15 +332,7 @@ TEST(Diagnostics, KeptHallucinationLabelsAndUnanswerableQuestions) {
   world::Scene twins = two;
   twins.objects.push_back({world::Shape::circle, world::Color::green, world::Size::small, 10, 50});
   auto make = [](int64_t image, const std::string& q, const std::string& label, bool kept) {
-    SilverQuestion s;
-    s.image = image;
-    s.valid = true;
-    s.question = q;
-    s.has_label = true;
-    s.label = label;
-    s.confidence = 2.0 / 3;
-    s.kept = kept;
-    return s;
+    return silver_question(image, true, q, label, 2.0 / 3, kept, {}, std::nullopt);
   };
   SilverSet set;
   // True "no" (absent), label "yes": a hallucinated label, kept.
