@@ -15,11 +15,13 @@
 #              BASELINE=dir   another build folder (e.g. of an earlier commit): its
 #                             vlm_bench runs in every round too, and the table
 #                             gains its times and our speed-up over it
-#              OMP_WAIT_POLICY=passive   for both sides: with GOMP's default (spin
-#                             before sleeping) a 2-thread run on a machine loaded
-#                             beyond its cores spends most of its time in spinning
-#                             workers (our step measured 12x slower); set it to
-#                             "active" to see that
+#              OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000   for both sides, as the
+#                             visplay binary sets them when neither is given: idle
+#                             threads spin ~10 us, then sleep. GOMP's default (a
+#                             ~3 ms spin) made our 2-thread step 12x slower on a
+#                             machine loaded beyond its cores; sleeping at once
+#                             makes every parallel region wake a thread (60-100 us
+#                             on a small VM). Set either to measure another policy
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -47,7 +49,9 @@ fi
 
 mkdir -p "$out"
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+if [[ -z "${OMP_WAIT_POLICY:-}" && -z "${GOMP_SPINCOUNT:-}" ]]; then
+  export OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000
+fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 "$build/bin/vlm_bench" --export "$out/export" >&2
 ours=() theirs=() before=()
@@ -76,6 +80,7 @@ done
     python3 "$root/bench/render.py" compare --ours "${ours[@]}" --torch "${theirs[@]}"
   fi
   echo
-  echo "Threads $threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, nice $niceness; load average" \
+  echo "Threads $threads, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}," \
+    "GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-(unset)}, nice $niceness; load average" \
     "$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 } | tee "$out/compare.md"

@@ -24,13 +24,14 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-RunResult run(const std::string& args) {
+// `env` goes before the command (e.g. "env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=active").
+RunResult run(const std::string& args, const std::string& env = "") {
   const fs::path bin = visplay_binary();
   if (!fs::exists(bin)) {
     ADD_FAILURE() << "the visplay binary is not built: " << bin << " (build the visplay target)";
     return {};
   }
-  std::string command = "OMP_NUM_THREADS=1 " + bin.string() + " " + args + " 2>&1";
+  std::string command = env + " OMP_NUM_THREADS=1 " + bin.string() + " " + args + " 2>&1";
   RunResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;
@@ -97,6 +98,22 @@ TEST_F(Cli, PretrainThenEvalWritesAConsistentReport) {
   }
   EXPECT_EQ(lines, 12);
   EXPECT_DOUBLE_EQ(report["accuracy"].get<double>(), correct / 12.0);
+}
+
+// Unless the user has chosen how idle OpenMP threads wait, the binary sets a
+// short spin before they sleep (tools/cli/main.cpp); a choice of the user's
+// is kept as it is.
+TEST_F(Cli, InfoShowsHowIdleThreadsWait) {
+  RunResult chosen = run("info", "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT");
+  ASSERT_EQ(chosen.exit_code, 0) << chosen.output;
+  EXPECT_NE(chosen.output.find("OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=1000"), std::string::npos)
+      << chosen.output;
+  RunResult policy = run("info", "env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=active");
+  EXPECT_NE(policy.output.find("OMP_WAIT_POLICY=active, GOMP_SPINCOUNT=(unset)"), std::string::npos)
+      << policy.output;
+  RunResult spin = run("info", "env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=20000");
+  EXPECT_NE(spin.output.find("OMP_WAIT_POLICY=(unset), GOMP_SPINCOUNT=20000"), std::string::npos)
+      << spin.output;
 }
 
 TEST_F(Cli, DemoOnTinyWorldsWritesReportPlotsAndModels) {
