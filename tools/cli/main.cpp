@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   // (passive) costs each parallel region a wake-up instead, 60-100 us on a
   // small VM where an idle vCPU halts: there the demo ran no faster on 2
   // threads than on 1. A spin of 1,000 rounds (~10 us) before sleeping covers
-  // the short gaps between regions: the demo 1.45x faster on an idle 2-vCPU VM,
+  // the short gaps between regions: the demo 1.13-1.45x faster on an idle VM,
   // the same time as passive with another process busy (10,000 rounds was
   // 1.6x slower there; bench/results/2026-12-07-wait-policy.md). libgomp reads
   // these when it loads, before main, so when the user has set neither, set
