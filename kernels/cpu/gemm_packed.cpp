@@ -259,14 +259,15 @@ void gemm_f32_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
       }
     return;
   }
-  const bool parallel = M * N * K > kGemmParallelMinMultiplyAdds;
   if (!trans_a && trans_b && M <= kFewRows && N >= 2 * M) {
     static thread_local std::vector<float> panels;
     const int64_t need = (M + kNR - 1) / kNR * kNR * std::min(K, kKC);
     if (static_cast<int64_t>(panels.size()) < need) panels.resize(need);
-    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, panels.data(), parallel);
+    gemm_few_rows_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, panels.data(),
+                     M * N * K > kGemmFewRowsParallelMinMultiplyAdds);
     return;
   }
+  const bool parallel = M * N * K > kGemmParallelMinMultiplyAdds;
   constexpr int64_t MR = kMRMain;
   const int64_t m_tiles = (M + MR - 1) / MR, n_tiles = (N + kNR - 1) / kNR;
   // A row-major (no transpose): the micro-kernel reads its rows in place.

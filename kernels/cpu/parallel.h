@@ -14,4 +14,9 @@ namespace visplay::kernels::cpu {
 inline constexpr int64_t kParallelMinElements = 1 << 17;
 // The packed GEMM splits its tiles over threads above this many multiply-adds.
 inline constexpr int64_t kGemmParallelMinMultiplyAdds = int64_t{1} << 21;
+// Its few-rows form (M <= 96 rows times a weight: decoding) only above this.
+// Those products take ~50 us at the demo model's widths, less than waking a
+// sleeping thread costs on a small VM (60-100 us): split at 2^21, they made
+// 2-thread decoding 1.2-1.4x slower (bench/results/2026-12-07-wait-policy.md).
+inline constexpr int64_t kGemmFewRowsParallelMinMultiplyAdds = int64_t{1} << 23;
 }  // namespace visplay::kernels::cpu

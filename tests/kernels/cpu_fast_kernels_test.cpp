@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -519,16 +520,21 @@ TEST(FastKernels, GemmBiasBitIdenticalToFilledC) {
 }
 
 TEST(FastKernels, PackedGemmBitIdenticalAcrossThreadCounts) {
-  const int64_t M = 203, N = 150, K = 300;  // large enough for the parallel path
-  std::vector<float> A = random_floats(M * K, 80), B = random_floats(N * K, 81);
-  std::vector<float> c1 = poisoned(M * N), c2 = poisoned(M * N);
-  int before = omp_get_max_threads();
-  omp_set_num_threads(1);
-  gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c1.data(), N);
-  omp_set_num_threads(2);
-  gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c2.data(), N);
-  omp_set_num_threads(before);
-  EXPECT_EQ(std::memcmp(c1.data(), c2.data(), c1.size() * 4), 0);
+  // The main path, and the few-rows form (M <= 96, N >= 2M, x B^T), each large
+  // enough to split over threads.
+  for (const auto& [M, N, K] : {std::array<int64_t, 3>{203, 150, 300}, {64, 600, 300}}) {
+    ASSERT_GT(M * N * K,
+              M <= 96 ? kGemmFewRowsParallelMinMultiplyAdds : kGemmParallelMinMultiplyAdds);
+    std::vector<float> A = random_floats(M * K, 80), B = random_floats(N * K, 81);
+    std::vector<float> c1 = poisoned(M * N), c2 = poisoned(M * N);
+    int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c1.data(), N);
+    omp_set_num_threads(2);
+    gemm<float>(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, c2.data(), N);
+    omp_set_num_threads(before);
+    EXPECT_EQ(std::memcmp(c1.data(), c2.data(), c1.size() * 4), 0) << "M " << M;
+  }
 }
 
 // ---------------------------------------------------------------------------
