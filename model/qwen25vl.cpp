@@ -748,6 +748,7 @@ CachedDecoder qwen25vl_decoder(const Qwen25VL& model) {
   CachedDecoder d;
   d.vocab_size = model.config().text.vocab_size;
   d.image_pad_token_id = model.config().image_token_id;
+  d.parameters = model.params().numel();
   d.decode_step = [&model](const std::vector<int64_t>& tokens, KVCache* cache) {
     return model.decode_step(tokens, cache);
   };

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "kernels/cpu/vec_math.h"
+#include "runtime/parallel.h"
 
 namespace visplay {
 
@@ -199,6 +200,7 @@ CachedDecoder cached_decoder(const VLM& model) {
   CachedDecoder d;
   d.vocab_size = model.config().decoder.vocab_size;
   d.image_pad_token_id = model.config().image_pad_token_id;
+  d.parameters = model.params().numel();
   d.decode_step = [&model](const std::vector<int64_t>& tokens, KVCache* cache) {
     const int64_t n = static_cast<int64_t>(tokens.size());
     Tensor tok = Tensor::from_vector(tokens, {n, 1});
@@ -215,66 +217,60 @@ CachedDecoder cached_decoder(const VLM& model) {
 // Logits as host f32 (a no-op for the CPU f32 models).
 Tensor host_f32(const Tensor& t) { return t.to(kCPU).to(DType::f32).contiguous(); }
 
-std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
-                                    const std::vector<int64_t>& rows, const SamplingOptions& opt,
-                                    const std::vector<uint64_t>& seeds) {
-  int64_t R = static_cast<int64_t>(rows.size()), V = model.vocab_size;
-  if (seeds.size() != rows.size())
-    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " +
-                             std::to_string(R) + " sequences");
-  if (opt.max_new_tokens < 0) throw std::runtime_error("sample_from: max_new_tokens must be >= 0");
-  if (!(opt.top_p > 0)) throw std::runtime_error("sample_from: top_p must be in (0, 1]");
-  std::vector<Generation> out(R);
-  if (R == 0 || opt.max_new_tokens == 0) {
-    for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
-    return out;
-  }
+namespace {
+
+// Rows per decode slice at least, and the largest model decoded in slices: a
+// thread per slice reads every weight once per token, which for a model this
+// small stays in cache; for a bigger one decoding is bound by reading the
+// weights, and its ops are big enough to split over threads themselves.
+constexpr int64_t kMinRowsPerSlice = 8;
+constexpr int64_t kMaxParametersToSlice = int64_t{1} << 24;
+
+// How many slices the R rows are decoded in: one per thread for a small CPU
+// model (see runtime/parallel.h for why), else one.
+int64_t decode_slices(const CachedDecoder& model, const KVCache& prefix_cache, int64_t R) {
+  if (prefix_cache.k.empty() || prefix_cache.k[0].device() != kCPU) return 1;
+  if (model.parameters <= 0 || model.parameters > kMaxParametersToSlice) return 1;
+  return std::max<int64_t>(1, std::min(cpu_threads(), R / kMinRowsPerSlice));
+}
+
+// The decode loop over the sequences out[which[j]] (prompt rows[which[j]],
+// seed seeds[which[j]]), in a cache of their own.
+void decode_slice(const CachedDecoder& model, const PrefixState& prefix, const Tensor& first,
+                  const std::vector<int64_t>& rows, const std::vector<uint64_t>& seeds,
+                  const std::vector<int64_t>& which, const SamplingOptions& opt, bool share,
+                  std::vector<Generation>& out) {
+  NoGradGuard no_grad;  // thread-local: each slice's thread sets its own
+  const int64_t n0 = static_cast<int64_t>(which.size()), V = model.vocab_size;
   const KVCache& pc = prefix.cache;
-  Tensor first = host_f32(prefix.last_logits);
-  if (first.dim() != 2 || first.size(1) != V || first.size(0) != pc.batch())
-    throw std::runtime_error("sample_from: prefix logits " + first.str() + " for " +
-                             std::to_string(pc.batch()) + " cached prompts of vocabulary " +
-                             std::to_string(V));
-  for (int64_t r : rows)
-    if (r < 0 || r >= pc.batch())
-      throw std::runtime_error("sample_from: row " + std::to_string(r) + " out of range for " +
-                               std::to_string(pc.batch()) + " prompts");
-  SamplingOptions opt_banned = opt;
-  if (model.image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.image_pad_token_id);
-  NoGradGuard no_grad;
+  std::vector<int64_t> slice_rows;
+  for (int64_t w : which) slice_rows.push_back(rows[w]);
   // Room for every new token except the last, which is sampled but never fed back.
-  // The decode kernels that read a shared prefix in place: cpu f32, sim/cuda head dims up to
-  // kDeviceDecodeMaxHeadDim.
-  const bool share = opt.share_prefix_kv && !pc.has_shared_prefix() && !pc.k.empty() &&
-                     ((pc.k[0].device() == kCPU && pc.k[0].dtype() == DType::f32) ||
-                      (pc.k[0].device() != kCPU && pc.k[0].size(3) <= kDeviceDecodeMaxHeadDim));
-  KVCache cache = share ? pc.share_prefix(rows, opt.max_new_tokens - 1)
-                        : pc.select_rows(rows, pc.length + opt.max_new_tokens - 1);
+  KVCache cache = share ? pc.share_prefix(slice_rows, opt.max_new_tokens - 1)
+                        : pc.select_rows(slice_rows, pc.length + opt.max_new_tokens - 1);
   std::vector<Rng> rngs;
-  for (uint64_t s : seeds) rngs.emplace_back(s);
-  // live[i]: which output sequence cache row i belongs to (rows are compacted
+  for (int64_t w : which) rngs.emplace_back(seeds[w]);
+  // live[i]: which entry of `which` cache row i belongs to (rows are compacted
   // as sequences finish).
-  std::vector<int64_t> live(R);
+  std::vector<int64_t> live(n0);
   std::iota(live.begin(), live.end(), 0);
-  Tensor logits = Tensor::empty({R, V});
+  Tensor logits = Tensor::empty({n0, V});
   const float* src = first.data<float>();
-  for (int64_t i = 0; i < R; ++i) {
-    out[i].prompt_index = rows[i];
-    std::copy(src + rows[i] * V, src + (rows[i] + 1) * V, logits.data<float>() + i * V);
-  }
+  for (int64_t i = 0; i < n0; ++i)
+    std::copy(src + slice_rows[i] * V, src + (slice_rows[i] + 1) * V, logits.data<float>() + i * V);
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
     int64_t n = static_cast<int64_t>(live.size());
     const float* pl = logits.data<float>();
     std::vector<int64_t> next(n);
     std::vector<int64_t> still;
     for (int64_t i = 0; i < n; ++i) {
-      Generation& g = out[live[i]];
+      Generation& g = out[which[live[i]]];
       if (g.stopped) {  // finished, not yet compacted away: feed its last token, ignore the result
         next[i] = g.tokens.back();
         continue;
       }
       float lp = 0;
-      next[i] = sample_token(pl + i * V, V, opt_banned, rngs[live[i]], &lp);
+      next[i] = sample_token(pl + i * V, V, opt, rngs[live[i]], &lp);
       g.tokens.push_back(next[i]);
       g.logprobs.push_back(lp);
       g.stopped = std::find(opt.stop_tokens.begin(), opt.stop_tokens.end(), next[i]) !=
@@ -293,6 +289,53 @@ std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixStat
     }
     logits = host_f32(model.decode_step(next, &cache));
   }
+}
+
+}  // namespace
+
+std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
+                                    const std::vector<int64_t>& rows, const SamplingOptions& opt,
+                                    const std::vector<uint64_t>& seeds) {
+  int64_t R = static_cast<int64_t>(rows.size()), V = model.vocab_size;
+  if (seeds.size() != rows.size())
+    throw std::runtime_error("sample_from: " + std::to_string(seeds.size()) + " seeds for " +
+                             std::to_string(R) + " sequences");
+  if (opt.max_new_tokens < 0) throw std::runtime_error("sample_from: max_new_tokens must be >= 0");
+  if (!(opt.top_p > 0)) throw std::runtime_error("sample_from: top_p must be in (0, 1]");
+  std::vector<Generation> out(R);
+  for (int64_t i = 0; i < R; ++i) out[i].prompt_index = rows[i];
+  if (R == 0 || opt.max_new_tokens == 0) return out;
+  const KVCache& pc = prefix.cache;
+  Tensor first = host_f32(prefix.last_logits);
+  if (first.dim() != 2 || first.size(1) != V || first.size(0) != pc.batch())
+    throw std::runtime_error("sample_from: prefix logits " + first.str() + " for " +
+                             std::to_string(pc.batch()) + " cached prompts of vocabulary " +
+                             std::to_string(V));
+  for (int64_t r : rows)
+    if (r < 0 || r >= pc.batch())
+      throw std::runtime_error("sample_from: row " + std::to_string(r) + " out of range for " +
+                               std::to_string(pc.batch()) + " prompts");
+  SamplingOptions opt_banned = opt;
+  if (model.image_pad_token_id >= 0) opt_banned.banned_tokens.push_back(model.image_pad_token_id);
+  // The decode kernels that read a shared prefix in place: cpu f32, sim/cuda head dims up to
+  // kDeviceDecodeMaxHeadDim.
+  const bool share = opt.share_prefix_kv && !pc.has_shared_prefix() && !pc.k.empty() &&
+                     ((pc.k[0].device() == kCPU && pc.k[0].dtype() == DType::f32) ||
+                      (pc.k[0].device() != kCPU && pc.k[0].size(3) <= kDeviceDecodeMaxHeadDim));
+  // A sequence's tokens depend only on its own row and seed, so the rows can
+  // be dealt out to slices (row i to slice i mod S, which spreads each
+  // prompt's samples and the sequences that finish early) and decoded apart:
+  // the results are the same bits for any number of slices.
+  const int64_t S = decode_slices(model, pc, R);
+  std::vector<std::vector<int64_t>> which(S);
+  for (int64_t i = 0; i < R; ++i) which[i % S].push_back(i);
+  auto run_slice = [&](int64_t s) {
+    decode_slice(model, prefix, first, rows, seeds, which[s], opt_banned, share, out);
+  };
+  if (S == 1)
+    run_slice(0);
+  else
+    run_tasks_in_parallel(S, run_slice);
   return out;
 }
 

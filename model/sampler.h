@@ -73,6 +73,9 @@ PrefixState prefill(const VLM& model, const std::vector<PromptInput>& prompts);
 struct CachedDecoder {
   int64_t vocab_size = 0;
   int64_t image_pad_token_id = -1;  // never sampled (-1: none)
+  // The model's size in parameters (0: unknown). A small CPU model decodes
+  // its rows in slices, one per thread (sample_from).
+  int64_t parameters = 0;
   std::function<Tensor(const std::vector<int64_t>& tokens, KVCache* cache)> decode_step;
 };
 CachedDecoder cached_decoder(const VLM& model);  // the model must outlive the result
@@ -82,7 +85,10 @@ CachedDecoder cached_decoder(const VLM& model);  // the model must outlive the r
 // sequence i. Samples, stops, and drops finished rows once they are half the
 // batch. The prefix's cache may live on any device; its samples read it in
 // place (options.share_prefix_kv) when it is a CPU f32 cache or a sim/cuda
-// cache of head dim <= 128, else copy it.
+// cache of head dim <= 128, else copy it. A CPU model of at most 2^24
+// parameters decodes 16 or more rows in slices, one per OpenMP thread, each
+// slice in its own cache: one fork-join per call instead of one per op and
+// token. A sequence's results are the same bits in any slicing.
 std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixState& prefix,
                                     const std::vector<int64_t>& rows,
                                     const SamplingOptions& options,

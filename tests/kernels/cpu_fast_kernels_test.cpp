@@ -895,6 +895,35 @@ TEST(FastKernels, DecodeAttentionMatchesDouble) {
   for (int64_t i = 3 * H * D; i < 4 * H * D; ++i) EXPECT_EQ(out[i], 0.0f);  // the masked row
 }
 
+// decode_attention splits its (row, head) pairs over threads above 2^18
+// multiply-adds of work; the output must not depend on the team. (The demo
+// model's generation no longer reaches that split: it decodes its rows in one
+// slice per thread, model/sampler.cpp. SharedPrefixDecode covers the
+// shared-prefix kernel.) 96 rows, 4 heads of 32, 70 slots: ~860 K.
+TEST(FastKernels, DecodeAttentionBitIdenticalAcrossThreadCounts) {
+  const int64_t B = 96, H = 4, Hkv = 2, D = 32, cap = 76, len = 70;
+  ASSERT_GT(B * H * len * D, int64_t{1} << 18);
+  std::vector<float> q = random_floats(B * H * D, 1500, -2, 2);
+  std::vector<float> kc = random_floats(B * cap * Hkv * D, 1501, -2, 2);
+  std::vector<float> vc = random_floats(B * cap * Hkv * D, 1502);
+  std::vector<int32_t> mask(B * cap, 1);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < b % 9; ++j) mask[b * cap + j] = 0;  // left padding
+  const double scale = 1 / std::sqrt(double(D));
+  const int before = omp_get_max_threads();
+  std::vector<std::vector<float>> out;
+  for (int team : {1, 2}) {
+    omp_set_num_threads(team);
+    out.push_back(poisoned(B * H * D));
+    decode_attention(q.data(), kc.data(), vc.data(), mask.data(), out.back().data(), B, H, Hkv, D,
+                     cap, len, scale);
+  }
+  omp_set_num_threads(before);
+  for (float x : out[0]) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_EQ(std::memcmp(out[0].data(), out[1].data(), B * H * D * 4), 0)
+      << "decode_attention: 2 threads differ from 1";
+}
+
 // Long sequences take the tiled (flash-style) path, short ones the whole-row
 // path. Queries are independent and dK/dV sum over them, so the tiled result
 // for 130 causal queries must equal the whole-row path run on two query

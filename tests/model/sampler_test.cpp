@@ -388,11 +388,11 @@ TEST(Sampler, SharedPrefixDecodeStepsEqualCopiesAndFullForward) {
   }
 }
 
-// Same seed, same samples at 1 and 2 threads. A wider decoder (head_dim 32)
-// and 3 prompts x 48 samples put the shared-prefix decode kernel's work,
-// (3 x prefix + 144 x own slots) x heads x head_dim, above its threading
-// threshold (2^18) from the 15th token on, and the decode GEMMs above theirs.
-TEST(Sampler, SharedPrefixGenerationSameAtOneAndTwoThreads) {
+// Same seed, same samples at 1, 2 and 3 threads. The demo-sized model decodes
+// its rows in one slice per thread (row i in slice i mod threads), each slice
+// with its own cache, compaction and sampling scratch; 3 prompts x 47 samples
+// leave the slices uneven, and sequences stop at different lengths.
+TEST(Sampler, SlicedGenerationSameAtOneTwoAndThreeThreads) {
   Fixture f;
   VLMConfig c = ref::tiny_vlm_config();
   c.decoder.hidden_size = 128;
@@ -402,17 +402,27 @@ TEST(Sampler, SharedPrefixGenerationSameAtOneAndTwoThreads) {
   SamplingOptions opt;
   opt.temperature = 1.2;
   opt.max_new_tokens = 24;
-  std::vector<uint64_t> seeds = derive_seeds(77, 144);
+  opt.stop_tokens = {7, 19};
+  std::vector<uint64_t> seeds = derive_seeds(77, 141);
   const int before = omp_get_max_threads();
-  omp_set_num_threads(1);
-  std::vector<Generation> one = generate(model, f.prompts, 48, opt, seeds);
-  omp_set_num_threads(2);
-  std::vector<Generation> two = generate(model, f.prompts, 48, opt, seeds);
-  omp_set_num_threads(before);
-  for (size_t i = 0; i < one.size(); ++i) {
-    EXPECT_EQ(one[i].tokens, two[i].tokens) << "sequence " << i;
-    EXPECT_EQ(one[i].logprobs, two[i].logprobs) << "sequence " << i;
+  std::vector<std::vector<Generation>> runs;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    runs.push_back(generate(model, f.prompts, 47, opt, seeds));
   }
+  omp_set_num_threads(before);
+  int stopped = 0;
+  for (const Generation& g : runs[0]) stopped += g.stopped;
+  EXPECT_GT(stopped, 0) << "some sequences should stop early";
+  EXPECT_LT(stopped, 141) << "some sequences should run to max_new_tokens";
+  for (size_t t = 1; t < runs.size(); ++t)
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      EXPECT_EQ(runs[0][i].prompt_index, runs[t][i].prompt_index) << "sequence " << i;
+      EXPECT_EQ(runs[0][i].tokens, runs[t][i].tokens)
+          << "sequence " << i << ", " << t + 1 << " threads";
+      EXPECT_EQ(runs[0][i].logprobs, runs[t][i].logprobs) << "sequence " << i;
+      EXPECT_EQ(runs[0][i].stopped, runs[t][i].stopped) << "sequence " << i;
+    }
 }
 
 TEST(Sampler, SharePrefixRejectsBadRowsAndNesting) {
