@@ -135,7 +135,8 @@ TEST(Qwen25VLPolicy, SamplerLogprobsMatchTheTrainingForward) {
 // shared-prefix decode kernel) give exactly what private copies of it give: same tokens,
 // bit-equal log-probs, for sampled and greedy decoding, with stop tokens ending rows early (the
 // cache is compacted mid-generation, the shared prefix and each row's M-RoPE next position
-// carried along); and the same at 1 and 2 threads.
+// carried along); and the same at 1 and 2 threads, also when 2 threads decode 16 rows in
+// slices.
 TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
   testing::use_one_thread();
   const fs::path root = fresh_dir("share");
@@ -181,6 +182,20 @@ TEST(Qwen25VLPolicy, SharedPrefixSamplesBitIdenticalToPrivateCopies) {
     for (size_t i = 0; i < rows.size(); ++i) {
       EXPECT_EQ(two[i].tokens, shared[i].tokens) << "sequence " << i;
       EXPECT_EQ(two[i].logprobs, shared[i].logprobs) << "sequence " << i;
+    }
+    // 16 rows: with 2 threads a model this small decodes them in two slices, one per
+    // thread (model/sampler.cpp), each with its own cache and compaction. Same bits.
+    std::vector<int64_t> rows16 = rows;
+    rows16.insert(rows16.end(), rows.begin(), rows.end());
+    const std::vector<uint64_t> seeds16 = derive_seeds(23, 16);
+    std::vector<Generation> one16 = policy->sample(p.prompts, rows16, opt, seeds16);
+    omp_set_num_threads(2);
+    std::vector<Generation> sliced = policy->sample(p.prompts, rows16, opt, seeds16);
+    omp_set_num_threads(1);
+    for (size_t i = 0; i < rows16.size(); ++i) {
+      EXPECT_EQ(sliced[i].tokens, one16[i].tokens) << "sequence " << i;
+      EXPECT_EQ(sliced[i].logprobs, one16[i].logprobs) << "sequence " << i;
+      EXPECT_EQ(sliced[i].stopped, one16[i].stopped) << "sequence " << i;
     }
 #endif
   }
