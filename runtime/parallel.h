@@ -20,7 +20,8 @@ int64_t cpu_threads();
 // Runs task(i) for every i in [0, n), on min(n, cpu_threads()) threads; inside
 // a task, ops run single-threaded (the task thread's OpenMP thread count is
 // set to 1; the caller's is unchanged afterwards). Tasks must not share
-// mutable state: thread-local state (NoGradGuard) starts fresh on each worker.
+// mutable state. A task on another thread than the caller's does not see the
+// caller's thread-local state (a NoGradGuard, say): set it inside the task.
 // Every task runs even if another throws; then the exception of the
 // lowest-numbered failed task is rethrown.
 void run_tasks_in_parallel(int64_t n, const std::function<void(int64_t task)>& task);
