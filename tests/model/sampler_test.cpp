@@ -10,6 +10,8 @@
 #include <numeric>
 #include <string>
 
+#include "kernels/cpu/vec_math.h"
+#include "runtime/random.h"
 #include "tests/model/reference.h"
 #include "tests/runtime/test_util.h"
 
@@ -206,6 +208,135 @@ TEST(Sampler, TopKAndTopPNeverSampleOutsideTheirSet) {
   }
 }
 
+// Truncation sorts only the prefix it can keep (growing stretches, a heap
+// while short, a partition beyond 1,024). At a vocabulary of 20,000 the
+// draws must be those of the plain definition: every candidate sorted by
+// logit (ties by index), weights exp((l - max) / T), top-k first, then the
+// smallest prefix holding top_p of the total, one uniform per token. The
+// reference sums in double in index order; the weights are the sampler's own
+// f32 exps recomputed here, so only a draw within rounding of a bucket edge
+// could differ.
+TEST(Sampler, TruncationDrawsEqualAFullSortReference) {
+  const int64_t V = 20000;
+  for (double spread : {1.0, 30.0}) {  // flat: nuclei of thousands; peaked: of a few
+    Tensor logits_t = test::random_tensor({V}, 90 + int(spread), DType::f32, -spread, spread);
+    std::vector<float> logits = logits_t.to_vector<float>();
+    logits[123] = logits[456];  // a tie, broken by index
+    std::vector<int64_t> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    const float max_logit = logits[order[0]];
+    for (int64_t top_k : {int64_t{0}, int64_t{3000}})
+      for (double top_p : {1.0, 0.9, 0.3}) {
+        if (top_k == 0 && top_p == 1.0) continue;
+        SCOPED_TRACE("spread " + std::to_string(spread) + " top_k " + std::to_string(top_k) +
+                     " top_p " + std::to_string(top_p));
+        SamplingOptions opt;
+        opt.temperature = top_k > 0 ? 1.0 : 0.8;  // 1: the sampler reuses the raw exps
+        opt.top_k = top_k;
+        opt.top_p = top_p;
+        const float inv_t = static_cast<float>(1.0 / opt.temperature);
+        std::vector<double> w(V);
+        for (int64_t i = 0; i < V; ++i)
+          w[i] = kernels::cpu::fast_exp((logits[i] - max_logit) * inv_t);
+        const int64_t limit = top_k > 0 ? top_k : V;
+        double total = 0;
+        if (top_k > 0)
+          for (int64_t i = 0; i < limit; ++i) total += w[order[i]];
+        else
+          for (int64_t i = 0; i < V; ++i) total += w[i];
+        int64_t keep = limit;
+        double acc = 0;
+        for (int64_t i = 0; i < limit; ++i) {
+          acc += w[order[i]];
+          if (acc >= top_p * total) {
+            keep = i + 1;
+            break;
+          }
+        }
+        if (top_k == 0 && top_p == 0.9) {
+          if (spread == 1.0) {
+            EXPECT_GT(keep, 1024) << "the partition path";
+          } else {
+            EXPECT_LT(keep, 1024) << "the heap path";
+          }
+        }
+        Rng rng(31), ref_rng(31);
+        for (int draw = 0; draw < 100; ++draw) {
+          float lp = 0;
+          const int64_t got = sample_token(logits.data(), V, opt, rng, &lp);
+          const double u = ref_rng.uniform() * acc;
+          double run = 0;
+          int64_t want = order[keep - 1];
+          for (int64_t i = 0; i < keep; ++i) {
+            run += w[order[i]];
+            if (u < run) {
+              want = order[i];
+              break;
+            }
+          }
+          ASSERT_EQ(got, want) << "draw " << draw;
+        }
+      }
+  }
+}
+
+// A big batch over a big vocabulary (rows x vocabulary >= 2^20) samples its
+// rows on all threads: the same draws at 1, 2 and 3 threads, stopped rows
+// skipped, finished rows compacted away. A mock decoder (no layers, so one
+// slice) gives each row logits that depend only on its own last token and
+// position.
+TEST(Sampler, ParallelSamplingSameAtOneTwoAndThreeThreads) {
+  const int64_t V = 70000, P = 3, R = 24;
+  auto row_logits = [V](int64_t token, int64_t pos, float* out) {
+    uint64_t z = static_cast<uint64_t>(token * 1000003 + pos * 7919 + 17);
+    for (int64_t j = 0; j < V; ++j) {
+      z = z * 6364136223846793005ull + 1442695040888963407ull;
+      out[j] = static_cast<float>((z >> 40) % 8000) / 1000.0f - 4.0f;
+    }
+    for (int64_t j = 0; j < 8; ++j) out[(token * 31 + pos * 17 + j * 5) % 50] += 9.0f;
+  };
+  CachedDecoder mock;
+  mock.vocab_size = V;
+  mock.decode_step = [&](const std::vector<int64_t>& tokens, KVCache* cache) {
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    Tensor out = Tensor::empty({n, V});
+    for (int64_t r = 0; r < n; ++r)
+      row_logits(tokens[r], cache->next_position[r]++, out.data<float>() + r * V);
+    return out;
+  };
+  PrefixState prefix;
+  prefix.cache.key_mask = Tensor::zeros({P, 1}, DType::i32);
+  prefix.cache.next_position = {5, 7, 9};
+  prefix.last_logits = Tensor::empty({P, V});
+  for (int64_t p = 0; p < P; ++p) row_logits(p, 0, prefix.last_logits.data<float>() + p * V);
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < R; ++i) rows.push_back(i % P);
+  const std::vector<uint64_t> seeds = derive_seeds(41, R);
+  SamplingOptions opt;
+  opt.top_p = 0.9;
+  opt.max_new_tokens = 12;
+  opt.stop_tokens = {3, 11, 20, 33, 47};
+  const int before = omp_get_max_threads();
+  std::vector<std::vector<Generation>> runs;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    runs.push_back(sample_from(mock, prefix, rows, opt, seeds));
+  }
+  omp_set_num_threads(before);
+  int stopped = 0;
+  for (const Generation& g : runs[0]) stopped += g.stopped;
+  EXPECT_GT(stopped, R / 2) << "most rows should stop early (a compaction)";
+  EXPECT_LT(stopped, R) << "some rows should run to max_new_tokens";
+  for (size_t t = 1; t < runs.size(); ++t)
+    for (int64_t i = 0; i < R; ++i) {
+      EXPECT_EQ(runs[0][i].tokens, runs[t][i].tokens) << "row " << i << ", " << t + 1 << " threads";
+      EXPECT_EQ(runs[0][i].logprobs, runs[t][i].logprobs) << "row " << i;
+    }
+}
+
 TEST(Sampler, SampledFrequenciesFollowTheTemperedSoftmax) {
   std::vector<float> logits = {1.0f, 0.2f, -0.5f, 2.0f, 0.0f, -1.0f};
   int64_t V = logits.size();
@@ -229,6 +360,40 @@ TEST(Sampler, SampledFrequenciesFollowTheTemperedSoftmax) {
     double want = std::exp(logits[i] / 0.7) / z;
     EXPECT_NEAR(count[i] / double(draws), want, 4 * std::sqrt(want * (1 - want) / draws) + 1e-3)
         << "token " << i;
+  }
+}
+
+// At temperature 1 the sampler reuses the exps of its log-probs (the raw
+// distribution) and zeroes the banned tokens, unless a banned token holds the
+// largest logit (then it recomputes them from the masked logits). Either way
+// a banned token never comes up, the others follow the softmax without it,
+// and the log-prob still counts it.
+TEST(Sampler, BannedTokensNeverDrawnAtTemperatureOne) {
+  const std::vector<float> logits = {3.0f, 1.0f, 0.5f, 0.0f, -1.0f};
+  const int64_t V = logits.size();
+  double z_all = 0;
+  for (float l : logits) z_all += std::exp(l);
+  for (int64_t banned : {int64_t{2}, int64_t{0}}) {  // reused exps; the largest logit banned
+    SCOPED_TRACE("banned token " + std::to_string(banned));
+    SamplingOptions opt;
+    opt.banned_tokens = {banned};
+    Rng rng(8);
+    std::vector<int> count(V, 0);
+    const int draws = 20000;
+    for (int i = 0; i < draws; ++i) {
+      float lp = 0;
+      const int64_t t = sample_token(logits.data(), V, opt, rng, &lp);
+      ++count[t];
+      ASSERT_NEAR(lp, logits[t] - std::log(z_all), 1e-6);
+    }
+    EXPECT_EQ(count[banned], 0);
+    const double z_allowed = z_all - std::exp(logits[banned]);
+    for (int64_t i = 0; i < V; ++i) {
+      if (i == banned) continue;
+      const double want = std::exp(logits[i]) / z_allowed;
+      EXPECT_NEAR(count[i] / double(draws), want, 4 * std::sqrt(want * (1 - want) / draws) + 1e-3)
+          << "token " << i;
+    }
   }
 }
 
