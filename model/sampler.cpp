@@ -299,10 +299,7 @@ void decode_slice(const CachedDecoder& model, const PrefixState& prefix, const T
         if (!out[which[live[i]]].stopped)
           next[i] = sample_token(pl + i * V, V, opt, rngs[live[i]], &lp[i]);
     };
-    if (tasks > 1)
-      run_tasks_in_parallel(tasks, sample_rows);
-    else
-      sample_rows(0);
+    run_tasks_in_parallel(tasks, sample_rows);
     std::vector<int64_t> still;
     for (int64_t i = 0; i < n; ++i) {
       Generation& g = out[which[live[i]]];
@@ -371,10 +368,7 @@ std::vector<Generation> sample_from(const CachedDecoder& model, const PrefixStat
   auto run_slice = [&](int64_t s) {
     decode_slice(model, prefix, first, rows, seeds, which[s], opt_banned, share, out);
   };
-  if (S == 1)
-    run_slice(0);
-  else
-    run_tasks_in_parallel(S, run_slice);
+  run_tasks_in_parallel(S, run_slice);
   return out;
 }
 

@@ -12,6 +12,7 @@ int64_t cpu_threads() { return omp_get_max_threads(); }
 
 void run_tasks_in_parallel(int64_t n, const std::function<void(int64_t task)>& task) {
   if (n <= 0) return;
+  if (n == 1) return task(0);
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
   const int threads = static_cast<int>(std::min<int64_t>(n, cpu_threads()));
 #pragma omp parallel num_threads(threads)

@@ -23,7 +23,8 @@ int64_t cpu_threads();
 // mutable state. A task on another thread than the caller's does not see the
 // caller's thread-local state (a NoGradGuard, say): set it inside the task.
 // Every task runs even if another throws; then the exception of the
-// lowest-numbered failed task is rethrown.
+// lowest-numbered failed task is rethrown. A single task is a plain call on
+// the caller's thread: its ops keep the caller's threads.
 void run_tasks_in_parallel(int64_t n, const std::function<void(int64_t task)>& task);
 
 }  // namespace visplay
