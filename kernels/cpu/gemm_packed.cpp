@@ -27,29 +27,43 @@ namespace visplay::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kMR = 8;  // rows of C^T per micro-tile of the few-rows form
-// Rows of C per micro-tile of the main path. With AVX-512's 32 vector
-// registers, 12 x 32 holds 24 accumulators (14 loads per 24 FMAs against 10
-// per 16 at 8 x 32); AVX2 has 16 registers and keeps 8.
+// Tile shapes follow the machine's vector width: NR is two native vectors,
+// and MR rows of them fill about three quarters of the register file with
+// accumulators, leaving room for the two B vectors and the A broadcast.
+// AVX-512 (32 zmm): 12 x 32 main tiles (24 accumulators; 14 loads per 24
+// FMAs against 10 per 16 at 8 x 32), 8-row few-rows tiles (16). AVX2 (16
+// ymm): 6 x 16 (12 accumulators); wider tiles than the registers hold, e.g.
+// 16-float vectors as ymm pairs, spill every accumulator to the stack on
+// every k and ran ~30x slower on an AMD EPYC. Without AVX, 4-float vectors.
+// The tile shape does not change any result: each C element is still one
+// k-ordered chain of multiply-adds per K block.
 #if defined(__AVX512F__)
-constexpr int64_t kMRMain = 12;
+constexpr int64_t kLanes = 16;
+constexpr int64_t kMRMain = 12;  // rows of C per micro-tile of the main path
+constexpr int64_t kMR = 8;       // rows of C^T per micro-tile of the few-rows form
 #else
-constexpr int64_t kMRMain = 8;
+#if defined(__AVX__)
+constexpr int64_t kLanes = 8;
+#else
+constexpr int64_t kLanes = 4;
 #endif
-constexpr int64_t kNR = 32;  // columns of C per micro-tile (two 16-float vectors)
+constexpr int64_t kMRMain = 6;
+constexpr int64_t kMR = 6;
+#endif
+constexpr int64_t kNR = 2 * kLanes;  // columns of C per micro-tile (two vectors)
 // K block. Part of the summation order (each block is its own chain, blocks
 // added to C in order): changing it changes the results.
 constexpr int64_t kKC = 256;
 constexpr int64_t kFewRows = 96;  // M up to this (x B^T, N >= 2M): the transposed form
 
-typedef float vec16 __attribute__((vector_size(64)));
+typedef float vecw __attribute__((vector_size(kLanes * sizeof(float))));
 
-inline vec16 load16(const float* p) {
-  vec16 v;
+inline vecw loadw(const float* p) {
+  vecw v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-inline void store16(float* p, const vec16& v) { std::memcpy(p, &v, sizeof(v)); }
+inline void storew(float* p, const vecw& v) { std::memcpy(p, &v, sizeof(v)); }
 
 // op(A)[0:M, k0+k] for op(A) = A^T (op(A)[i][k] = A[k][i]) and the ks
 // [kg, kg + kn) of the K block [k0, k0 + kc), into MR-row panels (panel t at
@@ -128,11 +142,11 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
   const float* a_row[MR];
   for (int64_t r = 0; r < MR; ++r)
     a_row[r] = a_rows + (kDirectA ? std::min(r, rows - 1) : r) * row_step;
-  vec16 acc[MR][2];
+  vecw acc[MR][2];
 #pragma GCC unroll 16
-  for (int64_t r = 0; r < MR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  for (int64_t r = 0; r < MR; ++r) acc[r][0] = vecw{}, acc[r][1] = vecw{};
   for (int64_t k = 0; k < kc; ++k) {
-    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+    vecw b0 = loadw(bp), b1 = loadw(bp + kLanes);
 #pragma GCC unroll 16
     for (int64_t r = 0; r < MR; ++r) {
       float a = a_row[r][k * k_step];
@@ -146,21 +160,21 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
     for (int64_t r = 0; r < MR; ++r) {
       float* cr = c + r * ldc;
       const float* cr_in = c_in + r * ldc_in;
-      vec16 y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
-      vec16 y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
+      vecw y0 = alpha == 1.0f ? acc[r][0] : alpha * acc[r][0];
+      vecw y1 = alpha == 1.0f ? acc[r][1] : alpha * acc[r][1];
       if (beta != 0.0f) {
-        y0 += beta * load16(cr_in);
-        y1 += beta * load16(cr_in + 16);
+        y0 += beta * loadw(cr_in);
+        y1 += beta * loadw(cr_in + kLanes);
       }
-      store16(cr, y0);
-      store16(cr + 16, y1);
+      storew(cr, y0);
+      storew(cr + kLanes, y1);
     }
     return;
   }
   float tile[MR][kNR];
   for (int64_t r = 0; r < MR; ++r) {
-    store16(&tile[r][0], acc[r][0]);
-    store16(&tile[r][16], acc[r][1]);
+    storew(&tile[r][0], acc[r][0]);
+    storew(&tile[r][kLanes], acc[r][1]);
   }
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
@@ -181,11 +195,11 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
                                         int64_t cols, float alpha, float beta) {
   const float* a_row[kMR];
   for (int64_t r = 0; r < kMR; ++r) a_row[r] = a + std::min(r, rows - 1) * lda;
-  vec16 acc[kMR][2];
+  vecw acc[kMR][2];
 #pragma GCC unroll 8
-  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vec16{}, acc[r][1] = vec16{};
+  for (int64_t r = 0; r < kMR; ++r) acc[r][0] = vecw{}, acc[r][1] = vecw{};
   for (int64_t k = 0; k < kc; ++k) {
-    vec16 b0 = load16(bp), b1 = load16(bp + 16);
+    vecw b0 = loadw(bp), b1 = loadw(bp + kLanes);
 #pragma GCC unroll 8
     for (int64_t r = 0; r < kMR; ++r) {
       float av = a_row[r][k];
@@ -196,16 +210,18 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
   }
   float tile[kMR][kNR];
   for (int64_t r = 0; r < kMR; ++r) {
-    store16(&tile[r][0], acc[r][0]);
-    store16(&tile[r][16], acc[r][1]);
+    storew(&tile[r][0], acc[r][0]);
+    storew(&tile[r][kLanes], acc[r][1]);
   }
-  if (rows == kMR && alpha == 1.0f && beta == 0.0f) {
-    // Whole 8-wide rows of C: four 8 x 8 register transposes.
-    const int64_t full = cols / 8 * 8;
-    for (int64_t j = 0; j < full; j += 8) transpose8x8(&tile[0][j], kNR, c + j * ldc, ldc);
-    for (int64_t j = full; j < cols; ++j)
-      for (int64_t r = 0; r < kMR; ++r) c[j * ldc + r] = tile[r][j];
-    return;
+  if constexpr (kMR == 8) {
+    if (rows == kMR && alpha == 1.0f && beta == 0.0f) {
+      // Whole 8-wide rows of C: 8 x 8 register transposes.
+      const int64_t full = cols / 8 * 8;
+      for (int64_t j = 0; j < full; j += 8) transpose8x8(&tile[0][j], kNR, c + j * ldc, ldc);
+      for (int64_t j = full; j < cols; ++j)
+        for (int64_t r = 0; r < kMR; ++r) c[j * ldc + r] = tile[r][j];
+      return;
+    }
   }
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t r = 0; r < rows; ++r) {

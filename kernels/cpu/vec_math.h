@@ -17,6 +17,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 namespace visplay::kernels::cpu {
 
@@ -78,6 +81,25 @@ inline float k_sigmoid(float x) { return fast_sigmoid(x); }
 inline double k_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 namespace detail {
+// acc + s * x over a 32-byte vector, rounded once where the machine has FMA.
+// GCC fuses `acc += s * x` by itself (-ffp-contract=fast) only where its
+// passes leave the multiply beside the add: on AVX2 it split some unrolled
+// row loops into a multiply and an add, rounded twice, so accumulate_rows and
+// accumulate_rows_n gave the same sums different bits (AVX-512 fused both).
+// The kernels whose sums must agree bit for bit say it explicitly.
+template <class V, class T>
+inline V fused_madd(V acc, T s, V x) {
+  static_assert(sizeof(V) == 32, "32-byte vectors");
+#if defined(__FMA__)
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_fmadd_ps(_mm256_set1_ps(s), x, acc);
+  else
+    return _mm256_fmadd_pd(_mm256_set1_pd(s), x, acc);
+#else
+  return acc + s * x;
+#endif
+}
+
 // N adjacent 32-byte column chunks of accumulate_rows, N independent
 // accumulator chains kept in registers across the rows.
 template <int N, class T>
@@ -96,7 +118,7 @@ inline void accumulate_chunks(T* __restrict y, const T* __restrict w, const T* _
     for (int n = 0; n < N; ++n) {
       vec xv;
       std::memcpy(&xv, xr + n * L, sizeof(vec));
-      acc[n] += wr * xv;
+      acc[n] = fused_madd(acc[n], wr, xv);
     }
   }
 #pragma GCC unroll 4
@@ -123,12 +145,26 @@ inline void accumulate_rows(T* __restrict y, int64_t width, const T* __restrict 
   if (chunks == 2) detail::accumulate_chunks<2>(y + c0, w, x + c0, stride, rows);
   if (chunks == 1) detail::accumulate_chunks<1>(y + c0, w, x + c0, stride, rows);
   c0 += chunks * L;
-  for (; c0 < width; ++c0) {
-    T a = y[c0];
-    for (int64_t r = 0; r < rows; ++r)
-      if (w[r] != T(0)) a += w[r] * x[r * stride + c0];
-    y[c0] = a;
+  const int64_t rest = width - c0;
+  if (rest == 0) return;
+  // The last rest < L columns: one vector chunk over a zero-padded copy of
+  // them, kRowsPerPass rows at a time, with the same zero-weight skips. So
+  // they take the same explicitly fused multiply-adds as the other columns
+  // and as accumulate_rows_n's padded chunk, where a scalar loop per column
+  // was fused or not as the compiler chose (and ran one latency-bound chain
+  // per column).
+  constexpr int64_t kRowsPerPass = 64;
+  alignas(32) T x_pad[kRowsPerPass * L];
+  alignas(32) T y_pad[L];
+  for (int64_t c = 0; c < L; ++c) y_pad[c] = c < rest ? y[c0 + c] : T(0);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerPass) {
+    const int64_t nr = std::min(kRowsPerPass, rows - r0);
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t c = 0; c < L; ++c)
+        x_pad[r * L + c] = c < rest ? x[(r0 + r) * stride + c0 + c] : T(0);
+    detail::accumulate_chunks<1>(y_pad, w + r0, x_pad, L, nr);
   }
+  for (int64_t c = 0; c < rest; ++c) y[c0 + c] = y_pad[c];
 }
 
 namespace detail {
@@ -167,7 +203,7 @@ inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* 
     for (int q = 0; q < NQ; ++q) {
       const T wr = w[q * w_stride + r];
 #pragma GCC unroll 4
-      for (int n = 0; n < N; ++n) acc[q][n] += wr * xv[n];
+      for (int n = 0; n < N; ++n) acc[q][n] = fused_madd(acc[q][n], wr, xv[n]);
     }
   }
 #pragma GCC unroll 4
