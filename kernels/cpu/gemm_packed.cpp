@@ -51,6 +51,10 @@ constexpr int64_t kMRMain = 6;
 constexpr int64_t kMR = 6;
 #endif
 constexpr int64_t kNR = 2 * kLanes;  // columns of C per micro-tile (two vectors)
+// Accumulators + two B vectors + the broadcast must fit the vector registers.
+constexpr int64_t kVectorRegisters = kLanes == 16 ? 32 : 16;
+static_assert(2 * kMRMain + 3 <= kVectorRegisters && 2 * kMR + 3 <= kVectorRegisters,
+              "micro-tiles larger than the register file spill on every k");
 // K block. Part of the summation order (each block is its own chain, blocks
 // added to C in order): changing it changes the results.
 constexpr int64_t kKC = 256;
