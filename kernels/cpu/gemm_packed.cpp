@@ -154,8 +154,8 @@ void micro_kernel(int64_t kc, const float* a_rows, int64_t row_step, const float
 #pragma GCC unroll 16
     for (int64_t r = 0; r < MR; ++r) {
       float a = a_row[r][k * k_step];
-      acc[r][0] += a * b0;
-      acc[r][1] += a * b1;
+      acc[r][0] = madd_broadcast(acc[r][0], a, b0);
+      acc[r][1] = madd_broadcast(acc[r][1], a, b1);
     }
     bp += kNR;
   }
@@ -207,8 +207,8 @@ void micro_kernel_direct_a_transposed_c(int64_t kc, const float* a, int64_t lda,
 #pragma GCC unroll 8
     for (int64_t r = 0; r < kMR; ++r) {
       float av = a_row[r][k];
-      acc[r][0] += av * b0;
-      acc[r][1] += av * b1;
+      acc[r][0] = madd_broadcast(acc[r][0], av, b0);
+      acc[r][1] = madd_broadcast(acc[r][1], av, b1);
     }
     bp += kNR;
   }

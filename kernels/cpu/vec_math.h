@@ -80,26 +80,50 @@ inline double k_tanh(double x) { return std::tanh(x); }
 inline float k_sigmoid(float x) { return fast_sigmoid(x); }
 inline double k_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
-namespace detail {
-// acc + s * x over a 32-byte vector, rounded once where the machine has FMA.
-// GCC fuses `acc += s * x` by itself (-ffp-contract=fast) only where its
-// passes leave the multiply beside the add: on AVX2 it split some unrolled
-// row loops into a multiply and an add, rounded twice, so accumulate_rows and
-// accumulate_rows_n gave the same sums different bits (AVX-512 fused both).
-// The kernels whose sums must agree bit for bit say it explicitly.
+// The kernels' multiply-add: acc + s * x over a GCC vector (s broadcast),
+// rounded once where the target has FMA and twice where it has none. GCC
+// fuses `acc += s * x` by itself (-ffp-contract=fast) only where its passes
+// leave the multiply beside the add: on AVX2 it split some unrolled row loops
+// into a multiply and an add, so accumulate_rows and accumulate_rows_n gave
+// the same sums different bits (AVX-512 fused both). Kernels whose sums must
+// agree bit for bit with another path, or with a reference, say it here.
 template <class V, class T>
-inline V fused_madd(V acc, T s, V x) {
-  static_assert(sizeof(V) == 32, "32-byte vectors");
+inline V madd_broadcast(V acc, T s, V x) {
 #if defined(__FMA__)
-  if constexpr (std::is_same_v<T, float>)
-    return _mm256_fmadd_ps(_mm256_set1_ps(s), x, acc);
-  else
-    return _mm256_fmadd_pd(_mm256_set1_pd(s), x, acc);
-#else
+  constexpr bool f32 = std::is_same_v<T, float>;
+  if constexpr (sizeof(V) == 16) {
+    if constexpr (f32)
+      return _mm_fmadd_ps(_mm_set1_ps(s), x, acc);
+    else
+      return _mm_fmadd_pd(_mm_set1_pd(s), x, acc);
+  } else if constexpr (sizeof(V) == 32) {
+    if constexpr (f32)
+      return _mm256_fmadd_ps(_mm256_set1_ps(s), x, acc);
+    else
+      return _mm256_fmadd_pd(_mm256_set1_pd(s), x, acc);
+#if defined(__AVX512F__)
+  } else if constexpr (sizeof(V) == 64) {
+    if constexpr (f32)
+      return _mm512_fmadd_ps(_mm512_set1_ps(s), x, acc);
+    else
+      return _mm512_fmadd_pd(_mm512_set1_pd(s), x, acc);
+#endif
+  }
+#endif
   return acc + s * x;
+}
+
+// a * b + c by the same rule (for scalar references of those kernels).
+template <class T>
+inline T madd(T a, T b, T c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
 #endif
 }
 
+namespace detail {
 // N adjacent 32-byte column chunks of accumulate_rows, N independent
 // accumulator chains kept in registers across the rows.
 template <int N, class T>
@@ -118,7 +142,7 @@ inline void accumulate_chunks(T* __restrict y, const T* __restrict w, const T* _
     for (int n = 0; n < N; ++n) {
       vec xv;
       std::memcpy(&xv, xr + n * L, sizeof(vec));
-      acc[n] = fused_madd(acc[n], wr, xv);
+      acc[n] = madd_broadcast(acc[n], wr, xv);
     }
   }
 #pragma GCC unroll 4
@@ -203,7 +227,7 @@ inline void accumulate_chunks_multi(T* __restrict y, int64_t y_stride, const T* 
     for (int q = 0; q < NQ; ++q) {
       const T wr = w[q * w_stride + r];
 #pragma GCC unroll 4
-      for (int n = 0; n < N; ++n) acc[q][n] = fused_madd(acc[q][n], wr, xv[n]);
+      for (int n = 0; n < N; ++n) acc[q][n] = madd_broadcast(acc[q][n], wr, xv[n]);
     }
   }
 #pragma GCC unroll 4

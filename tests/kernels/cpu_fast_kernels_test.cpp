@@ -377,10 +377,10 @@ void gemm_blocked_scalar_order(bool ta, bool tb, int64_t M, int64_t N, int64_t K
         for (int64_t k = k0; k < std::min(K, k0 + kBlock); ++k) {
           const float a = ta ? A[k * lda + i] : A[i * lda + k];
           const float b = tb ? B[j * ldb + k] : B[k * ldb + j];
-          // Explicitly fused, as the kernel's vector multiply-adds are: left to
-          // the compiler, this test's inlined copies were contracted in some
-          // call sites and not in others.
-          chain = std::fma(a, b, chain);
+          // The kernels' multiply-add rule (fused where the target has FMA),
+          // explicitly: left to the compiler, this test's inlined copies were
+          // contracted in some call sites and not in others.
+          chain = madd(a, b, chain);
         }
         float y = alpha == 1.0f ? chain : alpha * chain;
         if (block_beta != 0.0f) y += block_beta * C[i * ldc + j];
